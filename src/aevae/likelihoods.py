@@ -1,0 +1,127 @@
+"""Decoder likelihoods p(x|z): the decoder outputs their parameters, they score the data.
+
+Every ``log_prob`` returns one value per example in nats (summed over all data dimensions), so an
+AE and a VAE with the same likelihood report comparable numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .distributions import LOG_2PI
+
+LIKELIHOODS: dict[str, type[Likelihood]] = {}
+
+
+def _register(cls):
+    LIKELIHOODS[cls.name] = cls
+    return cls
+
+
+class Likelihood(nn.Module):
+    """Base class. ``output`` is the decoder's raw output, shaped like the data."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    needs_unit_interval: ClassVar[bool] = False
+
+    def __init__(self, data_shape: tuple[int, ...]):
+        super().__init__()
+        self.data_shape = tuple(data_shape)
+
+    def _sum(self, values: torch.Tensor) -> torch.Tensor:
+        return values.flatten(start_dim=values.dim() - len(self.data_shape)).sum(-1)
+
+    def log_prob(self, x: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def mean(self, output: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def sample(self, output: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def options(self) -> dict:
+        return {}
+
+
+@_register
+class Bernoulli(Likelihood):
+    name = "bernoulli"
+    description = "Bernoulli on logits (binary or [0,1] data; cross-entropy)"
+    needs_unit_interval = True
+
+    def log_prob(self, x, output):
+        if x.shape != output.shape:  # leading Monte-Carlo sample dimensions on the output
+            x = x.expand_as(output)
+        return -self._sum(F.binary_cross_entropy_with_logits(output, x, reduction="none"))
+
+    def mean(self, output):
+        return torch.sigmoid(output)
+
+    def sample(self, output):
+        return torch.bernoulli(torch.sigmoid(output))
+
+
+@_register
+class Gaussian(Likelihood):
+    name = "gaussian"
+    description = "Gaussian with fixed sigma (sigma=1: squared error / 2 plus a constant)"
+
+    def __init__(self, data_shape, sigma: float = 1.0):
+        super().__init__(data_shape)
+        if not sigma > 0:
+            raise ValueError(f"gaussian likelihood: sigma must be positive, got {sigma}")
+        self.sigma = float(sigma)
+        self._log_sigma = math.log(self.sigma)
+
+    def log_prob(self, x, output):
+        squared = ((x - output) / self.sigma).pow(2)
+        return -0.5 * self._sum(squared + (2.0 * self._log_sigma + LOG_2PI))
+
+    def mean(self, output):
+        return output
+
+    def sample(self, output):
+        return output + self.sigma * torch.randn_like(output)
+
+    def options(self):
+        return {"sigma": self.sigma}
+
+
+@_register
+class LearnedGaussian(Likelihood):
+    name = "gaussian-learned"
+    description = "Gaussian with learned sigma, one shared or one per data dimension"
+
+    def __init__(self, data_shape, per_dimension: bool = False, initial_sigma: float = 1.0):
+        super().__init__(data_shape)
+        self.per_dimension = bool(per_dimension)
+        shape = self.data_shape if self.per_dimension else ()
+        self.log_sigma = nn.Parameter(torch.full(shape, math.log(initial_sigma)))
+
+    def log_prob(self, x, output):
+        log_sigma = self.log_sigma
+        squared = ((x - output) * torch.exp(-log_sigma)).pow(2)
+        return -0.5 * self._sum(squared + 2.0 * log_sigma + LOG_2PI)
+
+    def mean(self, output):
+        return output
+
+    def sample(self, output):
+        return output + self.log_sigma.exp() * torch.randn_like(output)
+
+    def options(self):
+        return {"per_dimension": self.per_dimension}
+
+
+def make_likelihood(name: str, data_shape: tuple[int, ...], **options) -> Likelihood:
+    if name not in LIKELIHOODS:
+        known = ", ".join(sorted(LIKELIHOODS))
+        raise ValueError(f"unknown likelihood {name!r}; known: {known}")
+    return LIKELIHOODS[name](data_shape, **options)

@@ -1,0 +1,364 @@
+"""What every autoencoder shares: networks, likelihood, prior, the public API and persistence.
+
+A variant overrides only what makes it different: how x is encoded (``posterior``), and the
+named per-example loss terms (``loss``). Everything else (encode, decode, reconstruct, sample,
+interpolate, save, load) lives here once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import __version__
+from ..io import atomic_write_json, load_tensors, read_json, save_tensors
+from ..likelihoods import LIKELIHOODS, make_likelihood
+from ..nets import NETWORKS, build_decoder, build_encoder
+from ..priors import PRIORS, make_prior
+from .registry import model_class
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+class NoLikelihoodError(TypeError):
+    """Raised when a likelihood is asked of a model that defines none (a deterministic AE)."""
+
+
+@dataclass
+class AutoencoderConfig:
+    """Options every model shares. Saved as JSON beside the weights; all ``load`` needs."""
+
+    input_shape: tuple[int, ...]
+    latent_dim: int = 16
+    network: str = "mlp"
+    hidden: tuple[int, ...] = (512,)
+    activation: str = "relu"
+    norm: str | None = None
+    init: str = "default"
+    likelihood: str = "bernoulli"
+    likelihood_options: dict = field(default_factory=dict)
+    prior: str = "standard-normal"
+    prior_options: dict = field(default_factory=dict)
+    # Denoising: corrupt the encoder's input during training (any model).
+    input_noise_std: float = 0.0
+    input_mask_fraction: float = 0.0
+
+    def __post_init__(self):
+        self.input_shape = tuple(int(size) for size in np.atleast_1d(self.input_shape))
+        self.hidden = tuple(int(width) for width in self.hidden)
+        self.latent_dim = int(self.latent_dim)
+        if not self.input_shape or min(self.input_shape) < 1:
+            raise ValueError(f"input_shape must be positive sizes, got {self.input_shape}")
+        if self.latent_dim < 1:
+            raise ValueError(f"latent_dim must be at least 1, got {self.latent_dim}")
+        if any(width < 1 for width in self.hidden):
+            raise ValueError(f"hidden widths must be positive, got {self.hidden}")
+        for name, known in (("network", NETWORKS), ("likelihood", LIKELIHOODS),
+                            ("prior", PRIORS)):
+            if getattr(self, name) not in known:
+                raise ValueError(
+                    f"unknown {name} {getattr(self, name)!r}; known: {', '.join(sorted(known))}"
+                )
+        if not 0.0 <= self.input_mask_fraction < 1.0:
+            raise ValueError("input_mask_fraction must be in [0, 1)")
+        if self.input_noise_std < 0:
+            raise ValueError("input_noise_std must be non-negative")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_options(cls, options: dict):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown option(s) {', '.join(unknown)}; options: {', '.join(sorted(known))}"
+            )
+        return cls(**options)
+
+
+@dataclass
+class LossOutput:
+    """Per-example loss terms in nats. ``loss`` is what training minimises (weights applied);
+    ``terms`` are unweighted; ``elbo`` is the evidence lower bound where the model has one."""
+
+    loss: torch.Tensor
+    terms: dict[str, torch.Tensor]
+    elbo: torch.Tensor | None = None
+
+
+class Autoencoder(nn.Module):
+    """Shared base. Subclasses set ``name``, ``description``, ``Config`` and implement
+    ``encode_tensor`` and ``loss``."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Config: ClassVar[type[AutoencoderConfig]] = AutoencoderConfig
+    # How many numbers per latent dimension the encoder emits (VAE: mean and log-variance).
+    posterior_parameters: ClassVar[int] = 1
+    # Whether the model defines a likelihood (ELBO, importance-sampled log p(x)).
+    has_likelihood: ClassVar[bool] = False
+
+    def __init__(self, config: AutoencoderConfig | None = None, *, encoder: nn.Module | None = None,
+                 decoder: nn.Module | None = None, **options):
+        super().__init__()
+        if config is None:
+            config = self.Config.from_options(options)
+        elif options:
+            raise ValueError("pass either a config or keyword options, not both")
+        self.config = config
+        network_options = {
+            "hidden": config.hidden,
+            "activation": config.activation,
+            "norm": config.norm,
+            "init": config.init,
+        }
+        self.custom_networks = encoder is not None or decoder is not None
+        self.encoder = encoder if encoder is not None else build_encoder(
+            config.network, config.input_shape, config.latent_dim * self.posterior_parameters,
+            **network_options,
+        )
+        self.decoder = decoder if decoder is not None else build_decoder(
+            config.network, config.latent_dim, config.input_shape, **network_options
+        )
+        self.likelihood = make_likelihood(
+            config.likelihood, config.input_shape, **config.likelihood_options
+        )
+        self.prior = make_prior(config.prior, config.latent_dim, **config.prior_options)
+
+    # ----- what variants implement -------------------------------------------------------
+    def encode_tensor(self, x: torch.Tensor, sample: bool = False):
+        """(codes, variance or None) for a batch tensor; codes are E[z|x] unless ``sample``."""
+        raise NotImplementedError
+
+    def loss(self, x: torch.Tensor, *, kl_weight: float = 1.0, step: int | None = None
+             ) -> LossOutput:
+        """Named per-example terms. ``kl_weight`` comes from the training schedule; ``step`` is
+        the global training step (None outside training) for models whose target moves."""
+        raise NotImplementedError
+
+    def auxiliary_parameters(self) -> list[nn.Parameter]:
+        """Parameters trained by ``auxiliary_loss`` with their own optimizer (an adversarial
+        model's discriminator); the main optimizer leaves them alone."""
+        return []
+
+    def auxiliary_loss(self, x: torch.Tensor) -> torch.Tensor:
+        """Scalar loss for ``auxiliary_parameters``, minimised after each main step."""
+        raise NotImplementedError
+
+    # ----- shared pieces -------------------------------------------------------------------
+    @property
+    def latent_dim(self) -> int:
+        return self.config.latent_dim
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.config.input_shape
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def corrupt(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder's input: x itself, or a corrupted copy while training a denoising model."""
+        if not self.training:
+            return x
+        if self.config.input_noise_std > 0:
+            x = x + self.config.input_noise_std * torch.randn_like(x)
+        if self.config.input_mask_fraction > 0:
+            x = x * (torch.rand_like(x) >= self.config.input_mask_fraction)
+        return x
+
+    def decoder_output(self, z: torch.Tensor) -> torch.Tensor:
+        """Raw decoder output (likelihood parameters); z may have leading sample dimensions."""
+        if z.dim() == 2:
+            return self.decoder(z)
+        leading = z.shape[:-1]
+        output = self.decoder(z.reshape(-1, z.shape[-1]))
+        return output.view(*leading, *output.shape[1:])
+
+    def reconstruction_log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) per example; z shaped (N, D) or (S, N, D) giving (N,) or (S, N)."""
+        return self.likelihood.log_prob(x, self.decoder_output(z))
+
+    # ----- public API on arrays or tensors ----------------------------------------------------
+    def _prepare(self, x) -> tuple[torch.Tensor, bool]:
+        as_numpy = not isinstance(x, torch.Tensor)
+        tensor = torch.as_tensor(np.asarray(x, dtype=np.float32) if as_numpy else x)
+        if tensor.dim() == len(self.input_shape):
+            raise ValueError(
+                f"expected a batch shaped (N, {', '.join(map(str, self.input_shape))}), got a "
+                f"single example shaped {tuple(tensor.shape)}; add a leading batch dimension"
+            )
+        if tuple(tensor.shape[1:]) != self.input_shape:
+            if math.prod(tensor.shape[1:]) == math.prod(self.input_shape):
+                tensor = tensor.reshape(tensor.shape[0], *self.input_shape)
+            else:
+                raise ValueError(
+                    f"expected examples shaped {self.input_shape}, got {tuple(tensor.shape[1:])}"
+                )
+        return tensor.to(self.device, torch.float32), as_numpy
+
+    @staticmethod
+    def _output(tensor: torch.Tensor, as_numpy: bool):
+        return tensor.cpu().numpy() if as_numpy else tensor
+
+    def _in_batches(self, function, x: torch.Tensor, batch_size: int):
+        """Apply ``function`` to slices of x in eval mode without gradients; concatenate."""
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                pieces = [function(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+        finally:
+            self.train(was_training)
+        if isinstance(pieces[0], tuple):
+            return tuple(
+                None if part[0] is None else torch.cat(part) for part in zip(*pieces)
+            )
+        if isinstance(pieces[0], dict):
+            return {key: torch.cat([piece[key] for piece in pieces]) for key in pieces[0]}
+        return torch.cat(pieces)
+
+    def encode(self, x, *, sample: bool = False, return_variance: bool = False,
+               batch_size: int = 1024):
+        """Codes of x: the posterior mean (a VAE's E[z|x]), or one posterior sample with
+        ``sample=True``; with ``return_variance=True`` also the posterior variance (VAEs)."""
+        tensor, as_numpy = self._prepare(x)
+        codes, variance = self._in_batches(
+            lambda batch: self.encode_tensor(batch, sample=sample), tensor, batch_size
+        )
+        if return_variance:
+            if variance is None:
+                raise NoLikelihoodError(f"{self.name} is deterministic: its codes have no variance")
+            return self._output(codes, as_numpy), self._output(variance, as_numpy)
+        return self._output(codes, as_numpy)
+
+    def decode(self, z, *, batch_size: int = 1024):
+        """Mean of p(x|z) (pixel probabilities for a Bernoulli decoder)."""
+        as_numpy = not isinstance(z, torch.Tensor)
+        tensor = torch.as_tensor(np.asarray(z, dtype=np.float32) if as_numpy else z)
+        if tensor.dim() != 2 or tensor.shape[1] != self.latent_dim:
+            raise ValueError(
+                f"expected codes shaped (N, {self.latent_dim}), got {tuple(tensor.shape)}"
+            )
+        tensor = tensor.to(self.device, torch.float32)
+        decoded = self._in_batches(
+            lambda batch: self.likelihood.mean(self.decoder(batch)), tensor, batch_size
+        )
+        return self._output(decoded, as_numpy)
+
+    def reconstruct(self, x, *, batch_size: int = 1024):
+        tensor, as_numpy = self._prepare(x)
+        decoded = self._in_batches(
+            lambda batch: self.likelihood.mean(self.decoder(self.encode_tensor(batch)[0])),
+            tensor, batch_size,
+        )
+        return self._output(decoded, as_numpy)
+
+    def sample_latent(self, n: int, seed: int | None = None) -> torch.Tensor:
+        generator = None if seed is None else torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            return self.prior.sample(n, generator=generator)
+
+    def sample(self, n: int, *, seed: int | None = None, as_numpy: bool = True):
+        """Decode ``n`` draws from the prior; returns the decoder means."""
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        decoded = self.decode(self.sample_latent(n, seed))
+        return self._output(decoded, as_numpy)
+
+    def interpolate(self, x_start, x_end, steps: int = 10):
+        """Decode the straight line between the codes of two examples (or two equal batches).
+        Returns (steps, *shape) for single examples, (N, steps, *shape) for batches."""
+        if steps < 2:
+            raise ValueError(f"steps must be at least 2, got {steps}")
+        single = np.ndim(x_start) == len(self.input_shape)
+        if single:
+            x_start, x_end = x_start[None], x_end[None]
+        start, as_numpy = self._prepare(x_start)
+        end, _ = self._prepare(x_end)
+        if start.shape != end.shape:
+            raise ValueError("x_start and x_end must have the same shape")
+        code_start = self.encode(start)
+        code_end = self.encode(end)
+        fractions = torch.linspace(0, 1, steps, device=code_start.device)[None, :, None]
+        path = code_start[:, None] + fractions * (code_end - code_start)[:, None]
+        decoded = self.decode(path.reshape(-1, self.latent_dim))
+        decoded = decoded.view(len(start), steps, *self.input_shape)
+        return self._output(decoded[0] if single else decoded, as_numpy)
+
+    def loss_terms(self, x, *, batch_size: int = 1024) -> dict:
+        """Per-example ``loss``, each named term, and ``elbo`` where defined (eval mode)."""
+        tensor, as_numpy = self._prepare(x)
+
+        def terms(batch):
+            output = self.loss(batch)
+            values = {"loss": output.loss, **output.terms}
+            if output.elbo is not None:
+                values["elbo"] = output.elbo
+            return values
+
+        values = self._in_batches(terms, tensor, batch_size)
+        return {key: self._output(value, as_numpy) for key, value in values.items()}
+
+    def elbo(self, x, *, batch_size: int = 1024):
+        if not self.has_likelihood:
+            raise NoLikelihoodError(
+                f"{self.name} is a deterministic autoencoder: it defines no likelihood p(x), so it "
+                "has no ELBO; compare reconstruction terms, or fit a density to its codes"
+            )
+        return self.loss_terms(x, batch_size=batch_size)["elbo"]
+
+    def fit(self, x, validation=None, **options):
+        """Train on x (array or tensor); see ``aevae.training.fit`` for the options."""
+        from ..training import fit  # the facade; training imports models, not the reverse
+
+        self.history_ = fit(self, x, validation=validation, **options)
+        return self
+
+    # ----- persistence -------------------------------------------------------------------
+    def describe(self) -> dict:
+        return {
+            "model": self.name,
+            "aevae_version": __version__,
+            "custom_networks": self.custom_networks,
+            "config": self.config.to_dict(),
+        }
+
+    def save(self, directory) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` (both atomically) into ``directory``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_tensors(directory / WEIGHTS_FILE, self.state_dict())
+        atomic_write_json(directory / CONFIG_FILE, self.describe())
+        return directory
+
+
+def load(directory, *, device: str | torch.device = "cpu", encoder: nn.Module | None = None,
+         decoder: nn.Module | None = None) -> Autoencoder:
+    """Rebuild a saved model from ``config.json`` + ``model.safetensors``; no pickle involved."""
+    directory = Path(directory)
+    config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+    for path in (config_path, weights_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"no saved model in {directory}: {path.name} is missing")
+    description: dict[str, Any] = read_json(config_path)
+    cls = model_class(description.get("model", "?"))
+    if description.get("custom_networks") and (encoder is None or decoder is None):
+        raise ValueError(
+            f"{directory} was trained with custom networks: pass encoder= and decoder= to load"
+        )
+    model = cls(cls.Config.from_options(description["config"]), encoder=encoder, decoder=decoder)
+    state, _ = load_tensors(weights_path)
+    model.load_state_dict(state)
+    return model.to(device)

@@ -1,0 +1,74 @@
+"""Fully connected encoder/decoder; with no hidden layer it is the linear autoencoder."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .layers import activation, check_norm, initialise
+from .registry import register_network
+
+
+def _stack(sizes, activation_name, norm) -> list[nn.Module]:
+    norm_class = check_norm(norm)
+    layers: list[nn.Module] = []
+    for width_in, width_out in zip(sizes[:-1], sizes[1:]):
+        layers.append(nn.Linear(width_in, width_out))
+        if norm_class is not None:
+            layers.append(norm_class(width_out))
+        layers.append(activation(activation_name))
+    return layers
+
+
+class MLPEncoder(nn.Module):
+    def __init__(self, input_shape, output_dim, hidden=(512,), activation="relu", norm=None,
+                 init="default"):
+        super().__init__()
+        self.input_shape = tuple(input_shape)
+        sizes = [math.prod(self.input_shape), *hidden]
+        self.body = nn.Sequential(
+            nn.Flatten(), *_stack(sizes, activation, norm), nn.Linear(sizes[-1], output_dim)
+        )
+        initialise(self, init, activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class MLPDecoder(nn.Module):
+    def __init__(self, latent_dim, output_shape, hidden=(512,), activation="relu", norm=None,
+                 init="default"):
+        super().__init__()
+        self.output_shape = tuple(output_shape)
+        sizes = [latent_dim, *reversed(tuple(hidden))]
+        self.body = nn.Sequential(
+            *_stack(sizes, activation, norm), nn.Linear(sizes[-1], math.prod(self.output_shape))
+        )
+        initialise(self, init, activation)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.body(z).view(z.shape[0], *self.output_shape)
+
+
+def _linear_encoder(input_shape, output_dim, init="default", **_ignored):
+    return MLPEncoder(input_shape, output_dim, hidden=(), init=init)
+
+
+def _linear_decoder(latent_dim, output_shape, init="default", **_ignored):
+    return MLPDecoder(latent_dim, output_shape, hidden=(), init=init)
+
+
+register_network(
+    "mlp",
+    "fully connected: hidden widths, activation, optional batch/layer norm, init",
+    MLPEncoder,
+    MLPDecoder,
+)
+register_network(
+    "linear",
+    "one affine map each way (linear AE: PCA / probabilistic PCA / factor analysis cases)",
+    _linear_encoder,
+    _linear_decoder,
+)

@@ -1,0 +1,391 @@
+"""One training loop for every model.
+
+In-memory data is batched straight from tensors (one shuffle per epoch, then contiguous slices);
+data that does not fit in memory comes through a ``torch.utils.data.Dataset``. Each epoch writes
+an atomic checkpoint (model, optimizer, RNG states, history) so ``resume=True`` continues a killed
+run losing at most one epoch, bit for bit on the CPU.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .data import DataError, validate_array
+from .io import atomic_write_json, atomic_write_text, load_tensors, read_json, save_tensors
+from .models.base import CONFIG_FILE, Autoencoder
+from .schedules import make_schedule
+
+CHECKPOINT_FILE = "checkpoint.safetensors"
+HISTORY_FILE = "history.csv"
+TRAINING_FILE = "training.json"
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainingHistory:
+    """Per-epoch records (``epoch``, ``train_loss``, ``train_<term>``, ``validation_<term>``,
+    ``kl_weight``, ``seconds``) and how training ended."""
+
+    epochs: list[dict] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_validation_loss: float | None = None
+    stopped_early: bool = False
+
+    def column(self, name: str) -> list[float]:
+        return [record[name] for record in self.epochs]
+
+    def to_csv(self) -> str:
+        if not self.epochs:
+            return ""
+        names = list(dict.fromkeys(key for record in self.epochs for key in record))
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=names, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.epochs)
+        return buffer.getvalue()
+
+    def to_dict(self) -> dict:
+        return {
+            "epochs": self.epochs,
+            "best_epoch": self.best_epoch,
+            "best_validation_loss": self.best_validation_loss,
+            "stopped_early": self.stopped_early,
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainingHistory:
+        return cls(**values)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _as_training_tensor(model: Autoencoder, x, name: str) -> torch.Tensor:
+    """Validate shape, finiteness and the value range the likelihood needs; return float32."""
+    array = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x
+    likelihood = "bernoulli" if model.likelihood.needs_unit_interval else None
+    array = validate_array(array, name=name, likelihood=likelihood)
+    expected = model.input_shape
+    if tuple(array.shape[1:]) != expected:
+        if math.prod(array.shape[1:]) != math.prod(expected):
+            raise DataError(
+                f"{name}: examples are shaped {tuple(array.shape[1:])} but the model expects "
+                f"{expected}"
+            )
+        array = array.reshape(len(array), *expected)
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def _rng_state(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    state = {"rng.torch": torch.get_rng_state(), "rng.shuffle": generator.get_state()}
+    if torch.cuda.is_available():
+        state["rng.cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer, prefix: str) -> tuple[dict, dict]:
+    """Split an optimizer state dict into tensors (for safetensors) and JSON-able values."""
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, values in state["state"].items():
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{prefix}.{index}.{key}"] = value
+            else:
+                scalars[f"{index}.{key}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _restore_optimizer(optimizer, prefix: str, tensors: dict, saved: dict) -> None:
+    state: dict = {}
+    for name, value in tensors.items():
+        if name.startswith(prefix + "."):
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = value
+    for name, value in saved["scalars"].items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
+
+
+class _Run:
+    """The files of a run directory: config, weights, history, checkpoint."""
+
+    def __init__(self, directory):
+        self.directory = Path(directory)
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.directory / CHECKPOINT_FILE
+
+    def write_epoch(self, model, optimizers, generator, history, progress: dict) -> None:
+        # The checkpoint is the file a resume needs; write it last so a kill between files
+        # leaves a consistent older checkpoint rather than a newer half.
+        model.save(self.directory)
+        atomic_write_text(self.directory / HISTORY_FILE, history.to_csv())
+        tensors = {f"model.{key}": value for key, value in model.state_dict().items()}
+        optimizer_json = {}
+        for name, optimizer in optimizers.items():
+            optimizer_tensors, optimizer_json[name] = _optimizer_tensors(optimizer, name)
+            tensors.update(optimizer_tensors)
+        tensors.update(_rng_state(generator))
+        tensors.update({f"best.{key}": value for key, value in progress.pop("best_state").items()})
+        metadata = {"history": history.to_dict(), "optimizers": optimizer_json, **progress}
+        save_tensors(self.checkpoint, tensors, metadata)
+
+
+def fit(
+    model: Autoencoder,
+    x,
+    *,
+    validation=None,
+    epochs: int = 10,
+    batch_size: int = 100,
+    learning_rate: float = 1e-3,
+    optimizer: str = "adam",
+    weight_decay: float = 0.0,
+    seed: int = 0,
+    out: str | Path | None = None,
+    resume: bool = False,
+    patience: int | None = None,
+    gradient_clip: float | None = None,
+    kl_schedule: Callable[[int], float] | str | float | None = None,
+    batch_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    device: str | torch.device = "auto",
+    progress: bool = True,
+    restore_best: bool = True,
+) -> TrainingHistory:
+    """Train ``model`` on ``x`` (array, tensor, or ``torch.utils.data.Dataset``).
+
+    validation: held-out data; its loss (KL weight 1) is recorded each epoch and drives early
+        stopping (``patience`` epochs without improvement) and ``restore_best``.
+    out: run directory for ``config.json``, ``model.safetensors``, ``history.csv`` and the
+        per-epoch checkpoint; ``resume=True`` continues from that checkpoint.
+    kl_schedule: weight on the KL term per step: a callable, a number, or ``"linear:STEPS"`` /
+        ``"cyclical:PERIOD"``.
+    batch_transform: applied to each training batch (e.g. dynamic binarization).
+    """
+    if epochs < 1 or batch_size < 1 or not learning_rate > 0:
+        raise ValueError("epochs and batch_size must be at least 1 and learning_rate positive")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; known: {', '.join(OPTIMIZERS)}")
+    if patience is not None and validation is None:
+        raise ValueError("early stopping (patience) needs validation data")
+    if resume and out is None:
+        raise ValueError("resume=True needs the run directory (out=) to resume from")
+    schedule = kl_schedule if callable(kl_schedule) else make_schedule(kl_schedule)
+
+    device = resolve_device(device)
+    streamed = isinstance(x, Dataset)
+    train = None if streamed else _as_training_tensor(model, x, "training data").to(device)
+    valid = None
+    if validation is not None:
+        valid = _as_training_tensor(model, validation, "validation data").to(device)
+    model.to(device)
+
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    auxiliary = {id(p) for p in model.auxiliary_parameters()}
+    parameters = [p for p in model.parameters() if p.requires_grad and id(p) not in auxiliary]
+    optimizer_ = OPTIMIZERS[optimizer](parameters, lr=learning_rate, weight_decay=weight_decay)
+    auxiliary_optimizer = None
+    if auxiliary:
+        auxiliary_optimizer = OPTIMIZERS[optimizer](model.auxiliary_parameters(), lr=learning_rate)
+    optimizers = {"optimizer": optimizer_, "auxiliary_optimizer": auxiliary_optimizer}
+    optimizers = {name: value for name, value in optimizers.items() if value is not None}
+    history = TrainingHistory()
+    step, best_state, stale_epochs = 0, None, 0
+
+    run = _Run(out) if out is not None else None
+    settings = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+                "optimizer": optimizer, "weight_decay": weight_decay, "seed": seed,
+                "patience": patience, "gradient_clip": gradient_clip,
+                "kl_schedule": repr(schedule), "device": str(device)}
+    if run is not None:
+        if run.checkpoint.exists() and resume:
+            step, stale_epochs, best_state = _resume(run, model, optimizers, generator, history)
+        elif run.checkpoint.exists():
+            raise FileExistsError(
+                f"{run.directory} already holds a training run; resume it (resume=True / "
+                "--resume) or choose another output directory"
+            )
+        atomic_write_json(run.directory / TRAINING_FILE, settings)
+
+    loader = None
+    if streamed:
+        loader = DataLoader(x, batch_size=batch_size, shuffle=True, generator=generator)
+
+    start_epoch = len(history.epochs) + 1
+    for epoch in range(start_epoch, epochs + 1):
+        if history.stopped_early:
+            break
+        started = time.perf_counter()
+        model.train()
+        batches = _stream(loader, model, device) if streamed else _shuffled(train, batch_size,
+                                                                           generator)
+        bar = _progress_bar(progress, epoch, epochs, _count(train, loader, batch_size))
+        totals, count, weight = None, 0, schedule(step)
+        for batch in batches:
+            if batch_transform is not None:
+                batch = batch_transform(batch)
+            weight = schedule(step)
+            output = model.loss(batch, kl_weight=weight, step=step)
+            loss = output.loss.mean()
+            if not torch.isfinite(loss):
+                _diverged(run, model, epoch, step, loss)
+            optimizer_.zero_grad(set_to_none=True)
+            loss.backward()
+            if gradient_clip is not None:
+                torch.nn.utils.clip_grad_norm_(parameters, gradient_clip)
+            optimizer_.step()
+            if auxiliary_optimizer is not None:
+                auxiliary_loss = model.auxiliary_loss(batch)
+                auxiliary_optimizer.zero_grad(set_to_none=True)
+                auxiliary_loss.backward()
+                auxiliary_optimizer.step()
+            sums = torch.stack([output.loss.detach().sum()]
+                               + [term.detach().sum() for term in output.terms.values()])
+            totals = sums if totals is None else totals + sums
+            count += len(batch)
+            step += 1
+            if bar is not None:
+                bar.update(1)
+                if step % 25 == 0:
+                    bar.set_postfix(loss=f"{float(totals[0]) / count:.3f}", refresh=False)
+        if bar is not None:
+            bar.close()
+        names = ["loss", *output.terms]
+        record = {"epoch": epoch}
+        record.update({f"train_{n}": float(v) / count for n, v in zip(names, totals.tolist())})
+        record["kl_weight"] = float(weight)
+        if valid is not None:
+            terms = model.loss_terms(valid)
+            # Validation is scored at KL weight 1: the model's own objective, not the schedule's.
+            record.update({f"validation_{n}": float(v.mean()) for n, v in terms.items()})
+        record["seconds"] = time.perf_counter() - started
+        history.epochs.append(record)
+
+        if valid is not None:
+            current = record["validation_loss"]
+            if history.best_validation_loss is None or current < history.best_validation_loss:
+                history.best_validation_loss, history.best_epoch = current, epoch
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                stale_epochs = 0
+            else:
+                stale_epochs += 1
+                if patience is not None and stale_epochs >= patience:
+                    history.stopped_early = True
+        if progress:
+            _print_epoch(record, epochs)
+        if run is not None:
+            run.write_epoch(model, optimizers, generator, history, {
+                "step": step, "stale_epochs": stale_epochs,
+                "best_state": best_state if best_state is not None else {},
+            })
+
+    if restore_best and best_state is not None:
+        model.load_state_dict(best_state)
+        if run is not None:
+            model.save(run.directory)
+    return history
+
+
+def _resume(run: _Run, model, optimizers, generator, history) -> tuple[int, int, dict | None]:
+    saved_config = read_json(run.directory / CONFIG_FILE)
+    if saved_config.get("config") != model.config.to_dict() or saved_config.get(
+        "model"
+    ) != model.name:
+        raise ValueError(
+            f"cannot resume: the model in {run.directory} differs from the one being trained"
+        )
+    tensors, metadata = load_tensors(run.checkpoint)
+    model.load_state_dict(
+        {key[6:]: value for key, value in tensors.items() if key.startswith("model.")}
+    )
+    for name, optimizer in optimizers.items():
+        _restore_optimizer(optimizer, name, tensors, metadata["optimizers"][name])
+    torch.set_rng_state(tensors["rng.torch"])
+    generator.set_state(tensors["rng.shuffle"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
+    restored = TrainingHistory.from_dict(metadata["history"])
+    history.epochs, history.best_epoch = restored.epochs, restored.best_epoch
+    history.best_validation_loss = restored.best_validation_loss
+    history.stopped_early = restored.stopped_early
+    best = {key[5:]: value for key, value in tensors.items() if key.startswith("best.")}
+    device = next(model.parameters()).device
+    best = {key: value.to(device) for key, value in best.items()} or None
+    return metadata["step"], metadata["stale_epochs"], best
+
+
+def _shuffled(train: torch.Tensor, batch_size: int, generator: torch.Generator):
+    order = torch.randperm(len(train), generator=generator).to(train.device)
+    shuffled = train[order]  # one gather per epoch; batches are then contiguous views
+    for start in range(0, len(train), batch_size):
+        yield shuffled[start:start + batch_size]
+
+
+def _stream(loader: DataLoader, model: Autoencoder, device: torch.device):
+    for item in loader:
+        batch = item[0] if isinstance(item, (tuple, list)) else item
+        batch = batch.to(device, torch.float32)
+        if tuple(batch.shape[1:]) != model.input_shape:
+            batch = batch.reshape(len(batch), *model.input_shape)
+        yield batch
+
+
+def _count(train, loader, batch_size) -> int:
+    if loader is not None:
+        return len(loader)
+    return math.ceil(len(train) / batch_size)
+
+
+def _progress_bar(enabled: bool, epoch: int, epochs: int, total: int):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=f"epoch {epoch}/{epochs}", leave=False, mininterval=0.5)
+
+
+def _print_epoch(record: dict, epochs: int) -> None:
+    from tqdm.auto import tqdm
+
+    shown = [f"{key}={value:.4f}" for key, value in record.items()
+             if key.startswith(("train_", "validation_"))]
+    tqdm.write(f"epoch {record['epoch']}/{epochs} " + " ".join(shown)
+               + f" ({record['seconds']:.1f}s)")
+
+
+def _diverged(run, model, epoch, step, loss) -> None:
+    where = f"at epoch {epoch}, step {step}"
+    if run is not None and run.checkpoint.exists():
+        tensors, metadata = load_tensors(run.checkpoint)
+        model.load_state_dict(
+            {key[6:]: value for key, value in tensors.items() if key.startswith("model.")}
+        )
+        kept = f"; the last good checkpoint (epoch {len(metadata['history']['epochs'])}) is kept"
+        kept += f" in {run.directory} and restored in memory"
+    else:
+        kept = "; no checkpoint was written yet"
+    raise TrainingDivergedError(
+        f"training diverged: loss is {float(loss)} {where}{kept}. Try a lower learning rate, "
+        "gradient clipping, or check the data scale"
+    )
