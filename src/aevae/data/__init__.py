@@ -1,0 +1,30 @@
+"""The data layer: named datasets, user data from files, and checks on arrays.
+
+>>> dataset = load_dataset("digits")
+>>> dataset.train.x.shape, dataset.shape
+((1437, 1, 8, 8), (1, 8, 8))
+"""
+
+from . import named as _named  # noqa: F401  (registers the built-in datasets)
+from .containers import Dataset, Split
+from .directories import ENVIRONMENT_VARIABLE, data_directory, user_cache_directory
+from .download import REMOTE_FILES, verify_files
+from .errors import DataError
+from .loading import load_dataset
+from .registry import list_datasets, register_dataset
+from .validation import validate_array
+
+__all__ = [
+    "ENVIRONMENT_VARIABLE",
+    "REMOTE_FILES",
+    "DataError",
+    "Dataset",
+    "Split",
+    "data_directory",
+    "list_datasets",
+    "load_dataset",
+    "register_dataset",
+    "user_cache_directory",
+    "validate_array",
+    "verify_files",
+]

@@ -1,0 +1,173 @@
+"""Fetching dataset files from their canonical sources, verified by md5."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from .directories import ENVIRONMENT_VARIABLE
+from .errors import DataError
+
+logger = logging.getLogger(__name__)
+
+MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
+FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+BINARIZED_MNIST_URL = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
+
+CHUNK_SIZE = 1 << 20
+TIMEOUT_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    name: str
+    url: str
+    md5: str
+
+
+def _files(base_url: str, md5_by_name: dict[str, str]) -> tuple[RemoteFile, ...]:
+    return tuple(RemoteFile(name, base_url + name, md5) for name, md5 in md5_by_name.items())
+
+
+# Folder under the data directory -> its files. The md5 values are those of the public
+# distributions (the same as MD5SUMS in the project's shared dataset folder).
+REMOTE_FILES: dict[str, tuple[RemoteFile, ...]] = {
+    "mnist": _files(
+        MNIST_URL,
+        {
+            "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+            "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+            "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+        },
+    ),
+    "fashion-mnist": _files(
+        FASHION_MNIST_URL,
+        {
+            "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+            "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+            "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+        },
+    ),
+    "binarized-mnist": _files(
+        BINARIZED_MNIST_URL,
+        {
+            "binarized_mnist_train.amat": "db28b1a6ae0fe70cbd3da91acf46e477",
+            "binarized_mnist_valid.amat": "bf37822a04e94123630de6a7dfd9c9ef",
+            "binarized_mnist_test.amat": "14e41ae11040adba6ab8cb291eda0dd8",
+        },
+    ),
+}
+
+
+def file_md5(path: str | os.PathLike) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(CHUNK_SIZE), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_files(folder: str, directory: str | os.PathLike) -> None:
+    """Check the md5 of every file of ``folder`` (e.g. "mnist") inside ``directory``.
+
+    Loading does not do this for files already present, since repackaged copies (for
+    example Debian's, with different gzip headers) hold the same data under another md5.
+    """
+    directory = Path(directory)
+    for remote in REMOTE_FILES[folder]:
+        path = directory / remote.name
+        if not path.is_file():
+            raise DataError(f"missing file {remote.name} in {directory}")
+        actual = file_md5(path)
+        if actual != remote.md5:
+            raise DataError(f"md5 mismatch for {path}: expected {remote.md5}, got {actual}")
+
+
+def download_file(remote: RemoteFile, directory: str | os.PathLike) -> Path:
+    """Download ``remote`` into ``directory``: temporary file, md5 check, then os.replace."""
+    directory = Path(directory)
+    target = directory / remote.name
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DataError(f"cannot create data directory {directory}: {error.strerror}") from None
+    logger.info("downloading %s to %s", remote.url, target)
+    digest = hashlib.md5()
+    temporary = None
+    try:
+        handle, temporary = tempfile.mkstemp(dir=directory, prefix=remote.name, suffix=".partial")
+        with os.fdopen(handle, "wb") as output:
+            with urllib.request.urlopen(remote.url, timeout=TIMEOUT_SECONDS) as response:
+                for chunk in iter(lambda: response.read(CHUNK_SIZE), b""):
+                    digest.update(chunk)
+                    output.write(chunk)
+        actual = digest.hexdigest()
+        if actual != remote.md5:
+            raise DataError(
+                f"md5 mismatch for {remote.name} downloaded from {remote.url}: "
+                f"expected {remote.md5}, got {actual}; the download is corrupt or the "
+                "source changed"
+            )
+        os.replace(temporary, target)
+        temporary = None
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", None) or getattr(error, "strerror", None) or error
+        raise DataError(
+            f"could not download {remote.url}: {reason}; put the file in {directory} "
+            f"yourself or set {ENVIRONMENT_VARIABLE} to a folder that has it"
+        ) from None
+    finally:
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
+    return target
+
+
+def ensure_files(
+    folder: str,
+    directory: str | os.PathLike,
+    *,
+    download: bool,
+    dataset: str,
+    searched: str = "",
+) -> Path:
+    """Make sure all files of ``folder`` exist in ``directory``, downloading if allowed."""
+    directory = Path(directory)
+    missing = [remote for remote in REMOTE_FILES[folder] if not (directory / remote.name).is_file()]
+    if missing and not download:
+        names = ", ".join(remote.name for remote in missing)
+        where = f" ({searched})" if searched else ""
+        raise DataError(
+            f"dataset {dataset!r} is missing {names} in {directory}{where}; "
+            f"set {ENVIRONMENT_VARIABLE} to a folder containing {folder}/, pass data_dir, "
+            "or allow downloading"
+        )
+    for remote in missing:
+        download_file(remote, directory)
+    return directory
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """The data directory a named dataset is read from, and whether it may download."""
+
+    root: Path
+    download: bool = True
+    origin: str = ""  # how root was chosen, for error messages
+
+    def folder(self, folder: str, dataset: str) -> Path:
+        """``root/folder`` with all its files present (downloaded if allowed)."""
+        return ensure_files(
+            folder,
+            self.root / folder,
+            download=self.download,
+            dataset=dataset,
+            searched=self.origin,
+        )

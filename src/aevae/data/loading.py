@@ -1,0 +1,179 @@
+"""load_dataset: a named dataset or user data from a path, checked and split."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from .containers import Dataset, Split, assemble_dataset, observed_range
+from .directories import data_directory, describe_data_directory
+from .download import DataSource
+from .errors import DataError
+from .readers import (
+    ArrayData,
+    read_amat,
+    read_csv,
+    read_image_folder,
+    read_labels_file,
+    read_npy,
+    read_npz,
+)
+from .registry import find_dataset, list_datasets
+from .validation import to_example_layout, validate_array, validate_labels
+
+
+def _read_npy_data(path: Path, labels: str | None) -> ArrayData:
+    return ArrayData(read_npy(path), None if labels is None else read_labels_file(labels), None)
+
+
+def _read_amat_data(path: Path, labels: str | None) -> ArrayData:
+    values = read_amat(path, cache=False)
+    return ArrayData(values, None if labels is None else read_labels_file(labels), None)
+
+
+def _read_folder_data(path: Path, labels: str | None) -> ArrayData:
+    if labels is not None:
+        raise DataError(
+            f"the labels option does not apply to the image folder {path}: "
+            "labels come from subfolder names"
+        )
+    return read_image_folder(path)
+
+
+# File suffix -> reader(path, labels option).
+USER_READERS: dict[str, Callable[[Path, str | None], ArrayData]] = {
+    ".npy": _read_npy_data,
+    ".npz": read_npz,
+    ".csv": read_csv,
+    ".tsv": read_csv,
+    ".txt": read_csv,
+    ".amat": _read_amat_data,
+}
+
+
+def load_dataset(
+    name_or_path: str | os.PathLike,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    labels: str | None = None,
+    download: bool = True,
+    validation_fraction: float = 0.0,
+    seed: int = 0,
+    limit: int | None = None,
+) -> Dataset:
+    """Load a named dataset (see :func:`list_datasets`) or user data from a path.
+
+    User data: ``.npy`` (labels from ``labels="labels.npy"``), ``.npz`` (keys ``x``/``data``
+    and ``y``/``labels``), ``.csv`` (``labels`` = column name, ``"last"`` or ``"first"``)
+    or a folder of images (labels from subfolder names). uint8 data is scaled to [0, 1].
+    2-D data is tabular (N, D); images become (N, C, H, W). User data has no test split.
+
+    ``validation_fraction`` > 0 moves that fraction of train, chosen by ``seed``, to a
+    validation split (datasets with a predefined validation split keep theirs). ``limit``
+    then keeps the first ``limit`` train examples. Every problem raises DataError.
+    """
+    if not 0.0 <= validation_fraction < 1.0:
+        raise DataError(f"validation_fraction must be in [0, 1); got {validation_fraction}")
+    if limit is not None and limit < 1:
+        raise DataError(f"limit must be a positive number of examples; got {limit}")
+    text = os.fspath(name_or_path)
+    registered = find_dataset(text)
+    if registered is not None:
+        if labels is not None:
+            raise DataError(
+                f"the labels option is for user data; dataset {registered.name!r} has its own"
+            )
+        source = DataSource(
+            root=data_directory(data_dir),
+            download=download,
+            origin=describe_data_directory(data_dir),
+        )
+        dataset = registered.builder(source)
+    else:
+        dataset = _load_user_data(text, labels)
+    return _finish(dataset, validation_fraction, seed, limit)
+
+
+def _load_user_data(text: str, labels: str | None) -> Dataset:
+    path = Path(text).expanduser()
+    known = ", ".join(name for name, _ in list_datasets())
+    if not path.exists():
+        if path.suffix or os.sep in text or "/" in text:
+            raise DataError(f"no such file or folder: {path} (named datasets: {known})")
+        raise DataError(
+            f"unknown dataset {text!r}: not a named dataset ({known}) nor an existing file"
+        )
+    if path.is_dir():
+        reader = _read_folder_data
+    else:
+        reader = USER_READERS.get(path.suffix.lower())
+        if reader is None:
+            formats = ", ".join(sorted(USER_READERS))
+            raise DataError(
+                f"cannot read {path}: unsupported file type {path.suffix!r}; "
+                f"use {formats} or a folder of images"
+            )
+    data = reader(path, labels)
+    x = validate_array(data.x, name=str(path))
+    if np.asarray(data.x).dtype == np.uint8:
+        x /= 255.0
+    x = to_example_layout(x, name=str(path))
+    label_values, class_names = None, data.class_names
+    if data.labels is not None:
+        label_values, names_from_values = validate_labels(
+            data.labels, len(x), name=f"labels for {path}"
+        )
+        class_names = class_names or names_from_values
+    name = path.name if path.is_dir() else path.stem
+    shape = tuple(int(size) for size in x.shape[1:])
+    return assemble_dataset(
+        name,
+        Split(x, label_values),
+        None,
+        None,
+        description=f"user data from {path}: {len(x)} examples of shape {shape}",
+        class_names=class_names,
+    )
+
+
+def _finish(dataset: Dataset, validation_fraction: float, seed: int, limit: int | None) -> Dataset:
+    train, validation = dataset.train, dataset.validation
+    if validation_fraction > 0.0:
+        if validation is not None:
+            warnings.warn(
+                f"dataset {dataset.name!r} has a predefined validation split; "
+                "validation_fraction is ignored",
+                stacklevel=3,
+            )
+        else:
+            train, validation = _carve_validation(train, validation_fraction, seed)
+    if limit is not None and limit < len(train):
+        labels = None if train.labels is None else train.labels[:limit].copy()
+        train = Split(train.x[:limit].copy(), labels)
+    splits = {"train": train, "validation": validation, "test": dataset.test}
+    checked = {
+        key: None
+        if split is None
+        else Split(validate_array(split.x, name=f"{dataset.name} {key}"), split.labels)
+        for key, split in splits.items()
+    }
+    return dataclasses.replace(dataset, **checked, value_range=observed_range(checked["train"].x))
+
+
+def _carve_validation(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    count = len(train)
+    validation_count = max(1, round(fraction * count))
+    if validation_count >= count:
+        raise DataError(
+            f"validation_fraction {fraction} of {count} examples leaves none for training"
+        )
+    order = np.random.RandomState(seed).permutation(count)
+    # Sorted, so both parts keep the original order of the examples.
+    validation_indices = np.sort(order[:validation_count])
+    train_indices = np.sort(order[validation_count:])
+    return train.take(train_indices), train.take(validation_indices)

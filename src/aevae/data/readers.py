@@ -1,0 +1,453 @@
+"""File readers: IDX (optionally gzipped), .amat text, .npy, .npz, .csv and image folders.
+
+Every reader raises DataError, with the file name in the message, on unreadable input.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import math
+import os
+import struct
+import tempfile
+import zlib
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from .directories import is_writable_directory, user_cache_directory
+from .errors import DataError
+
+IDX_TYPES = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+GREYSCALE_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
+
+SPACE, NEWLINE, ZERO = ord(" "), ord("\n"), ord("0")
+
+
+class ArrayData(NamedTuple):
+    """What a user-data reader returns: raw examples, optional labels and class names."""
+
+    x: np.ndarray
+    labels: np.ndarray | None
+    class_names: tuple[str, ...] | None
+
+
+# ---------------------------------------------------------------- IDX
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file (``.gz`` is decompressed) into a native-endian array."""
+    path = Path(path)
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as stream:
+                raw = stream.read()
+        else:
+            raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"file not found: {path}") from None
+    except (OSError, EOFError, zlib.error) as error:
+        raise DataError(f"{path} is corrupt or truncated (gzip: {error})") from None
+    return parse_idx(raw, source=str(path))
+
+
+def parse_idx(raw: bytes, *, source: str = "IDX data") -> np.ndarray:
+    """Parse IDX bytes: magic (0, 0, type code, number of dims), big-endian dims, data."""
+    if len(raw) < 4:
+        raise DataError(f"{source} is truncated: {len(raw)} bytes, shorter than the IDX header")
+    first, second, type_code, dimension_count = raw[:4]
+    if first != 0 or second != 0 or type_code not in IDX_TYPES or dimension_count == 0:
+        magic = int.from_bytes(raw[:4], "big")
+        raise DataError(f"{source} is not an IDX file (bad magic number 0x{magic:08x})")
+    header_size = 4 + 4 * dimension_count
+    if len(raw) < header_size:
+        raise DataError(f"{source} is truncated inside the IDX header")
+    dimensions = struct.unpack(f">{dimension_count}I", raw[4:header_size])
+    dtype = IDX_TYPES[type_code]
+    expected = math.prod(dimensions) * dtype.itemsize
+    actual = len(raw) - header_size
+    if actual != expected:
+        problem = "truncated" if actual < expected else "longer than its header says"
+        raise DataError(
+            f"{source} is {problem}: shape {dimensions} needs {expected} data bytes, found {actual}"
+        )
+    array = np.frombuffer(raw, dtype=dtype, offset=header_size).reshape(dimensions)
+    return array.astype(dtype.newbyteorder("="), copy=True)
+
+
+# ---------------------------------------------------------------- AMAT
+
+
+def parse_amat(raw: bytes, *, source: str = "amat data") -> np.ndarray:
+    """Parse whitespace-separated numbers, one example per line, into (N, D).
+
+    Single-digit 0/1 files (binarized MNIST) take a vectorised path and come back as
+    uint8; anything else is parsed generally into float32.
+    """
+    buffer = np.frombuffer(raw, dtype=np.uint8)
+    binary = _parse_binary_amat(buffer)
+    if binary is not None:
+        return binary
+    return _parse_general_amat(raw, source)
+
+
+def _parse_binary_amat(buffer: np.ndarray) -> np.ndarray | None:
+    """Fast path for "d d d ...\\n" with one-character digits 0/1 and single separators."""
+    if buffer.size < 2 or buffer.size % 2:
+        return None
+    separators = buffer[1::2]
+    is_newline = separators == NEWLINE
+    if not np.all(is_newline | (separators == SPACE)):
+        return None
+    values = buffer[0::2] - np.uint8(ZERO)  # non-digits wrap around to large values
+    if values.max() > 1:
+        return None
+    newline_positions = np.flatnonzero(is_newline)
+    if separators[-1] != NEWLINE:
+        newline_positions = np.append(newline_positions, separators.size - 1)
+    row_count = newline_positions.size
+    if values.size % row_count:
+        return None
+    column_count = values.size // row_count
+    expected_positions = np.arange(1, row_count + 1) * column_count - 1
+    if not np.array_equal(newline_positions, expected_positions):
+        return None  # ragged rows: the general path reports where
+    return values.reshape(row_count, column_count)
+
+
+def _parse_general_amat(raw: bytes, source: str) -> np.ndarray:
+    rows = [line.split() for line in raw.splitlines()]
+    numbered = [(number, row) for number, row in enumerate(rows, start=1) if row]
+    if not numbered:
+        raise DataError(f"{source} holds no data")
+    width = len(numbered[0][1])
+    for number, row in numbered:
+        if len(row) != width:
+            raise DataError(f"{source}: line {number} has {len(row)} values, expected {width}")
+    try:
+        return np.array([row for _, row in numbered], dtype=np.float32)
+    except ValueError:
+        for number, row in numbered:
+            for token in row:
+                try:
+                    float(token)
+                except ValueError:
+                    value = token.decode(errors="replace")
+                    raise DataError(
+                        f"{source}: line {number} has a non-numeric value {value!r}"
+                    ) from None
+        raise
+
+
+def read_amat(path: str | os.PathLike, *, cache: bool = True) -> np.ndarray:
+    """Read an .amat text file into a float32 (N, D) array.
+
+    With ``cache``, the parsed array is stored as ``<file>.npy`` beside the file when that
+    directory is writable, else under the user cache directory, else not at all; a cache
+    older than its source is ignored.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"file not found: {path}")
+    candidates = _amat_cache_candidates(path) if cache else []
+    for candidate in candidates:
+        cached = _load_fresh_cache(candidate, path)
+        if cached is not None:
+            return cached.astype(np.float32)
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise DataError(f"cannot read {path}: {error}") from None
+    array = parse_amat(raw, source=str(path))
+    for candidate in candidates:
+        if _save_cache(candidate, array):
+            break
+    return array.astype(np.float32)
+
+
+def _amat_cache_candidates(path: Path) -> list[Path]:
+    candidates = []
+    if is_writable_directory(path.parent):
+        candidates.append(path.parent / (path.name + ".npy"))
+    key = hashlib.md5(str(path.resolve()).encode()).hexdigest()[:12]
+    candidates.append(user_cache_directory() / "parsed" / f"{path.stem}-{key}.npy")
+    return candidates
+
+
+def _load_fresh_cache(candidate: Path, source: Path) -> np.ndarray | None:
+    try:
+        if candidate.stat().st_mtime_ns < source.stat().st_mtime_ns:
+            return None
+        return np.load(candidate, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+
+
+def _save_cache(candidate: Path, array: np.ndarray) -> bool:
+    """Write atomically; any failure (read-only, full disk) silently means no cache."""
+    temporary = None
+    try:
+        candidate.parent.mkdir(parents=True, exist_ok=True)
+        if not is_writable_directory(candidate.parent):
+            return False
+        handle, temporary = tempfile.mkstemp(dir=candidate.parent, suffix=".partial")
+        with os.fdopen(handle, "wb") as stream:
+            np.save(stream, array, allow_pickle=False)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, candidate)
+        return True
+    except OSError:
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
+        return False
+
+
+# ---------------------------------------------------------------- numpy files
+
+
+def read_npy(path: str | os.PathLike) -> np.ndarray:
+    path = Path(path)
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(f"file not found: {path}") from None
+    except (OSError, ValueError, EOFError) as error:
+        raise DataError(f"cannot read {path} as .npy: {_one_line(error)}") from None
+
+
+def read_npz(path: str | os.PathLike, labels: str | None = None) -> ArrayData:
+    """Examples from key ``x``, ``data`` or the only array; labels from ``y``/``labels``.
+
+    ``labels`` may name a key of the archive or a separate labels file.
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except FileNotFoundError:
+        raise DataError(f"file not found: {path}") from None
+    except (OSError, ValueError, EOFError) as error:
+        raise DataError(f"cannot read {path} as .npz: {_one_line(error)}") from None
+    label_keys = [key for key in ("y", "labels") if key in arrays]
+    if labels is not None and labels in arrays:
+        label_keys = [labels]
+    data_keys = [key for key in ("x", "data") if key in arrays]
+    others = [key for key in arrays if key not in label_keys]
+    if data_keys:
+        x = arrays[data_keys[0]]
+    elif len(others) == 1:
+        x = arrays[others[0]]
+    else:
+        raise DataError(
+            f"{path}: cannot tell which array holds the data among keys {sorted(arrays)}; "
+            "name it 'x' or 'data'"
+        )
+    if labels is not None and labels not in arrays:
+        label_values = read_labels_file(labels)
+    elif label_keys:
+        label_values = arrays[label_keys[0]]
+    else:
+        label_values = None
+    return ArrayData(x, label_values, None)
+
+
+def read_labels_file(path: str | os.PathLike) -> np.ndarray:
+    """Labels from a .npy file or a text file with one label per line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"labels file not found: {path}")
+    if path.suffix == ".npy":
+        return read_npy(path)
+    try:
+        lines = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"cannot read labels file {path}: {_one_line(error)}") from None
+    values = [line for line in lines if line]
+    try:
+        return np.array(values, dtype=np.float64)
+    except ValueError:
+        return np.array(values)
+
+
+# ---------------------------------------------------------------- CSV
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def read_csv(path: str | os.PathLike, labels: str | None = None) -> ArrayData:
+    """A numeric table, one example per row; a header row is detected automatically.
+
+    ``labels`` names the label column, or is ``"last"`` or ``"first"``; label values may
+    be integers or class names. The delimiter is the most common of , ; and tab on the
+    first line, else whitespace.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise DataError(f"file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"cannot read {path}: {_one_line(error)}") from None
+    lines = text.splitlines()
+    first_line = next((line for line in lines if line.strip()), "")
+    counts = {delimiter: first_line.count(delimiter) for delimiter in (",", ";", "\t")}
+    delimiter = max(counts, key=counts.get)
+    if counts[delimiter]:
+        parsed = csv.reader(io.StringIO(text), delimiter=delimiter)
+        rows = [(number, [cell.strip() for cell in row]) for number, row in enumerate(parsed, 1)]
+    else:
+        rows = [(number, line.split()) for number, line in enumerate(lines, start=1)]
+    rows = [(number, row) for number, row in rows if any(row)]
+    if not rows:
+        raise DataError(f"{path} holds no data")
+
+    def non_numeric(row: list[str]) -> int:
+        return sum(1 for cell in row if cell and not _is_number(cell))
+
+    header: list[str] | None = None
+    first_count = non_numeric(rows[0][1])
+    if first_count and (len(rows) == 1 or first_count > non_numeric(rows[1][1])):
+        header = rows[0][1]
+        rows = rows[1:]
+        if not rows:
+            raise DataError(f"{path} has a header row but no data rows")
+    width = len(header) if header is not None else len(rows[0][1])
+    for number, row in rows:
+        if len(row) != width:
+            raise DataError(f"{path}: line {number} has {len(row)} fields, expected {width}")
+
+    label_column = _label_column(labels, header, width, path)
+    label_values = None
+    if label_column is not None:
+        label_values = np.array([row[label_column] for _, row in rows])
+        if all(_is_number(value) for value in label_values.tolist()):
+            label_values = label_values.astype(np.float64)
+        rows = [(number, row[:label_column] + row[label_column + 1 :]) for number, row in rows]
+        if header is not None:
+            header = header[:label_column] + header[label_column + 1 :]
+    if not rows[0][1]:
+        raise DataError(f"{path} has no feature columns besides the labels")
+    cells = [[cell if cell else "nan" for cell in row] for _, row in rows]
+    try:
+        x = np.array(cells, dtype=np.float64)
+    except ValueError:
+        for number, row in rows:
+            for column, cell in enumerate(row):
+                if cell and not _is_number(cell):
+                    where = f"column {header[column]!r}" if header else f"column {column + 1}"
+                    raise DataError(
+                        f"{path}: line {number}, {where} has a non-numeric value {cell!r}"
+                    ) from None
+        raise
+    return ArrayData(x, label_values, None)
+
+
+def _label_column(
+    labels: str | None, header: list[str] | None, width: int, path: Path
+) -> int | None:
+    if labels is None:
+        return None
+    if labels == "last":
+        return width - 1
+    if labels == "first":
+        return 0
+    if header is None:
+        raise DataError(
+            f"{path} has no header row, so there is no column named {labels!r}; "
+            "use labels='last' or labels='first'"
+        )
+    if labels not in header:
+        raise DataError(f"{path} has no column named {labels!r}; columns: {', '.join(header)}")
+    return header.index(labels)
+
+
+# ---------------------------------------------------------------- image folders
+
+
+def read_image_folder(folder: str | os.PathLike) -> ArrayData:
+    """All images in ``folder``, as uint8 (N, H, W) grey or (N, H, W, 3) colour.
+
+    Images in subfolders are labelled by subfolder name (sorted, index 0 first); images
+    directly in ``folder`` have no labels. All images must have the same size.
+    """
+    folder = Path(folder)
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError:
+        raise DataError(
+            f"reading the image folder {folder} needs pillow: pip install pillow"
+        ) from None
+
+    def images_in(directory: Path, recursive: bool) -> list[Path]:
+        found = directory.rglob("*") if recursive else directory.iterdir()
+        return sorted(
+            path for path in found if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+        )
+
+    top_level = images_in(folder, recursive=False)
+    class_folders = sorted(
+        path for path in folder.iterdir() if path.is_dir() and not path.name.startswith(".")
+    )
+    by_class = {path.name: images_in(path, recursive=True) for path in class_folders}
+    by_class = {name: files for name, files in by_class.items() if files}
+    if top_level and by_class:
+        raise DataError(
+            f"{folder} mixes images at the top level with class subfolders "
+            f"({', '.join(by_class)}); put all images in subfolders or none"
+        )
+    if not top_level and not by_class:
+        suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+        raise DataError(f"no images ({suffixes}) found in {folder}")
+
+    if by_class:
+        class_names = tuple(by_class)
+        files = [file for name in class_names for file in by_class[name]]
+        labels = np.concatenate(
+            [np.full(len(by_class[name]), index) for index, name in enumerate(class_names)]
+        ).astype(np.int64)
+    else:
+        class_names, files, labels = None, top_level, None
+
+    pixels: list[np.ndarray] = []
+    size = None
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                grey = image.mode in GREYSCALE_MODES
+                converted = image.convert("L" if grey else "RGB")
+        except (OSError, UnidentifiedImageError, ValueError) as error:
+            raise DataError(f"cannot read image {file}: {_one_line(error)}") from None
+        if size is None:
+            size, first_file = converted.size, file
+        elif converted.size != size:
+            raise DataError(
+                f"images differ in size: {file} is {converted.size[0]}x{converted.size[1]} "
+                f"but {first_file} is {size[0]}x{size[1]} (width x height)"
+            )
+        pixels.append(np.asarray(converted, dtype=np.uint8))
+    if any(array.ndim == 3 for array in pixels):
+        pixels = [np.repeat(a[:, :, None], 3, axis=2) if a.ndim == 2 else a for a in pixels]
+    return ArrayData(np.stack(pixels), labels, class_names)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())

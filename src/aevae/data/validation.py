@@ -1,0 +1,117 @@
+"""Checks that turn bad arrays into one-line DataError messages."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import DataError
+
+# Likelihoods whose support is [0, 1].
+UNIT_INTERVAL_LIKELIHOODS = frozenset({"bernoulli", "continuous-bernoulli"})
+
+LAYOUT_HINT = "(N, D) tabular, (N, H, W) or (N, C, H, W) images"
+
+
+def _as_numpy(x) -> np.ndarray:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        torch = None
+    if torch is not None and isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def validate_array(x, *, name: str = "data", likelihood: str | None = None) -> np.ndarray:
+    """Check ``x`` and return it as a float32 C-contiguous array of the same shape.
+
+    Raises DataError for empty data, a non-numeric dtype, fewer than 2 or more than 4
+    dimensions, NaN or infinite values, and (for ``likelihood="bernoulli"`` or
+    ``"continuous-bernoulli"``) values outside [0, 1].
+    """
+    try:
+        array = _as_numpy(x)
+    except (TypeError, ValueError) as error:
+        raise DataError(f"{name} is not an array: {error}") from None
+    if array.size == 0:
+        raise DataError(f"{name} is empty (shape {array.shape})")
+    if array.dtype.kind not in "biuf":
+        raise DataError(
+            f"{name} has non-numeric dtype {array.dtype}; expected numbers (int, uint, float, bool)"
+        )
+    if array.ndim not in (2, 3, 4):
+        raise DataError(
+            f"{name} has {array.ndim} dimension(s) with shape {array.shape}; "
+            f"expected 2 to 4: {LAYOUT_HINT}"
+        )
+    # Convert first so that float64 values too large for float32 show up as inf.
+    with np.errstate(over="ignore"):
+        array = np.ascontiguousarray(array, dtype=np.float32)
+    finite = np.isfinite(array)
+    if not finite.all():
+        not_finite = ~finite
+        nan_count = int(np.isnan(array).sum())
+        inf_count = int(not_finite.sum()) - nan_count
+        first = np.unravel_index(int(np.argmax(not_finite)), array.shape)
+        first_index = tuple(int(i) for i in first)
+        raise DataError(
+            f"{name} contains {nan_count} NaN and {inf_count} infinite value(s); "
+            f"the first is at index {first_index} (example {first_index[0]})"
+        )
+    if likelihood is not None and likelihood.lower() in UNIT_INTERVAL_LIKELIHOODS:
+        low, high = float(array.min()), float(array.max())
+        if low < 0.0 or high > 1.0:
+            looks_8_bit = low >= 0.0 and 1.0 < high <= 255.0
+            hint = "; if these are 8-bit pixels, divide by 255" if looks_8_bit else ""
+            raise DataError(
+                f"{name} has values outside [0, 1] (observed min {low:g}, max {high:g}), "
+                f"which the {likelihood.lower()} likelihood needs{hint}"
+            )
+    return array
+
+
+def to_example_layout(x: np.ndarray, *, name: str = "data") -> np.ndarray:
+    """Arrange ``x`` as (N, D) tabular or (N, C, H, W) images.
+
+    3-D (N, H, W) gains a channel axis; 4-D channel-last (N, H, W, C) with C in {1, 3}
+    is transposed to channel-first unless axis 1 already looks like channels.
+    """
+    if x.ndim == 3:
+        return x[:, None, :, :]
+    if x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    if x.ndim not in (2, 4):
+        raise DataError(
+            f"{name} has {x.ndim} dimension(s) with shape {x.shape}; expected {LAYOUT_HINT}"
+        )
+    return x
+
+
+def validate_labels(
+    labels, count: int, *, name: str = "labels"
+) -> tuple[np.ndarray, tuple[str, ...] | None]:
+    """Return labels as int64 (count,) plus class names when they were strings.
+
+    Integer-valued numbers are kept as they are; strings become indices into their
+    sorted unique values, which are returned as the class names.
+    """
+    array = _as_numpy(labels)
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise DataError(f"{name} must be one value per example; got shape {array.shape}")
+    if array.shape[0] != count:
+        raise DataError(f"{name} has {array.shape[0]} entries but the data has {count} examples")
+    if array.dtype.kind in "biu":
+        return array.astype(np.int64), None
+    if array.dtype.kind == "f":
+        if not np.isfinite(array).all():
+            raise DataError(f"{name} contains NaN or infinite values")
+        if not np.array_equal(array, np.round(array)):
+            raise DataError(f"{name} must be integers or class names; got fractional values")
+        return array.astype(np.int64), None
+    if array.dtype.kind in "USO":
+        text = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in array.tolist()])
+        class_names, indices = np.unique(text, return_inverse=True)
+        return indices.astype(np.int64), tuple(str(value) for value in class_names)
+    raise DataError(f"{name} has unsupported dtype {array.dtype}")

@@ -1,0 +1,232 @@
+"""Sample-quality metrics on feature vectors: Fréchet distance, precision/recall,
+density/coverage, and statistics of a classifier's predictions on generated samples.
+
+Features come from any extractor (see aevae.metrics.classifier for a small trained one).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy import linalg
+from scipy.special import entr
+
+from ._utils import (
+    SeedLike,
+    as_2d,
+    kth_neighbour_distances,
+    make_generator,
+    seed_record,
+    squared_distance_blocks,
+    subsample,
+)
+
+
+def _mean_and_covariance(features: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    values = as_2d(features, name)
+    if values.shape[0] < 2:
+        raise ValueError(f"{name} needs at least two rows for a covariance")
+    return values.mean(axis=0), np.atleast_2d(np.cov(values, rowvar=False))
+
+
+def _sqrtm_recording_warnings(matrix: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """scipy.linalg.sqrtm, returning its warning text (e.g. singular matrix) instead."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        root = linalg.sqrtm(matrix)
+    message = "; ".join(str(item.message) for item in caught) or None
+    return root, message
+
+
+def frechet_distance_from_statistics(
+    mean_a: np.ndarray,
+    covariance_a: np.ndarray,
+    mean_b: np.ndarray,
+    covariance_b: np.ndarray,
+    eps: float = 1e-6,
+) -> dict:
+    """Fréchet distance between N(mean_a, covariance_a) and N(mean_b, covariance_b).
+
+    d^2 = ||mu_a - mu_b||^2 + tr(S_a + S_b - 2 (S_a S_b)^{1/2}), the matrix square root by
+    scipy.linalg.sqrtm. As in common FID implementations, when the product is singular
+    (non-finite root) eps * I is added to both covariances, and the real part of the root is
+    kept; "offset_added" and "max_imaginary" report when that happened, and
+    "sqrtm_warning" holds any warning text from sqrtm (e.g. singular matrix), else None.
+    """
+    mu_a = np.atleast_1d(np.asarray(mean_a, dtype=np.float64))
+    mu_b = np.atleast_1d(np.asarray(mean_b, dtype=np.float64))
+    sigma_a = np.atleast_2d(np.asarray(covariance_a, dtype=np.float64))
+    sigma_b = np.atleast_2d(np.asarray(covariance_b, dtype=np.float64))
+    if mu_a.shape != mu_b.shape or sigma_a.shape != sigma_b.shape:
+        raise ValueError("statistics of a and b must have the same dimension")
+    difference = mu_a - mu_b
+    root, message = _sqrtm_recording_warnings(sigma_a @ sigma_b)
+    offset_added = False
+    if not np.all(np.isfinite(root)):
+        offset = eps * np.eye(sigma_a.shape[0])
+        root, message = _sqrtm_recording_warnings((sigma_a + offset) @ (sigma_b + offset))
+        offset_added = True
+    max_imaginary = 0.0
+    if np.iscomplexobj(root):
+        max_imaginary = float(np.max(np.abs(root.imag)))
+        root = root.real
+    value = float(
+        difference @ difference + np.trace(sigma_a) + np.trace(sigma_b) - 2.0 * np.trace(root)
+    )
+    return {
+        "value": value,
+        "eps": float(eps),
+        "offset_added": offset_added,
+        "max_imaginary": max_imaginary,
+        "sqrtm_warning": message,
+    }
+
+
+def frechet_distance(features_a: np.ndarray, features_b: np.ndarray, eps: float = 1e-6) -> dict:
+    """Fréchet distance (FID-style, Heusel et al. 2017) between two feature sets (N, F).
+
+    Gaussians are fitted with the sample mean and unbiased covariance of each set.
+    Returns {"value", "eps", "offset_added", "max_imaginary", "n_a", "n_b"}.
+    """
+    mean_a, covariance_a = _mean_and_covariance(features_a, "features_a")
+    mean_b, covariance_b = _mean_and_covariance(features_b, "features_b")
+    result = frechet_distance_from_statistics(mean_a, covariance_a, mean_b, covariance_b, eps)
+    result["n_a"] = int(np.shape(features_a)[0])
+    result["n_b"] = int(np.shape(features_b)[0])
+    return result
+
+
+def _any_inside(queries: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    """For each query, whether it lies in at least one ball (centre_i, radius_i)."""
+    inside = np.empty(queries.shape[0], dtype=bool)
+    limit = radii**2
+    for start, block in squared_distance_blocks(queries, centres):
+        inside[start : start + block.shape[0]] = (block <= limit[None, :]).any(axis=1)
+    return inside
+
+
+def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> dict:
+    """Improved precision and recall (Kynkäänniemi et al. 2019).
+
+    Each set's manifold is the union of balls around its points with radius the distance
+    to the k-th nearest neighbour within the set. Precision is the fraction of fake
+    samples inside the real manifold; recall the fraction of real samples inside the fake
+    manifold.
+
+    Returns {"precision", "recall", "k", "n_real", "n_fake"}.
+    """
+    real_values = as_2d(real, "real")
+    fake_values = as_2d(fake, "fake")
+    real_radii = kth_neighbour_distances(real_values, k)
+    fake_radii = kth_neighbour_distances(fake_values, k)
+    precision = _any_inside(fake_values, real_values, real_radii).mean()
+    recall = _any_inside(real_values, fake_values, fake_radii).mean()
+    return {
+        "precision": float(precision),
+        "recall": float(recall),
+        "k": int(k),
+        "n_real": int(real_values.shape[0]),
+        "n_fake": int(fake_values.shape[0]),
+    }
+
+
+def density_coverage(real: np.ndarray, fake: np.ndarray, k: int = 5) -> dict:
+    """Density and coverage (Naeem et al. 2020).
+
+    With B_i the ball around real sample i of radius its k-th nearest-neighbour distance
+    among the real samples:
+      density = (1 / (k M)) sum_j sum_i 1[fake_j in B_i]   (about 1 for matching distributions,
+                can exceed 1),
+      coverage = (1 / N) sum_i 1[some fake_j in B_i].
+
+    Returns {"density", "coverage", "k", "n_real", "n_fake"}.
+    """
+    real_values = as_2d(real, "real")
+    fake_values = as_2d(fake, "fake")
+    radii = kth_neighbour_distances(real_values, k)
+    limit = radii**2
+    membership_count = 0
+    covered = np.zeros(real_values.shape[0], dtype=bool)
+    for _, block in squared_distance_blocks(fake_values, real_values):
+        inside = block <= limit[None, :]
+        membership_count += int(inside.sum())
+        covered |= inside.any(axis=0)
+    return {
+        "density": membership_count / (k * fake_values.shape[0]),
+        "coverage": float(covered.mean()),
+        "k": int(k),
+        "n_real": int(real_values.shape[0]),
+        "n_fake": int(fake_values.shape[0]),
+    }
+
+
+def classifier_statistics(probabilities: np.ndarray) -> dict:
+    """Statistics of class predictions p(y | x) on a set of samples.
+
+    Returns:
+        "mean_confidence": mean over samples of max_y p(y | x),
+        "mean_entropy": mean per-sample entropy (nats; low = confident/recognisable),
+        "marginal_entropy": entropy of the mean predicted distribution (high = diverse),
+        "normalised_marginal_entropy": marginal_entropy / log C,
+        "inception_score": exp(marginal_entropy - mean_entropy) = exp E[KL(p(y|x) || p(y))],
+        "label_histogram": counts of argmax labels per class, "n_classes", "n_samples".
+    """
+    values = np.asarray(probabilities, dtype=np.float64)
+    if values.ndim != 2 or values.shape[0] == 0:
+        raise ValueError("probabilities must be a non-empty (N, C) array")
+    if np.any(values < 0.0) or not np.allclose(values.sum(axis=1), 1.0, atol=1e-4):
+        raise ValueError("each row of probabilities must be a distribution")
+    values = values / values.sum(axis=1, keepdims=True)
+    n_classes = values.shape[1]
+    mean_entropy = float(entr(values).sum(axis=1).mean())
+    marginal_entropy = float(entr(values.mean(axis=0)).sum())
+    histogram = np.bincount(values.argmax(axis=1), minlength=n_classes)
+    return {
+        "mean_confidence": float(values.max(axis=1).mean()),
+        "mean_entropy": mean_entropy,
+        "marginal_entropy": marginal_entropy,
+        "normalised_marginal_entropy": marginal_entropy / np.log(n_classes)
+        if n_classes > 1
+        else 0.0,
+        "inception_score": float(np.exp(marginal_entropy - mean_entropy)),
+        "label_histogram": histogram.tolist(),
+        "n_classes": int(n_classes),
+        "n_samples": int(values.shape[0]),
+    }
+
+
+def sample_quality(
+    real_features: np.ndarray,
+    fake_features: np.ndarray,
+    fake_probabilities: np.ndarray | None = None,
+    k_precision_recall: int = 3,
+    k_density_coverage: int = 5,
+    max_samples: int | None = 10000,
+    seed: SeedLike = 0,
+    eps: float = 1e-6,
+) -> dict:
+    """Bundle of sample-quality metrics on features of real and generated samples.
+
+    Fréchet distance uses all features; precision/recall and density/coverage use random
+    subsets of at most max_samples rows per side (O(N^2) distances; None = all), drawn with
+    seed. classifier_statistics is included when fake_probabilities is given.
+
+    Returns {"frechet_distance", "precision_recall", "density_coverage",
+    "classifier" (or None), "max_samples", "seed"}.
+    """
+    generator = make_generator(seed)
+    real_values = as_2d(real_features, "real_features")
+    fake_values = as_2d(fake_features, "fake_features")
+    real_subset = subsample(real_values, max_samples, generator)
+    fake_subset = subsample(fake_values, max_samples, generator)
+    return {
+        "frechet_distance": frechet_distance(real_values, fake_values, eps=eps),
+        "precision_recall": precision_recall(real_subset, fake_subset, k=k_precision_recall),
+        "density_coverage": density_coverage(real_subset, fake_subset, k=k_density_coverage),
+        "classifier": None
+        if fake_probabilities is None
+        else classifier_statistics(fake_probabilities),
+        "max_samples": max_samples,
+        "seed": seed_record(seed),
+    }
