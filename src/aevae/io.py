@@ -44,7 +44,7 @@ def read_json(path: str | os.PathLike):
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
                  metadata: dict | None = None) -> None:
     """Save tensors (and JSON metadata under the key ``json``) atomically as safetensors."""
-    prepared = {name: tensor.detach().cpu().contiguous().clone() for name, tensor in tensors.items()}
+    prepared = {name: value.detach().cpu().contiguous().clone() for name, value in tensors.items()}
     header = None if metadata is None else {"json": json.dumps(metadata)}
     atomic_write_bytes(path, save_tensor_bytes(prepared, metadata=header))
 

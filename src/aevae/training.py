@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import time
 from collections.abc import Callable
@@ -308,10 +309,9 @@ def fit(
 
 
 def _resume(run: _Run, model, optimizers, generator, history) -> tuple[int, int, dict | None]:
-    saved_config = read_json(run.directory / CONFIG_FILE)
-    if saved_config.get("config") != model.config.to_dict() or saved_config.get(
-        "model"
-    ) != model.name:
+    saved = read_json(run.directory / CONFIG_FILE)
+    current = json.loads(json.dumps(model.config.to_dict()))  # tuples compare as JSON lists
+    if saved.get("config") != current or saved.get("model") != model.name:
         raise ValueError(
             f"cannot resume: the model in {run.directory} differs from the one being trained"
         )
@@ -386,6 +386,6 @@ def _diverged(run, model, epoch, step, loss) -> None:
     else:
         kept = "; no checkpoint was written yet"
     raise TrainingDivergedError(
-        f"training diverged: loss is {float(loss)} {where}{kept}. Try a lower learning rate, "
-        "gradient clipping, or check the data scale"
+        f"training diverged: loss is {float(loss.detach())} {where}{kept}. Try a lower "
+        "learning rate, gradient clipping, or check the data scale"
     )

@@ -7,6 +7,7 @@ interpolate, save, load) lives here once.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -50,6 +51,8 @@ class AutoencoderConfig:
     # Denoising: corrupt the encoder's input during training (any model).
     input_noise_std: float = 0.0
     input_mask_fraction: float = 0.0
+    # Seeds the weight initialisation, so the same options build the same model.
+    seed: int = 0
 
     def __post_init__(self):
         self.input_shape = tuple(int(size) for size in np.atleast_1d(self.input_shape))
@@ -123,17 +126,27 @@ class Autoencoder(nn.Module):
             "init": config.init,
         }
         self.custom_networks = encoder is not None or decoder is not None
-        self.encoder = encoder if encoder is not None else build_encoder(
-            config.network, config.input_shape, config.latent_dim * self.posterior_parameters,
-            **network_options,
-        )
-        self.decoder = decoder if decoder is not None else build_decoder(
-            config.network, config.latent_dim, config.input_shape, **network_options
-        )
-        self.likelihood = make_likelihood(
-            config.likelihood, config.input_shape, **config.likelihood_options
-        )
-        self.prior = make_prior(config.prior, config.latent_dim, **config.prior_options)
+        with self.seeded_initialisation(0):
+            self.encoder = encoder if encoder is not None else build_encoder(
+                config.network, config.input_shape,
+                config.latent_dim * self.posterior_parameters, **network_options,
+            )
+            self.decoder = decoder if decoder is not None else build_decoder(
+                config.network, config.latent_dim, config.input_shape, **network_options
+            )
+            self.likelihood = make_likelihood(
+                config.likelihood, config.input_shape, **config.likelihood_options
+            )
+            self.prior = make_prior(config.prior, config.latent_dim, **config.prior_options)
+
+    @contextlib.contextmanager
+    def seeded_initialisation(self, stream: int = 1):
+        """Build modules with weights drawn from ``config.seed`` (and a per-part ``stream``)
+        without touching the caller's global random state. Variants that add modules in their
+        own ``__init__`` build them inside this block."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.seed * 1000 + stream)
+            yield
 
     # ----- what variants implement -------------------------------------------------------
     def encode_tensor(self, x: torch.Tensor, sample: bool = False):

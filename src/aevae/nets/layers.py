@@ -30,7 +30,7 @@ def check_norm(name):
 
 
 def initialise(module: nn.Module, init: str, activation_name: str) -> None:
-    """Xavier or Kaiming init of every Linear/Conv weight (biases to zero); 'default' keeps torch's."""
+    """Xavier or Kaiming init of each Linear/Conv weight, biases zero; 'default' keeps torch's."""
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; known: {', '.join(INITS)}")
     if init == "default":

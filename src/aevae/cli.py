@@ -1,0 +1,362 @@
+"""The ``aevae`` command line. The only module that parses arguments or prints for humans.
+
+Bad input ends with one line on stderr and exit code 2, never a traceback
+(set AEVAE_DEBUG=1 to see one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+DATA_FILE = "data.json"
+
+
+class UsageError(ValueError):
+    """A problem with the command line itself."""
+
+
+# ----- helpers ------------------------------------------------------------------------------
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}") from None
+    return values
+
+
+def _option(text: str) -> tuple[str, object]:
+    key, separator, raw = text.partition("=")
+    if not separator or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.replace("-", "_"), value
+
+
+def _format_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(header, widths))]
+    lines.append("  ".join("-" * width for width in widths))
+    lines += ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths))
+              for row in rows]
+    return "\n".join(lines)
+
+
+def _load_run_data(run: Path, data: str | None, data_dir: str | None):
+    from .data import load_dataset
+
+    saved = {}
+    if (run / DATA_FILE).is_file():
+        saved = json.loads((run / DATA_FILE).read_text())
+    name = data or saved.get("data")
+    if name is None:
+        raise UsageError(f"{run} does not record its data; pass --data NAME_OR_PATH")
+    return load_dataset(
+        name,
+        data_dir=data_dir or saved.get("data_dir"),
+        labels=saved.get("labels") if data is None else None,
+    )
+
+
+def _load_model(run: Path):
+    from .models import load
+
+    return load(run)
+
+
+# ----- commands -----------------------------------------------------------------------------
+def command_models(arguments) -> int:
+    from .models import MODELS
+
+    rows = []
+    for name in sorted(MODELS):
+        cls = MODELS[name]
+        base = {f for f in cls.Config.__dataclass_fields__}
+        from .models.base import AutoencoderConfig
+
+        own = sorted(base - set(AutoencoderConfig.__dataclass_fields__))
+        rows.append([name, cls.description, ", ".join(own) or "-"])
+    print(_format_table(["model", "description", "own options"], rows))
+    print("\nshared options: " + ", ".join(
+        sorted(AutoencoderConfig.__dataclass_fields__)))
+    return 0
+
+
+def command_datasets(arguments) -> int:
+    from .data import data_directory, list_datasets
+
+    print(_format_table(["dataset", "description"], [list(row) for row in list_datasets()]))
+    print(f"\ndata directory: {data_directory(arguments.data_dir)} "
+          "(set with --data-dir or AEVAE_DATA_DIR); or pass a path to .npy/.npz/.csv/images")
+    return 0
+
+
+def command_train(arguments) -> int:
+    from .data import load_dataset
+    from .io import atomic_write_json
+    from .models import make
+
+    dataset = load_dataset(
+        arguments.data, data_dir=arguments.data_dir, labels=arguments.labels,
+        validation_fraction=arguments.validation_fraction, seed=arguments.seed,
+        limit=arguments.limit,
+    )
+    options = dict(arguments.option or [])
+    for flag in ("latent_dim", "network", "hidden", "activation", "norm", "init", "likelihood",
+                 "prior"):
+        value = getattr(arguments, flag)
+        if value is not None:
+            options[flag] = value
+    if arguments.sigma is not None:
+        options.setdefault("likelihood_options", {})["sigma"] = arguments.sigma
+    out = Path(arguments.out)
+    if arguments.resume and (out / "config.json").is_file():
+        from .io import read_json
+
+        options = read_json(out / "config.json")["config"]
+        model = make(read_json(out / "config.json")["model"], **options)
+    else:
+        options["input_shape"] = dataset.shape
+        model = make(arguments.model, **options)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / DATA_FILE, {
+        "data": arguments.data,
+        "data_dir": arguments.data_dir,
+        "labels": arguments.labels,
+    })
+    validation = dataset.validation.x if dataset.validation is not None else None
+    model.fit(
+        dataset.train.x, validation=validation, epochs=arguments.epochs,
+        batch_size=arguments.batch_size, learning_rate=arguments.learning_rate,
+        seed=arguments.seed, out=out, resume=arguments.resume, patience=arguments.patience,
+        gradient_clip=arguments.gradient_clip, kl_schedule=arguments.kl_schedule,
+        batch_transform=dataset.binarize if dataset.dynamic_binarization else None,
+        device=arguments.device, progress=not arguments.quiet,
+    )
+    last = model.history_.epochs[-1]
+    shown = {key: round(value, 4) for key, value in last.items()
+             if key.startswith(("train_loss", "validation_loss"))}
+    print(f"trained {model.name} for {last['epoch']} epochs: {shown}; saved in {out}")
+    return 0
+
+
+def command_evaluate(arguments) -> int:
+    from .io import atomic_write_json
+    from .metrics.evaluate import EvaluationSettings, evaluate
+
+    run = Path(arguments.run)
+    model = _load_model(run)
+    dataset = _load_run_data(run, arguments.data, arguments.data_dir)
+    settings = EvaluationSettings(
+        importance_samples=arguments.importance_samples,
+        likelihood_examples=arguments.likelihood_examples,
+        generated_samples=arguments.generated_samples,
+        max_examples=arguments.max_examples,
+        seed=arguments.seed,
+    )
+    metrics = arguments.metrics.split(",") if arguments.metrics else None
+    result = evaluate(model, dataset, metrics=metrics, settings=settings)
+    out = Path(arguments.out) if arguments.out else run / "metrics.json"
+    atomic_write_json(out, result)
+    rows = [[key, _short(value)] for key, value in _flatten(result["metrics"])]
+    print(_format_table(["metric", model.name], rows))
+    print(f"\n{result['examples']} {result['split']} examples of {dataset.name}; "
+          f"written to {out}")
+    return 0
+
+
+def _flatten(values: dict, prefix: str = ""):
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            yield from _flatten(value, name + ".")
+        elif not isinstance(value, list):
+            yield name, value
+
+
+def _short(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def command_sample(arguments) -> int:
+    from .report.figures import save_image_grid
+
+    model = _load_model(Path(arguments.run))
+    if arguments.n < 1:
+        raise UsageError(f"-n must be at least 1, got {arguments.n}")
+    samples = model.sample(arguments.n, seed=arguments.seed)
+    save_image_grid(samples, arguments.out, title=f"{model.name}: samples from the prior")
+    print(f"wrote {arguments.n} samples to {arguments.out}")
+    return 0
+
+
+def command_reconstruct(arguments) -> int:
+    import numpy as np
+
+    from .report.figures import save_image_grid
+
+    run = Path(arguments.run)
+    model = _load_model(run)
+    dataset = _load_run_data(run, arguments.data, arguments.data_dir)
+    split = dataset.test or dataset.validation or dataset.train
+    shown = split.x[: arguments.n]
+    pairs = np.concatenate([shown, model.reconstruct(shown)])
+    save_image_grid(pairs, arguments.out, columns=len(shown),
+                    title=f"{model.name}: data (top) and reconstructions (bottom)")
+    print(f"wrote {len(shown)} reconstructions to {arguments.out}")
+    return 0
+
+
+def command_compare(arguments) -> int:
+    from .study.compare import CompareSettings, compare, table
+
+    settings = CompareSettings(
+        dataset=arguments.data, epochs=arguments.epochs, latent_dim=arguments.latent_dim,
+        seed=arguments.seed, data_dir=arguments.data_dir,
+        importance_samples=arguments.importance_samples,
+    )
+    summary = compare(settings, arguments.out, progress=not arguments.quiet)
+    results = summary["results"]
+    rows = [[label, *cells] for label, cells in table(results)]
+    print(_format_table(["metric", *results], rows))
+    for name, result in results.items():
+        training = result["training"]
+        print(f"{name}: {training['epochs_run']} epochs (best {training['best_epoch']}), "
+              f"{training['seconds']:.1f}s training")
+    print(f"\nresults.json and image grids written to {arguments.out}")
+    return 0
+
+
+# ----- parser -------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aevae", description="Autoencoders and variational autoencoders: train, "
+        "evaluate, sample, compare.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def data_options(command, required=False):
+        command.add_argument("--data", required=required,
+                             help="dataset name (see `aevae datasets`) or a path")
+        command.add_argument("--data-dir", help="data directory (default: $AEVAE_DATA_DIR, "
+                             "else ~/.cache/aevae)")
+
+    train = commands.add_parser("train", help="train a model and save its run directory")
+    train.add_argument("model", help="model name (see `aevae models`)")
+    data_options(train, required=True)
+    train.add_argument("--labels", help="labels for user data: a .npy file or a CSV column")
+    train.add_argument("--out", required=True, help="run directory to write")
+    train.add_argument("--latent-dim", type=int)
+    train.add_argument("--network", help="mlp, conv or linear")
+    train.add_argument("--hidden", type=_int_list, help="hidden widths, e.g. 512,256")
+    train.add_argument("--activation")
+    train.add_argument("--norm", choices=["none", "batch", "layer"])
+    train.add_argument("--init", choices=["default", "xavier", "kaiming"])
+    train.add_argument("--likelihood", help="bernoulli, gaussian or gaussian-learned")
+    train.add_argument("--sigma", type=float, help="fixed sigma of the gaussian likelihood")
+    train.add_argument("--prior", help="prior name (standard-normal, ...)")
+    train.add_argument("--option", type=_option, action="append", metavar="KEY=VALUE",
+                       help="any model option, e.g. beta=4 or samples=5 (repeatable)")
+    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--batch-size", type=int, default=100)
+    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--patience", type=int, help="early stopping patience (epochs)")
+    train.add_argument("--gradient-clip", type=float)
+    train.add_argument("--kl-schedule", help="number, linear:STEPS or cyclical:PERIOD")
+    train.add_argument("--validation-fraction", type=float, default=0.1,
+                       help="share of training data held out for validation (default 0.1)")
+    train.add_argument("--limit", type=int, help="use only the first N training examples")
+    train.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in --out from its last checkpoint")
+    train.add_argument("--quiet", action="store_true", help="no progress output")
+    train.set_defaults(handler=command_train)
+
+    evaluate = commands.add_parser("evaluate", help="measure a trained model; writes "
+                                   "metrics.json")
+    evaluate.add_argument("run", help="run directory")
+    data_options(evaluate)
+    evaluate.add_argument("--metrics", help="comma-separated metric groups (default: all)")
+    evaluate.add_argument("--importance-samples", type=int, default=5000,
+                          help="k for the importance-sampled log p(x) (default 5000)")
+    evaluate.add_argument("--likelihood-examples", type=int,
+                          help="evaluate log p(x) on the first N examples only")
+    evaluate.add_argument("--generated-samples", type=int, default=10000)
+    evaluate.add_argument("--max-examples", type=int)
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--out", help="where to write the JSON (default RUN/metrics.json)")
+    evaluate.set_defaults(handler=command_evaluate)
+
+    sample = commands.add_parser("sample", help="decode draws from the prior into a PNG grid")
+    sample.add_argument("run")
+    sample.add_argument("-n", type=int, default=64)
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--out", required=True, help="PNG file to write")
+    sample.set_defaults(handler=command_sample)
+
+    reconstruct = commands.add_parser("reconstruct", help="data and reconstructions as a PNG")
+    reconstruct.add_argument("run")
+    data_options(reconstruct)
+    reconstruct.add_argument("-n", type=int, default=16)
+    reconstruct.add_argument("--out", required=True, help="PNG file to write")
+    reconstruct.set_defaults(handler=command_reconstruct)
+
+    models = commands.add_parser("models", help="list the models and their options")
+    models.set_defaults(handler=command_models)
+    datasets = commands.add_parser("datasets", help="list the named datasets")
+    datasets.add_argument("--data-dir")
+    datasets.set_defaults(handler=command_datasets)
+
+    compare = commands.add_parser("compare", help="train an AE and a VAE with matched networks "
+                                  "and compare them (default: digits, about a minute)")
+    compare.add_argument("--data", default="digits")
+    compare.add_argument("--data-dir")
+    compare.add_argument("--out", default="aevae-compare", help="output directory")
+    compare.add_argument("--epochs", type=int, default=150)
+    compare.add_argument("--latent-dim", type=int, default=8)
+    compare.add_argument("--importance-samples", type=int, default=1000)
+    compare.add_argument("--seed", type=int, default=0)
+    compare.add_argument("--quiet", action="store_true")
+    compare.set_defaults(handler=command_compare)
+    return parser
+
+
+def _bad_input_errors() -> tuple[type[BaseException], ...]:
+    from .data import DataError
+    from .models import NoLikelihoodError
+    from .training import TrainingDivergedError
+
+    return (UsageError, DataError, ValueError, TypeError, FileNotFoundError, FileExistsError,
+            NotADirectoryError, PermissionError, NoLikelihoodError, TrainingDivergedError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
+    try:
+        return arguments.handler(arguments)
+    except KeyboardInterrupt:
+        print("aevae: interrupted; the last completed epoch is saved in the run directory",
+              file=sys.stderr)
+        return 130
+    except _bad_input_errors() as error:
+        if os.environ.get("AEVAE_DEBUG"):
+            traceback.print_exc()
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"aevae: error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Image grids written with matplotlib (Agg backend, no display needed), atomically."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+
+from ..io import atomic_write_bytes
+
+
+def image_grid(images: np.ndarray, columns: int | None = None, padding: int = 1) -> np.ndarray:
+    """Tile images shaped (N, C, H, W) or (N, H, W) into one (rows*H, columns*W[, 3]) array."""
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim == 2:  # tabular rows: show each as a one-pixel-high strip
+        images = images[:, None, None, :]
+    if images.ndim == 3:
+        images = images[:, None]
+    if images.ndim != 4:
+        raise ValueError(f"expected images shaped (N, C, H, W), got {images.shape}")
+    count, channels, height, width = images.shape
+    columns = columns or math.ceil(math.sqrt(count))
+    rows = math.ceil(count / columns)
+    canvas = np.ones(
+        (channels, rows * (height + padding) + padding, columns * (width + padding) + padding),
+        dtype=np.float32,
+    )
+    for index, image in enumerate(images):
+        row, column = divmod(index, columns)
+        top, left = padding + row * (height + padding), padding + column * (width + padding)
+        canvas[:, top:top + height, left:left + width] = image
+    canvas = np.clip(canvas, 0.0, 1.0)
+    return canvas[0] if channels == 1 else np.transpose(canvas[:3], (1, 2, 0))
+
+
+def save_image_grid(images: np.ndarray, path, *, columns: int | None = None,
+                    title: str | None = None, scale: float = 1.0) -> None:
+    """Save a grid of images as PNG (atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    grid = image_grid(images, columns)
+    height, width = grid.shape[:2]
+    inches = max(2.0, scale * max(height, width) / 40.0)
+    figure = Figure(figsize=(inches * width / max(height, width) + 0.2,
+                             inches * height / max(height, width) + (0.5 if title else 0.2)))
+    axis = figure.add_subplot()
+    axis.imshow(grid, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    axis.set_axis_off()
+    if title:
+        axis.set_title(title, fontsize=9)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    atomic_write_bytes(path, buffer.getvalue())

@@ -1,0 +1,222 @@
+"""The model core: closed forms, likelihoods against torch.distributions, gradients, persistence."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import distributions
+
+import aevae
+from aevae.distributions import DiagonalGaussian
+from aevae.likelihoods import make_likelihood
+
+
+def test_kl_closed_form_matches_monte_carlo():
+    torch.manual_seed(0)
+    mean, log_variance = torch.randn(4, 3), torch.randn(4, 3) * 0.5
+    q = DiagonalGaussian(mean, log_variance)
+    z = q.rsample(200_000)
+    prior = distributions.Normal(0.0, 1.0)
+    monte_carlo = (q.log_prob(z) - prior.log_prob(z).sum(-1)).mean(0)
+    torch.testing.assert_close(q.kl_to_standard_normal(), monte_carlo, atol=0.02, rtol=0)
+    reference = distributions.kl_divergence(
+        distributions.Normal(mean, (0.5 * log_variance).exp()), prior).sum(-1)
+    torch.testing.assert_close(q.kl_to_standard_normal(), reference)
+
+
+def test_diagonal_gaussian_log_prob_matches_torch():
+    mean, log_variance = torch.randn(5, 4), torch.randn(5, 4)
+    z = torch.randn(7, 5, 4)
+    expected = distributions.Normal(mean, (0.5 * log_variance).exp()).log_prob(z).sum(-1)
+    torch.testing.assert_close(DiagonalGaussian(mean, log_variance).log_prob(z), expected)
+
+
+@pytest.mark.parametrize(
+    "name, options",
+    [("bernoulli", {}), ("gaussian", {"sigma": 0.3}), ("gaussian-learned", {}),
+     ("gaussian-learned", {"per_dimension": True})],
+)
+def test_likelihoods_match_torch_distributions(name, options):
+    torch.manual_seed(1)
+    shape = (1, 4, 4)
+    likelihood = make_likelihood(name, shape, **options)
+    output = torch.randn(6, *shape)
+    if name == "bernoulli":
+        x = torch.bernoulli(torch.full((6, *shape), 0.4))
+        reference = distributions.Bernoulli(logits=output)
+    else:
+        x = torch.rand(6, *shape)
+        if name == "gaussian-learned":
+            with torch.no_grad():
+                likelihood.log_sigma.copy_(torch.randn_like(likelihood.log_sigma) * 0.3)
+            scale = likelihood.log_sigma.exp().expand_as(output)
+        else:
+            scale = torch.full_like(output, options["sigma"])
+        reference = distributions.Normal(output, scale)
+    expected = reference.log_prob(x).flatten(1).sum(1)
+    torch.testing.assert_close(likelihood.log_prob(x, output), expected)
+    # Leading Monte-Carlo sample dimensions broadcast over the data.
+    stacked = likelihood.log_prob(x, output.expand(3, *output.shape))
+    torch.testing.assert_close(stacked, expected.expand(3, -1))
+
+
+def test_learned_sigma_receives_gradient():
+    likelihood = make_likelihood("gaussian-learned", (5,), per_dimension=True)
+    likelihood.log_prob(torch.rand(8, 5), torch.zeros(8, 5)).sum().backward()
+    assert likelihood.log_sigma.grad is not None and torch.all(likelihood.log_sigma.grad != 0)
+
+
+def test_gradients_flow_through_the_reparameterized_sample():
+    torch.manual_seed(0)
+    model = aevae.make("vae", input_shape=(1, 8, 8), latent_dim=4, hidden=(16,))
+    x = torch.rand(10, 1, 8, 8)
+    model.loss(x).terms["reconstruction"].sum().backward()
+    # The reconstruction term reaches the encoder only through z = mean + std * eps.
+    for parameter in model.encoder.parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0
+    mean = torch.zeros(3, requires_grad=True)
+    log_variance = torch.zeros(3, requires_grad=True)
+    DiagonalGaussian(mean, log_variance).rsample().sum().backward()
+    assert torch.all(mean.grad == 1) and log_variance.grad.abs().sum() > 0
+
+
+def test_vae_loss_is_reconstruction_plus_kl_in_nats_per_example():
+    torch.manual_seed(0)
+    model = aevae.make("vae", input_shape=(1, 8, 8), latent_dim=4, hidden=(16,))
+    output = model.loss(torch.rand(10, 1, 8, 8))
+    assert output.loss.shape == (10,)
+    torch.testing.assert_close(output.loss, output.terms["reconstruction"] + output.terms["kl"])
+    torch.testing.assert_close(output.elbo, -output.loss)
+    assert torch.all(output.terms["kl"] >= 0)
+
+
+def test_monte_carlo_samples_average_the_reconstruction_term():
+    torch.manual_seed(0)
+    model = aevae.make("vae", input_shape=(6,), latent_dim=2, hidden=(8,), samples=2000)
+    x = torch.rand(3, 6)
+    model.eval()
+    with torch.no_grad():
+        many = model.loss(x).terms["reconstruction"]
+        q = model.posterior(x)
+        z = q.rsample(2000)
+        direct = -model.reconstruction_log_prob(x, z).mean(0)
+    torch.testing.assert_close(many, direct, atol=0.1, rtol=0)
+
+
+def test_ae_and_vae_share_the_reconstruction_scale():
+    # Same networks and likelihood: an AE's loss and a VAE's reconstruction term use one unit.
+    torch.manual_seed(0)
+    ae = aevae.make("ae", input_shape=(6,), latent_dim=2, hidden=(8,))
+    vae = aevae.make("vae", input_shape=(6,), latent_dim=2, hidden=(8,))
+    assert isinstance(ae.likelihood, type(vae.likelihood))
+    x = torch.bernoulli(torch.full((4, 6), 0.5))
+    z = torch.zeros(4, 2)
+    for model in (ae, vae):
+        expected = distributions.Bernoulli(logits=model.decoder(z)).log_prob(x).sum(1)
+        torch.testing.assert_close(model.reconstruction_log_prob(x, z), expected)
+
+
+def test_save_load_gives_bit_identical_outputs(tmp_path, digits):
+    x = digits.test.x[:50]
+    for name in ("ae", "vae"):
+        model = aevae.make(name, input_shape=digits.shape, latent_dim=4, hidden=(32,),
+                           norm="batch")
+        model.fit(digits.train.x[:200], epochs=1, batch_size=50, progress=False)
+        model.save(tmp_path / name)
+        loaded = aevae.load(tmp_path / name)
+        assert type(loaded) is type(model) and loaded.config == model.config
+        np.testing.assert_array_equal(loaded.encode(x), model.encode(x))
+        np.testing.assert_array_equal(loaded.reconstruct(x), model.reconstruct(x))
+        np.testing.assert_array_equal(loaded.sample(5, seed=3), model.sample(5, seed=3))
+
+
+def test_saved_model_is_safetensors_and_json_only(tmp_path):
+    model = aevae.make("vae", input_shape=(5,), latent_dim=2, hidden=(4,))
+    model.save(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+    assert (tmp_path / "model.safetensors").read_bytes()[8:9] == b"{"  # a JSON header, no pickle
+
+
+def test_load_errors_are_clear(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config.json is missing"):
+        aevae.load(tmp_path)
+    with pytest.raises(ValueError, match="unknown model 'nope'; known: .*vae"):
+        aevae.make("nope")
+    with pytest.raises(ValueError, match="unknown option.*latent_size"):
+        aevae.make("vae", input_shape=(4,), latent_size=3)
+    with pytest.raises(ValueError, match="unknown likelihood 'poisson'"):
+        aevae.make("vae", input_shape=(4,), likelihood="poisson")
+    with pytest.raises(ValueError, match="latent_dim must be at least 1"):
+        aevae.make("ae", input_shape=(4,), latent_dim=0)
+
+
+def test_custom_networks(tmp_path):
+    encoder = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(6, 4))
+    decoder = torch.nn.Linear(2, 6)
+    model = aevae.make("vae", input_shape=(6,), latent_dim=2, encoder=encoder, decoder=decoder)
+    assert model.encode(np.random.rand(3, 6)).shape == (3, 2)
+    model.save(tmp_path)
+    with pytest.raises(ValueError, match="custom networks"):
+        aevae.load(tmp_path)
+    loaded = aevae.load(tmp_path, encoder=torch.nn.Sequential(torch.nn.Flatten(),
+                                                              torch.nn.Linear(6, 4)),
+                        decoder=torch.nn.Linear(2, 6))
+    np.testing.assert_array_equal(loaded.decoder.weight.detach(), decoder.weight.detach())
+
+
+@pytest.mark.parametrize("network, shape", [("mlp", (1, 8, 8)), ("conv", (1, 28, 28)),
+                                            ("conv", (3, 64, 64)), ("conv", (1, 8, 8)),
+                                            ("linear", (12,))])
+def test_networks_round_trip_shapes(network, shape):
+    model = aevae.make("vae", input_shape=shape, latent_dim=3, network=network, hidden=(16,))
+    x = np.random.rand(2, *shape).astype(np.float32)
+    assert model.reconstruct(x).shape == (2, *shape)
+    assert model.sample(3).shape == (3, *shape)
+
+
+def test_conv_rejects_unsupported_images():
+    with pytest.raises(ValueError, match="up to 64x64"):
+        aevae.make("vae", input_shape=(1, 100, 100), network="conv")
+    with pytest.raises(ValueError, match="square images"):
+        aevae.make("vae", input_shape=(1, 28, 20), network="conv")
+
+
+def test_public_api_encode_decode_interpolate(digits):
+    model = aevae.make("vae", input_shape=digits.shape, latent_dim=4, hidden=(16,))
+    x = digits.test.x[:6]
+    means, variances = model.encode(x, return_variance=True)
+    assert means.shape == variances.shape == (6, 4) and np.all(variances > 0)
+    torch.manual_seed(0)
+    sample = model.encode(x, sample=True)
+    assert not np.allclose(sample, means)
+    path = model.interpolate(x[0], x[1], steps=7)
+    assert path.shape == (7, *digits.shape)
+    np.testing.assert_allclose(path[0], model.decode(means[:1])[0], atol=1e-6)
+    np.testing.assert_allclose(path[-1], model.decode(means[1:2])[0], atol=1e-6)
+    assert model.interpolate(x[:2], x[2:4], steps=3).shape == (2, 3, *digits.shape)
+    as_tensor = model.encode(torch.from_numpy(x))
+    assert isinstance(as_tensor, torch.Tensor)
+    terms = model.loss_terms(x)
+    assert set(terms) == {"loss", "reconstruction", "kl", "elbo"}
+    with pytest.raises(ValueError, match="single example"):
+        model.encode(x[0])
+    with pytest.raises(ValueError, match="expected codes shaped"):
+        model.decode(np.zeros((2, 5)))
+
+
+def test_ae_has_no_likelihood(digits):
+    model = aevae.make("ae", input_shape=digits.shape, latent_dim=4, hidden=(16,))
+    with pytest.raises(aevae.NoLikelihoodError, match="defines no likelihood"):
+        model.elbo(digits.test.x[:4])
+    with pytest.raises(aevae.NoLikelihoodError, match="no variance"):
+        model.encode(digits.test.x[:4], return_variance=True)
+    assert set(model.loss_terms(digits.test.x[:4])) == {"loss", "reconstruction"}
+
+
+def test_gaussian_likelihood_constant_is_exact():
+    likelihood = make_likelihood("gaussian", (3,), sigma=1.0)
+    value = likelihood.log_prob(torch.zeros(1, 3), torch.zeros(1, 3))
+    assert math.isclose(float(value), -1.5 * math.log(2 * math.pi), rel_tol=1e-6)

@@ -1,0 +1,200 @@
+"""The training loop: learning, determinism, checkpoints, resume, divergence, PCA."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.decomposition import PCA
+
+import aevae
+from aevae.data import DataError
+from aevae.training import CHECKPOINT_FILE, TrainingDivergedError, fit
+
+
+def _small_vae(digits, **options):
+    return aevae.make("vae", input_shape=digits.shape, latent_dim=8, hidden=(64,), **options)
+
+
+def test_vae_improves_validation_elbo_on_digits(digits):
+    model = _small_vae(digits)
+    model.fit(digits.train.x, validation=digits.test.x, epochs=6, batch_size=64, progress=False)
+    elbo = model.history_.column("validation_elbo")
+    assert elbo[-1] > elbo[0] + 3.0, elbo  # nats per example
+    assert all(np.isfinite(elbo))
+    assert model.history_.best_epoch == int(np.argmax(elbo)) + 1
+
+
+def test_same_seed_same_result(digits):
+    weights = []
+    for _ in range(2):
+        model = _small_vae(digits)
+        model.fit(digits.train.x[:300], epochs=2, batch_size=50, seed=7, progress=False)
+        weights.append({k: v.clone() for k, v in model.state_dict().items()})
+    for key in weights[0]:
+        torch.testing.assert_close(weights[0][key], weights[1][key], rtol=0, atol=0)
+    other = _small_vae(digits)
+    other.fit(digits.train.x[:300], epochs=2, batch_size=50, seed=8, progress=False)
+    assert not torch.equal(other.state_dict()["decoder.body.0.weight"],
+                           weights[0]["decoder.body.0.weight"])
+
+
+def test_run_directory_contents(tmp_path, digits):
+    model = _small_vae(digits)
+    model.fit(digits.train.x[:200], validation=digits.test.x[:100], epochs=2, batch_size=50,
+              out=tmp_path, progress=False)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"config.json", "model.safetensors", "history.csv", CHECKPOINT_FILE,
+            "training.json"} <= names
+    assert not [name for name in names if name.endswith(".tmp")]
+    lines = (tmp_path / "history.csv").read_text().splitlines()
+    assert lines[0].startswith("epoch,train_loss,train_reconstruction,train_kl")
+    assert len(lines) == 3
+
+
+class _Killed(Exception):
+    pass
+
+
+def _kill_during(model, at_step):
+    """Make the model's loss raise at a given call, as if the process were killed there."""
+    original, calls = model.loss, {"count": 0}
+
+    def loss(*args, **kwargs):
+        calls["count"] += 1
+        if calls["count"] == at_step:
+            raise _Killed
+        return original(*args, **kwargs)
+
+    model.loss = loss
+
+
+def test_killed_and_resumed_run_matches_uninterrupted(tmp_path, digits):
+    x, valid = digits.train.x[:400], digits.test.x[:100]
+    settings = dict(validation=valid, epochs=4, batch_size=50, seed=3, progress=False)
+    reference = _small_vae(digits, norm="batch")
+    fit(reference, x, out=tmp_path / "reference", **settings)
+
+    interrupted = _small_vae(digits, norm="batch")
+    # 8 steps per epoch; die in the middle of epoch 3 (after two checkpoints).
+    _kill_during(interrupted, at_step=2 * 8 + 8 + 5)  # + validation calls of epochs 1-2
+    with pytest.raises(_Killed):
+        fit(interrupted, x, out=tmp_path / "resumed", **settings)
+    resumed = _small_vae(digits, norm="batch")  # a new process: fresh model object
+    history = fit(resumed, x, out=tmp_path / "resumed", resume=True, **settings)
+
+    assert len(history.epochs) == 4
+    for key, value in reference.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value, rtol=0, atol=0)
+    saved = (tmp_path / "reference" / "history.csv").read_text().splitlines()
+    again = (tmp_path / "resumed" / "history.csv").read_text().splitlines()
+    strip = lambda lines: [line.rsplit(",", 1)[0] for line in lines]  # noqa: E731
+    assert strip(saved) == strip(again)
+
+
+def test_existing_run_is_not_overwritten(tmp_path, digits):
+    model = _small_vae(digits)
+    model.fit(digits.train.x[:100], epochs=1, out=tmp_path, progress=False)
+    with pytest.raises(FileExistsError, match="already holds a training run"):
+        _small_vae(digits).fit(digits.train.x[:100], epochs=1, out=tmp_path, progress=False)
+
+
+def test_resume_after_completion_is_a_no_op(tmp_path, digits):
+    model = _small_vae(digits)
+    model.fit(digits.train.x[:100], epochs=2, out=tmp_path, progress=False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    again = _small_vae(digits)
+    again.fit(digits.train.x[:100], epochs=2, out=tmp_path, resume=True, progress=False)
+    for key, value in before.items():
+        torch.testing.assert_close(again.state_dict()[key], value, rtol=0, atol=0)
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, digits):
+    model = _small_vae(digits)
+    model.fit(digits.train.x[:100], epochs=1, batch_size=50, out=tmp_path, progress=False)
+    good = {k: v.clone() for k, v in model.state_dict().items()}
+    checkpoint = (tmp_path / CHECKPOINT_FILE).read_bytes()
+    original = model.loss
+
+    def poisoned(*args, **kwargs):
+        output = original(*args, **kwargs)
+        output.loss = output.loss * float("nan")
+        return output
+
+    model.loss = poisoned
+    with pytest.raises(TrainingDivergedError, match="loss is nan at epoch 2.*epoch 1.* is kept"):
+        model.fit(digits.train.x[:100], epochs=3, batch_size=50, out=tmp_path, resume=True,
+                  progress=False)
+    assert (tmp_path / CHECKPOINT_FILE).read_bytes() == checkpoint
+    for key, value in good.items():
+        torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0)
+
+
+def test_early_stopping_restores_best(digits):
+    model = _small_vae(digits)
+    model.fit(digits.train.x[:200], validation=digits.test.x[:100], epochs=200, batch_size=100,
+              learning_rate=1e-2, patience=2, progress=False)
+    history = model.history_
+    assert history.stopped_early and len(history.epochs) < 200
+    assert len(history.epochs) == history.best_epoch + 2
+    best = min(history.column("validation_loss"))
+    terms = model.loss_terms(digits.test.x[:100])
+    assert abs(float(np.mean(terms["loss"])) - best) < 2.0  # stochastic ELBO, same weights
+
+
+def test_kl_schedule_and_gradient_clipping(digits):
+    model = _small_vae(digits)
+    model.fit(digits.train.x[:200], epochs=2, batch_size=50, kl_schedule="linear:8",
+              gradient_clip=1.0, progress=False)
+    weights = model.history_.column("kl_weight")
+    assert weights == pytest.approx([3 / 8, 7 / 8])  # the weight at the last step
+
+
+def test_dataset_streaming_path(digits):
+    dataset = torch.utils.data.TensorDataset(torch.from_numpy(digits.train.x[:200]))
+    model = _small_vae(digits)
+    model.fit(dataset, epochs=2, batch_size=50, progress=False)
+    assert len(model.history_.epochs) == 2
+
+
+def test_linear_ae_reaches_pca_reconstruction_error(digits):
+    x = digits.train.x.reshape(len(digits.train.x), -1)
+    latent = 8
+    pca = PCA(latent).fit(x)
+    pca_error = ((pca.inverse_transform(pca.transform(x)) - x) ** 2).sum(1).mean()
+    model = aevae.make("ae", input_shape=(64,), latent_dim=latent, network="linear",
+                       likelihood="gaussian")
+    model.fit(x, epochs=150, batch_size=128, learning_rate=1e-2, progress=False)
+    ae_error = ((model.reconstruct(x) - x) ** 2).sum(1).mean()
+    assert ae_error <= 1.02 * pca_error, (ae_error, pca_error)
+    assert ae_error >= 0.999 * pca_error  # PCA is optimal among rank-8 linear maps
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (np.zeros((0, 1, 8, 8), np.float32), "empty"),
+        (np.full((4, 1, 8, 8), np.nan, np.float32), "NaN"),
+        (np.full((4, 1, 8, 8), np.inf, np.float32), "inf"),
+        (np.full((4, 1, 8, 8), 3.0, np.float32), r"\[0, 1\]"),
+        (np.zeros((4, 1, 9, 9), np.float32), "model expects"),
+        (np.array([["a"] * 64] * 4), "numeric"),
+    ],
+)
+def test_bad_training_data_gets_one_line_error(digits, data, message):
+    model = _small_vae(digits)
+    with pytest.raises(DataError, match=message) as error:
+        model.fit(data, epochs=1, progress=False)
+    assert "\n" not in str(error.value)
+
+
+def test_bad_training_settings(digits):
+    model = _small_vae(digits)
+    with pytest.raises(ValueError, match="needs validation data"):
+        model.fit(digits.train.x[:10], epochs=1, patience=2, progress=False)
+    with pytest.raises(ValueError, match="resume=True needs"):
+        model.fit(digits.train.x[:10], epochs=1, resume=True, progress=False)
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        model.fit(digits.train.x[:10], epochs=1, optimizer="lbfgs", progress=False)
+    with pytest.raises(ValueError, match="bad KL schedule"):
+        model.fit(digits.train.x[:10], epochs=1, kl_schedule="warmup", progress=False)
