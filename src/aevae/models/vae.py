@@ -24,6 +24,8 @@ class VAEConfig(AutoencoderConfig):
     samples: int = 1
     # beta weights the KL term (beta = 1 is the VAE; see beta_vae).
     beta: float = 1.0
+    # Free bits (Kingma et al. 2016): nats per latent dimension the training loss grants for free.
+    free_bits: float = 0.0
 
     def __post_init__(self):
         super().__post_init__()
@@ -32,6 +34,8 @@ class VAEConfig(AutoencoderConfig):
         self.samples = int(self.samples)
         if not self.beta >= 0:
             raise ValueError(f"beta must be non-negative, got {self.beta}")
+        if not self.free_bits >= 0:
+            raise ValueError(f"free_bits must be non-negative, got {self.free_bits}")
 
 
 @register_model
@@ -66,11 +70,26 @@ class VAE(Autoencoder):
             z = q.rsample(self.config.samples)  # (L, N, D)
             reconstruction = -self.reconstruction_log_prob(x, z).mean(0)
         kl = self.kl(q, z)
+        penalty = self.free_bits_kl(q, kl) if self.training and self.config.free_bits else kl
         return LossOutput(
-            loss=reconstruction + (kl_weight * self.config.beta) * kl,
+            loss=reconstruction + (kl_weight * self.config.beta) * penalty,
             terms={"reconstruction": reconstruction, "kl": kl},
             elbo=-(reconstruction + kl),
         )
+
+    def free_bits_kl(self, q: DiagonalGaussian, kl: torch.Tensor) -> torch.Tensor:
+        """The KL as free bits trains it: sum_d max(free_bits, batch-mean KL_d), so a dimension
+        gains nothing from going below the floor (against posterior collapse). Per example, a
+        dimension above the floor keeps its own KL and one below counts the floor: the batch mean
+        is the free-bits objective and so is its gradient. A prior that does not factorise over
+        dimensions makes the whole code one group, floored at latent_dim * free_bits."""
+        floor = self.config.free_bits
+        if isinstance(self.prior, StandardNormal):
+            per_dimension = q.kl_to_standard_normal_per_dimension()
+        else:
+            per_dimension, floor = kl[:, None], floor * self.latent_dim
+        above = per_dimension.mean(0) > floor
+        return torch.where(above, per_dimension, torch.full_like(per_dimension, floor)).sum(-1)
 
     def log_importance_weights(self, x: torch.Tensor, k: int) -> torch.Tensor:
         """log p(x|z) + log p(z) - log q(z|x) for k draws z ~ q(z|x); shape (k, N)."""
