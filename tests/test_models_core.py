@@ -220,3 +220,27 @@ def test_gaussian_likelihood_constant_is_exact():
     likelihood = make_likelihood("gaussian", (3,), sigma=1.0)
     value = likelihood.log_prob(torch.zeros(1, 3), torch.zeros(1, 3))
     assert math.isclose(float(value), -1.5 * math.log(2 * math.pi), rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(aevae.models.MODELS))
+def test_every_model_builds_the_same_weights_from_the_same_seed(name):
+    build = lambda seed: aevae.make(name, input_shape=(1, 8, 8), latent_dim=4,  # noqa: E731
+                                    hidden=(16,), seed=seed)
+    torch.manual_seed(123)
+    first = build(0).state_dict()
+    torch.manual_seed(456)  # the caller's global random state must not matter
+    second = build(0).state_dict()
+    assert first.keys() == second.keys()
+    for key in first:
+        assert torch.equal(first[key], second[key]), key
+    other = build(1).state_dict()
+    assert any(not torch.equal(first[key], other[key]) for key in first
+               if first[key].is_floating_point() and first[key].numel() > 1)
+
+
+def test_any_vae_can_take_the_vamp_prior(digits):
+    model = aevae.make("vae", input_shape=digits.shape, latent_dim=4, hidden=(16,),
+                       prior="vamp", prior_options={"pseudo_inputs": 20})
+    model.fit(digits.train.x[:200], epochs=1, batch_size=50, progress=False)
+    assert np.all(np.isfinite(model.loss_terms(digits.test.x[:10])["elbo"]))
+    assert model.sample(3, seed=0).shape == (3, *digits.shape)

@@ -29,6 +29,14 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
 
+@contextlib.contextmanager
+def seeded(seed: int, stream: int = 0):
+    """Draw from torch's global generator seeded by (seed, stream), restoring it afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed * 1000 + stream)
+        yield
+
+
 class NoLikelihoodError(TypeError):
     """Raised when a likelihood is asked of a model that defines none (a deterministic AE)."""
 
@@ -139,14 +147,11 @@ class Autoencoder(nn.Module):
             )
             self.prior = make_prior(config.prior, config.latent_dim, **config.prior_options)
 
-    @contextlib.contextmanager
     def seeded_initialisation(self, stream: int = 1):
         """Build modules with weights drawn from ``config.seed`` (and a per-part ``stream``)
         without touching the caller's global random state. Variants that add modules in their
         own ``__init__`` build them inside this block."""
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.config.seed * 1000 + stream)
-            yield
+        return seeded(self.config.seed, stream)
 
     # ----- what variants implement -------------------------------------------------------
     def encode_tensor(self, x: torch.Tensor, sample: bool = False):

@@ -46,6 +46,14 @@ class VAE(Autoencoder):
     posterior_parameters = 2
     has_likelihood = True
 
+    def __init__(self, config=None, **options):
+        super().__init__(config, **options)
+        # Priors built from the posterior itself (the VampPrior) are handed it here; a bound
+        # method, so the encoder is not registered twice.
+        with self.seeded_initialisation(2):
+            self.prior.bind(self.posterior, self.input_shape,
+                            unit_interval=self.likelihood.needs_unit_interval)
+
     def posterior(self, x: torch.Tensor) -> DiagonalGaussian:
         mean, log_variance = self.encoder(x).chunk(2, dim=-1)
         return DiagonalGaussian(mean, log_variance)
