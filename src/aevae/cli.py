@@ -126,6 +126,7 @@ def command_train(arguments) -> int:
         model = make(read_json(out / "config.json")["model"], **options)
     else:
         options["input_shape"] = dataset.shape
+        options.setdefault("seed", arguments.seed)  # one --seed fixes initialisation too
         model = make(arguments.model, **options)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / DATA_FILE, {

@@ -44,7 +44,8 @@ def save_image_grid(images: np.ndarray, path, *, columns: int | None = None,
 
     grid = image_grid(images, columns)
     height, width = grid.shape[:2]
-    inches = max(2.0, scale * max(height, width) / 40.0)
+    # About four screen pixels per image pixel, within sensible figure sizes.
+    inches = min(12.0, max(3.0, scale * 4.0 * max(height, width) / 100.0))
     figure = Figure(figsize=(inches * width / max(height, width) + 0.2,
                              inches * height / max(height, width) + (0.5 if title else 0.2)))
     axis = figure.add_subplot()

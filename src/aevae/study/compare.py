@@ -117,6 +117,7 @@ def compare(settings: CompareSettings, out: str | Path, progress: bool = False) 
         model = make(
             name, input_shape=dataset.shape, latent_dim=settings.latent_dim,
             network=settings.network, hidden=settings.hidden, likelihood=settings.likelihood,
+            seed=settings.seed,
         )
         model.fit(
             train.x, validation=validation.x, epochs=settings.epochs,
