@@ -60,10 +60,15 @@ def _load_run_data(run: Path, data: str | None, data_dir: str | None):
     name = data or saved.get("data")
     if name is None:
         raise UsageError(f"{run} does not record its data; pass --data NAME_OR_PATH")
+    if data is not None and data != saved.get("data"):
+        return load_dataset(data, data_dir=data_dir)
+    # The same splits as in training, so the held-out part stays held out.
     return load_dataset(
         name,
         data_dir=data_dir or saved.get("data_dir"),
-        labels=saved.get("labels") if data is None else None,
+        labels=saved.get("labels"),
+        validation_fraction=saved.get("validation_fraction", 0.0),
+        seed=saved.get("seed", 0),
     )
 
 
@@ -133,6 +138,9 @@ def command_train(arguments) -> int:
         "data": arguments.data,
         "data_dir": arguments.data_dir,
         "labels": arguments.labels,
+        "validation_fraction": arguments.validation_fraction,
+        "seed": arguments.seed,
+        "limit": arguments.limit,
     })
     validation = dataset.validation.x if dataset.validation is not None else None
     model.fit(
@@ -184,10 +192,11 @@ def _flatten(values: dict, prefix: str = ""):
             yield name, value
 
 
-def _short(value) -> str:
+def _short(value, width: int = 60) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
-    return str(value)
+    text = str(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def command_sample(arguments) -> int:
