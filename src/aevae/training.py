@@ -362,7 +362,9 @@ def _progress_bar(enabled: bool, epoch: int, epochs: int, total: int):
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=f"epoch {epoch}/{epochs}", leave=False, mininterval=0.5)
+    # disable=None: no per-batch bar when stderr is not a terminal (logs keep the epoch lines).
+    return tqdm(total=total, desc=f"epoch {epoch}/{epochs}", leave=False, mininterval=0.5,
+                disable=None)
 
 
 def _print_epoch(record: dict, epochs: int) -> None:
