@@ -1,0 +1,9 @@
+"""Published-NLL row: IWAE k=50 (2 layers). Settings and the JSON it writes: common.py.
+
+    python benchmarks/nll/hierarchical_iwae_k50.py --epochs E --test-examples N --threads 1
+"""
+
+from common import run
+
+if __name__ == "__main__":
+    run("hierarchical_iwae_k50")
