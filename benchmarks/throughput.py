@@ -4,7 +4,7 @@ Both train the same MLP VAE (784-512-16, ReLU, Bernoulli decoder, Adam, batch 10
 data in the same process, alternating runs so that machine noise hits both alike. Prints
 examples per second for each and their ratio (aevae / bare loop).
 
-    python benchmarks/throughput.py [--epochs 1] [--repeats 3] [--device cpu]
+    python benchmarks/throughput.py [--epochs 1] [--repeats 3] [--device cpu] [--threads N]
 """
 
 from __future__ import annotations
@@ -86,7 +86,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--limit", type=int, default=None, help="use the first N examples")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: "
+                        "torch's choice)")
     arguments = parser.parse_args()
+    if arguments.threads:
+        torch.set_num_threads(arguments.threads)
     device = torch.device(arguments.device)
     x = mnist_or_random(arguments.limit)
     tensor = torch.from_numpy(x)

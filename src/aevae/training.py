@@ -1,6 +1,6 @@
 """One training loop for every model.
 
-In-memory data is batched straight from tensors (one shuffle per epoch, then contiguous slices);
+In-memory data is batched straight from tensors (one permutation per epoch, gathered per batch);
 data that does not fit in memory comes through a ``torch.utils.data.Dataset``. Each epoch writes
 an atomic checkpoint (model, optimizer, RNG states, history) so ``resume=True`` continues a killed
 run losing at most one epoch, bit for bit on the CPU.
@@ -337,9 +337,9 @@ def _resume(run: _Run, model, optimizers, generator, history) -> tuple[int, int,
 
 def _shuffled(train: torch.Tensor, batch_size: int, generator: torch.Generator):
     order = torch.randperm(len(train), generator=generator).to(train.device)
-    shuffled = train[order]  # one gather per epoch; batches are then contiguous views
+    # Gather batch by batch: a whole shuffled copy per epoch costs more memory traffic.
     for start in range(0, len(train), batch_size):
-        yield shuffled[start:start + batch_size]
+        yield train[order[start:start + batch_size]]
 
 
 def _stream(loader: DataLoader, model: Autoencoder, device: torch.device):
