@@ -171,6 +171,7 @@ def command_evaluate(arguments) -> int:
         generated_samples=arguments.generated_samples,
         max_examples=arguments.max_examples,
         seed=arguments.seed,
+        anomaly_training_epochs=arguments.anomaly_epochs,
     )
     metrics = arguments.metrics.split(",") if arguments.metrics else None
     result = evaluate(model, dataset, metrics=metrics, settings=settings)
@@ -303,7 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--likelihood-examples", type=int,
                           help="evaluate log p(x) on the first N examples only")
     evaluate.add_argument("--generated-samples", type=int, default=10000)
-    evaluate.add_argument("--max-examples", type=int)
+    evaluate.add_argument("--max-examples", type=int,
+                          help="evaluate on a seeded random subset of N examples")
+    evaluate.add_argument("--anomaly-epochs", type=int, default=10,
+                          help="epochs of the per-class models of the one-class anomaly "
+                          "protocol (0: score with the given model instead, not one-class)")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--out", help="where to write the JSON (default RUN/metrics.json)")
     evaluate.set_defaults(handler=command_evaluate)

@@ -7,6 +7,7 @@ Samples are processed in chunks with a running log-sum-exp, so memory stays boun
 
 Randomness: example i of ``x`` draws its samples from its own stream, seeded by (seed, i), so its
 estimate does not depend on which other examples share its batch (nor on ``likelihood_examples``).
+Models on the generic path (below) draw from one stream per batch instead.
 
 Speed (see benchmarks/likelihood_throughput.py): for models with a diagonal Gaussian posterior
 (the VAE and the variants that keep its importance weights) the estimator encodes each example
@@ -82,10 +83,12 @@ def _log_mean_exp_vae(model, batch, k, samples_per_chunk, generators) -> torch.T
     done = 0
     while done < k:
         count = min(samples_per_chunk, k - done)
-        noise = torch.stack([
-            torch.randn(count, dimensions, generator=generator, device=batch.device)
-            for generator in generators
-        ])
+        noise = torch.stack(
+            [
+                torch.randn(count, dimensions, generator=generator, device=batch.device)
+                for generator in generators
+            ]
+        )
         z = torch.addcmul(mean[:, None], std[:, None], noise)
         log_q = log_q_constant - 0.5 * noise.pow(2).sum(-1)
         log_weights = _decoder_log_prob(model, batch, z) + model.prior.log_prob(z) - log_q
@@ -140,7 +143,9 @@ def log_likelihood_estimate(
     tensor, _ = model._prepare(x)
     batch_size, samples_per_chunk = _chunk_sizes(len(tensor), k, max_rows, batch_size)
     fast = _uses_vae_weights(model)
-    results = []
+    # Filled in place: small tensors kept alive between the large transient ones fragment the
+    # C heap (glibc), which then grew without bound over 10,000 examples.
+    output = np.empty(len(tensor), dtype=np.float64)
     was_training = model.training
     model.eval()
     devices = [tensor.device] if tensor.device.type == "cuda" else []
@@ -161,10 +166,11 @@ def log_likelihood_estimate(
                     estimate = _log_mean_exp_generic(
                         model, batch, k, samples_per_chunk, example_seed(seed, start)
                     )
-                results.append(estimate.cpu())
+                output[start : start + len(batch)] = estimate.cpu().numpy()
+                del estimate
     finally:
         model.train(was_training)
-    return torch.cat(results).numpy()
+    return output
 
 
 def bits_per_dimension(log_likelihood_nats: np.ndarray | float, dimensions: int) -> float:
@@ -194,9 +200,9 @@ def likelihood_report(
         elbo = np.asarray(model.elbo(np.asarray(x) if not torch.is_tensor(x) else x.cpu()))
     log_likelihood = log_likelihood_estimate(model, x, k=k, seed=seed, max_rows=max_rows)
     bounds = {
-        str(samples): float(np.mean(
-            log_likelihood_estimate(model, x, k=samples, seed=seed + 1, max_rows=max_rows)
-        ))
+        str(samples): float(
+            np.mean(log_likelihood_estimate(model, x, k=samples, seed=seed + 1, max_rows=max_rows))
+        )
         for samples in bound_samples
     }
     dimensions = math.prod(model.input_shape)

@@ -19,6 +19,9 @@ from ..models import make
 from ..report.figures import save_image_grid
 
 RESULTS_FILE = "results.json"
+# The groups a quick comparison runs; anomaly detection trains a model per class, so it is left
+# to `aevae evaluate`.
+COMPARE_METRICS = ("reconstruction", "likelihood", "generation", "latent", "structure")
 
 
 @dataclass
@@ -57,6 +60,10 @@ TABLE_ROWS = [
      ("prior", "classifier", "mean_confidence"), "{:.3f}"),
     ("ex-post GMM samples: Frechet distance", "generation",
      ("ex_post", "frechet_distance", "value"), "{:.2f}"),
+    ("linear probe, 10 labels per class [accuracy]", "structure",
+     ("linear_probe", "accuracy", "10"), "{:.3f}"),
+    ("k-NN, all labels [accuracy]", "structure", ("knn", "accuracy", "all"), "{:.3f}"),
+    ("k-means clustering [accuracy]", "structure", ("clustering", "accuracy"), "{:.3f}"),
     ("active units", "latent", ("active_units", "value"), "{:d}"),
     ("codes vs prior: MMD^2 (IMQ kernel)", "latent", ("prior_mismatch", "mmd_imq"), "{:.4f}"),
     ("prior draws in latent holes [fraction]", "latent", ("prior_mismatch", "hole_fraction"),
@@ -126,7 +133,7 @@ def compare(settings: CompareSettings, out: str | Path, progress: bool = False) 
             batch_transform=dataset.binarize if dataset.dynamic_binarization else None,
             progress=progress,
         )
-        result = evaluate(model, dataset, settings=evaluation)
+        result = evaluate(model, dataset, metrics=list(COMPARE_METRICS), settings=evaluation)
         result["training"] = {
             "epochs_run": len(model.history_.epochs),
             "best_epoch": model.history_.best_epoch,

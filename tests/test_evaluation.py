@@ -1,0 +1,232 @@
+"""The model adapters of aevae.metrics.evaluate: wiring, settings echoed, seeding, the CLI.
+
+The metric cores' known answers are tested in test_metrics_core.py; here a small VAE trained on
+digits for a few epochs goes through every group.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import aevae
+from aevae.data import Split
+from aevae.data.containers import assemble_dataset
+from aevae.metrics.evaluate import EvaluationSettings, available_metric_groups, evaluate
+
+NEW_GROUPS = ["structure", "interpolation", "anomaly", "denoising"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Small tensors: with the cores shared, a second OpenMP thread mostly waits (10x slower).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def small_settings(**changes) -> EvaluationSettings:
+    options = dict(
+        importance_samples=50,
+        generated_samples=300,
+        interpolation_pairs=40,
+        reference_images=500,
+        anomaly_training_epochs=2,
+        anomaly_training_examples=60,
+        anomaly_importance_samples=10,
+        silhouette_examples=200,
+    )
+    options.update(changes)
+    return EvaluationSettings(**options)
+
+
+@pytest.fixture(scope="module")
+def vae(digits):
+    model = aevae.make("vae", input_shape=(1, 8, 8), latent_dim=8, hidden=(64,))
+    return model.fit(digits.train.x, epochs=5, progress=False)
+
+
+@pytest.fixture(scope="module")
+def autoencoder(digits):
+    model = aevae.make("ae", input_shape=(1, 8, 8), latent_dim=8, hidden=(64,))
+    return model.fit(digits.train.x, epochs=5, progress=False)
+
+
+def numbers(value, path=""):
+    """Every (path, number) in a nested result."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from numbers(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from numbers(item, f"{path}[{index}]")
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        yield path, value
+
+
+def test_every_group_is_finite_echoes_settings_and_repeats(vae, digits):
+    settings = small_settings()
+    first = evaluate(vae, digits, settings=settings)
+    second = evaluate(vae, digits, settings=settings)
+    assert set(first["metrics"]) == {name for name, _ in available_metric_groups()}
+    bad = [path for path, value in numbers(first["metrics"]) if not math.isfinite(value)]
+    assert not bad
+    first.pop("seconds"), second.pop("seconds")
+    assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
+    json.dumps(first)  # JSON-ready
+
+    metrics = first["metrics"]
+    assert first["settings"]["seed"] == 0 and first["settings"]["anomaly_training_epochs"] == 2
+    likelihood = metrics["likelihood"]
+    assert likelihood["available"] and likelihood["importance_samples"] == 50
+    assert likelihood["examples"] == len(digits.test)
+    assert len(likelihood["per_example"]["elbo"]) == len(digits.test)
+    assert likelihood["elbo"] <= likelihood["log_likelihood"] + 0.5
+
+    structure = metrics["structure"]
+    assert structure["linear_probe"]["labels_per_class"] == [10, 100, None]
+    assert set(structure["knn"]["accuracy"]) == {"10", "100", "all"}
+    assert structure["n_train"] == len(digits.train) and structure["n_test"] == len(digits.test)
+    assert structure["linear_probe"]["accuracy"]["all"] > 0.5  # well above chance (0.1)
+    assert {"accuracy", "nmi", "ari"} <= set(structure["clustering"])
+
+    interpolation = metrics["interpolation"]
+    assert interpolation["pairs"] == 40 and interpolation["steps"] == 10
+    assert interpolation["smoothness"]["value"] >= 1.0
+    assert interpolation["midpoint_realism"]["n_reference"] == 500
+    assert interpolation["feature_space"] == "classifier"
+    assert 0 < interpolation["midpoint_realism"]["classifier"]["mean_confidence"] <= 1
+
+    anomaly = metrics["anomaly"]
+    assert anomaly["protocol"] == "one_class"
+    assert anomaly["training"]["epochs"] == 2 and anomaly["importance_samples"] == 10
+    assert set(anomaly["scores"]) == {
+        "reconstruction_error",
+        "negative_elbo",
+        "negative_log_likelihood",
+    }
+    for score in anomaly["scores"].values():
+        assert len(score["per_class"]) == 10
+        assert score["value"] == pytest.approx(np.mean(list(score["per_class"].values())))
+
+    denoising = metrics["denoising"]
+    assert set(denoising["gaussian_noise"]) == {"0.1", "0.3", "0.5"}
+    assert set(denoising["masking"]) == {"0.25", "0.5"}
+    noisy = [denoising["gaussian_noise"][level]["corrupted_psnr"] for level in ("0.1", "0.5")]
+    assert noisy[0] > noisy[1]  # more noise, lower PSNR of the corrupted input
+
+    generation = metrics["generation"]
+    assert generation["generated_samples"] == 300
+    assert "prior" in generation
+
+
+def test_autoencoder_has_no_likelihood_but_every_other_group(autoencoder, digits):
+    result = evaluate(
+        autoencoder,
+        digits,
+        metrics=["likelihood", "latent", *NEW_GROUPS],
+        settings=small_settings(interpolation_pairs=10),
+    )
+    likelihood = result["metrics"]["likelihood"]
+    assert likelihood["available"] is False and "no likelihood" in likelihood["reason"]
+    assert "kl_per_dimension" not in result["metrics"]["latent"]
+    assert set(result["metrics"]["anomaly"]["scores"]) == {"reconstruction_error"}
+    assert result["metrics"]["structure"]["available"]
+
+
+def out_of_distribution_dataset(digits):
+    """Class 0: digits; class 1: the same images inverted (1 - x), clearly unlike digits."""
+
+    def split(part, size):
+        images = part.x[:size]
+        x = np.concatenate([images, 1.0 - images])
+        labels = np.repeat([0, 1], len(images))
+        return Split(x, labels)
+
+    return assemble_dataset(
+        "digits-and-inverted",
+        split(digits.train, 400),
+        None,
+        split(digits.test, 100),
+        description="test data",
+    )
+
+
+def test_anomaly_detects_an_out_of_distribution_class(vae, digits):
+    dataset = out_of_distribution_dataset(digits)
+    result = evaluate(
+        vae,
+        dataset,
+        metrics=["anomaly"],
+        settings=small_settings(anomaly_training_epochs=15, anomaly_training_examples=400),
+    )
+    anomaly = result["metrics"]["anomaly"]
+    assert anomaly["protocol"] == "one_class"
+    assert anomaly["training"]["examples"] == {"0": 400, "1": 400}
+    for score in anomaly["scores"].values():
+        assert score["per_class"]["0"] > 0.9  # digits normal: inverted images stand out
+
+    # Without training, the given model scores: said plainly, not called one-class.
+    given = evaluate(
+        vae, dataset, metrics=["anomaly"], settings=small_settings(anomaly_training_epochs=0)
+    )
+    assert given["metrics"]["anomaly"]["protocol"] == "given_model"
+    assert "NOT one-class" in given["metrics"]["anomaly"]["description"]
+
+
+def test_groups_without_labels_say_so(vae, digits):
+    unlabelled = assemble_dataset(
+        "unlabelled",
+        Split(digits.train.x),
+        None,
+        Split(digits.test.x[:50]),
+        description="no labels",
+    )
+    result = evaluate(
+        vae,
+        unlabelled,
+        metrics=["structure", "anomaly", "interpolation"],
+        settings=small_settings(interpolation_pairs=10),
+    )
+    assert result["metrics"]["structure"]["available"] is False
+    assert result["metrics"]["anomaly"]["available"] is False
+    assert result["metrics"]["interpolation"]["feature_space"] == "pixels"
+
+
+def test_unknown_group_is_a_clear_error(vae, digits):
+    with pytest.raises(ValueError, match="unknown metric"):
+        evaluate(vae, digits, metrics=["nonsense"])
+
+
+def test_cli_evaluate_writes_metrics_json(tmp_path, capsys):
+    from aevae.cli import main
+
+    run = tmp_path / "run"
+    assert (
+        main(["train", "vae", "--data", "digits", "--epochs", "2", "--out", str(run), "--quiet"])
+        == 0
+    )
+    assert (
+        main(
+            [
+                "evaluate",
+                str(run),
+                "--metrics",
+                "reconstruction,likelihood",
+                "--importance-samples",
+                "50",
+            ]
+        )
+        == 0
+    )
+    written = json.loads((run / "metrics.json").read_text())
+    assert set(written["metrics"]) == {"reconstruction", "likelihood"}
+    assert written["metrics"]["likelihood"]["importance_samples"] == 50
+    assert written["settings"]["importance_samples"] == 50
+    printed = capsys.readouterr().out
+    assert "likelihood.log_likelihood" in printed and "metrics.json" in printed
