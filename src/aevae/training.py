@@ -261,9 +261,10 @@ def fit(
                 auxiliary_optimizer.zero_grad(set_to_none=True)
                 auxiliary_loss.backward()
                 auxiliary_optimizer.step()
-            sums = torch.stack([output.loss.detach().sum()]
-                               + [term.detach().sum() for term in output.terms.values()])
-            totals = sums if totals is None else totals + sums
+            # One stack and one reduction per step for the epoch's running sums.
+            sums = torch.stack([output.loss.detach()]
+                               + [term.detach() for term in output.terms.values()]).sum(1)
+            totals = sums if totals is None else totals.add_(sums)
             count += len(batch)
             step += 1
             if bar is not None:
