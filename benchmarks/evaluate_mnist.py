@@ -16,7 +16,6 @@ benchmarks/results/evaluate_mnist.md. Takes about half an hour on two busy CPU c
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import time
@@ -31,6 +30,8 @@ import torch  # noqa: E402
 import aevae  # noqa: E402
 from aevae.data import load_dataset  # noqa: E402
 from aevae.metrics.evaluate import METRIC_GROUPS, EvaluationSettings, evaluate  # noqa: E402
+from aevae.study.compare import lookup  # noqa: E402
+from machine import keep_heap_resident  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -121,24 +122,7 @@ ROWS = [
 
 
 
-def keep_heap_resident() -> bool:
-    """Ask glibc to keep freed memory (no trimming; blocks up to 64 MiB from the heap), so the
-    estimator's large per-chunk buffers are not unmapped and page-faulted back every chunk
-    (measured: about a fifth of its time). Process-wide, glibc only; returns whether it took."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    trim_threshold, mmap_threshold = -1, -3  # mallopt parameter numbers (malloc.h)
-    return bool(libc.mallopt(trim_threshold, 1 << 30) and libc.mallopt(mmap_threshold, 1 << 26))
 
-def lookup(result: dict, group: str, path: tuple[str, ...]):
-    value = result["metrics"].get(group)
-    for key in path:
-        if not isinstance(value, dict) or key not in value:
-            return None
-        value = value[key]
-    return value
 
 
 def denoising_rows(results: dict) -> list[tuple]:

@@ -24,7 +24,6 @@ and each reports its best: the fraction compares like with like. A sustained run
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import time
@@ -40,6 +39,7 @@ import torch  # noqa: E402
 import aevae  # noqa: E402
 from aevae.data import DataError, load_dataset  # noqa: E402
 from aevae.metrics import likelihood  # noqa: E402
+from machine import keep_heap_resident  # noqa: E402
 
 FLOP_PER_ROW = 2 * (16 * 512 + 512 * 784)
 MATMUL_FLOP_PER_ROW = 2 * 512 * 784
@@ -47,16 +47,6 @@ OLD_DEFAULT_MAX_ROWS = 32768
 
 
 
-def keep_heap_resident() -> bool:
-    """Ask glibc to keep freed memory (no trimming; blocks up to 64 MiB from the heap), so the
-    estimator's large per-chunk buffers are not unmapped and page-faulted back every chunk
-    (measured: about a fifth of its time). Process-wide, glibc only; returns whether it took."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    trim_threshold, mmap_threshold = -1, -3  # mallopt parameter numbers (malloc.h)
-    return bool(libc.mallopt(trim_threshold, 1 << 30) and libc.mallopt(mmap_threshold, 1 << 26))
 
 def binary_mnist_test() -> tuple[np.ndarray, str]:
     try:

@@ -7,8 +7,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    # The tests use small tensors: on shared cores a second OpenMP/BLAS thread mostly
+    # busy-waits (measured up to 10x slower), and one thread keeps results reproducible.
+    from threadpoolctl import threadpool_limits
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 import aevae
 from aevae.data import Split
@@ -21,13 +20,6 @@ from aevae.metrics.evaluate import EvaluationSettings, available_metric_groups, 
 NEW_GROUPS = ["structure", "interpolation", "anomaly", "denoising"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Small tensors: with the cores shared, a second OpenMP thread mostly waits (10x slower).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def small_settings(**changes) -> EvaluationSettings:

@@ -18,13 +18,6 @@ from aevae.models.vae import VAE
 DATA_DIMENSIONS, LATENT_DIMENSIONS, SIGMA = 6, 3, 0.5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Small tensors: with the cores shared, a second OpenMP thread mostly waits (10x slower).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class GenericWeightsVAE(VAE):

@@ -32,13 +32,6 @@ CASES = {
 _trained: dict[str, aevae.Autoencoder] = {}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # These networks are tiny: one thread is faster than two contending on a shared machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make(name: str, **options) -> aevae.Autoencoder:

@@ -10,7 +10,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from threadpoolctl import threadpool_limits
 
 import aevae
 from aevae.data import load_dataset
@@ -42,15 +41,6 @@ def images() -> np.ndarray:
     return load_dataset("digits").train.x
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Networks and mixtures this small gain nothing from threads, and on shared cores the
-    # threads spin and stall (a 10-component mixture fit took 3.4 s with two, 0.06 s with one).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(threads)
 
 
 def build(name: str, **options):

@@ -1,0 +1,17 @@
+"""Process settings the benchmarks share."""
+
+from __future__ import annotations
+
+import ctypes
+
+
+def keep_heap_resident() -> bool:
+    """Ask glibc to keep freed memory (no trimming; blocks up to 64 MiB from the heap), so the
+    estimator's large per-chunk buffers are not unmapped and page-faulted back every chunk
+    (measured: about a fifth of its time). Process-wide, glibc only; returns whether it took."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    trim_threshold, mmap_threshold = -1, -3  # mallopt parameter numbers (malloc.h)
+    return bool(libc.mallopt(trim_threshold, 1 << 30) and libc.mallopt(mmap_threshold, 1 << 26))
