@@ -317,9 +317,7 @@ def _resume(run: _Run, model, optimizers, generator, history) -> tuple[int, int,
             f"cannot resume: the model in {run.directory} differs from the one being trained"
         )
     tensors, metadata = load_tensors(run.checkpoint)
-    model.load_state_dict(
-        {key[6:]: value for key, value in tensors.items() if key.startswith("model.")}
-    )
+    model.load_state_dict(_prefixed(tensors, "model."))
     for name, optimizer in optimizers.items():
         _restore_optimizer(optimizer, name, tensors, metadata["optimizers"][name])
     torch.set_rng_state(tensors["rng.torch"])
@@ -330,10 +328,15 @@ def _resume(run: _Run, model, optimizers, generator, history) -> tuple[int, int,
     history.epochs, history.best_epoch = restored.epochs, restored.best_epoch
     history.best_validation_loss = restored.best_validation_loss
     history.stopped_early = restored.stopped_early
-    best = {key[5:]: value for key, value in tensors.items() if key.startswith("best.")}
+    best = _prefixed(tensors, "best.")
     device = next(model.parameters()).device
     best = {key: value.to(device) for key, value in best.items()} or None
     return metadata["step"], metadata["stale_epochs"], best
+
+
+def _prefixed(tensors: dict, prefix: str) -> dict:
+    """The checkpoint tensors stored under ``prefix``, with the prefix removed."""
+    return {key[len(prefix):]: value for key, value in tensors.items() if key.startswith(prefix)}
 
 
 def _shuffled(train: torch.Tensor, batch_size: int, generator: torch.Generator):
@@ -381,9 +384,7 @@ def _diverged(run, model, epoch, step, loss) -> None:
     where = f"at epoch {epoch}, step {step}"
     if run is not None and run.checkpoint.exists():
         tensors, metadata = load_tensors(run.checkpoint)
-        model.load_state_dict(
-            {key[6:]: value for key, value in tensors.items() if key.startswith("model.")}
-        )
+        model.load_state_dict(_prefixed(tensors, "model."))
         kept = f"; the last good checkpoint (epoch {len(metadata['history']['epochs'])}) is kept"
         kept += f" in {run.directory} and restored in memory"
     else:
