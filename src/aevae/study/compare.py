@@ -6,13 +6,12 @@ Gaussian and pays a KL to the prior. Both are scored by the same metric groups.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..data import Dataset, Split, load_dataset
+from ..data import load_dataset
 from ..io import atomic_write_json
 from ..metrics.evaluate import EvaluationSettings, evaluate
 from ..models import make
@@ -96,22 +95,15 @@ def table(results: dict[str, dict]) -> list[tuple[str, list[str]]]:
     return rows
 
 
-def _holdout(dataset: Dataset, fraction: float, seed: int) -> tuple[Split, Split]:
-    """Carve a validation split from training data when the dataset has none."""
-    if dataset.validation is not None:
-        return dataset.train, dataset.validation
-    order = np.random.default_rng(seed).permutation(len(dataset.train))
-    size = max(1, int(math.floor(fraction * len(order))))
-    return dataset.train.take(np.sort(order[size:])), dataset.train.take(np.sort(order[:size]))
-
-
 def compare(settings: CompareSettings, out: str | Path, progress: bool = False) -> dict:
     """Train each model of ``settings.models`` with matched networks; evaluate; write
     ``results.json`` and image grids into ``out``. Returns the results."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    dataset = load_dataset(settings.dataset, data_dir=settings.data_dir)
-    train, validation = _holdout(dataset, settings.validation_fraction, settings.seed)
+    # The data layer carves the validation split (datasets with their own keep it).
+    dataset = load_dataset(settings.dataset, data_dir=settings.data_dir,
+                           validation_fraction=settings.validation_fraction, seed=settings.seed)
+    train, validation = dataset.train, dataset.validation
     evaluation = EvaluationSettings(
         importance_samples=settings.importance_samples,
         generated_samples=settings.generated_samples,
