@@ -7,11 +7,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import distributions
+from torch import distributions, nn
 
 import aevae
 from aevae.distributions import DiagonalGaussian
 from aevae.likelihoods import make_likelihood
+from aevae.nets.mlp import GatedLinear
 
 
 def test_kl_closed_form_matches_monte_carlo():
@@ -175,6 +176,32 @@ def test_networks_round_trip_shapes(network, shape):
     x = np.random.rand(2, *shape).astype(np.float32)
     assert model.reconstruct(x).shape == (2, *shape)
     assert model.sample(3).shape == (3, *shape)
+
+
+def test_gated_mlp_layers_are_value_times_sigmoid_gate():
+    model = aevae.make("vae", input_shape=(1, 8, 8), latent_dim=3, hidden=(16, 8),
+                       activation="gated")
+    gated = [layer for layer in model.encoder.modules() if isinstance(layer, GatedLinear)]
+    assert [layer.value.out_features for layer in gated] == [16, 8]
+    x = torch.randn(5, 64)
+    layer = gated[0]
+    expected = (x @ layer.value.weight.T + layer.value.bias) * torch.sigmoid(
+        x @ layer.gate.weight.T + layer.gate.bias)
+    torch.testing.assert_close(layer(x), expected)
+    # No elementwise activation follows a gated layer; the linear parameters double.
+    plain = aevae.make("vae", input_shape=(1, 8, 8), latent_dim=3, hidden=(16, 8))
+    assert not any(isinstance(module, nn.Tanh | nn.ReLU) for module in model.encoder.modules())
+    hidden_weights = 64 * 16 + 16 + 16 * 8 + 8
+    assert (sum(p.numel() for p in model.encoder.parameters())
+            == sum(p.numel() for p in plain.encoder.parameters()) + hidden_weights)
+    with pytest.raises(ValueError, match="unknown activation 'gated'"):
+        aevae.make("vae", input_shape=(1, 28, 28), network="conv", activation="gated")
+
+
+def test_vamp_prior_refuses_a_batch_normalised_encoder():
+    with pytest.raises(ValueError, match="batch norm"):
+        aevae.make("vamp_prior", input_shape=(1, 8, 8), hidden=(16,), norm="batch")
+    aevae.make("vamp_prior", input_shape=(1, 8, 8), hidden=(16,), norm="layer")
 
 
 def test_conv_rejects_unsupported_images():

@@ -107,8 +107,10 @@ def check_claim(claim: str, better: dict, worse: dict) -> dict:
 def row_facts(result: dict, directory: Path) -> str:
     kl = final_train_kl(result, directory)
     kl_text = "" if kl is None else f", training KL at the last epoch {kl:.2f} nats"
+    norm = result["options"].get("norm") or "none"
     return (f"aevae `{result['model']}` on `{result['dataset']}`, activation "
-            f"{result['options']['activation']}, {result['parameters']:,} parameters, "
+            f"{result['options']['activation']}, norm {norm}, "
+            f"{result['parameters']:,} parameters, "
             f"{np.mean(result['epoch_seconds']):.0f} s per epoch, test -ELBO "
             f"{-result['test_elbo']:.2f}{kl_text}")
 
@@ -132,7 +134,7 @@ def claim_table(checks: list[dict]) -> list[str]:
 
 def supplementary_sections(directory: Path) -> list[str]:
     """Diagnostic runs kept under results/nll/supplementary/<set>/ (not part of the budgeted
-    table): each set's rows and the claims among them."""
+    table): each set's ``about.md``, its rows and the claims among them."""
     sets = sorted(path for path in directory.glob("*") if path.is_dir())
     lines = []
     for folder in sets:
@@ -142,6 +144,9 @@ def supplementary_sections(directory: Path) -> list[str]:
         if not lines:
             lines += ["## Supplementary diagnostic runs (outside the budgeted set)", ""]
         lines += [f"### `{folder.name}`", ""]
+        about = folder / "about.md"
+        if about.is_file():
+            lines += [about.read_text().strip(), ""]
         for name, result in results.items():
             lines.append(f"- `{name}` ({budget_text(result)}): NLL {result['measured_nll']:.2f} ± "
                          f"{result['standard_error']:.2f}; {row_facts(result, folder)}; "

@@ -21,6 +21,8 @@ def register_prior(cls):
 class Prior(nn.Module):
     name: ClassVar[str]
     description: ClassVar[str]
+    # True for priors that evaluate the model's own encoder (see ``bind``).
+    uses_posterior: ClassVar[bool] = False
 
     def __init__(self, latent_dim: int):
         super().__init__()
@@ -133,6 +135,7 @@ class VampPrior(Prior):
 
     name = "vamp"
     description = "VampPrior: mean of q(z|u_k) over K learned pseudo-inputs (option pseudo_inputs)"
+    uses_posterior = True
 
     def __init__(self, latent_dim: int, pseudo_inputs: int = 500,
                  pseudo_input_mean: float = 0.5, pseudo_input_std: float = 0.01):

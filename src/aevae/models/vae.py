@@ -50,6 +50,13 @@ class VAE(Autoencoder):
         super().__init__(config, **options)
         # Priors built from the posterior itself (the VampPrior) are handed it here; a bound
         # method, so the encoder is not registered twice.
+        if self.prior.uses_posterior and any(
+                isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
+                for module in self.encoder.modules()):
+            raise ValueError(
+                f"the {self.prior.name} prior passes its pseudo-inputs through the encoder, whose "
+                "batch norm would then mix their statistics with the data's; use norm='layer' "
+                "or no norm")
         with self.seeded_initialisation(2):
             self.prior.bind(self.posterior, self.input_shape,
                             unit_interval=self.likelihood.needs_unit_interval)

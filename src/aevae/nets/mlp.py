@@ -10,15 +10,33 @@ from torch import nn
 from .layers import activation, check_norm, initialise
 from .registry import register_network
 
+# Not an elementwise activation: each hidden layer becomes a GatedLinear.
+GATED = "gated"
+
+
+class GatedLinear(nn.Module):
+    """h = (W x + b) * sigmoid(V x + c): the gated dense layer of Tomczak & Welling 2018's
+    MNIST networks (gated linear units, Dauphin et al. 2017)."""
+
+    def __init__(self, width_in: int, width_out: int):
+        super().__init__()
+        self.value = nn.Linear(width_in, width_out)
+        self.gate = nn.Linear(width_in, width_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.value(x) * torch.sigmoid(self.gate(x))
+
 
 def _stack(sizes, activation_name, norm) -> list[nn.Module]:
     norm_class = check_norm(norm)
+    gated = activation_name == GATED
     layers: list[nn.Module] = []
     for width_in, width_out in zip(sizes[:-1], sizes[1:]):
-        layers.append(nn.Linear(width_in, width_out))
+        layers.append(GatedLinear(width_in, width_out) if gated else nn.Linear(width_in, width_out))
         if norm_class is not None:
             layers.append(norm_class(width_out))
-        layers.append(activation(activation_name))
+        if not gated:
+            layers.append(activation(activation_name))
     return layers
 
 
@@ -62,7 +80,8 @@ def _linear_decoder(latent_dim, output_shape, init="default", **_ignored):
 
 register_network(
     "mlp",
-    "fully connected: hidden widths, activation, optional batch/layer norm, init",
+    "fully connected: hidden widths, activation (or 'gated' layers), optional batch/layer "
+    "norm, init",
     MLPEncoder,
     MLPDecoder,
 )
