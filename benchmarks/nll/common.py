@@ -118,6 +118,9 @@ def parse_arguments(row: Row, argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--evaluate-only", action="store_true",
                         help="re-evaluate the model saved by an earlier run of this row")
+    parser.add_argument("--extend", action="store_true",
+                        help="continue the saved run of this row up to --epochs instead of "
+                        "starting afresh (same result as training --epochs from the start)")
     parser.add_argument("--activation", default=None,
                         help="diagnostics only: replace the row's activation (results go to "
                         "--results-dir; the table's rows use their own)")
@@ -176,9 +179,13 @@ def test_subset(count: int, wanted: int) -> np.ndarray:
     return np.sort(np.random.RandomState(TEST_SUBSET_SEED).permutation(count)[:wanted])
 
 
-def train(row: Row, args: argparse.Namespace, dataset, run_dir: Path) -> tuple[object, dict]:
-    """Train a fresh model into ``run_dir``; returns it and the training part of the result."""
-    if run_dir.exists():
+def train(row: Row, args: argparse.Namespace, dataset, run_dir: Path,
+          earlier: dict | None = None) -> tuple[object, dict]:
+    """Train a fresh model into ``run_dir`` or, given the ``earlier`` result of this row, resume
+    its saved run up to ``args.epochs`` (checkpoints restore weights, optimizer and random
+    states, so this equals training that many epochs in one go); returns the model and the
+    training part of the result."""
+    if earlier is None and run_dir.exists():
         shutil.rmtree(run_dir)  # a fresh run each time; fit refuses to overwrite a run
     train_x = dataset.train.x if args.train_limit is None else dataset.train.x[:args.train_limit]
     model = aevae.make(row.model, input_shape=dataset.shape, likelihood="bernoulli", seed=0,
@@ -189,8 +196,12 @@ def train(row: Row, args: argparse.Namespace, dataset, run_dir: Path) -> tuple[o
     model.fit(train_x, epochs=args.epochs, batch_size=args.batch_size,
               learning_rate=args.learning_rate, seed=args.seed,
               batch_transform=dataset.binarize if dataset.dynamic_binarization else None,
-              progress=True, out=run_dir, device="cpu")
+              progress=True, out=run_dir, device="cpu", resume=earlier is not None)
     train_seconds = time.perf_counter() - started
+    if earlier is not None:  # the time and start of the epochs trained before
+        log(f"extended the run of {earlier['budget']['epochs']} epochs")
+        train_seconds += earlier["train_seconds"]
+        train_started = earlier["train_started"]
     history = model.history_.epochs
     log(f"trained {args.epochs} epochs in {train_seconds:.0f}s")
     return model, {
@@ -260,6 +271,15 @@ def run(row_name: str, argv: list[str] | None = None) -> dict:
     if args.evaluate_only:
         model, training = previous_training(path, run_dir)
         log(f"evaluating the saved model in {run_dir}")
+    elif args.extend:
+        earlier = json.loads(path.read_text()) if path.is_file() else None
+        if earlier is None or not (run_dir / "checkpoint.safetensors").is_file():
+            raise SystemExit(f"--extend needs an earlier run: {path} and {run_dir}")
+        if earlier["budget"]["epochs"] >= args.epochs:
+            raise SystemExit(f"--extend: the saved run already has {earlier['budget']['epochs']} "
+                             f"epochs; ask for more than that")
+        model, training = train(row, args, dataset, run_dir, earlier)
+        training["extended_from_epochs"] = earlier["budget"]["epochs"]
     else:
         model, training = train(row, args, dataset, run_dir)
     indices = test_subset(len(dataset.test.x), args.test_examples)
