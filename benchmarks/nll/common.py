@@ -224,12 +224,18 @@ def train(row: Row, args: argparse.Namespace, dataset, run_dir: Path,
     }
 
 
+def earlier_result(path: Path, run_dir: Path, needed_file: str, flag: str) -> dict:
+    """The result JSON of an earlier run of this row, whose run directory must still hold
+    ``needed_file``; ``flag`` names the option that needs it in the error."""
+    if not path.is_file() or not (run_dir / needed_file).is_file():
+        raise SystemExit(f"{flag} needs an earlier run: {path} and {run_dir}")
+    return json.loads(path.read_text())
+
+
 def previous_training(path: Path, run_dir: Path):
     """The saved model of an earlier run and the training part of its result, for
     ``--evaluate-only``."""
-    if not path.is_file() or not (run_dir / "model.safetensors").is_file():
-        raise SystemExit(f"--evaluate-only needs an earlier run: {path} and {run_dir}")
-    earlier = json.loads(path.read_text())
+    earlier = earlier_result(path, run_dir, "model.safetensors", "--evaluate-only")
     keys = ("budget", "train_seconds", "train_started", "train_finished", "epoch_seconds",
             "final_train_loss", "final_train_terms", "train_command")
     training = {key: earlier[key] for key in keys if key in earlier}
@@ -272,9 +278,7 @@ def run(row_name: str, argv: list[str] | None = None) -> dict:
         model, training = previous_training(path, run_dir)
         log(f"evaluating the saved model in {run_dir}")
     elif args.extend:
-        earlier = json.loads(path.read_text()) if path.is_file() else None
-        if earlier is None or not (run_dir / "checkpoint.safetensors").is_file():
-            raise SystemExit(f"--extend needs an earlier run: {path} and {run_dir}")
+        earlier = earlier_result(path, run_dir, "checkpoint.safetensors", "--extend")
         if earlier["budget"]["epochs"] >= args.epochs:
             raise SystemExit(f"--extend: the saved run already has {earlier['budget']['epochs']} "
                              f"epochs; ask for more than that")

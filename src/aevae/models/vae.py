@@ -48,8 +48,6 @@ class VAE(Autoencoder):
 
     def __init__(self, config=None, **options):
         super().__init__(config, **options)
-        # Priors built from the posterior itself (the VampPrior) are handed it here; a bound
-        # method, so the encoder is not registered twice.
         if self.prior.uses_posterior and any(
                 isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
                 for module in self.encoder.modules()):
@@ -57,6 +55,8 @@ class VAE(Autoencoder):
                 f"the {self.prior.name} prior passes its pseudo-inputs through the encoder, whose "
                 "batch norm would then mix their statistics with the data's; use norm='layer' "
                 "or no norm")
+        # Priors built from the posterior itself (the VampPrior) are handed it here; a bound
+        # method, so the encoder is not registered twice.
         with self.seeded_initialisation(2):
             self.prior.bind(self.posterior, self.input_shape,
                             unit_interval=self.likelihood.needs_unit_interval)
