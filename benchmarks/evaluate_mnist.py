@@ -30,7 +30,7 @@ import torch  # noqa: E402
 import aevae  # noqa: E402
 from aevae.data import load_dataset  # noqa: E402
 from aevae.metrics.evaluate import METRIC_GROUPS, EvaluationSettings, evaluate  # noqa: E402
-from aevae.study.compare import lookup  # noqa: E402
+from aevae.study.tasks import lookup  # noqa: E402
 from machine import keep_heap_resident  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -54,13 +54,13 @@ ROWS = [
     ("bits per dimension", "likelihood", ("bits_per_dimension",), "{:.4f}"),
     ("**Latent space**", None, None, None),
     ("active units (of 16)", "latent", ("active_units", "value"), "{:d}"),
-    ("KL(q(z\\|x) \\|\\| N(0, I)) [nats]", "latent", ("kl_per_dimension", "value"), "{:.2f}"),
+    ("KL(q(z\\|x) \\|\\| N(0, I)) [nats]", "latent", ("kl_to_standard_normal", "total"), "{:.2f}"),
     ("I(x; z) [nats]", "latent", ("mutual_information", "value"), "{:.2f}"),
     ("codes vs prior: MMD² (IMQ)", "latent", ("prior_mismatch", "mmd_imq"), "{:.4f}"),
     ("codes vs prior: KL of fitted Gaussian [nats]", "latent", ("prior_mismatch", "gaussian_kl"),
      "{:.2f}"),
-    ("prior draws in latent holes [fraction]", "latent", ("prior_mismatch", "hole_fraction"),
-     "{:.3f}"),
+    ("holes: Gaussian probes of the codes' region off the codes [fraction; 0.05 = none]",
+     "latent", ("holes", "value"), "{:.3f}"),
     ("**Generation** (classifier features)", None, None, None),
     ("prior samples: Fréchet distance", "generation", ("prior", "frechet_distance", "value"),
      "{:.2f}"),
@@ -156,16 +156,16 @@ def markdown(results: dict, settings: EvaluationSettings, training: dict, option
             continue
         cells = []
         for name in names:
-            value = lookup(results[name], group, path)
+            value = lookup(results[name]["metrics"], (group, *path))
             if value is None:
                 cells.append("n/a")
             else:
                 cells.append(form.format(int(value) if form == "{:d}" else float(value)))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     first = results[names[0]]
-    classifier = lookup(results["vae"] if "vae" in results else first, "generation",
-                        ("feature_classifier",)) or {}
-    anomaly = lookup(first, "anomaly", ("training",)) or {}
+    classifier = lookup((results["vae"] if "vae" in results else first)["metrics"],
+                        ("generation", "feature_classifier")) or {}
+    anomaly = lookup(first["metrics"], ("anomaly", "training")) or {}
     settings_lines = [
         "",
         f"Data: `{options['data']}`: training batches binarized anew (pixel ~ Bernoulli(grey "

@@ -80,6 +80,15 @@ def test_every_group_is_finite_echoes_settings_and_repeats(vae, digits):
     assert len(likelihood["per_example"]["elbo"]) == len(digits.test)
     assert likelihood["elbo"] <= likelihood["log_likelihood"] + 0.5
 
+    latent = metrics["latent"]
+    kl = latent["kl_to_standard_normal"]
+    assert len(kl["per_dimension"]) == vae.latent_dim
+    assert kl["total"] == pytest.approx(sum(kl["per_dimension"]))
+    # The aggregate posterior (draws) is closer to N(0, I) than the posterior means are.
+    assert (latent["aggregate_posterior_mismatch"]["mmd_imq"]
+            < latent["prior_mismatch"]["mmd_imq"])
+    assert set(metrics["generation"]) >= {"prior", "ex_post", "code_gaussian"}
+
     structure = metrics["structure"]
     assert structure["linear_probe"]["labels_per_class"] == [10, 100, None]
     assert set(structure["knn"]["accuracy"]) == {"10", "100", "all"}
@@ -126,7 +135,9 @@ def test_autoencoder_has_no_likelihood_but_every_other_group(autoencoder, digits
     )
     likelihood = result["metrics"]["likelihood"]
     assert likelihood["available"] is False and "no likelihood" in likelihood["reason"]
-    assert "kl_per_dimension" not in result["metrics"]["latent"]
+    latent = result["metrics"]["latent"]
+    assert "kl_to_standard_normal" not in latent and "aggregate_posterior_mismatch" not in latent
+    assert 0 <= latent["holes"]["value"] <= 1
     assert set(result["metrics"]["anomaly"]["scores"]) == {"reconstruction_error"}
     assert result["metrics"]["structure"]["available"]
 
@@ -182,12 +193,18 @@ def test_groups_without_labels_say_so(vae, digits):
     result = evaluate(
         vae,
         unlabelled,
-        metrics=["structure", "anomaly", "interpolation"],
+        metrics=["structure", "anomaly", "interpolation", "generation"],
         settings=small_settings(interpolation_pairs=10),
     )
     assert result["metrics"]["structure"]["available"] is False
     assert result["metrics"]["anomaly"]["available"] is False
-    assert result["metrics"]["interpolation"]["feature_space"] == "pixels"
+    # Without a classifier, samples and midpoints are compared with data in data space.
+    space = "data principal components"
+    assert result["metrics"]["interpolation"]["feature_space"].startswith(space)
+    generation = result["metrics"]["generation"]
+    assert generation["feature_space"].startswith(space) and "feature_classifier" not in generation
+    assert generation["prior"]["classifier"] is None
+    assert generation["prior"]["frechet_distance"]["value"] > 0
 
 
 def test_unknown_group_is_a_clear_error(vae, digits):

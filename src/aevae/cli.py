@@ -15,6 +15,7 @@ from pathlib import Path
 
 EXIT_BAD_INPUT = 2
 DATA_FILE = "data.json"
+PRESET_NAMES = ("latent-sweep", "ladder", "beta-sweep")  # aevae.study.roster.PRESETS
 
 
 class UsageError(ValueError):
@@ -230,22 +231,91 @@ def command_reconstruct(arguments) -> int:
 
 
 def command_compare(arguments) -> int:
-    from .study.compare import CompareSettings, compare, table
+    from .study.runner import run_study
+    from .study.settings import StudySettings
 
-    settings = CompareSettings(
-        dataset=arguments.data, epochs=arguments.epochs, latent_dim=arguments.latent_dim,
-        seed=arguments.seed, data_dir=arguments.data_dir,
-        importance_samples=arguments.importance_samples,
+    settings = StudySettings(
+        data=arguments.data, data_dir=arguments.data_dir, labels=arguments.labels,
+        models=arguments.models, preset=arguments.preset, seeds=arguments.seeds,
+        budget=arguments.budget, epochs=arguments.epochs, latent_dim=arguments.latent_dim,
+        network=arguments.network, hidden=arguments.hidden, likelihood=arguments.likelihood,
+        device=arguments.device, store=arguments.store,
     )
-    summary = compare(settings, arguments.out, progress=not arguments.quiet)
-    results = summary["results"]
-    rows = [[label, *cells] for label, cells in table(results)]
-    print(_format_table(["metric", *results], rows))
-    for name, result in results.items():
-        training = result["training"]
-        print(f"{name}: {training['epochs_run']} epochs (best {training['best_epoch']}), "
-              f"{training['seconds']:.1f}s training")
-    print(f"\nresults.json and image grids written to {arguments.out}")
+    results = run_study(settings, arguments.out, progress=not arguments.quiet,
+                        notify=lambda message: print(message, file=sys.stderr))
+    print(_study_summary(results))
+    print(f"\nreport: {Path(arguments.out) / 'report.html'}")
+    return 0
+
+
+def _study_summary(results: dict) -> str:
+    from .study.verdicts import format_value
+
+    labels = results["labels"]
+    lines = ["The answer on this data:"]
+    lines += [f"- {sentence}" for sentence in results["summary"]]
+    lines.append("\nThe source discussion's claims:")
+    lines += [f"- {claim['status']:>13}: {claim['claim']}" for claim in results["claims"]]
+    rows = []
+    for task in results["tasks"]:
+        if task["skipped"] or not task["metrics"]:
+            continue
+        metric = task["metrics"][0]
+        arrow = "higher" if metric["direction"] == "higher" else "lower"
+        cells = [f"{metric['label']} ({arrow} is better)"]
+        for key in labels:
+            row = metric["rows"].get(key)
+            cells.append(format_value(row["mean"], metric["digits"])
+                         if row and row["available"] else "n/a")
+        rows.append(cells)
+    lines.append("")
+    lines.append(_format_table(["headline figure (mean over seeds)", *labels.values()], rows))
+    timing = results.get("timing")
+    if timing:
+        lines.append(f"\n{timing['runs_executed']} run(s) trained, wall time "
+                     f"{timing['wall_seconds']:.0f} s (study overhead "
+                     f"{100 * timing['overhead_fraction']:.1f}%)")
+    return "\n".join(lines)
+
+
+def command_report(arguments) -> int:
+    from .io import atomic_write_json
+    from .report.html import write_report
+    from .study.results import aggregate
+    from .study.runner import RESULTS_FILE
+
+    out = Path(arguments.study)
+    results = aggregate(out)
+    atomic_write_json(out / RESULTS_FILE, results)
+    path = write_report(out, results)
+    missing = sum(run["status"] != "finished" for run in results["runs"])
+    print(f"report: {path}" + (f" ({missing} planned run(s) not finished)" if missing else ""))
+    return 0
+
+
+def command_runs(arguments) -> int:
+    from .study.store import STORE_FILE, RunStore
+
+    path = Path(arguments.store)
+    if path.is_dir():
+        path = path / STORE_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no run store at {path}")
+    with RunStore(path) as store:
+        rows = store.select(model=arguments.model, dataset=arguments.dataset,
+                            status=arguments.status, budget=arguments.budget, seed=arguments.seed)
+    table = []
+    for row in rows:
+        seconds = sum(value or 0.0 for value in (row.train_seconds, row.evaluation_seconds))
+        figure = ""
+        if row.metrics and arguments.metric:
+            value = row.metrics.get(arguments.metric)
+            figure = "n/a" if value is None else f"{value:.4g}"
+        table.append([row.id, row.entry, row.dataset, str(row.seed), row.budget, row.status,
+                      f"{seconds:.1f}", *([figure] if arguments.metric else [])])
+    header = ["run", "model", "dataset", "seed", "budget", "status", "seconds"]
+    print(_format_table(header + ([arguments.metric] if arguments.metric else []), table)
+          if table else "no runs match")
     return 0
 
 
@@ -333,27 +403,62 @@ def build_parser() -> argparse.ArgumentParser:
     datasets.add_argument("--data-dir")
     datasets.set_defaults(handler=command_datasets)
 
-    compare = commands.add_parser("compare", help="train an AE and a VAE with matched networks "
-                                  "and compare them (default: digits, about a minute)")
-    compare.add_argument("--data", default="digits")
-    compare.add_argument("--data-dir")
-    compare.add_argument("--out", default="aevae-compare", help="output directory")
-    compare.add_argument("--epochs", type=int, default=150)
-    compare.add_argument("--latent-dim", type=int, default=8)
-    compare.add_argument("--importance-samples", type=int, default=1000)
-    compare.add_argument("--seed", type=int, default=0)
-    compare.add_argument("--quiet", action="store_true")
+    compare = commands.add_parser(
+        "compare", help="the study: train matched models over seeds, answer 'AE or VAE?' with "
+        "verdicts and an HTML report (default: digits, a few minutes)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    compare.add_argument("--data", default="digits",
+                         help="dataset name (see `aevae datasets`) or a .npy/.npz/.csv/image "
+                         "folder path")
+    compare.add_argument("--data-dir", help="data directory for named datasets")
+    compare.add_argument("--labels", help="labels for user data: a .npy file or a CSV column")
+    compare.add_argument("--out", default="aevae-compare", help="study directory")
+    compare.add_argument("--models", help="roster, e.g. vae,beta_vae:beta=2,iwae:"
+                         "importance_samples=5 (default: pca,ppca,ae,vae,beta_vae,wae_mmd,rae)")
+    compare.add_argument("--preset", choices=sorted(PRESET_NAMES),
+                         help="a roster for one of the sources' questions")
+    compare.add_argument("--seeds", type=int, default=3, help="seeds per model")
+    compare.add_argument("--budget", choices=["quick", "full"], default="quick")
+    compare.add_argument("--epochs", type=int, help="override the budget's epochs")
+    compare.add_argument("--latent-dim", type=int, help="latent size (default: from the data)")
+    compare.add_argument("--network", help="mlp, conv or linear (default: mlp)")
+    compare.add_argument("--hidden", type=_int_list, help="hidden widths, e.g. 256,128")
+    compare.add_argument("--likelihood", help="bernoulli, gaussian or gaussian-learned "
+                         "(default: from the data's values)")
+    compare.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    compare.add_argument("--store", help="run store to use or share (default: "
+                         "OUT/runs.sqlite); finished runs in it are reused")
+    compare.add_argument("--quiet", action="store_true", help="no progress bar")
     compare.set_defaults(handler=command_compare)
+
+    report = commands.add_parser("report", help="re-render a study's report.html from its "
+                                 "runs, without training")
+    report.add_argument("study", help="study directory (the --out of `aevae compare`)")
+    report.set_defaults(handler=command_report)
+
+    runs = commands.add_parser("runs", help="list and filter the runs of a run store")
+    runs.add_argument("store", nargs="?", default="aevae-compare",
+                      help="a study directory or a runs.sqlite file")
+    runs.add_argument("--model", help="only this model")
+    runs.add_argument("--dataset", help="only this dataset")
+    runs.add_argument("--status", choices=["running", "finished", "failed"])
+    runs.add_argument("--budget", choices=["quick", "full"])
+    runs.add_argument("--seed", type=int)
+    runs.add_argument("--metric", help="also show this headline figure, e.g. "
+                      "prior_sampling.prior_frechet_distance")
+    runs.set_defaults(handler=command_runs)
     return parser
 
 
 def _bad_input_errors() -> tuple[type[BaseException], ...]:
     from .data import DataError
     from .models import NoLikelihoodError
+    from .study.store import StoreError
     from .training import TrainingDivergedError
 
-    return (UsageError, DataError, ValueError, TypeError, FileNotFoundError, FileExistsError,
-            NotADirectoryError, PermissionError, NoLikelihoodError, TrainingDivergedError)
+    return (UsageError, DataError, StoreError, ValueError, TypeError, FileNotFoundError,
+            FileExistsError, NotADirectoryError, PermissionError, NoLikelihoodError,
+            TrainingDivergedError)
 
 
 def main(argv: list[str] | None = None) -> int:

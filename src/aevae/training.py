@@ -78,7 +78,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return torch.device(device)
 
 
-def _as_training_tensor(model: Autoencoder, x, name: str) -> torch.Tensor:
+def as_training_tensor(model: Autoencoder, x, name: str) -> torch.Tensor:
     """Validate shape, finiteness and the value range the likelihood needs; return float32."""
     array = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x
     likelihood = "bernoulli" if model.likelihood.needs_unit_interval else None
@@ -195,10 +195,10 @@ def fit(
 
     device = resolve_device(device)
     streamed = isinstance(x, Dataset)
-    train = None if streamed else _as_training_tensor(model, x, "training data").to(device)
+    train = None if streamed else as_training_tensor(model, x, "training data").to(device)
     valid = None
     if validation is not None:
-        valid = _as_training_tensor(model, validation, "validation data").to(device)
+        valid = as_training_tensor(model, validation, "validation data").to(device)
     model.to(device)
 
     torch.manual_seed(seed)

@@ -63,6 +63,7 @@ def load_dataset(
     labels: str | None = None,
     download: bool = True,
     validation_fraction: float = 0.0,
+    test_fraction: float = 0.0,
     seed: int = 0,
     limit: int | None = None,
 ) -> Dataset:
@@ -73,12 +74,16 @@ def load_dataset(
     or a folder of images (labels from subfolder names). uint8 data is scaled to [0, 1].
     2-D data is tabular (N, D); images become (N, C, H, W). User data has no test split.
 
-    ``validation_fraction`` > 0 moves that fraction of train, chosen by ``seed``, to a
-    validation split (datasets with a predefined validation split keep theirs). ``limit``
-    then keeps the first ``limit`` train examples. Every problem raises DataError.
+    ``test_fraction`` > 0 first moves that fraction of train to a test split when the data has
+    none (user data); datasets with their own test split keep it. ``validation_fraction`` > 0
+    then moves that fraction of the rest, chosen by ``seed``, to a validation split (datasets
+    with a predefined validation split keep theirs). ``limit`` then keeps the first ``limit``
+    train examples. Every problem raises DataError.
     """
-    if not 0.0 <= validation_fraction < 1.0:
-        raise DataError(f"validation_fraction must be in [0, 1); got {validation_fraction}")
+    for name, fraction in (("validation_fraction", validation_fraction),
+                           ("test_fraction", test_fraction)):
+        if not 0.0 <= fraction < 1.0:
+            raise DataError(f"{name} must be in [0, 1); got {fraction}")
     if limit is not None and limit < 1:
         raise DataError(f"limit must be a positive number of examples; got {limit}")
     text = os.fspath(name_or_path)
@@ -96,7 +101,7 @@ def load_dataset(
         dataset = registered.builder(source)
     else:
         dataset = _load_user_data(text, labels)
-    return _finish(dataset, validation_fraction, seed, limit)
+    return _finish(dataset, validation_fraction, test_fraction, seed, limit)
 
 
 def _load_user_data(text: str, labels: str | None) -> Dataset:
@@ -141,8 +146,12 @@ def _load_user_data(text: str, labels: str | None) -> Dataset:
     )
 
 
-def _finish(dataset: Dataset, validation_fraction: float, seed: int, limit: int | None) -> Dataset:
-    train, validation = dataset.train, dataset.validation
+def _finish(dataset: Dataset, validation_fraction: float, test_fraction: float, seed: int,
+            limit: int | None) -> Dataset:
+    train, validation, test = dataset.train, dataset.validation, dataset.test
+    if test_fraction > 0.0 and test is None:
+        # Its own stream, so adding a test split does not reshuffle the validation choice.
+        train, test = _carve_split(train, test_fraction, seed + 1_000_003, "test_fraction")
     if validation_fraction > 0.0:
         if validation is not None:
             warnings.warn(
@@ -151,11 +160,12 @@ def _finish(dataset: Dataset, validation_fraction: float, seed: int, limit: int 
                 stacklevel=3,
             )
         else:
-            train, validation = _carve_validation(train, validation_fraction, seed)
+            train, validation = _carve_split(train, validation_fraction, seed,
+                                                  "validation_fraction")
     if limit is not None and limit < len(train):
         labels = None if train.labels is None else train.labels[:limit].copy()
         train = Split(train.x[:limit].copy(), labels)
-    splits = {"train": train, "validation": validation, "test": dataset.test}
+    splits = {"train": train, "validation": validation, "test": test}
     checked = {
         key: None
         if split is None
@@ -165,13 +175,13 @@ def _finish(dataset: Dataset, validation_fraction: float, seed: int, limit: int 
     return dataclasses.replace(dataset, **checked, value_range=observed_range(checked["train"].x))
 
 
-def _carve_validation(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+def _carve_split(train: Split, fraction: float, seed: int, name: str
+                      ) -> tuple[Split, Split]:
+    """(rest, carved): a seeded random ``fraction`` of train moved to a new split."""
     count = len(train)
     validation_count = max(1, round(fraction * count))
     if validation_count >= count:
-        raise DataError(
-            f"validation_fraction {fraction} of {count} examples leaves none for training"
-        )
+        raise DataError(f"{name} {fraction} of {count} examples leaves none for training")
     order = np.random.RandomState(seed).permutation(count)
     # Sorted, so both parts keep the original order of the examples.
     validation_indices = np.sort(order[:validation_count])

@@ -26,7 +26,14 @@ from .classifier import load_or_train_feature_classifier
 from .denoising import add_gaussian_noise, denoising_psnr, random_mask
 from .generation import sample_quality
 from .interpolation import interpolation_smoothness, midpoint_realism
-from .latent import active_units, kl_per_dimension, mutual_information, prior_mismatch
+from .latent import (
+    active_units,
+    gaussian_probes,
+    kl_to_standard_normal,
+    latent_holes,
+    mutual_information,
+    prior_mismatch,
+)
 from .likelihood import DEFAULT_MAX_ROWS, likelihood_report, log_likelihood_estimate
 from .reconstruction import bce, mse, mse_per_example, psnr
 from .structure import clustering, knn_accuracy, linear_probe_accuracy, silhouette
@@ -65,6 +72,7 @@ class EvaluationSettings:
     anomaly_training_examples: int = 2000  # per normal class, drawn at random
     anomaly_batch_size: int = 100
     anomaly_importance_samples: int = 100  # k of the log p(x) anomaly score
+    anomaly_classes: int | None = None  # None: every class in turn; else a seeded choice
     # denoising
     noise_levels: tuple[float, ...] = (0.1, 0.3, 0.5)  # Gaussian noise std
     mask_fractions: tuple[float, ...] = (0.25, 0.5)  # share of pixels set to 0
@@ -132,6 +140,14 @@ class EvaluationContext:
 
         return self.once("classifier", make)
 
+    def ex_post_sampler(self):
+        """A Gaussian mixture fitted to the training codes (Ghosh et al. 2020), fitted once."""
+        from ..ex_post import ExPostSampler
+
+        return self.once("ex_post_sampler", lambda: ExPostSampler().fit(
+            self.model, self.train_x(), components=self.settings.ex_post_components,
+            seed=self.settings.seed))
+
     def reference_images(self) -> np.ndarray:
         """A seeded random subset of training images as stored (grey levels for a dynamically
         binarized dataset, like the decoder means they are compared with)."""
@@ -144,12 +160,40 @@ class EvaluationContext:
 
         return self.once("reference_images", make)
 
+    def feature_extractor(self):
+        """The trained classifier when the data has labels, else the data's own principal
+        components: sample quality is then measured in data space."""
+        classifier = self.classifier()
+        if classifier is not None:
+            return classifier
+        return self.once("data_features", lambda: DataSpaceFeatures(
+            self.reference_images(), seed=self.settings.seed))
+
     def features(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, str]:
         """(features, class probabilities or None, feature space name) of images."""
-        classifier = self.classifier()
-        if classifier is None:
-            return images.reshape(len(images), -1), None, "pixels"
-        return classifier.features(images), classifier.probabilities(images), "classifier"
+        extractor = self.feature_extractor()
+        if isinstance(extractor, DataSpaceFeatures):
+            return extractor.features(images), None, extractor.name
+        return extractor.features(images), extractor.probabilities(images), "classifier"
+
+
+class DataSpaceFeatures:
+    """Features for data without labels: the leading principal components of (a sample of) the
+    training data. Fréchet distance and precision/recall then compare samples with data in
+    data space, on a scale where the covariance is well conditioned."""
+
+    max_components = 32
+
+    def __init__(self, reference: np.ndarray, seed: int = 0):
+        from sklearn.decomposition import PCA
+
+        flat = reference.reshape(len(reference), -1).astype(np.float64)
+        components = max(1, min(self.max_components, flat.shape[1], len(flat) // 10))
+        self.pca = PCA(components, svd_solver="full", random_state=seed).fit(flat)
+        self.name = f"data principal components ({components})"
+
+    def features(self, x: np.ndarray) -> np.ndarray:
+        return self.pca.transform(np.asarray(x).reshape(len(x), -1).astype(np.float64))
 
 
 def _cache_dir() -> Path:
@@ -189,13 +233,16 @@ def _reconstruction(context: EvaluationContext) -> dict:
         terms = context.model.loss_terms(x)
     result = {
         "mse": mse(x, reconstruction),
-        "psnr": psnr(x, reconstruction),
         "negative_log_likelihood_of_reconstruction": float(np.mean(terms["reconstruction"])),
         "likelihood": context.model.config.likelihood,
         "codes": _code_description(context.model),
+        "examples": int(len(x)),
         "seed": context.settings.seed,
     }
-    if np.min(x) >= 0 and np.max(x) <= 1:
+    if "kl" in terms:  # the rate of a rate-distortion plot, beside the distortion above
+        result["rate"] = float(np.mean(terms["kl"]))
+    if np.min(x) >= 0 and np.max(x) <= 1:  # PSNR and BCE assume values in [0, 1]
+        result["psnr"] = psnr(x, reconstruction)
         result["bce"] = bce(x, np.clip(reconstruction, 0, 1))
     return result
 
@@ -222,10 +269,19 @@ def _likelihood(context: EvaluationContext) -> dict:
         max_rows=settings.max_rows,
         bound_samples=tuple(settings.bound_samples),
     )
+    exact = getattr(context.model, "exact_log_likelihood", None)
+    if exact is not None:
+        values = np.asarray(exact(x), dtype=np.float64)
+        report["exact_log_likelihood"] = float(values.mean())
+        report["exact_log_likelihood_standard_error"] = float(
+            values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else None
     return {"available": True, **report}
 
 
-@metric_group("latent", "active units, KL per dimension, I(x;z), aggregate posterior vs prior")
+@metric_group(
+    "latent",
+    "active units, KL per dimension, I(x;z), codes and aggregate posterior vs the prior, holes",
+)
 def _latent(context: EvaluationContext) -> dict:
     model, seed = context.model, context.settings.seed
     x = context.evaluation_x()
@@ -233,30 +289,41 @@ def _latent(context: EvaluationContext) -> dict:
     result = {
         "active_units": active_units(codes),
         "prior_mismatch": prior_mismatch(codes, seed=seed),
+        "holes": latent_holes(codes, seed=seed),
         "codes": _code_description(model),
         "reference_prior": "N(0, I)",
         "model_prior": model.config.prior,
+        "examples": int(len(codes)),
     }
     if model.has_likelihood:
         means, variances = model.encode(x, return_variance=True)
-        result["kl_per_dimension"] = kl_per_dimension(means, variances)
+        result["kl_to_standard_normal"] = kl_to_standard_normal(means, variances)
         result["mutual_information"] = mutual_information(means, variances, seed=seed)
+        # The aggregate posterior q(z) = E_x q(z|x) is what a VAE matches to its prior; its
+        # posterior means are more concentrated than that.
+        noise = np.random.default_rng([seed, 6]).standard_normal(means.shape)
+        draws = means + np.sqrt(variances) * noise
+        result["aggregate_posterior_mismatch"] = prior_mismatch(draws, seed=seed)
     return result
+
+
+SAMPLE_SOURCES = {
+    "prior": "decoded draws from the model's prior",
+    "ex_post": "decoded draws from a Gaussian mixture fitted to the training codes",
+    "code_gaussian": "decoded draws from one Gaussian fitted to the training codes (their own "
+    "region: what lies between the codes)",
+}
 
 
 def _samples(context: EvaluationContext, source: str) -> np.ndarray:
     settings = context.settings
     if source == "prior":
         return context.model.sample(settings.generated_samples, seed=settings.seed)
-    from ..ex_post import ExPostSampler
-
-    sampler = ExPostSampler().fit(
-        context.model,
-        context.train_x(),
-        components=settings.ex_post_components,
-        seed=settings.seed,
-    )
-    return sampler.sample(settings.generated_samples, seed=settings.seed)
+    if source == "code_gaussian":
+        probes = gaussian_probes(context.codes("train"), settings.generated_samples,
+                                 seed=np.random.default_rng([settings.seed, 7]))
+        return context.model.decode(probes.astype(np.float32))
+    return context.ex_post_sampler().sample(settings.generated_samples, seed=settings.seed)
 
 
 @metric_group(
@@ -265,38 +332,36 @@ def _samples(context: EvaluationContext, source: str) -> np.ndarray:
     "distance, precision/recall, density/coverage, confidence (prior and ex-post)",
 )
 def _generation(context: EvaluationContext) -> dict:
-    classifier = context.classifier()
-    if classifier is None:
-        return _unavailable("the dataset has no labels to train a classifier on")
-    # Decoder means are grey levels: a binarized test split is no fair reference for them.
-    if context.dataset.dynamic_binarization:
-        reference, reference_name = context.reference_images(), "train (grey levels)"
-    else:
-        reference, reference_name = context.evaluation_x(), context.split_name
-    real = context.once("real_features", lambda: classifier.features(reference))
+    extractor = context.feature_extractor()
+    classifier = None if isinstance(extractor, DataSpaceFeatures) else extractor
+    # Training images as stored (grey levels where the data is binarized dynamically, like the
+    # decoder means they are compared with); the evaluation split can be too small for the
+    # covariance of the features.
+    reference = context.reference_images()
+    real = context.once("real_features", lambda: extractor.features(reference))
     result = {
         "available": True,
-        "feature_classifier": {
-            "test_accuracy": classifier.test_accuracy,
-            "architecture": classifier.config.get("architecture"),
-            "seed": classifier.config.get("seed"),
-        },
-        "reference": reference_name,
+        "feature_space": "classifier" if classifier is not None else extractor.name,
+        "reference": "train",
         "reference_images": int(len(reference)),
         "generated_samples": context.settings.generated_samples,
         "ex_post_components": context.settings.ex_post_components,
         "samples": "decoder means",
+        "sources": SAMPLE_SOURCES,
         "seed": context.settings.seed,
     }
-    for source in ("prior", "ex_post"):
-        try:
-            samples = _samples(context, source)
-        except ImportError:
-            continue
+    if classifier is not None:
+        result["feature_classifier"] = {
+            "test_accuracy": classifier.test_accuracy,
+            "architecture": classifier.config.get("architecture"),
+            "seed": classifier.config.get("seed"),
+        }
+    for source in SAMPLE_SOURCES:
+        samples = _samples(context, source)
         result[source] = sample_quality(
             real,
-            classifier.features(samples),
-            classifier.probabilities(samples),
+            extractor.features(samples),
+            None if classifier is None else classifier.probabilities(samples),
             seed=context.settings.seed,
         )
     return result
@@ -449,6 +514,10 @@ def _anomaly(context: EvaluationContext) -> dict:
     classes = [int(value) for value in np.unique(labels) if np.any(train_labels == value)]
     if len(classes) < 2:
         return _unavailable("needs at least two classes present in both splits")
+    if settings.anomaly_classes is not None and len(classes) > settings.anomaly_classes:
+        chosen = np.random.default_rng([settings.seed, 8]).choice(
+            len(classes), size=settings.anomaly_classes, replace=False)
+        classes = [classes[index] for index in sorted(chosen)]
     x = context.evaluation_x()
     one_class = settings.anomaly_training_epochs > 0 and not model.custom_networks
     per_class_scores, training_examples = {}, {}
@@ -548,11 +617,16 @@ def evaluate(
     dataset: Dataset,
     metrics: list[str] | None = None,
     settings: EvaluationSettings | None = None,
+    context: EvaluationContext | None = None,
 ) -> dict:
     """Run the named metric groups (default: all) and return a JSON-ready dict.
 
     ``seconds`` holds each group's wall time (the only entry that differs between two runs).
+    Pass a ``context`` (of the same model, dataset and settings) to reuse what it computed,
+    e.g. to draw figures from the same codes and samplers afterwards.
     """
+    if context is not None:
+        settings = context.settings
     settings = settings or EvaluationSettings()
     names = list(METRIC_GROUPS) if metrics is None else list(metrics)
     unknown = [name for name in names if name not in METRIC_GROUPS]
@@ -561,7 +635,7 @@ def evaluate(
             f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(METRIC_GROUPS)}"
         )
     model.eval()
-    context = EvaluationContext(model, dataset, settings)
+    context = context or EvaluationContext(model, dataset, settings)
     results, seconds = {}, {}
     for name in names:
         started = time.perf_counter()

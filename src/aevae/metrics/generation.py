@@ -6,10 +6,7 @@ Features come from any extractor (see aevae.metrics.classifier for a small train
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
-from scipy import linalg
 from scipy.special import entr
 
 from ._utils import (
@@ -30,13 +27,10 @@ def _mean_and_covariance(features: np.ndarray, name: str) -> tuple[np.ndarray, n
     return values.mean(axis=0), np.atleast_2d(np.cov(values, rowvar=False))
 
 
-def _sqrtm_recording_warnings(matrix: np.ndarray) -> tuple[np.ndarray, str | None]:
-    """scipy.linalg.sqrtm, returning its warning text (e.g. singular matrix) instead."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        root = linalg.sqrtm(matrix)
-    message = "; ".join(str(item.message) for item in caught) or None
-    return root, message
+def _psd_root(matrix: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a positive semi-definite matrix (negative round-off clamped)."""
+    values, vectors = np.linalg.eigh(0.5 * (matrix + matrix.T))
+    return (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
 
 
 def frechet_distance_from_statistics(
@@ -44,15 +38,14 @@ def frechet_distance_from_statistics(
     covariance_a: np.ndarray,
     mean_b: np.ndarray,
     covariance_b: np.ndarray,
-    eps: float = 1e-6,
 ) -> dict:
     """Fréchet distance between N(mean_a, covariance_a) and N(mean_b, covariance_b).
 
-    d^2 = ||mu_a - mu_b||^2 + tr(S_a + S_b - 2 (S_a S_b)^{1/2}), the matrix square root by
-    scipy.linalg.sqrtm. As in common FID implementations, when the product is singular
-    (non-finite root) eps * I is added to both covariances, and the real part of the root is
-    kept; "offset_added" and "max_imaginary" report when that happened, and
-    "sqrtm_warning" holds any warning text from sqrtm (e.g. singular matrix), else None.
+    d^2 = ||mu_a - mu_b||^2 + tr(S_a + S_b - 2 (S_a S_b)^{1/2}). The trace of the root is taken
+    as sum_i sqrt(lambda_i) over the eigenvalues of the symmetric S_a^{1/2} S_b S_a^{1/2}, which
+    has the same eigenvalues as S_a S_b: exact for singular covariances (constant features,
+    fewer samples than features), with no ridge and no complex round-off to discard.
+    "min_eigenvalue" reports the most negative round-off clamped to zero.
     """
     mu_a = np.atleast_1d(np.asarray(mean_a, dtype=np.float64))
     mu_b = np.atleast_1d(np.asarray(mean_b, dtype=np.float64))
@@ -61,37 +54,28 @@ def frechet_distance_from_statistics(
     if mu_a.shape != mu_b.shape or sigma_a.shape != sigma_b.shape:
         raise ValueError("statistics of a and b must have the same dimension")
     difference = mu_a - mu_b
-    root, message = _sqrtm_recording_warnings(sigma_a @ sigma_b)
-    offset_added = False
-    if not np.all(np.isfinite(root)):
-        offset = eps * np.eye(sigma_a.shape[0])
-        root, message = _sqrtm_recording_warnings((sigma_a + offset) @ (sigma_b + offset))
-        offset_added = True
-    max_imaginary = 0.0
-    if np.iscomplexobj(root):
-        max_imaginary = float(np.max(np.abs(root.imag)))
-        root = root.real
-    value = float(
-        difference @ difference + np.trace(sigma_a) + np.trace(sigma_b) - 2.0 * np.trace(root)
-    )
+    root_a = _psd_root(sigma_a)
+    middle = root_a @ sigma_b @ root_a
+    eigenvalues = np.linalg.eigvalsh(0.5 * (middle + middle.T))
+    trace_root = float(np.sqrt(np.clip(eigenvalues, 0.0, None)).sum())
+    value = float(difference @ difference + np.trace(sigma_a) + np.trace(sigma_b)
+                  - 2.0 * trace_root)
     return {
-        "value": value,
-        "eps": float(eps),
-        "offset_added": offset_added,
-        "max_imaginary": max_imaginary,
-        "sqrtm_warning": message,
+        "value": max(value, 0.0),
+        "method": "eigenvalues of S_a^1/2 S_b S_a^1/2",
+        "min_eigenvalue": float(min(eigenvalues.min(), 0.0)),
     }
 
 
-def frechet_distance(features_a: np.ndarray, features_b: np.ndarray, eps: float = 1e-6) -> dict:
+def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> dict:
     """Fréchet distance (FID-style, Heusel et al. 2017) between two feature sets (N, F).
 
     Gaussians are fitted with the sample mean and unbiased covariance of each set.
-    Returns {"value", "eps", "offset_added", "max_imaginary", "n_a", "n_b"}.
+    Returns {"value", "method", "min_eigenvalue", "n_a", "n_b"}.
     """
     mean_a, covariance_a = _mean_and_covariance(features_a, "features_a")
     mean_b, covariance_b = _mean_and_covariance(features_b, "features_b")
-    result = frechet_distance_from_statistics(mean_a, covariance_a, mean_b, covariance_b, eps)
+    result = frechet_distance_from_statistics(mean_a, covariance_a, mean_b, covariance_b)
     result["n_a"] = int(np.shape(features_a)[0])
     result["n_b"] = int(np.shape(features_b)[0])
     return result
@@ -204,7 +188,6 @@ def sample_quality(
     k_density_coverage: int = 5,
     max_samples: int | None = 10000,
     seed: SeedLike = 0,
-    eps: float = 1e-6,
 ) -> dict:
     """Bundle of sample-quality metrics on features of real and generated samples.
 
@@ -221,7 +204,7 @@ def sample_quality(
     real_subset = subsample(real_values, max_samples, generator)
     fake_subset = subsample(fake_values, max_samples, generator)
     return {
-        "frechet_distance": frechet_distance(real_values, fake_values, eps=eps),
+        "frechet_distance": frechet_distance(real_values, fake_values),
         "precision_recall": precision_recall(real_subset, fake_subset, k=k_precision_recall),
         "density_coverage": density_coverage(real_subset, fake_subset, k=k_density_coverage),
         "classifier": None

@@ -61,8 +61,8 @@ def _check_variances(variances: np.ndarray, shape: tuple[int, ...]) -> np.ndarra
     return values
 
 
-def kl_per_dimension(means: np.ndarray, variances: np.ndarray) -> dict:
-    """Mean over examples of KL(N(mu, var) || N(0, 1)), per latent dimension.
+def kl_to_standard_normal(means: np.ndarray, variances: np.ndarray) -> dict:
+    """KL(N(mu, var) || N(0, I)) averaged over examples: in total and per latent dimension.
 
     KL_d = 0.5 * (mu_d^2 + var_d - 1 - log var_d), averaged over the N examples.
 
@@ -71,13 +71,18 @@ def kl_per_dimension(means: np.ndarray, variances: np.ndarray) -> dict:
         variances: (N, D) posterior variances (not log-variances).
 
     Returns:
-        {"value": total KL (sum over dimensions, nats), "per_dimension": list of D floats}.
+        {"total": sum over dimensions (nats per example), "per_dimension": list of D floats
+        (nats per example), "unit"}.
     """
     mu = as_2d(means, "means")
     var = _check_variances(variances, mu.shape)
     kl = 0.5 * (mu**2 + var - 1.0 - np.log(var))
     per_dimension = kl.mean(axis=0)
-    return {"value": float(per_dimension.sum()), "per_dimension": per_dimension.tolist()}
+    return {
+        "total": float(per_dimension.sum()),
+        "per_dimension": per_dimension.tolist(),
+        "unit": "nats per example",
+    }
 
 
 def _log_posterior_density(
@@ -195,12 +200,10 @@ def prior_mismatch(
     seed: SeedLike = 0,
     n_prior: int | None = None,
     max_codes: int | None = 5000,
-    hole_percentile: float = 95.0,
     covariance_eps: float = 1e-6,
 ) -> dict:
     """How far the aggregate posterior (the codes of the data) is from the prior N(0, I).
 
-    Measures "holes" in a latent space:
       * "mmd_imq": unbiased MMD^2 with the inverse multiquadratic kernel C / (C + ||x-y||^2),
         C = 2 * D (Tolstikhin et al. 2018, prior variance 1).
       * "mmd_rbf": unbiased MMD^2 with exp(-||x-y||^2 / h), h = median squared pairwise
@@ -208,8 +211,9 @@ def prior_mismatch(
         pooled points; "rbf_bandwidth" reports h).
       * "gaussian_kl": KL(N(m, S) || N(0, I)) of a Gaussian fitted to the codes
         (S gets covariance_eps * I added so collapsed dimensions stay finite).
-      * "hole_fraction": fraction of prior samples whose nearest code is farther than the
-        hole_percentile-th percentile of code-to-nearest-other-code distances.
+
+    Holes inside the codes' own region are measured by :func:`latent_holes`, which does not
+    depend on the codes' scale.
 
     Args:
         codes: (N, D) codes (posterior means or samples, or AE codes).
@@ -217,7 +221,6 @@ def prior_mismatch(
         n_prior: number of prior samples; None = number of codes used.
         max_codes: random subset of codes used for all parts (bounds the O(N^2) cost);
             None uses every code.
-        hole_percentile: percentile of code nearest-neighbour distances used as radius.
         covariance_eps: ridge added to the fitted covariance.
 
     Returns:
@@ -241,21 +244,75 @@ def prior_mismatch(
     covariance = np.atleast_2d(np.cov(values, rowvar=False))
     covariance = covariance + covariance_eps * np.eye(dimension)
     gaussian_kl = gaussian_kl_to_standard(mean, covariance)
-
-    radius = float(np.percentile(kth_neighbour_distances(values, 1), hole_percentile))
-    hole_fraction = float(np.mean(nearest_distances(prior, values) > radius))
     return {
         "mmd_imq": float(mmd_imq),
         "imq_scale": scale,
         "mmd_rbf": float(mmd_rbf),
         "rbf_bandwidth": bandwidth,
         "gaussian_kl": gaussian_kl,
-        "hole_fraction": hole_fraction,
-        "hole_radius": radius,
-        "hole_percentile": float(hole_percentile),
         "n_codes": int(n_codes),
         "n_prior": int(count),
         "max_codes": max_codes,
         "covariance_eps": float(covariance_eps),
+        "seed": seed_record(seed),
+    }
+
+
+def gaussian_probes(codes: np.ndarray, count: int, seed: SeedLike = 0) -> np.ndarray:
+    """``count`` points drawn from N(mean, covariance) of the codes: their own region, at their
+    own scale (a collapsed dimension stays collapsed)."""
+    values = as_2d(codes, "codes")
+    generator = make_generator(seed)
+    mean = values.mean(axis=0)
+    covariance = np.atleast_2d(np.cov(values, rowvar=False))
+    return generator.multivariate_normal(mean, covariance, size=count, method="eigh")
+
+
+def latent_holes(
+    codes: np.ndarray,
+    seed: SeedLike = 0,
+    n_probes: int | None = None,
+    max_codes: int | None = 5000,
+    percentile: float = 95.0,
+) -> dict:
+    """Holes in the region the codes occupy, independent of the codes' scale.
+
+    Probes are drawn from a Gaussian fitted to the codes (their mean and covariance). A probe
+    is "in a hole" when its nearest code is farther away than the ``percentile``-th percentile
+    of the codes' own nearest-neighbour distances. If the codes themselves were Gaussian, the
+    probes would be exchangeable with them and about (100 - percentile)% would count (the
+    "expected_without_holes" baseline); clusters with gaps between them, rings and other
+    shapes with empty regions score higher. Scaling or rotating the codes changes nothing.
+
+    Args:
+        codes: (N, D) codes.
+        seed: int or Generator: the code subset and the probes.
+        n_probes: probes drawn; None = the number of codes used.
+        max_codes: random subset of codes (bounds the O(N^2) cost); None uses all.
+        percentile: percentile of code-to-code nearest-neighbour distances used as radius.
+
+    Returns:
+        {"value": fraction of probes in holes, "expected_without_holes", "excess": value minus
+        that baseline, "radius", settings}.
+    """
+    generator = make_generator(seed)
+    values = subsample(as_2d(codes, "codes"), max_codes, generator).astype(np.float64)
+    if values.shape[0] < 3:
+        raise ValueError("latent_holes needs at least three codes")
+    count = values.shape[0] if n_probes is None else int(n_probes)
+    probes = gaussian_probes(values, count, generator)
+    radius = float(np.percentile(kth_neighbour_distances(values, 1), percentile))
+    fraction = float(np.mean(nearest_distances(probes, values) > radius))
+    expected = 1.0 - percentile / 100.0
+    return {
+        "value": fraction,
+        "expected_without_holes": expected,
+        "excess": fraction - expected,
+        "radius": radius,
+        "percentile": float(percentile),
+        "probes": "N(mean, covariance) of the codes",
+        "n_codes": int(values.shape[0]),
+        "n_probes": int(count),
+        "max_codes": max_codes,
         "seed": seed_record(seed),
     }

@@ -1,0 +1,63 @@
+"""What kind of values a dataset holds, and the rescaling a study applies before training.
+
+Bernoulli decoders need values in [0, 1]; real-valued data gets a Gaussian decoder, which trains
+best on standardised values. The statistics come from the training split alone, and every
+choice is recorded so a report can say what was done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .containers import Dataset, Split, observed_range
+
+
+def value_kind(x: np.ndarray) -> str:
+    """"binary" (only 0 and 1), "unit-interval" (within [0, 1]) or "real"."""
+    low, high = float(np.min(x)), float(np.max(x))
+    if low >= 0.0 and high <= 1.0:
+        if np.all((x == 0.0) | (x == 1.0)):
+            return "binary"
+        return "unit-interval"
+    return "real"
+
+
+def data_kind(shape: tuple[int, ...]) -> str:
+    """"images" for (C, H, W) examples, "tabular" for flat vectors, else "arrays"."""
+    if len(shape) == 3:
+        return "images"
+    if len(shape) == 1:
+        return "tabular"
+    return "arrays"
+
+
+def standardise(dataset: Dataset) -> tuple[Dataset, dict]:
+    """Subtract the training mean and divide by the training standard deviation: per feature
+    for tabular data, one pair of numbers for images (so pixels keep their relative scale).
+    Constant features are left at scale 1. Returns the new dataset and a record of the
+    statistics."""
+    train = dataset.train.x.astype(np.float64)
+    per_feature = data_kind(dataset.shape) == "tabular"
+    axis = 0 if per_feature else None
+    mean = train.mean(axis=axis)
+    scale = train.std(axis=axis)
+    scale = np.where(scale > 0, scale, 1.0)
+
+    def rescale(split: Split | None) -> Split | None:
+        if split is None:
+            return None
+        values = ((split.x - mean) / scale).astype(np.float32)
+        return Split(values, split.labels)
+
+    splits = {name: rescale(getattr(dataset, name)) for name in ("train", "validation", "test")}
+    record = {
+        "transform": "standardised: (x - mean) / standard deviation of the training split, "
+        + ("per feature" if per_feature else "over all values"),
+        "mean": np.atleast_1d(mean).tolist(),
+        "scale": np.atleast_1d(scale).tolist(),
+    }
+    prepared = dataclasses.replace(dataset, **splits,
+                                   value_range=observed_range(splits["train"].x))
+    return prepared, record

@@ -1,0 +1,461 @@
+"""Running a study: prepare the data, plan roster x seeds, train and evaluate what the store has
+not finished, and aggregate the answer.
+
+Every run is claimed in the run store before it starts and marked finished only once its
+metrics and figures are written, so a study killed at any point resumes by doing the missing
+runs (a run killed mid-training resumes from its last epoch checkpoint).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..data import Dataset, load_dataset
+from ..data.preparation import data_kind, standardise, value_kind
+from ..io import atomic_write_json, read_json
+from ..metrics.evaluate import METRIC_GROUPS, EvaluationContext, EvaluationSettings, evaluate
+from ..models import model_class
+from ..training import CHECKPOINT_FILE, TrainingDivergedError, resolve_device
+from .artifacts import figure_arrays, save_figure_arrays
+from .roster import DEFAULT_ROSTER, PRESETS, RosterEntry, parse_roster
+from .settings import Budget, StudySettings, default_network
+from .store import RUN_FILE, STORE_FILE, RunStore
+from .tasks import TASKS, DataInfo, ModelInfo, lookup, missing_needs
+
+STUDY_FILE = "study.json"
+RESULTS_FILE = "results.json"
+METRICS_FILE = "metrics.json"
+# Bump when what a finished run's files mean changes: old runs are then not reused.
+RUN_FORMAT = 1
+# Share of the data carved out as test (user data without one) and validation splits.
+TEST_FRACTION = 0.2
+VALIDATION_FRACTION = 0.1
+
+
+# ----- the data ------------------------------------------------------------------------------
+@dataclass
+class PreparedData:
+    dataset: Dataset
+    info: DataInfo
+    description: dict
+
+
+def _choose_likelihood(values: str, requested: str | None) -> tuple[str, str]:
+    if requested is not None:
+        return requested, "chosen on the command line"
+    if values == "binary":
+        return "bernoulli", "the data is binary"
+    if values == "unit-interval":
+        return "bernoulli", ("values lie in [0, 1] (grey levels): the usual Bernoulli decoder, "
+                             "whose log-likelihoods are then not those of a proper density")
+    return "gaussian-learned", ("real-valued data: a Gaussian decoder with a learned variance, "
+                                "on standardised values")
+
+
+def fingerprint(dataset: Dataset, preparation: dict) -> str:
+    """A hash of the prepared splits, labels and preparation: what the runs were fed."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps(preparation, sort_keys=True).encode())
+    digest.update(str(dataset.dynamic_binarization).encode())
+    for name, split in dataset.splits().items():
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(split.x).tobytes())
+        if split.labels is not None:
+            digest.update(np.ascontiguousarray(split.labels).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def prepare_data(settings: StudySettings) -> PreparedData:
+    """Load the data with fixed splits, pick the likelihood, rescale real-valued data."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # datasets with their own validation split keep it
+        dataset = load_dataset(settings.data, data_dir=settings.data_dir, labels=settings.labels,
+                               validation_fraction=VALIDATION_FRACTION,
+                               test_fraction=TEST_FRACTION, seed=settings.split_seed)
+    values = value_kind(dataset.train.x)
+    likelihood, reason = _choose_likelihood(values, settings.likelihood)
+    preparation = {"transform": "none"}
+    if likelihood == "bernoulli" and values == "real":
+        raise ValueError(f"{dataset.name}: a bernoulli likelihood needs values in [0, 1], but "
+                         f"they span {dataset.value_range[0]:g} to {dataset.value_range[1]:g}; "
+                         "use --likelihood gaussian-learned")
+    if values == "real":
+        dataset, preparation = standardise(dataset)
+    info = DataInfo(kind=data_kind(dataset.shape), values=value_kind(dataset.train.x),
+                    labels=dataset.train.labels is not None, likelihood=likelihood)
+    splits = {name: len(split) for name, split in dataset.splits().items()}
+    description = {
+        "name": dataset.name,
+        "source": settings.data,
+        "description": dataset.description,
+        "shape": list(dataset.shape),
+        "kind": info.kind,
+        "values": values,
+        "likelihood": likelihood,
+        "likelihood_reason": reason,
+        "preparation": preparation,
+        "splits": splits,
+        "split_seed": settings.split_seed,
+        "labels": info.labels,
+        "class_names": list(dataset.class_names) if dataset.class_names else None,
+        "dynamic_binarization": dataset.dynamic_binarization,
+        "fingerprint": fingerprint(dataset, preparation),
+    }
+    return PreparedData(dataset, info, description)
+
+
+# ----- the plan ------------------------------------------------------------------------------
+@dataclass
+class RunPlan:
+    id: str
+    entry: RosterEntry
+    seed: int
+    options: dict  # make(model, **options)
+
+    @property
+    def closed_form(self) -> bool:
+        return bool(getattr(model_class(self.entry.model), "closed_form", False))
+
+
+def roster_for(settings: StudySettings) -> tuple[list[RosterEntry], dict]:
+    """The entries and, for a preset, its description."""
+    if settings.preset is not None:
+        if settings.preset not in PRESETS:
+            raise ValueError(f"unknown preset {settings.preset!r}; known: "
+                             f"{', '.join(PRESETS)}")
+        preset = {"name": settings.preset, **PRESETS[settings.preset]}
+        return parse_roster(settings.models or preset["models"]), preset
+    return parse_roster(settings.models or DEFAULT_ROSTER), {}
+
+
+def shared_options(settings: StudySettings, data: PreparedData) -> dict:
+    """What every neural model of the study shares: network, latent size, likelihood."""
+    defaults = default_network(tuple(data.dataset.shape))
+    options = {
+        "input_shape": tuple(data.dataset.shape),
+        "latent_dim": settings.latent_dim or defaults["latent_dim"],
+        "network": settings.network or defaults["network"],
+        "hidden": settings.hidden if settings.hidden is not None else defaults["hidden"],
+        "likelihood": data.info.likelihood,
+    }
+    return options
+
+
+def model_options(entry: RosterEntry, shared: dict, seed: int) -> dict:
+    cls = model_class(entry.model)
+    if getattr(cls, "shares_network", True):
+        options = dict(shared)
+    else:  # a closed-form linear reference takes only the code size
+        options = {"input_shape": shared["input_shape"], "latent_dim": shared["latent_dim"]}
+    options.update(entry.options)
+    options["seed"] = seed
+    cls.Config.from_options(options)  # bad options fail here, before anything trains
+    return options
+
+
+def evaluation_settings(budget: Budget, seed: int) -> EvaluationSettings:
+    return EvaluationSettings(**{**budget.evaluation, "seed": seed})
+
+
+def metric_groups(data: DataInfo) -> list[str]:
+    """The evaluation groups the tasks that fit this data need."""
+    needed = set()
+    for task in TASKS.values():
+        if missing_needs(task.needs, data) is None:
+            needed |= task.groups
+    return [name for name in METRIC_GROUPS if name in needed]
+
+
+def run_identity(entry: RosterEntry, options: dict, seed: int, data: PreparedData,
+                 budget: Budget, device: str) -> str:
+    determined_by = {
+        "format": RUN_FORMAT,
+        "model": entry.model,
+        "options": json.loads(json.dumps(options, default=list)),
+        "data": data.description["fingerprint"],
+        "seed": seed,
+        "training": {key: value for key, value in budget.to_dict().items()
+                     if key not in ("name", "description")},
+        "device": device,
+    }
+    text = json.dumps(determined_by, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def plan_runs(settings: StudySettings, data: PreparedData, entries: list[RosterEntry]
+              ) -> list[RunPlan]:
+    budget = settings.training_budget
+    shared = shared_options(settings, data)
+    device = resolve_device(settings.device).type
+    plans = []
+    for seed in range(settings.seeds):
+        for entry in entries:
+            options = model_options(entry, shared, seed)
+            plans.append(RunPlan(run_identity(entry, options, seed, data, budget, device),
+                                 entry, seed, options))
+    return plans
+
+
+# ----- one run -------------------------------------------------------------------------------
+def versions() -> dict:
+    import sklearn
+
+    return {"aevae": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "scikit-learn": sklearn.__version__, "python": platform.python_version(),
+            "platform": platform.platform(terse=True)}
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def headline_metrics(metrics: dict) -> dict:
+    """The tasks' figures of one run, flat: what ``aevae runs`` shows and filters on."""
+    values = {}
+    for task in TASKS.values():
+        for metric in task.metrics:
+            for path in metric.paths:
+                value = lookup(metrics, path)
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    values[f"{task.name}.{metric.name}"] = value
+                    break
+    return values
+
+
+def execute_run(plan: RunPlan, data: PreparedData, settings: StudySettings, store: RunStore,
+                groups: list[str]) -> dict:
+    """Train (resuming a checkpoint if there is one), evaluate, draw the figure arrays; write
+    them into the run directory and mark the run finished. Returns the run record."""
+    from ..models import make
+
+    budget = settings.training_budget
+    directory = store.run_directory(plan.id)
+    device = resolve_device(settings.device)
+    dataset = data.dataset
+    model = make(plan.entry.model, **plan.options)
+    started = time.perf_counter()
+    model.fit(
+        dataset.train.x, validation=dataset.validation.x, epochs=budget.epochs,
+        batch_size=budget.batch_size, learning_rate=budget.learning_rate, seed=plan.seed,
+        patience=budget.patience, out=directory,
+        resume=(directory / CHECKPOINT_FILE).exists(), device=device, progress=False,
+        batch_transform=dataset.binarize if dataset.dynamic_binarization else None,
+    )
+    train_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    context = EvaluationContext(model, dataset, evaluation_settings(budget, plan.seed))
+    result = evaluate(model, dataset, metrics=groups, context=context)
+    arrays = figure_arrays(context, images=data.info.kind == "images")
+    evaluation_seconds = time.perf_counter() - started
+    history = model.history_
+    record = {
+        "id": plan.id,
+        "entry": plan.entry.key,
+        "model": plan.entry.model,
+        "options": json.loads(json.dumps(plan.options, default=list)),
+        "dataset": data.description["name"],
+        "data_fingerprint": data.description["fingerprint"],
+        "seed": plan.seed,
+        "budget": budget.name,
+        "training": {key: value for key, value in budget.to_dict().items()
+                     if key != "description"},
+        "epochs_run": len(history.epochs),
+        "best_epoch": history.best_epoch,
+        "history": {key: [record.get(key) for record in history.epochs]
+                    for key in ("epoch", "train_loss", "validation_loss",
+                                "validation_reconstruction")},
+        "train_seconds": train_seconds,
+        "evaluation_seconds": evaluation_seconds,
+        "versions": versions(),
+        "device": describe_device(device),
+        "finished": time.time(),
+    }
+    save_figure_arrays(directory, arrays)
+    atomic_write_json(directory / METRICS_FILE, result)
+    atomic_write_json(directory / RUN_FILE, record)  # last: its presence means complete
+    store.finish(plan.id, metrics=headline_metrics(result["metrics"]),
+                 train_seconds=train_seconds, evaluation_seconds=evaluation_seconds,
+                 versions=record["versions"], device=record["device"])
+    return record
+
+
+def read_run(directory: Path) -> tuple[dict, dict] | None:
+    """(run record, evaluation result) of a finished run directory, or None if incomplete."""
+    if not (directory / RUN_FILE).is_file() or not (directory / METRICS_FILE).is_file():
+        return None
+    return read_json(directory / RUN_FILE), read_json(directory / METRICS_FILE)
+
+
+# ----- the study -----------------------------------------------------------------------------
+def model_info(entry: RosterEntry, options: dict) -> ModelInfo:
+    cls = model_class(entry.model)
+    config = cls.Config.from_options(options)
+    return ModelInfo(key=entry.key, model=entry.model, has_likelihood=cls.has_likelihood,
+                     likelihood=config.likelihood,
+                     trains_prior=cls.has_likelihood or entry.model in ("wae_mmd",
+                                                                         "adversarial_ae"))
+
+
+def open_store(settings: StudySettings, out: Path) -> RunStore:
+    return RunStore(Path(settings.store) if settings.store else out / STORE_FILE)
+
+
+def run_study(settings: StudySettings, out, *, progress: bool = True,
+              notify: Callable[[str], None] | None = None) -> dict:
+    """Run (or resume) the study described by ``settings`` into ``out``; returns the results
+    (also written to ``results.json``, with ``report.html`` beside it)."""
+    from ..report.html import write_report
+    from .results import aggregate
+
+    wall_started = time.perf_counter()
+    out = Path(out)
+    notify = notify or (lambda message: None)
+    entries, preset = roster_for(settings)
+    budget = settings.training_budget
+    device = resolve_device(settings.device)  # a bad device fails before anything is written
+    data = prepare_data(settings)
+    plans = plan_runs(settings, data, entries)
+    groups = metric_groups(data.info)
+    out.mkdir(parents=True, exist_ok=True)
+    store = open_store(settings, out)
+    study = {
+        "format": "aevae.study/1",
+        "settings": settings.to_dict(),
+        "budget": budget.to_dict(),
+        "preset": preset,
+        "data": data.description,
+        "data_info": dataclasses.asdict(data.info),
+        "shared_options": json.loads(json.dumps(shared_options(settings, data), default=list)),
+        "roster": [{"key": entry.key, "model": entry.model, "options": entry.options,
+                    "label": entry.label} for entry in entries],
+        "models": {plan.entry.key: dataclasses.asdict(model_info(plan.entry, plan.options))
+                   for plan in plans},
+        "runs": [{"id": plan.id, "entry": plan.entry.key, "seed": plan.seed,
+                  "path": str(store.run_directory(plan.id))} for plan in plans],
+        "store": str(store.path),
+        "metric_groups": groups,
+        "device": describe_device(device),
+    }
+    atomic_write_json(out / STUDY_FILE, study)
+    if budget.name == "full":
+        notify(estimate_message(plans, data, budget, store))
+
+    executed: dict[str, dict] = {}
+    try:
+        _execute_all(plans, data, settings, store, groups, executed, progress)
+    finally:
+        store.close()
+    results = aggregate(out, executed_ids=set(executed))
+    wall_seconds = time.perf_counter() - wall_started
+    results["timing"] = study_timing(executed, wall_seconds)
+    atomic_write_json(out / RESULTS_FILE, results)
+    write_report(out, results)
+    # The report and its timing: rendering counts towards the overhead it reports.
+    results["timing"] = study_timing(executed, time.perf_counter() - wall_started)
+    atomic_write_json(out / RESULTS_FILE, results)
+    return results
+
+
+def study_timing(executed: dict[str, dict], wall_seconds: float) -> dict:
+    train = sum(record["train_seconds"] for record in executed.values())
+    evaluation = sum(record["evaluation_seconds"] for record in executed.values())
+    overhead = max(wall_seconds - train - evaluation, 0.0)
+    return {
+        "wall_seconds": wall_seconds,
+        "train_seconds": train,
+        "evaluation_seconds": evaluation,
+        "overhead_seconds": overhead,
+        "overhead_fraction": overhead / wall_seconds if wall_seconds > 0 else None,
+        "runs_executed": len(executed),
+        "note": "overhead = wall time minus the training and evaluation of the runs this "
+        "invocation executed (data loading, planning, the store, aggregation, the report)",
+    }
+
+
+def _execute_all(plans, data, settings, store, groups, executed, progress) -> None:
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(plans), unit="run", desc="study", disable=not progress or None,
+               smoothing=0.0)
+    pending = list(plans)
+    try:
+        while pending:
+            waiting = []
+            for plan in pending:
+                description = {"entry": plan.entry.key, "model": plan.entry.model,
+                               "options": json.loads(json.dumps(plan.options, default=list)),
+                               "dataset": data.description["name"],
+                               "data_fingerprint": data.description["fingerprint"],
+                               "seed": plan.seed, "budget": settings.training_budget.name}
+                status = store.claim(plan.id, description)
+                if status == "finished" and read_run(store.run_directory(plan.id)) is None:
+                    status = store.claim(plan.id, description, redo=True)  # files were lost
+                if status == "busy":
+                    waiting.append(plan)
+                    continue
+                if status == "claimed":
+                    bar.set_postfix_str(f"{plan.entry.label}, seed {plan.seed}")
+                    try:
+                        executed[plan.id] = execute_run(plan, data, settings, store, groups)
+                    except TrainingDivergedError as error:
+                        store.fail(plan.id, str(error))
+                    except BaseException as error:
+                        if isinstance(error, Exception):
+                            store.fail(plan.id, f"{type(error).__name__}: {error}")
+                        else:
+                            store.release(plan.id)
+                        raise
+                bar.update(1)
+            if waiting and len(waiting) == len(pending):
+                time.sleep(2.0)  # another study is doing these; wait for it
+            pending = waiting
+    finally:
+        bar.close()
+
+
+def estimate_message(plans: list[RunPlan], data: PreparedData, budget: Budget,
+                     store: RunStore) -> str:
+    """A stated expectation for a long budget, from timing a few training steps here."""
+    from ..models import make
+
+    todo = [plan for plan in plans
+            if (row := store.get(plan.id)) is None or row.status != "finished"]
+    neural = [plan for plan in todo if not plan.closed_form]
+    if not neural:
+        return f"expected time: {len(todo)} run(s) to do, all fast (closed form or reused)"
+    probe = make(neural[0].entry.model, **neural[0].options)
+    x = torch.from_numpy(data.dataset.train.x[: budget.batch_size * 12])
+    optimizer = torch.optim.Adam(probe.parameters(), lr=budget.learning_rate)
+    for index in range(12):
+        if index == 2:
+            started = time.perf_counter()
+        batch = x[index * budget.batch_size:(index + 1) * budget.batch_size]
+        loss = probe.loss(batch).loss.mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    step = (time.perf_counter() - started) / 10
+    steps_per_epoch = math.ceil(len(data.dataset.train) / budget.batch_size)
+    # Validation passes and the one-class anomaly models add about a third at this budget.
+    training = len(neural) * budget.epochs * steps_per_epoch * step * 1.35
+    hours, minutes = divmod(round(training / 60), 60)
+    spent = f"{hours} h {minutes} min" if hours else f"{minutes} min"
+    return (f"expected time: up to about {spent} of training for {len(neural)} neural run(s) "
+            f"({step * 1000:.1f} ms per step measured here, {budget.epochs} epochs at most), plus "
+            "evaluation; early stopping usually ends runs sooner")

@@ -1,0 +1,69 @@
+"""Intervals over seeds: Student-t means and paired differences.
+
+A study trains every model once per seed. A figure's uncertainty over seeds is the t interval
+of its per-seed values; two models are compared by the per-seed differences of the same figure
+on the same seed (paired), which cancels what the seed does to both (data order, evaluation
+draws).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import stats
+
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Mean of per-seed values with its two-sided Student-t interval (None with one value)."""
+
+    mean: float
+    low: float | None
+    high: float | None
+    count: int
+    standard_deviation: float | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def covers(self, value: float) -> bool:
+        """Whether ``value`` lies inside the interval (True when there is no interval)."""
+        if self.low is None or self.high is None:
+            return True
+        return self.low <= value <= self.high
+
+
+def t_interval(values, confidence: float = CONFIDENCE) -> Interval:
+    """Mean and ``confidence`` Student-t interval of ``values`` (seeds); finite values only."""
+    data = np.asarray([value for value in values if value is not None], dtype=np.float64)
+    data = data[np.isfinite(data)]
+    if data.size == 0:
+        raise ValueError("t_interval needs at least one finite value")
+    mean = float(data.mean())
+    if data.size == 1:
+        return Interval(mean, None, None, 1, None)
+    deviation = float(data.std(ddof=1))
+    half_width = float(stats.t.ppf(0.5 + confidence / 2, data.size - 1)) * deviation / math.sqrt(
+        data.size)
+    return Interval(mean, mean - half_width, mean + half_width, int(data.size), deviation)
+
+
+def paired_difference(first: dict, second: dict, confidence: float = CONFIDENCE
+                      ) -> tuple[Interval, list[float]] | None:
+    """Interval of first - second over the seeds both have a finite value for, and the
+    per-seed differences; None if they share no seed. ``first`` and ``second`` map seed ->
+    value."""
+    shared = sorted(seed for seed in first if seed in second
+                    and _finite(first[seed]) and _finite(second[seed]))
+    if not shared:
+        return None
+    differences = [float(first[seed]) - float(second[seed]) for seed in shared]
+    return t_interval(differences, confidence), differences
+
+
+def _finite(value) -> bool:
+    return value is not None and math.isfinite(float(value))

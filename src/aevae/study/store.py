@@ -1,0 +1,263 @@
+"""The run store: an SQLite index of a study's runs (stdlib sqlite3, WAL, transactions).
+
+One row per run: what determines it (model, options, data fingerprint, seed, budget), where its
+directory is, its status, headline metrics, timings and library versions. A run's id is a hash of
+what determines it, so a study that asks for a run the store has finished reuses it, a killed
+study resumes where it stopped, and two studies can share one store.
+
+The store indexes, it never owns: each run directory is complete on its own (config, weights,
+history, metrics), and ``rebuild`` recreates the rows from the directories.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+STORE_FILE = "runs.sqlite"
+RUNS_FOLDER = "runs"
+RUN_FILE = "run.json"  # inside each run directory: the row's content, for rebuilding
+SCHEMA_VERSION = 1
+# A run marked running by a process on another machine counts as abandoned after this long.
+STALE_SECONDS = 6 * 3600
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    entry TEXT NOT NULL,
+    model TEXT NOT NULL,
+    options TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    data_fingerprint TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    budget TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('running', 'finished', 'failed')),
+    path TEXT NOT NULL,
+    metrics TEXT,
+    train_seconds REAL,
+    evaluation_seconds REAL,
+    versions TEXT,
+    device TEXT,
+    owner TEXT,
+    error TEXT,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_by_data ON runs (dataset, data_fingerprint);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class StoreError(ValueError):
+    """The store file cannot be used (corrupt, not a store, wrong version)."""
+
+
+@dataclass
+class RunRow:
+    id: str
+    entry: str
+    model: str
+    options: dict
+    dataset: str
+    data_fingerprint: str
+    seed: int
+    budget: str
+    status: str
+    path: str
+    metrics: dict | None
+    train_seconds: float | None
+    evaluation_seconds: float | None
+    versions: dict | None
+    device: str | None
+    owner: str | None
+    error: str | None
+    created: float
+    updated: float
+
+    @classmethod
+    def from_sql(cls, row: sqlite3.Row) -> RunRow:
+        values = dict(row)
+        for key in ("options", "metrics", "versions"):
+            values[key] = json.loads(values[key]) if values[key] is not None else None
+        return cls(**values)
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_alive(owner: str | None, updated: float) -> bool:
+    """Whether the process that marked a run as running may still be at it."""
+    if not owner:
+        return False
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname():
+        return time.time() - updated < STALE_SECONDS
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    return not _zombie(int(pid))
+
+
+def _zombie(pid: int) -> bool:
+    """A killed process its parent has not yet reaped still answers kill(pid, 0)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
+
+
+class RunStore:
+    """Open (or create) the store at ``path``; run directories live in ``runs/`` beside it."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path).resolve()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.runs_directory = self.path.parent / RUNS_FOLDER
+        try:
+            self._connection = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            self._connection.row_factory = sqlite3.Row
+            self._connection.execute("PRAGMA journal_mode=WAL")
+            self._connection.execute("PRAGMA busy_timeout=60000")
+            with self.transaction() as cursor:
+                # executescript would commit on its own; one statement at a time stays inside.
+                for statement in SCHEMA.strip().split(";"):
+                    if statement.strip():
+                        cursor.execute(statement)
+                cursor.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
+                               (str(SCHEMA_VERSION),))
+                version = cursor.execute(
+                    "SELECT value FROM meta WHERE key = 'schema'").fetchone()[0]
+        except sqlite3.DatabaseError as error:
+            raise StoreError(f"{self.path}: not a usable run store ({error})") from None
+        if version != str(SCHEMA_VERSION):
+            raise StoreError(f"{self.path}: run store schema {version}, this aevae reads "
+                             f"{SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exception) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Cursor]:
+        """An IMMEDIATE transaction: the write lock is taken at the start, so two processes
+        never both see a run as free and both claim it."""
+        cursor = self._connection.cursor()
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            yield cursor
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise
+        cursor.execute("COMMIT")
+
+    def run_directory(self, run_id: str) -> Path:
+        return self.runs_directory / run_id
+
+    # ----- reading -----------------------------------------------------------------------
+    def get(self, run_id: str) -> RunRow | None:
+        row = self._connection.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return None if row is None else RunRow.from_sql(row)
+
+    def select(self, *, model: str | None = None, dataset: str | None = None,
+               status: str | None = None, budget: str | None = None,
+               seed: int | None = None) -> list[RunRow]:
+        """Rows matching every filter given, oldest first."""
+        clauses, values = [], []
+        for column, value in (("model", model), ("dataset", dataset), ("status", status),
+                              ("budget", budget), ("seed", seed)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                values.append(value)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._connection.execute(f"SELECT * FROM runs{where} ORDER BY created, id",
+                                        values).fetchall()
+        return [RunRow.from_sql(row) for row in rows]
+
+    # ----- claiming and finishing ------------------------------------------------------------
+    def claim(self, run_id: str, description: dict, *, redo: bool = False) -> str:
+        """Mark a run as ours to do. Returns "finished" (reuse it), "busy" (another live
+        process is doing it) or "claimed". ``description`` holds the identifying columns;
+        ``redo`` claims a finished run again (its directory was lost)."""
+        now = time.time()
+        with self.transaction() as cursor:
+            row = cursor.execute("SELECT status, owner, updated FROM runs WHERE id = ?",
+                                 (run_id,)).fetchone()
+            if row is not None and row["status"] == "finished" and not redo:
+                return "finished"
+            if (row is not None and row["status"] == "running" and row["owner"] != _owner()
+                    and _owner_alive(row["owner"], row["updated"])):
+                return "busy"
+            columns = {
+                "id": run_id,
+                "entry": description["entry"],
+                "model": description["model"],
+                "options": json.dumps(description["options"], sort_keys=True),
+                "dataset": description["dataset"],
+                "data_fingerprint": description["data_fingerprint"],
+                "seed": int(description["seed"]),
+                "budget": description["budget"],
+                "status": "running",
+                "path": str(self.run_directory(run_id)),
+                "owner": _owner(),
+                "error": None,
+                "created": now,
+                "updated": now,
+            }
+            if row is None:
+                names = ", ".join(columns)
+                marks = ", ".join("?" for _ in columns)
+                cursor.execute(f"INSERT INTO runs ({names}) VALUES ({marks})",
+                               list(columns.values()))
+            else:
+                cursor.execute("UPDATE runs SET status = 'running', owner = ?, error = NULL, "
+                               "updated = ? WHERE id = ?", (_owner(), now, run_id))
+        return "claimed"
+
+    def finish(self, run_id: str, *, metrics: dict, train_seconds: float,
+               evaluation_seconds: float, versions: dict, device: str) -> None:
+        with self.transaction() as cursor:
+            cursor.execute(
+                "UPDATE runs SET status = 'finished', metrics = ?, train_seconds = ?, "
+                "evaluation_seconds = ?, versions = ?, device = ?, owner = NULL, updated = ? "
+                "WHERE id = ?",
+                (json.dumps(metrics), train_seconds, evaluation_seconds, json.dumps(versions),
+                 device, time.time(), run_id))
+
+    def fail(self, run_id: str, error: str) -> None:
+        with self.transaction() as cursor:
+            cursor.execute("UPDATE runs SET status = 'failed', error = ?, owner = NULL, "
+                           "updated = ? WHERE id = ?", (error, time.time(), run_id))
+
+    def release(self, run_id: str) -> None:
+        """Give back a claimed run untouched (an interrupted study): no longer ours."""
+        with self.transaction() as cursor:
+            cursor.execute("UPDATE runs SET owner = NULL, updated = ? WHERE id = ? AND "
+                           "status = 'running' AND owner = ?", (time.time(), run_id, _owner()))
+
+    # ----- rebuilding -----------------------------------------------------------------------
+    def insert_finished(self, row: dict) -> None:
+        """Add a finished run read back from its directory (``rebuild``); existing rows win."""
+        with self.transaction() as cursor:
+            columns = {key: (json.dumps(value) if isinstance(value, dict) else value)
+                       for key, value in row.items()}
+            names = ", ".join(columns)
+            marks = ", ".join("?" for _ in columns)
+            cursor.execute(f"INSERT OR IGNORE INTO runs ({names}) VALUES ({marks})",
+                           list(columns.values()))

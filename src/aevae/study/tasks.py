@@ -1,0 +1,315 @@
+"""The study's tasks: each a question in plain words, the figures that answer it, which way is
+better, and what it needs from the data and the models.
+
+The verdicts and the report read this registry and nothing else, so a new measurement joins the
+study by adding one ``register_task(Task(...))`` here (or in the module that provides it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+# What a task or metric may need from the data.
+NEEDS = {
+    "labels": "the data has no labels",
+    "unit-interval": "its corruptions and PSNR assume values in [0, 1]",
+    "images": "it needs image data",
+}
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What the tasks need to know about the study's data."""
+
+    kind: str  # images, tabular, arrays
+    values: str  # binary, unit-interval, real (after preparation)
+    labels: bool
+    likelihood: str  # the study's decoder likelihood
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the tasks need to know about one roster entry."""
+
+    key: str
+    model: str
+    has_likelihood: bool
+    likelihood: str
+    trains_prior: bool  # False: sampling "the prior" means decoding N(0, I) draws it never saw
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One figure: where it sits in the evaluation result and which way is better.
+
+    ``paths`` are (group, key, ...) tuples tried in order, the first present wins (a VAE's
+    aggregate posterior where it has one, else its codes). ``applies`` returns None when the
+    figure means something for a model, else the reason it does not (shown as "n/a: reason").
+    ``count`` points at the number of examples behind the figure; below ``min_count`` the figure
+    is flagged as resting on too small a sample."""
+
+    name: str
+    label: str
+    paths: tuple[tuple[str, ...], ...]
+    direction: str  # "lower" or "higher"
+    unit: str = ""
+    digits: int = 3
+    needs: tuple[str, ...] = ()
+    applies: Callable[[ModelInfo, DataInfo], str | None] | None = None
+    spread: tuple[str, ...] | None = None  # per-example standard error of the figure
+    count: tuple[str, ...] | None = None
+    min_count: int = 0
+
+    def __post_init__(self):
+        if self.direction not in ("lower", "higher"):
+            raise ValueError(f"metric {self.name}: direction must be 'lower' or 'higher'")
+
+    @property
+    def groups(self) -> set[str]:
+        return {path[0] for path in self.paths}
+
+
+@dataclass(frozen=True)
+class Task:
+    """A question the study answers; ``metrics[0]`` is the headline figure of its verdict."""
+
+    name: str
+    title: str
+    question: str
+    purpose: str  # completes "To ..., prefer X" in the summary
+    metrics: tuple[Metric, ...]
+    needs: tuple[str, ...] = ()
+    note: str = ""
+    extra_groups: tuple[str, ...] = field(default=())
+
+    @property
+    def groups(self) -> set[str]:
+        return set().union(*(metric.groups for metric in self.metrics), self.extra_groups)
+
+
+TASKS: dict[str, Task] = {}
+
+
+def register_task(task: Task) -> Task:
+    if task.name in TASKS:
+        raise ValueError(f"task {task.name!r} registered twice")
+    TASKS[task.name] = task
+    return task
+
+
+def lookup(result: dict, path: tuple[str, ...]):
+    """The value at ``path`` in an evaluation's ``metrics`` dict, or None."""
+    value = result
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+def missing_needs(needs: tuple[str, ...], data: DataInfo) -> str | None:
+    """The reason a need is not met by the data, or None."""
+    for need in needs:
+        if need == "labels" and not data.labels:
+            return NEEDS[need]
+        if need == "unit-interval" and data.values == "real":
+            return NEEDS[need]
+        if need == "images" and data.kind != "images":
+            return NEEDS[need]
+    return None
+
+
+# ----- when a figure applies -------------------------------------------------------------------
+def needs_likelihood(model: ModelInfo, data: DataInfo) -> str | None:
+    if not model.has_likelihood:
+        return "no likelihood: a deterministic model defines no p(x)"
+    if model.likelihood != data.likelihood and not _both_gaussian(model.likelihood,
+                                                                   data.likelihood):
+        return (f"its {model.likelihood} density is not comparable with the study's "
+                f"{data.likelihood} probabilities")
+    return None
+
+
+def same_likelihood(model: ModelInfo, data: DataInfo) -> str | None:
+    if model.likelihood != data.likelihood and not _both_gaussian(model.likelihood,
+                                                                   data.likelihood):
+        return f"scored with a {model.likelihood} decoder, not the study's {data.likelihood}"
+    return None
+
+
+def _both_gaussian(first: str, second: str) -> bool:
+    return first.startswith("gaussian") and second.startswith("gaussian")
+
+
+def has_likelihood(model: ModelInfo, data: DataInfo) -> str | None:
+    return None if model.has_likelihood else "no likelihood: a deterministic model"
+
+
+def sampling_metrics(source: str, what: str) -> tuple[Metric, ...]:
+    count = ("generation", "reference_images")
+    return (
+        Metric(f"{source}_frechet_distance", f"{what}: Fréchet distance",
+               (("generation", source, "frechet_distance", "value"),), "lower", digits=4,
+               count=count, min_count=500),
+        Metric(f"{source}_precision", f"{what}: precision",
+               (("generation", source, "precision_recall", "precision"),), "higher",
+               count=count, min_count=200),
+        Metric(f"{source}_recall", f"{what}: recall",
+               (("generation", source, "precision_recall", "recall"),), "higher",
+               count=count, min_count=200),
+    )
+
+
+# ----- the registry ----------------------------------------------------------------------------
+register_task(Task(
+    "compression", "Compression",
+    "Which model reconstructs held-out data most accurately with a code of the same size?",
+    "compress data and reconstruct it",
+    (
+        Metric("mse", "reconstruction MSE", (("reconstruction", "mse", "value"),), "lower",
+               unit="per dimension", digits=4),
+        Metric("psnr", "reconstruction PSNR", (("reconstruction", "psnr", "value"),), "higher",
+               unit="dB", needs=("unit-interval",)),
+        Metric("reconstruction_nll", "reconstruction -log p(x|z)",
+               (("reconstruction", "negative_log_likelihood_of_reconstruction"),), "lower",
+               unit="nats per example", applies=same_likelihood),
+    ),
+    note="Codes are posterior means E[z|x] for the VAE family, g(x) for deterministic models.",
+))
+
+register_task(Task(
+    "likelihood", "Likelihood",
+    "Which model assigns held-out data the highest probability?",
+    "model the probability of the data (density estimation, scoring)",
+    (
+        Metric("log_likelihood", "log p(x), importance sampled",
+               (("likelihood", "log_likelihood"),), "higher", unit="nats per example",
+               digits=4, applies=needs_likelihood,
+               spread=("likelihood", "log_likelihood_standard_error"),
+               count=("likelihood", "examples"), min_count=100),
+        Metric("elbo", "ELBO", (("likelihood", "elbo"),), "higher", unit="nats per example",
+               digits=4, applies=needs_likelihood,
+               spread=("likelihood", "elbo_standard_error")),
+    ),
+    note="Deterministic models define no p(x). For PPCA the estimate equals its exact "
+    "log-likelihood (reported in its metrics as exact_log_likelihood).",
+))
+
+register_task(Task(
+    "prior_sampling", "Sampling from the prior",
+    "Decoding draws z ~ N(0, I): whose samples look most like the data?",
+    "generate new examples by sampling the prior",
+    sampling_metrics("prior", "prior samples"),
+    note="Models without a trained prior (deterministic AEs, PCA) are given N(0, I) draws "
+    "anyway: that is what sampling a plain AE would mean. Features: a classifier trained on "
+    "the data's labels, else the data's principal components.",
+))
+
+register_task(Task(
+    "ex_post_sampling", "Sampling after fitting a density to the codes",
+    "After fitting a 10-component Gaussian mixture to each model's training codes, whose "
+    "decoded draws look most like the data?",
+    "generate examples from a density fitted to the codes (ex-post)",
+    sampling_metrics("ex_post", "ex-post samples"),
+    note="Ghosh et al. (2020): any autoencoder becomes a sampler this way.",
+))
+
+register_task(Task(
+    "interpolation", "Interpolation",
+    "Decoding points on straight lines between two codes: are the midpoints realistic, and do "
+    "the decoded paths move evenly?",
+    "interpolate between examples",
+    (
+        Metric("midpoint_distance", "midpoints: distance to the nearest training example",
+               (("interpolation", "midpoint_realism", "value"),), "lower",
+               unit="1 = as close as data is to data", count=("interpolation", "pairs"),
+               min_count=50),
+        Metric("smoothness", "path evenness: largest / mean step",
+               (("interpolation", "smoothness", "value"),), "lower", unit="1 = even"),
+        Metric("midpoint_confidence", "midpoints: classifier confidence",
+               (("interpolation", "midpoint_realism", "classifier", "mean_confidence"),),
+               "higher", needs=("labels",)),
+    ),
+))
+
+register_task(Task(
+    "few_labels", "Classification with few labels",
+    "With only 10 or 100 labels per class, whose codes train the most accurate linear "
+    "classifier?",
+    "classify with few labels (codes as features)",
+    (
+        Metric("probe_10", "linear probe, 10 labels per class",
+               (("structure", "linear_probe", "accuracy", "10"),), "higher", unit="accuracy",
+               count=("structure", "n_test"), min_count=200),
+        Metric("probe_100", "linear probe, 100 labels per class",
+               (("structure", "linear_probe", "accuracy", "100"),), "higher", unit="accuracy",
+               count=("structure", "n_test"), min_count=200),
+        Metric("knn_all", "5-NN, all labels", (("structure", "knn", "accuracy", "all"),),
+               "higher", unit="accuracy", count=("structure", "n_test"), min_count=200),
+    ),
+    needs=("labels",),
+))
+
+register_task(Task(
+    "clustering", "Clustering",
+    "Do the codes fall into clusters that match the classes (k-means, no labels used)?",
+    "find clusters without labels",
+    (
+        Metric("kmeans_accuracy", "k-means accuracy (Hungarian)",
+               (("structure", "clustering", "accuracy"),), "higher",
+               count=("structure", "n_test"), min_count=200),
+        Metric("kmeans_nmi", "k-means NMI", (("structure", "clustering", "nmi"),), "higher"),
+    ),
+    needs=("labels",),
+))
+
+register_task(Task(
+    "anomaly", "Anomaly detection",
+    "Trained on one class only, how well does each model flag the other classes as anomalies "
+    "(mean AUROC over the classes)?",
+    "detect anomalies",
+    (
+        Metric("anomaly_reconstruction", "AUROC, score = reconstruction error",
+               (("anomaly", "scores", "reconstruction_error", "value"),), "higher",
+               count=("anomaly", "n_evaluation"), min_count=200),
+        Metric("anomaly_likelihood", "AUROC, score = -log p(x)",
+               (("anomaly", "scores", "negative_log_likelihood", "value"),), "higher",
+               applies=has_likelihood),
+    ),
+    needs=("labels",),
+    note="One-class protocol: a fresh copy of each model is trained on one class at a time "
+    "(the study's budget sets its epochs).",
+))
+
+register_task(Task(
+    "denoising", "Denoising",
+    "Given a corrupted input, whose reconstruction is closest to the clean data?",
+    "denoise (reconstruct clean data from corrupted inputs)",
+    (
+        Metric("denoise_noise", "PSNR after Gaussian noise (std 0.3)",
+               (("denoising", "gaussian_noise", "0.3", "value"),), "higher", unit="dB"),
+        Metric("denoise_mask", "PSNR after masking half the values",
+               (("denoising", "masking", "0.5", "value"),), "higher", unit="dB"),
+    ),
+    needs=("unit-interval",),
+    note="None of the models was trained to denoise; this asks what each gives for free.",
+))
+
+register_task(Task(
+    "latent_health", "Latent space",
+    "Are the latent dimensions used, and do the codes fill the prior that samples are drawn "
+    "from, without holes?",
+    "get a latent space you can sample and move around in",
+    (
+        Metric("holes", "holes between the codes",
+               (("latent", "holes", "value"),), "lower",
+               unit="share of probes off the codes; 0.05 = none"),
+        Metric("prior_mmd", "codes vs N(0, I): MMD²",
+               (("latent", "aggregate_posterior_mismatch", "mmd_imq"),
+                ("latent", "prior_mismatch", "mmd_imq")), "lower", digits=4,
+               unit="VAE family: the aggregate posterior"),
+        Metric("active_units", "active units", (("latent", "active_units", "value"),),
+               "higher", digits=0),
+    ),
+))

@@ -1,0 +1,245 @@
+"""The study end to end on small budgets: runs, store, reuse, a killed study resumed, user data,
+the report re-rendered, and the CLI's verbs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aevae.cli import main
+from aevae.study import StudySettings, run_study
+from aevae.study.runner import plan_runs, prepare_data, roster_for
+from aevae.study.settings import Budget
+from aevae.study.store import STORE_FILE, RunStore
+
+TINY = Budget(
+    "tiny", "for tests", epochs=2, batch_size=128, learning_rate=1e-3, patience=5,
+    evaluation={
+        "importance_samples": 20, "likelihood_examples": 100, "bound_samples": (1,),
+        "generated_samples": 300, "max_examples": 200, "reference_images": 300,
+        "interpolation_pairs": 20, "anomaly_training_epochs": 1,
+        "anomaly_training_examples": 50, "anomaly_importance_samples": 5,
+        "anomaly_classes": 2, "silhouette_examples": 200,
+    },
+)
+
+
+def run(capsys, *arguments):
+    code = main(list(arguments))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def digits_study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study") / "digits"
+    settings = StudySettings(data="digits", models="pca,ppca,ae,vae", seeds=2, budget=TINY)
+    return out, settings, run_study(settings, out, progress=False)
+
+
+def test_study_writes_results_report_and_store(digits_study):
+    out, _, results = digits_study
+    assert {path.name for path in out.iterdir()} >= {"study.json", "results.json",
+                                                     "report.html", STORE_FILE, "runs"}
+    assert len(results["runs"]) == 8
+    assert all(run["status"] == "finished" and not run["reused"] for run in results["runs"])
+    names = [task["name"] for task in results["tasks"]]
+    assert names[:3] == ["compression", "likelihood", "prior_sampling"]
+    likelihood = next(task for task in results["tasks"] if task["name"] == "likelihood")
+    rows = likelihood["metrics"][0]["rows"]
+    assert rows["ae"]["reason"].startswith("no likelihood")
+    assert "not comparable" in rows["ppca"]["reason"]  # a Gaussian density on Bernoulli data
+    assert rows["vae"]["available"] and set(rows["vae"]["values"]) == {0, 1}
+    assert len(results["claims"]) == 6 and results["summary"]
+    timing = results["timing"]
+    assert timing["runs_executed"] == 8
+    assert timing["overhead_seconds"] >= 0 and 0 <= timing["overhead_fraction"] < 1
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["summary"] == results["summary"]
+    with RunStore(out / STORE_FILE) as store:
+        rows = store.select()
+        assert len(rows) == 8 and {row.status for row in rows} == {"finished"}
+        assert {row.model for row in rows} == {"pca", "ppca", "ae", "vae"}
+        vae = store.select(model="vae", seed=1)[0]
+        assert "compression.mse" in vae.metrics and vae.versions["aevae"]
+        assert Path(vae.path, "model.safetensors").is_file()
+
+
+def test_report_is_self_contained_and_complete(digits_study):
+    out, _, results = digits_study
+    page = (out / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<script" not in page.lower()
+    assert "http://" not in page.replace("http://www.w3.org/2000/svg", "")
+    assert "https://" not in page
+    for heading in ("The answer on this data", "The source discussion's claims, tested",
+                    "Verdicts by task", "Reconstructions, prior samples and ex-post samples",
+                    "Interpolations and latent traversals", "The latent space in two dimensions",
+                    "Rate and distortion", "Training curves", "Runs and settings"):
+        assert heading in page
+    assert page.count("data:image/png;base64,") >= 4 * 5  # per model: 3 grids, 2 strips
+    assert page.count("<svg") >= 10
+    for sentence in results["summary"]:
+        assert sentence.replace("'", "&#x27;").replace("&", "&amp;")[:40] in page
+
+
+def test_rerun_reuses_every_finished_run(digits_study):
+    out, settings, first = digits_study
+    metrics = {run["id"]: Path(run["path"], "metrics.json").read_bytes()
+               for run in first["runs"]}
+    again = run_study(settings, out, progress=False)
+    assert again["timing"]["runs_executed"] == 0
+    assert all(run["reused"] for run in again["runs"])
+    assert again["summary"] == first["summary"] and again["claims"] == first["claims"]
+    for run in again["runs"]:
+        assert Path(run["path"], "metrics.json").read_bytes() == metrics[run["id"]]
+
+
+def test_report_and_runs_commands(digits_study, capsys):
+    out, _, _ = digits_study
+    (out / "report.html").unlink()
+    code, printed, _ = run(capsys, "report", str(out))
+    assert code == 0 and (out / "report.html").is_file() and "report:" in printed
+    code, printed, _ = run(capsys, "runs", str(out), "--model", "vae", "--metric",
+                           "compression.mse")
+    lines = printed.strip().splitlines()
+    assert code == 0 and len(lines) == 2 + 2  # header, rule, two seeds
+    assert all(" vae " in line for line in lines[2:]) and "finished" in lines[2]
+    code, printed, _ = run(capsys, "runs", str(out / STORE_FILE), "--status", "failed")
+    assert code == 0 and "no runs match" in printed
+
+
+KILLED_STUDY = textwrap.dedent("""
+    import sys
+    from aevae.study import StudySettings, run_study
+    from aevae.study.settings import Budget
+    budget = Budget(**{**%r, "evaluation": %r})
+    run_study(StudySettings(data="digits", models="ae,vae", seeds=2, budget=budget),
+              sys.argv[1], progress=False)
+""")
+
+
+def test_a_killed_study_resumes_and_trains_only_the_missing_runs(tmp_path):
+    out = tmp_path / "killed"
+    slower = {**TINY.to_dict(), "epochs": 10}
+    evaluation = slower.pop("evaluation")
+    script = KILLED_STUDY % (slower, evaluation)
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen([sys.executable, "-c", script, str(out)], env=environment)
+    store_path = out / STORE_FILE
+    finished: list[str] = []
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and process.poll() is None:
+            if store_path.exists():
+                try:
+                    with sqlite3.connect(f"file:{store_path}?mode=ro", uri=True) as connection:
+                        finished = [row[0] for row in connection.execute(
+                            "SELECT id FROM runs WHERE status = 'finished'")]
+                except sqlite3.OperationalError:
+                    finished = []
+                if finished:
+                    break
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert finished, "the study finished no run in time"
+    assert process.returncode == -signal.SIGKILL
+    kept = {run_id: (out / "runs" / run_id / "metrics.json").read_bytes() for run_id in finished}
+
+    settings = StudySettings(data="digits", models="ae,vae", seeds=2,
+                             budget=Budget(**{**slower, "evaluation": evaluation}))
+    results = run_study(settings, out, progress=False)
+    assert len(results["runs"]) == 4
+    assert all(run["status"] == "finished" for run in results["runs"])
+    assert results["timing"]["runs_executed"] == 4 - len(finished)
+    for run in results["runs"]:
+        assert run["reused"] == (run["id"] in kept)
+    for run_id, content in kept.items():
+        assert (out / "runs" / run_id / "metrics.json").read_bytes() == content
+    with RunStore(store_path) as store:
+        assert {row.status for row in store.select()} == {"finished"}
+
+
+def test_user_tabular_data_gets_a_gaussian_decoder_and_tabular_figures(tmp_path):
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [4.0, -3.0, 2.0, 0.0, 1.0, 5.0]])
+    labels = rng.integers(0, 2, 400)
+    values = 100.0 * (centres[labels] + rng.standard_normal((400, 6)))
+    names = np.array(["<script>alert(1)</script>", "b&q"])[labels]
+    lines = ["f1,f2,f3,f4,f5,f6,kind"] + [
+        ",".join(f"{value:.4f}" for value in row) + f",{name}" for row, name in zip(values, names)]
+    path = tmp_path / "table.csv"
+    path.write_text("\n".join(lines) + "\n")
+    settings = StudySettings(data=str(path), labels="kind", models="ppca,vae", seeds=2,
+                             budget=TINY)
+    results = run_study(settings, tmp_path / "out", progress=False)
+    data = results["study"]["data"]
+    assert data["likelihood"] == "gaussian-learned" and data["values"] == "real"
+    assert data["preparation"]["transform"].startswith("standardised")
+    assert data["splits"] == {"train": 288, "validation": 32, "test": 80}
+    by_name = {task["name"]: task for task in results["tasks"]}
+    assert by_name["denoising"]["skipped"].startswith("its corruptions and PSNR")
+    assert [metric["name"] for metric in by_name["compression"]["metrics"]] == [
+        "mse", "reconstruction_nll"]
+    # Gaussian data: the PPCA's exact likelihood is comparable with the VAE's.
+    log_likelihood = by_name["likelihood"]["metrics"][0]["rows"]
+    assert log_likelihood["ppca"]["available"] and log_likelihood["vae"]["available"]
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
+    assert "Samples against the data" in page and "data:image/png" not in page
+
+
+def test_presets_plan_the_sources_questions():
+    sweep = StudySettings(data="digits", preset="latent-sweep", seeds=1)
+    entries, preset = roster_for(sweep)
+    assert preset["sweep"] == "latent_dim" and len(entries) == 10
+    plans = plan_runs(sweep, prepare_data(sweep), entries)
+    assert sorted({plan.options["latent_dim"] for plan in plans}) == [2, 4, 8, 16, 32]
+    ladder, _ = roster_for(StudySettings(preset="ladder"))
+    assert [entry.model for entry in ladder] == [
+        "ae", "wae_mmd", "fixed_variance_vae", "vae", "independent_vae"]
+    betas, _ = roster_for(StudySettings(preset="beta-sweep"))
+    assert [entry.options["beta"] for entry in betas] == [0.25, 0.5, 1, 2, 4, 8]
+
+
+def test_runs_are_identified_by_what_determines_them():
+    settings = StudySettings(data="digits", models="ae,vae", seeds=2)
+    data = prepare_data(settings)
+    entries, _ = roster_for(settings)
+    first = [plan.id for plan in plan_runs(settings, data, entries)]
+    assert first == [plan.id for plan in plan_runs(settings, data, entries)]
+    assert len(set(first)) == 4
+    other = StudySettings(data="digits", models="ae,vae", seeds=2, epochs=7)
+    assert not set(first) & {plan.id for plan in plan_runs(other, data, entries)}
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--models", "vae,nonsense"], "unknown model 'nonsense'"),
+    (["--models", "vae:beta=abc"], "beta"),
+    (["--seeds", "0"], "seeds must be at least 1"),
+    (["--likelihood", "poisson"], "unknown likelihood 'poisson'"),
+    (["--data", "no-such-file.npy"], "no such file"),
+])
+def test_compare_bad_input_is_one_line_and_exit_2(tmp_path, capsys, arguments, message):
+    code, _, err = run(capsys, "compare", "--out", str(tmp_path / "x"), "--quiet", *arguments)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()  # nothing written for a refused study
+
+
+def test_bernoulli_on_real_data_is_refused(tmp_path, capsys):
+    path = tmp_path / "real.npy"
+    np.save(path, np.random.default_rng(0).standard_normal((50, 4)).astype(np.float32))
+    code, _, err = run(capsys, "compare", "--data", str(path), "--likelihood", "bernoulli",
+                       "--out", str(tmp_path / "x"), "--quiet")
+    assert code == 2 and "needs values in [0, 1]" in err

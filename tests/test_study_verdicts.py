@@ -1,0 +1,243 @@
+"""The study's statistics and verdicts on constructed result tables: intervals against scipy,
+clear winners, ties, disagreeing seeds, the claims and the summary sentences."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from aevae.study.roster import RosterEntry, parse_roster
+from aevae.study.statistics import paired_difference, t_interval
+from aevae.study.tasks import DataInfo, Metric, ModelInfo, Task
+from aevae.study.verdicts import (
+    CLEAR,
+    FAILS,
+    HOLDS,
+    INCONCLUSIVE,
+    LEVEL,
+    NOT_TESTED,
+    ONE_SEED,
+    decide,
+    format_value,
+    judge_claims,
+    metric_rows,
+    summary,
+    task_results,
+)
+
+DATA = DataInfo(kind="images", values="unit-interval", labels=True, likelihood="bernoulli")
+
+
+def model(key, has_likelihood=True, likelihood="bernoulli"):
+    return ModelInfo(key=key, model=key, has_likelihood=has_likelihood, likelihood=likelihood,
+                     trains_prior=has_likelihood)
+
+
+# ----- intervals ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("values", [[1.0, 2.0], [0.3, 0.1, 0.7], [5.0, 5.5, 4.0, 6.2, 5.1]])
+@pytest.mark.parametrize("confidence", [0.9, 0.95, 0.99])
+def test_t_interval_matches_scipy(values, confidence):
+    interval = t_interval(values, confidence)
+    low, high = stats.t.interval(confidence, len(values) - 1, loc=np.mean(values),
+                                 scale=stats.sem(values))
+    assert interval.mean == pytest.approx(np.mean(values))
+    assert interval.low == pytest.approx(low) and interval.high == pytest.approx(high)
+    assert interval.count == len(values)
+    assert interval.standard_deviation == pytest.approx(np.std(values, ddof=1))
+
+
+def test_t_interval_of_one_value_has_no_interval_and_skips_missing():
+    interval = t_interval([2.5, None, math.nan])
+    assert (interval.mean, interval.low, interval.high, interval.count) == (2.5, None, None, 1)
+    assert interval.covers(100.0)
+    with pytest.raises(ValueError, match="at least one finite"):
+        t_interval([None, math.inf])
+
+
+def test_paired_difference_uses_shared_seeds_only():
+    first = {0: 1.0, 1: 2.0, 2: 4.0, 3: 9.0}
+    second = {0: 0.5, 1: 1.0, 2: 3.0}
+    interval, differences = paired_difference(first, second)
+    assert differences == [0.5, 1.0, 1.0]
+    expected = stats.t.interval(0.95, 2, loc=np.mean(differences), scale=stats.sem(differences))
+    assert (interval.low, interval.high) == pytest.approx(expected)
+    assert paired_difference({0: 1.0}, {1: 1.0}) is None
+
+
+# ----- verdicts ----------------------------------------------------------------------------------
+def rows_of(values: dict[str, list[float]]) -> dict:
+    runs = {key: {seed: {"g": {"v": value}} for seed, value in enumerate(seeds)}
+            for key, seeds in values.items()}
+    metric = Metric("v", "value", (("g", "v"),), "higher")
+    return metric_rows(metric, runs, {key: model(key) for key in values}, DATA)
+
+
+def test_clear_winner_in_every_seed():
+    rows = rows_of({"a": [0.90, 0.91, 0.92], "b": [0.80, 0.82, 0.81], "c": [0.5, 0.5, 0.6]})
+    verdict = decide(rows, "higher")
+    assert verdict["status"] == CLEAR
+    assert (verdict["winner"], verdict["runner_up"]) == ("a", "b")
+    assert verdict["every_seed"] and verdict["seeds_ahead"] == 3
+    assert verdict["difference"] == pytest.approx(0.1)
+    assert 0 < verdict["low"] < verdict["difference"] < verdict["high"]
+    assert verdict["ranking"] == ["a", "b", "c"]
+
+
+def test_lower_is_better_picks_the_smallest():
+    rows = rows_of({"a": [10.0, 11.0, 10.5], "b": [20.0, 21.0, 19.0]})
+    verdict = decide(rows, "lower")
+    assert verdict["winner"] == "a" and verdict["status"] == CLEAR
+    assert verdict["high"] < 0  # a - b, negative: a is lower
+
+
+def test_tie_is_no_clear_winner():
+    rows = rows_of({"a": [1.0, 2.0, 3.0], "b": [1.0, 2.0, 3.0]})
+    verdict = decide(rows, "higher")
+    assert verdict["status"] == LEVEL and verdict["seeds_ahead"] == 0
+
+
+def test_disagreeing_seeds_are_no_clear_winner():
+    # a wins two seeds by a little and loses one by a lot less than its mean lead... but the
+    # paired interval still covers zero.
+    rows = rows_of({"a": [0.9, 0.7, 0.95], "b": [0.8, 0.8, 0.8]})
+    verdict = decide(rows, "higher")
+    assert verdict["winner"] == "a"
+    assert verdict["status"] == LEVEL
+    assert not verdict["every_seed"] and verdict["seeds_ahead"] == 2
+    assert verdict["low"] < 0 < verdict["high"]
+
+
+def test_one_seed_has_no_interval():
+    verdict = decide(rows_of({"a": [0.9], "b": [0.8]}), "higher")
+    assert verdict["status"] == ONE_SEED and verdict["low"] is None
+
+
+def test_figures_that_do_not_apply_say_why():
+    runs = {"ae": {0: {"likelihood": {"available": False, "reason": "deterministic"}}},
+            "vae": {0: {"likelihood": {"available": True, "log_likelihood": -90.0,
+                                       "log_likelihood_standard_error": 0.5, "examples": 50}}},
+            "ppca": {0: {"likelihood": {"available": True, "log_likelihood": -80.0}}}}
+    metric = next(metric for metric in _task("likelihood").metrics
+                  if metric.name == "log_likelihood")
+    models = {"ae": model("ae", has_likelihood=False), "vae": model("vae"),
+              "ppca": model("ppca", likelihood="gaussian")}
+    rows = metric_rows(metric, runs, models, DATA)
+    assert rows["ae"] == {"available": False,
+                          "reason": "no likelihood: a deterministic model defines no p(x)"}
+    assert not rows["ppca"]["available"] and "not comparable" in rows["ppca"]["reason"]
+    assert rows["vae"]["spread"] == 0.5
+    assert rows["vae"]["flags"] and "small sample: 50" in rows["vae"]["flags"][0]
+    assert decide(rows, "higher")["status"] == "not compared"
+    gaussian = DataInfo(kind="tabular", values="real", labels=False,
+                        likelihood="gaussian-learned")
+    assert metric_rows(metric, runs, models, gaussian)["ppca"]["available"]
+
+
+def _task(name):
+    from aevae.study.tasks import TASKS
+
+    return TASKS[name]
+
+
+def test_tasks_that_need_labels_are_skipped_with_the_reason():
+    unlabelled = DataInfo(kind="tabular", values="real", labels=False, likelihood="gaussian")
+    results = task_results({"a": {0: {}}}, {"a": model("a")}, unlabelled)
+    skipped = {task["name"]: task["skipped"] for task in results}
+    assert skipped["few_labels"] == "the data has no labels"
+    assert skipped["denoising"].startswith("its corruptions and PSNR")
+    assert skipped["compression"] is None
+    compression = next(task for task in results if task["name"] == "compression")
+    assert [metric["name"] for metric in compression["metrics"]] == ["mse", "reconstruction_nll"]
+
+
+def test_a_new_task_is_one_registry_entry():
+    custom = Task("custom", "Custom", "Is a bigger number better?", "test the registry",
+                  (Metric("number", "a number", (("custom_group", "number"),), "higher"),))
+    runs = {key: {seed: {"custom_group": {"number": value + seed}} for seed in range(3)}
+            for key, value in (("a", 10.0), ("b", 1.0))}
+    results = task_results(runs, {"a": model("a"), "b": model("b")}, DATA, {"custom": custom})
+    verdict = results[0]["metrics"][0]["verdict"]
+    assert verdict["winner"] == "a" and verdict["status"] == CLEAR
+
+
+# ----- claims and summary ------------------------------------------------------------------------
+def study_tasks(ae_fd, vae_fd, ae_mse, vae_mse):
+    runs = {
+        "ae": {seed: {"generation": {"prior": {"frechet_distance": {"value": value}},
+                                     "reference_images": 1000},
+                      "reconstruction": {"mse": {"value": mse}}}
+               for seed, (value, mse) in enumerate(zip(ae_fd, ae_mse))},
+        "vae": {seed: {"generation": {"prior": {"frechet_distance": {"value": value}},
+                                      "reference_images": 1000},
+                       "reconstruction": {"mse": {"value": mse}}}
+                for seed, (value, mse) in enumerate(zip(vae_fd, vae_mse))},
+    }
+    models = {"ae": model("ae", has_likelihood=False), "vae": model("vae")}
+    return task_results(runs, models, DATA)
+
+
+def test_claims_hold_fail_or_stay_inconclusive():
+    tasks = study_tasks(ae_fd=[400, 420, 410], vae_fd=[30, 32, 31], ae_mse=[0.010, 0.011, 0.012],
+                        vae_mse=[0.020, 0.021, 0.019])
+    claims = {claim["claim"]: claim for claim in judge_claims(tasks)}
+    sampling = claims["The VAE samples better from the prior than the AE."]
+    assert sampling["status"] == HOLDS
+    assert sampling["parts"][0]["seeds_in_favour"] == 3
+    assert claims["The AE reconstructs at least as well as the VAE."]["status"] == HOLDS
+    # Tasks that did not run leave their claims untested, with the reason.
+    holes = claims["The AE's latent space has holes; the VAE's codes match the prior."]
+    assert holes["status"] == NOT_TESTED
+    assert holes["parts"][0]["reason"] == "vae: not measured"
+
+    reversed_tasks = study_tasks(ae_fd=[30, 32, 31], vae_fd=[400, 420, 410],
+                                 ae_mse=[0.020, 0.021, 0.019], vae_mse=[0.010, 0.011, 0.012])
+    claims = {claim["claim"]: claim for claim in judge_claims(reversed_tasks)}
+    assert claims["The VAE samples better from the prior than the AE."]["status"] == FAILS
+    assert claims["The AE reconstructs at least as well as the VAE."]["status"] == FAILS
+
+    noisy = study_tasks(ae_fd=[100, 50, 80], vae_fd=[60, 90, 70], ae_mse=[0.02, 0.01, 0.016],
+                        vae_mse=[0.011, 0.02, 0.0125])
+    claims = {claim["claim"]: claim for claim in judge_claims(noisy)}
+    assert claims["The VAE samples better from the prior than the AE."]["status"] == INCONCLUSIVE
+    # Behind on average but not significantly: "at least as good" is inconclusive.
+    assert claims["The AE reconstructs at least as well as the VAE."]["status"] == INCONCLUSIVE
+
+
+def test_summary_sentences_follow_the_verdicts():
+    tasks = study_tasks(ae_fd=[400, 420, 410], vae_fd=[30, 32, 31], ae_mse=[0.02, 0.01, 0.013],
+                        vae_mse=[0.011, 0.02, 0.0125])
+    sentences = summary(tasks, {"ae": "AE", "vae": "VAE"})
+    sampling = next(sentence for sentence in sentences if "sampling the prior" in sentence)
+    assert sampling.startswith("To generate new examples by sampling the prior, prefer VAE:")
+    assert "ahead in every seed" in sampling
+    compression = next(sentence for sentence in sentences if "compress" in sentence)
+    assert "are level on this data" in compression and "covers zero" in compression
+
+
+def test_format_value():
+    assert format_value(0.024551, 4) == "0.02455"
+    assert format_value(433.3, 4) == "433.3"
+    assert format_value(-27.2, 3) == "-27.2"
+    assert format_value(8, 0) == "8"
+    assert format_value(None) == "n/a" and format_value(math.nan) == "n/a"
+    assert format_value(1.5e-7, 3) == "1.50e-07"
+
+
+# ----- roster --------------------------------------------------------------------------------------
+def test_roster_parsing():
+    entries = parse_roster("vae, beta_vae:beta=2,iwae:importance_samples=5,ae:hidden=[64,32]")
+    assert [entry.model for entry in entries] == ["vae", "beta_vae", "iwae", "ae"]
+    assert entries[1].options == {"beta": 2} and entries[3].options == {"hidden": [64, 32]}
+    assert entries[1].key == "beta_vae:beta=2" and entries[1].label == "beta_vae (beta=2)"
+    assert RosterEntry("ae", {"hidden": [64, 32]}).label == "ae (hidden=64x32)"
+    with pytest.raises(ValueError, match="unknown model 'nonsense'"):
+        parse_roster("vae,nonsense")
+    with pytest.raises(ValueError, match="expected name:key=value"):
+        parse_roster("vae:beta")
+    with pytest.raises(ValueError, match="appears twice"):
+        parse_roster("vae,vae")
+    with pytest.raises(ValueError, match="empty"):
+        parse_roster(" , ")
