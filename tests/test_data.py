@@ -444,11 +444,17 @@ def test_bad_amat_raises(content, message):
         parse_amat(content, source="bad.amat")
 
 
-def test_amat_cache_beside_a_writable_file(monkeypatch, tmp_path):
-    path = tmp_path / "tiny.amat"
+def test_amat_cache_never_goes_beside_a_writable_file(monkeypatch, tmp_path):
+    # aevae writes nothing into a data folder it reads, even one it could write to.
+    folder = tmp_path / "data"
+    folder.mkdir()
+    path = folder / "tiny.amat"
     path.write_bytes(b"0 1\n1 0\n")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     first = read_amat(path)
-    assert (tmp_path / "tiny.amat.npy").is_file()
+    assert sorted(entry.name for entry in folder.iterdir()) == ["tiny.amat"]
+    (cached,) = (cache / "aevae" / "parsed").glob("tiny-*.npy")
 
     def refuse(*args, **kwargs):
         raise AssertionError("should have used the cache")
@@ -457,10 +463,28 @@ def test_amat_cache_beside_a_writable_file(monkeypatch, tmp_path):
     np.testing.assert_array_equal(read_amat(path), first)
     # A source newer than its cache is parsed again.
     monkeypatch.undo()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     path.write_bytes(b"1 1\n1 1\n")
-    stamp = (tmp_path / "tiny.amat.npy").stat().st_mtime_ns + 10**9
+    stamp = cached.stat().st_mtime_ns + 10**9
     os.utime(path, ns=(stamp, stamp))
     np.testing.assert_array_equal(read_amat(path), np.ones((2, 2)))
+    assert sorted(entry.name for entry in folder.iterdir()) == ["tiny.amat"]
+
+
+def test_binarized_mnist_in_a_writable_data_directory_stays_untouched(monkeypatch, tmp_path):
+    folder = tmp_path / "data" / "binarized-mnist"
+    folder.mkdir(parents=True)
+    row = " ".join(["0", "1"] * 392) + "\n"
+    for part in ("train", "valid", "test"):
+        (folder / f"binarized_mnist_{part}.amat").write_text(row * 3)
+    before = sorted(entry.name for entry in folder.iterdir())
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    dataset = load_dataset("binarized-mnist", data_dir=tmp_path / "data", download=False)
+    assert dataset.shape == (1, 28, 28) and len(dataset.test) == 3
+    assert sorted(entry.name for entry in folder.iterdir()) == before
+    assert sorted(entry.name for entry in (tmp_path / "data").iterdir()) == ["binarized-mnist"]
+    assert len(list((cache / "aevae" / "parsed").glob("binarized_mnist_*.npy"))) == 3
 
 
 def test_amat_cache_falls_back_to_user_cache_for_read_only_folder(monkeypatch, tmp_path):
@@ -566,8 +590,9 @@ def test_npy_bad_content_raises(tmp_path):
     with pytest.raises(DataError, match="1 NaN"):
         load_dataset(str(tmp_path / "holes.npy"))
     (tmp_path / "broken.npy").write_bytes(b"garbage")
-    with pytest.raises(DataError, match="cannot read"):
+    with pytest.raises(DataError, match=r"broken.npy: not a readable .npy array") as caught:
         load_dataset(str(tmp_path / "broken.npy"))
+    assert "allow_pickle" not in str(caught.value)
     np.save(tmp_path / "data.npy", np.zeros((4, 2)))
     np.save(tmp_path / "few.npy", np.zeros(3))
     with pytest.raises(DataError, match="3 entries but the data has 4"):

@@ -226,7 +226,7 @@ def test_format_value():
     assert format_value(1.5e-7, 3) == "1.50e-07"
 
 
-# ----- roster --------------------------------------------------------------------------------------
+# ----- roster ----------------------------------------------------------------------------
 def test_roster_parsing():
     entries = parse_roster("vae, beta_vae:beta=2,iwae:importance_samples=5,ae:hidden=[64,32]")
     assert [entry.model for entry in entries] == ["vae", "beta_vae", "iwae", "ae"]

@@ -52,16 +52,61 @@ def _format_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _absolute(path: str | None) -> str | None:
+    """A user path made absolute, so a run still finds it from another directory."""
+    return None if path is None else os.path.abspath(os.path.expanduser(path))
+
+
+def _recorded_data(data: str) -> str:
+    from .data.registry import find_dataset
+
+    return data if find_dataset(data) is not None else _absolute(data)
+
+
+def _recorded_labels(labels: str | None) -> str | None:
+    # A labels file is a path; a CSV column or .npz key stays as given.
+    if labels is not None and Path(labels).expanduser().is_file():
+        return _absolute(labels)
+    return labels
+
+
+# What data.json may hold: key -> (accepted types, what to say when it holds something else).
+DATA_RECORD = {
+    "data": ((str,), "a dataset name or path"),
+    "data_dir": ((str, type(None)), "a path or null"),
+    "labels": ((str, type(None)), "a path, a column name or null"),
+    "validation_fraction": ((int, float), "a number"),
+    "seed": ((int,), "an integer"),
+    "limit": ((int, type(None)), "an integer or null"),
+}
+
+
+def _read_data_record(run: Path) -> dict:
+    """The run's data.json ({} if it has none), checked so bad content names the file."""
+    from .io import CorruptFileError, read_json
+
+    path = run / DATA_FILE
+    if not path.is_file():
+        return {}
+    record = read_json(path)
+    if not isinstance(record, dict) or "data" not in record:
+        raise CorruptFileError(f"{path}: expected a JSON object with the key 'data'")
+    for key, (types, expected) in DATA_RECORD.items():
+        value = record.get(key)
+        if key in record and (not isinstance(value, types) or isinstance(value, bool)):
+            raise CorruptFileError(f"{path}: {key} should be {expected}, got {value!r}")
+    return record
+
+
 def _load_run_data(run: Path, data: str | None, data_dir: str | None):
     from .data import load_dataset
 
-    saved = {}
-    if (run / DATA_FILE).is_file():
-        saved = json.loads((run / DATA_FILE).read_text())
+    saved = _read_data_record(run)
     name = data or saved.get("data")
     if name is None:
         raise UsageError(f"{run} does not record its data; pass --data NAME_OR_PATH")
-    if data is not None and data != saved.get("data"):
+    if data is not None and (saved.get("data") is None
+                             or _recorded_data(data) != _recorded_data(saved["data"])):
         return load_dataset(data, data_dir=data_dir)
     # The same splits as in training, so the held-out part stays held out.
     return load_dataset(
@@ -106,51 +151,117 @@ def command_datasets(arguments) -> int:
     return 0
 
 
-def command_train(arguments) -> int:
-    from .data import load_dataset
-    from .io import atomic_write_json
-    from .models import make
+MODEL_FLAGS = ("latent_dim", "network", "hidden", "activation", "norm", "init", "likelihood",
+               "prior")
+# The data settings data.json records, and their defaults for a new run.
+SPLIT_DEFAULTS = {"validation_fraction": 0.1, "seed": 0, "limit": None}
 
-    dataset = load_dataset(
-        arguments.data, data_dir=arguments.data_dir, labels=arguments.labels,
-        validation_fraction=arguments.validation_fraction, seed=arguments.seed,
-        limit=arguments.limit,
-    )
+
+def _model_options(arguments) -> dict:
+    """The model options the command gives explicitly (flags and --option)."""
     options = dict(arguments.option or [])
-    for flag in ("latent_dim", "network", "hidden", "activation", "norm", "init", "likelihood",
-                 "prior"):
+    for flag in MODEL_FLAGS:
         value = getattr(arguments, flag)
         if value is not None:
             options[flag] = value
     if arguments.sigma is not None:
         options.setdefault("likelihood_options", {})["sigma"] = arguments.sigma
-    out = Path(arguments.out)
-    if arguments.resume and (out / "config.json").is_file():
-        from .io import read_json
+    return options
 
-        options = read_json(out / "config.json")["config"]
-        model = make(read_json(out / "config.json")["model"], **options)
-    else:
-        options["input_shape"] = dataset.shape
-        options.setdefault("seed", arguments.seed)  # one --seed fixes initialisation too
-        model = make(arguments.model, **options)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / DATA_FILE, {
-        "data": arguments.data,
-        "data_dir": arguments.data_dir,
-        "labels": arguments.labels,
+
+def _shown(values: dict) -> str:
+    return " ".join(f"--{key.replace('_', '-')} {value}" for key, value in values.items())
+
+
+def _data_record(arguments, resumed: Path | None) -> dict:
+    """What data.json records: the data as given (paths absolute). Resuming, the run's own
+    record, which the command may repeat but not change."""
+    given = {
+        "data": _recorded_data(arguments.data),
+        "data_dir": _absolute(arguments.data_dir),
+        "labels": _recorded_labels(arguments.labels),
         "validation_fraction": arguments.validation_fraction,
         "seed": arguments.seed,
         "limit": arguments.limit,
-    })
+    }
+    saved = _read_data_record(resumed) if resumed is not None else {}
+    if not saved:
+        return {key: SPLIT_DEFAULTS[key] if value is None and key in SPLIT_DEFAULTS else value
+                for key, value in given.items()}
+    # Older runs recorded paths as typed; compare them as absolute paths too.
+    recorded = {**SPLIT_DEFAULTS, **saved, "data": _recorded_data(saved["data"]),
+                "labels": _recorded_labels(saved.get("labels"))}
+    changed = [key for key in ("data", "labels", *SPLIT_DEFAULTS)
+               if given[key] is not None and given[key] != recorded.get(key)]
+    if changed:
+        raise UsageError(
+            f"cannot resume {resumed}: it was trained with "
+            f"{_shown({key: recorded.get(key) for key in changed})}, the command gives "
+            f"{_shown({key: given[key] for key in changed})}"
+        )
+    return {**recorded, "data_dir": given["data_dir"] or saved.get("data_dir")}
+
+
+def _check_resumable(run: Path, model, name: str, options: dict) -> None:
+    """Refuse to resume ``run`` as another model or with other explicitly given options."""
+    from .models import model_class
+
+    def as_json(values: dict) -> dict:
+        return json.loads(json.dumps(values))  # tuples compare as the lists saved
+
+    saved = as_json(model.config.to_dict())
+    requested = as_json(options)
+    cls = model_class(name)
+    if cls is type(model):  # checks the options' names and types
+        requested = as_json(cls.Config.from_options({**model.config.to_dict(), **options})
+                            .to_dict())
+    changed = [key for key in options if requested.get(key) != saved.get(key)]
+    if name == model.name and not changed:
+        return
+
+    def described(model_name: str, values: dict) -> str:
+        shown = ", ".join(f"{key}={values.get(key)}" for key in changed)
+        return f"{model_name} ({shown})" if shown else model_name
+
+    article = "an" if model.name[0] in "aeiou" else "a"
+    raise UsageError(f"cannot resume {run}: it holds {article} {described(model.name, saved)}, "
+                     f"the command asks for {described(name, requested)}")
+
+
+def command_train(arguments) -> int:
+    from .data import load_dataset
+    from .models import make
+    from .models.base import CONFIG_FILE, build_saved
+    from .training import resolve_device
+
+    # Every check comes before the first write: a refused command leaves all files as they were.
+    resolve_device(arguments.device)
+    out = Path(arguments.out)
+    options = _model_options(arguments)
+    resumed = out if arguments.resume and (out / CONFIG_FILE).is_file() else None
+    record = _data_record(arguments, resumed)
+    model = None
+    if resumed is not None:
+        model = build_saved(out)
+        _check_resumable(out, model, arguments.model, options)
+    dataset = load_dataset(
+        record["data"], data_dir=record["data_dir"], labels=record["labels"],
+        validation_fraction=record["validation_fraction"], seed=record["seed"],
+        limit=record["limit"],
+    )
+    if model is None:
+        options["input_shape"] = dataset.shape
+        options.setdefault("seed", record["seed"])  # one --seed fixes initialisation too
+        model = make(arguments.model, **options)
     validation = dataset.validation.x if dataset.validation is not None else None
     model.fit(
         dataset.train.x, validation=validation, epochs=arguments.epochs,
         batch_size=arguments.batch_size, learning_rate=arguments.learning_rate,
-        seed=arguments.seed, out=out, resume=arguments.resume, patience=arguments.patience,
+        seed=record["seed"], out=out, resume=arguments.resume, patience=arguments.patience,
         gradient_clip=arguments.gradient_clip, kl_schedule=arguments.kl_schedule,
         batch_transform=dataset.binarize if dataset.dynamic_binarization else None,
         device=arguments.device, progress=not arguments.quiet,
+        run_files={DATA_FILE: record},  # written with the first checkpoint, not before
     )
     last = model.history_.epochs[-1]
     shown = {key: round(value, 4) for key, value in last.items()
@@ -201,12 +312,19 @@ def _short(value, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+def _check_image_output(arguments) -> None:
+    from .report.figures import image_format
+
+    if arguments.n < 1:
+        raise UsageError(f"-n must be at least 1, got {arguments.n}")
+    image_format(arguments.out)
+
+
 def command_sample(arguments) -> int:
     from .report.figures import save_image_grid
 
+    _check_image_output(arguments)
     model = _load_model(Path(arguments.run))
-    if arguments.n < 1:
-        raise UsageError(f"-n must be at least 1, got {arguments.n}")
     samples = model.sample(arguments.n, seed=arguments.seed)
     save_image_grid(samples, arguments.out, title=f"{model.name}: samples from the prior")
     print(f"wrote {arguments.n} samples to {arguments.out}")
@@ -218,6 +336,7 @@ def command_reconstruct(arguments) -> int:
 
     from .report.figures import save_image_grid
 
+    _check_image_output(arguments)
     run = Path(arguments.run)
     model = _load_model(run)
     dataset = _load_run_data(run, arguments.data, arguments.data_dir)
@@ -351,11 +470,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=10)
     train.add_argument("--batch-size", type=int, default=100)
     train.add_argument("--learning-rate", type=float, default=1e-3)
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, help="seeds the split, initialisation and training "
+                       "(default 0; a resumed run keeps its own)")
     train.add_argument("--patience", type=int, help="early stopping patience (epochs)")
     train.add_argument("--gradient-clip", type=float)
     train.add_argument("--kl-schedule", help="number, linear:STEPS or cyclical:PERIOD")
-    train.add_argument("--validation-fraction", type=float, default=0.1,
+    train.add_argument("--validation-fraction", type=float,
                        help="share of training data held out for validation (default 0.1)")
     train.add_argument("--limit", type=int, help="use only the first N training examples")
     train.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -383,18 +503,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", help="where to write the JSON (default RUN/metrics.json)")
     evaluate.set_defaults(handler=command_evaluate)
 
-    sample = commands.add_parser("sample", help="decode draws from the prior into a PNG grid")
+    sample = commands.add_parser("sample", help="decode draws from the prior into an image grid")
     sample.add_argument("run")
     sample.add_argument("-n", type=int, default=64)
     sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--out", required=True, help="PNG file to write")
+    sample.add_argument("--out", required=True,
+                        help="image to write; .png, .jpg, .pdf or .svg")
     sample.set_defaults(handler=command_sample)
 
-    reconstruct = commands.add_parser("reconstruct", help="data and reconstructions as a PNG")
+    reconstruct = commands.add_parser("reconstruct", help="data and reconstructions as an image")
     reconstruct.add_argument("run")
     data_options(reconstruct)
     reconstruct.add_argument("-n", type=int, default=16)
-    reconstruct.add_argument("--out", required=True, help="PNG file to write")
+    reconstruct.add_argument("--out", required=True,
+                             help="image to write; .png, .jpg, .pdf or .svg")
     reconstruct.set_defaults(handler=command_reconstruct)
 
     models = commands.add_parser("models", help="list the models and their options")
@@ -457,7 +579,8 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
     from .training import TrainingDivergedError
 
     return (UsageError, DataError, StoreError, ValueError, TypeError, FileNotFoundError,
-            FileExistsError, NotADirectoryError, PermissionError, NoLikelihoodError,
+            FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError,
+            NoLikelihoodError,
             TrainingDivergedError)
 
 

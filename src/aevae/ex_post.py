@@ -16,7 +16,7 @@ import torch
 from scipy.linalg import solve_triangular
 from scipy.special import logsumexp
 
-from .io import atomic_write_json, read_json
+from .io import CorruptFileError, atomic_write_json, one_line, read_json
 from .models.base import CONFIG_FILE
 
 EX_POST_FILE = "ex_post.json"
@@ -144,15 +144,21 @@ class ExPostSampler:
         if not path.is_file():
             raise FileNotFoundError(f"no ex-post density in {directory}: {EX_POST_FILE} is missing")
         values = read_json(path)
-        if values.get("format") != FORMAT:
-            raise ValueError(f"{path} is not an ex-post density file")
+        if not isinstance(values, dict) or values.get("format") != FORMAT:
+            raise CorruptFileError(f"{path}: not an ex-post density file")
         if model is None and (directory / CONFIG_FILE).is_file():
             from .models import load
 
             model = load(directory)
         sampler = cls(model)
-        sampler._set(values["weights"], values["means"], values["covariances"],
-                     values["covariance"])
+        try:
+            if values.get("covariance") not in COVARIANCE_TYPES:
+                raise ValueError(f"unknown covariance {values.get('covariance')!r}")
+            sampler._set(values["weights"], values["means"], values["covariances"],
+                         values["covariance"])
+        except (KeyError, TypeError, ValueError) as error:  # LinAlgError is a ValueError
+            detail = f"{error} is missing" if isinstance(error, KeyError) else one_line(error, 300)
+            raise CorruptFileError(f"{path}: not a valid ex-post density ({detail})") from None
         if model is not None and model.latent_dim != sampler.latent_dim:
             raise ValueError(f"the density is over {sampler.latent_dim} dimensions but the model "
                              f"has {model.latent_dim}")

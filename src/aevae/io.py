@@ -4,12 +4,31 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load as load_tensor_bytes
 from safetensors.torch import save as save_tensor_bytes
+
+
+class CorruptFileError(ValueError):
+    """A file aevae reads is unreadable or has the wrong content. The message is one line that
+    starts with the file's path; the command line prints it and exits with status 2."""
+
+
+def new_file_mode(path: str | os.PathLike) -> int:
+    """The mode a plain ``open(path, "w")`` would leave: the old file's, else 0o666 & ~umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode) & 0o777
+    except OSError:
+        pass
+    # The umask can only be read by setting it; put it straight back.
+    umask = os.umask(0o077)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -18,6 +37,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates 0600; give the file the permissions it would get without the rename.
+        os.fchmod(handle, new_file_mode(path))
         with os.fdopen(handle, "wb") as file:
             file.write(data)
             file.flush()
@@ -37,8 +58,12 @@ def atomic_write_json(path: str | os.PathLike, value) -> None:
 
 
 def read_json(path: str | os.PathLike):
-    with open(path, encoding="utf-8") as file:
-        return json.load(file)
+    """Parse a JSON file; unreadable content raises CorruptFileError naming the file."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            return json.load(file)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CorruptFileError(f"{path}: not valid JSON ({one_line(error)})") from None
 
 
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
@@ -50,10 +75,26 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
 
 
 def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict | None]:
-    """Load a file written by ``save_tensors``: (tensors, metadata or None)."""
+    """Load a file written by ``save_tensors``: (tensors, metadata or None).
+
+    A truncated or corrupt file raises CorruptFileError naming the file."""
     data = Path(path).read_bytes()
-    tensors = load_tensor_bytes(data)
-    header_length = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8:8 + header_length])
-    raw = header.get("__metadata__", {}).get("json")
-    return tensors, (json.loads(raw) if raw is not None else None)
+    try:
+        tensors = load_tensor_bytes(data)
+        header_length = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8:8 + header_length])
+        raw = (header.get("__metadata__") or {}).get("json")
+        metadata = json.loads(raw) if raw is not None else None
+    except (SafetensorError, ValueError, AttributeError) as error:
+        raise CorruptFileError(
+            f"{path}: not a valid safetensors file (truncated or corrupt: {one_line(error)})"
+        ) from None
+    return tensors, metadata
+
+
+def one_line(error: BaseException | str, limit: int | None = None) -> str:
+    """An error message as one line (for ``aevae: error: ...``), cut to about ``limit``."""
+    text = " ".join(str(error).split())
+    if limit is not None and len(text) > limit:
+        text = text[:limit].rsplit(" ", 1)[0] + " ..."
+    return text

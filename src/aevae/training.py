@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +23,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .data import DataError, validate_array
-from .io import atomic_write_json, atomic_write_text, load_tensors, read_json, save_tensors
+from .io import (
+    CorruptFileError,
+    atomic_write_json,
+    atomic_write_text,
+    load_tensors,
+    one_line,
+    read_json,
+    save_tensors,
+)
 from .models.base import CONFIG_FILE, Autoencoder
 from .schedules import make_schedule
 
@@ -72,10 +81,31 @@ class TrainingHistory:
         return cls(**values)
 
 
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` (a GPU if one is visible, else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or
+    ``"mps"``; a device this machine cannot use raises ValueError saying why."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        resolved = None
+    if resolved is None or resolved.type not in DEVICE_TYPES:
+        raise ValueError(f"unknown device {str(device)!r}; use auto, cpu, cuda, cuda:N or mps")
+    if resolved.type == "cuda":
+        if not torch.backends.cuda.is_built():
+            raise ValueError(f"device {str(device)!r}: this PyTorch has no CUDA support")
+        visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if visible == 0:
+            raise ValueError(f"device {str(device)!r}: no CUDA GPU is visible")
+        if resolved.index is not None and resolved.index >= visible:
+            raise ValueError(f"device {str(device)!r}: only {visible} CUDA GPU(s) are visible")
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {str(device)!r}: MPS is not available on this machine")
+    return resolved
 
 
 def as_training_tensor(model: Autoencoder, x, name: str) -> torch.Tensor:
@@ -136,9 +166,23 @@ class _Run:
     def checkpoint(self) -> Path:
         return self.directory / CHECKPOINT_FILE
 
-    def write_epoch(self, model, optimizers, generator, history, progress: dict) -> None:
+    def check_writable(self) -> None:
+        """Fail now rather than after the first epoch if the run cannot be written."""
+        existing = next(folder for folder in (self.directory, *self.directory.parents)
+                        if folder.exists())
+        if not existing.is_dir():
+            raise NotADirectoryError(f"cannot write the run {self.directory}: {existing} is "
+                                     "not a folder")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise PermissionError(f"cannot write the run {self.directory}: {existing} is not "
+                                  "writable")
+
+    def write_epoch(self, model, optimizers, generator, history, progress: dict,
+                    files: dict[str, object]) -> None:
         # The checkpoint is the file a resume needs; write it last so a kill between files
         # leaves a consistent older checkpoint rather than a newer half.
+        for name, value in files.items():
+            atomic_write_json(self.directory / name, value)
         model.save(self.directory)
         atomic_write_text(self.directory / HISTORY_FILE, history.to_csv())
         tensors = {f"model.{key}": value for key, value in model.state_dict().items()}
@@ -172,6 +216,7 @@ def fit(
     device: str | torch.device = "auto",
     progress: bool = True,
     restore_best: bool = True,
+    run_files: dict[str, object] | None = None,
 ) -> TrainingHistory:
     """Train ``model`` on ``x`` (array, tensor, or ``torch.utils.data.Dataset``).
 
@@ -182,6 +227,10 @@ def fit(
     kl_schedule: weight on the KL term per step: a callable, a number, or ``"linear:STEPS"`` /
         ``"cyclical:PERIOD"``.
     batch_transform: applied to each training batch (e.g. dynamic binarization).
+    run_files: more JSON files (name: value) for ``out``, written with ``training.json``.
+
+    Nothing is written into ``out`` before the first epoch is done, so a run that fails
+    earlier (bad options, data, divergence) leaves no files or folders behind.
     """
     if epochs < 1 or batch_size < 1 or not learning_rate > 0:
         raise ValueError("epochs and batch_size must be at least 1 and learning_rate positive")
@@ -227,7 +276,9 @@ def fit(
                 f"{run.directory} already holds a training run; resume it (resume=True / "
                 "--resume) or choose another output directory"
             )
-        atomic_write_json(run.directory / TRAINING_FILE, settings)
+        run.check_writable()
+    # Written with the first checkpoint: until then a failure has nothing to clean up.
+    pending_files = {TRAINING_FILE: settings, **(run_files or {})}
 
     loader = None
     if streamed:
@@ -300,7 +351,8 @@ def fit(
             run.write_epoch(model, optimizers, generator, history, {
                 "step": step, "stale_epochs": stale_epochs,
                 "best_state": best_state if best_state is not None else {},
-            })
+            }, pending_files)
+            pending_files = {}
 
     if restore_best and best_state is not None:
         model.load_state_dict(best_state)
@@ -312,26 +364,34 @@ def fit(
 def _resume(run: _Run, model, optimizers, generator, history) -> tuple[int, int, dict | None]:
     saved = read_json(run.directory / CONFIG_FILE)
     current = json.loads(json.dumps(model.config.to_dict()))  # tuples compare as JSON lists
-    if saved.get("config") != current or saved.get("model") != model.name:
+    if (not isinstance(saved, dict) or saved.get("config") != current
+            or saved.get("model") != model.name):
         raise ValueError(
             f"cannot resume: the model in {run.directory} differs from the one being trained"
         )
     tensors, metadata = load_tensors(run.checkpoint)
-    model.load_state_dict(_prefixed(tensors, "model."))
-    for name, optimizer in optimizers.items():
-        _restore_optimizer(optimizer, name, tensors, metadata["optimizers"][name])
-    torch.set_rng_state(tensors["rng.torch"])
-    generator.set_state(tensors["rng.shuffle"])
-    if "rng.cuda" in tensors and torch.cuda.is_available():
-        torch.cuda.set_rng_state(tensors["rng.cuda"])
-    restored = TrainingHistory.from_dict(metadata["history"])
+    try:
+        model.load_state_dict(_prefixed(tensors, "model."))
+        for name, optimizer in optimizers.items():
+            _restore_optimizer(optimizer, name, tensors, metadata["optimizers"][name])
+        torch.set_rng_state(tensors["rng.torch"])
+        generator.set_state(tensors["rng.shuffle"])
+        if "rng.cuda" in tensors and torch.cuda.is_available():
+            torch.cuda.set_rng_state(tensors["rng.cuda"])
+        restored = TrainingHistory.from_dict(metadata["history"])
+        step, stale_epochs = int(metadata["step"]), int(metadata["stale_epochs"])
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as error:
+        detail = f"{error} is missing" if isinstance(error, KeyError) else one_line(error, 300)
+        raise CorruptFileError(
+            f"{run.checkpoint}: not a checkpoint of this run ({detail})"
+        ) from None
     history.epochs, history.best_epoch = restored.epochs, restored.best_epoch
     history.best_validation_loss = restored.best_validation_loss
     history.stopped_early = restored.stopped_early
     best = _prefixed(tensors, "best.")
     device = next(model.parameters()).device
     best = {key: value.to(device) for key, value in best.items()} or None
-    return metadata["step"], metadata["stale_epochs"], best
+    return step, stale_epochs, best
 
 
 def _prefixed(tensors: dict, prefix: str) -> dict:

@@ -11,6 +11,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..io import new_file_mode
 from .directories import ENVIRONMENT_VARIABLE
 from .errors import DataError
 
@@ -104,6 +105,7 @@ def download_file(remote: RemoteFile, directory: str | os.PathLike) -> Path:
     temporary = None
     try:
         handle, temporary = tempfile.mkstemp(dir=directory, prefix=remote.name, suffix=".partial")
+        os.fchmod(handle, new_file_mode(target))  # not mkstemp's 0600
         with os.fdopen(handle, "wb") as output:
             with urllib.request.urlopen(remote.url, timeout=TIMEOUT_SECONDS) as response:
                 for chunk in iter(lambda: response.read(CHUNK_SIZE), b""):

@@ -13,6 +13,7 @@ import math
 import os
 import struct
 import tempfile
+import zipfile
 import zlib
 from pathlib import Path
 from typing import NamedTuple
@@ -155,15 +156,15 @@ def _parse_general_amat(raw: bytes, source: str) -> np.ndarray:
 def read_amat(path: str | os.PathLike, *, cache: bool = True) -> np.ndarray:
     """Read an .amat text file into a float32 (N, D) array.
 
-    With ``cache``, the parsed array is stored as ``<file>.npy`` beside the file when that
-    directory is writable, else under the user cache directory, else not at all; a cache
-    older than its source is ignored.
+    With ``cache``, the parsed array is stored under the user cache directory (never beside
+    the file: aevae does not write into data folders); a cache older than its source is
+    ignored, and an unwritable cache means no cache.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"file not found: {path}")
-    candidates = _amat_cache_candidates(path) if cache else []
-    for candidate in candidates:
+    candidate = _amat_cache_path(path) if cache else None
+    if candidate is not None:
         cached = _load_fresh_cache(candidate, path)
         if cached is not None:
             return cached.astype(np.float32)
@@ -172,19 +173,14 @@ def read_amat(path: str | os.PathLike, *, cache: bool = True) -> np.ndarray:
     except OSError as error:
         raise DataError(f"cannot read {path}: {error}") from None
     array = parse_amat(raw, source=str(path))
-    for candidate in candidates:
-        if _save_cache(candidate, array):
-            break
+    if candidate is not None:
+        _save_cache(candidate, array)
     return array.astype(np.float32)
 
 
-def _amat_cache_candidates(path: Path) -> list[Path]:
-    candidates = []
-    if is_writable_directory(path.parent):
-        candidates.append(path.parent / (path.name + ".npy"))
+def _amat_cache_path(path: Path) -> Path:
     key = hashlib.md5(str(path.resolve()).encode()).hexdigest()[:12]
-    candidates.append(user_cache_directory() / "parsed" / f"{path.stem}-{key}.npy")
-    return candidates
+    return user_cache_directory() / "parsed" / f"{path.stem}-{key}.npy"
 
 
 def _load_fresh_cache(candidate: Path, source: Path) -> np.ndarray | None:
@@ -218,14 +214,45 @@ def _save_cache(candidate: Path, array: np.ndarray) -> bool:
 # ---------------------------------------------------------------- numpy files
 
 
-def read_npy(path: str | os.PathLike) -> np.ndarray:
-    path = Path(path)
+NPY_MAGIC = b"\x93NUMPY"
+NPZ_MAGIC = b"PK"  # a zip archive
+PICKLE_START = b"\x80"  # every pickle of protocol 2 or later
+
+
+def _pickle_refused(path: Path) -> DataError:
+    return DataError(f"{path} holds Python objects (a pickle); aevae never unpickles data")
+
+
+def _check_numpy_header(path: Path, magic: bytes, kind: str, header: str) -> None:
+    """Refuse before np.load what it would only read as a pickle, saying what the file is."""
     try:
-        return np.load(path, allow_pickle=False)
+        with open(path, "rb") as stream:
+            start = stream.read(len(magic))
     except FileNotFoundError:
         raise DataError(f"file not found: {path}") from None
+    except OSError as error:
+        raise DataError(f"cannot read {path}: {_one_line(error)}") from None
+    if start == magic:
+        return
+    if start.startswith(PICKLE_START):
+        raise _pickle_refused(path)
+    raise DataError(f"{path}: not a readable {kind} (it does not start with a {header} header)")
+
+
+def _numpy_error(path: Path, error: BaseException, kind: str) -> DataError:
+    # With the header checked, numpy asks for allow_pickle only for arrays of Python objects.
+    if "allow_pickle" in str(error):
+        return _pickle_refused(path)
+    return DataError(f"{path}: not a readable {kind} ({_one_line(error)})")
+
+
+def read_npy(path: str | os.PathLike) -> np.ndarray:
+    path = Path(path)
+    _check_numpy_header(path, NPY_MAGIC, ".npy array", ".npy")
+    try:
+        return np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as error:
-        raise DataError(f"cannot read {path} as .npy: {_one_line(error)}") from None
+        raise _numpy_error(path, error, ".npy array") from None
 
 
 def read_npz(path: str | os.PathLike, labels: str | None = None) -> ArrayData:
@@ -234,13 +261,12 @@ def read_npz(path: str | os.PathLike, labels: str | None = None) -> ArrayData:
     ``labels`` may name a key of the archive or a separate labels file.
     """
     path = Path(path)
+    _check_numpy_header(path, NPZ_MAGIC, ".npz archive", "zip")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
-    except FileNotFoundError:
-        raise DataError(f"file not found: {path}") from None
-    except (OSError, ValueError, EOFError) as error:
-        raise DataError(f"cannot read {path} as .npz: {_one_line(error)}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise _numpy_error(path, error, ".npz archive") from None
     label_keys = [key for key in ("y", "labels") if key in arrays]
     if labels is not None and labels in arrays:
         label_keys = [labels]

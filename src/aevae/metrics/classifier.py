@@ -19,13 +19,13 @@ import json
 import math
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
+
+from ..io import atomic_write_text, load_tensors, read_json, save_tensors
 
 ARCHITECTURE_VERSION = 1
 FEATURE_DIM = 128
@@ -120,41 +120,21 @@ class FeatureClassifier:
 
     def save(self, weights_path: str | os.PathLike, config_path: str | os.PathLike) -> None:
         """Write weights (safetensors) then config (JSON), each atomically."""
-        state = {
-            name: tensor.detach().contiguous().clone()
-            for name, tensor in self.network.state_dict().items()
-        }
-        _atomic_write(weights_path, lambda path: save_file(state, path))
-        text = json.dumps(self.config, indent=2, sort_keys=True)
-        _atomic_write(config_path, lambda path: Path(path).write_text(text))
+        save_tensors(weights_path, self.network.state_dict())
+        atomic_write_text(config_path, json.dumps(self.config, indent=2, sort_keys=True))
 
     @classmethod
     def load(
         cls, weights_path: str | os.PathLike, config_path: str | os.PathLike
     ) -> FeatureClassifier:
-        config = json.loads(Path(config_path).read_text())
+        config = read_json(config_path)
         if config.get("version") != ARCHITECTURE_VERSION:
             raise ValueError(f"classifier version {config.get('version')} is not supported")
         network = _Network(
             config["architecture"], tuple(config["input_shape"]), config["n_classes"]
         )
-        network.load_state_dict(load_file(str(weights_path)), strict=True)
+        network.load_state_dict(load_tensors(weights_path)[0], strict=True)
         return cls(network, config)
-
-
-def _atomic_write(path: str | os.PathLike, write) -> None:
-    """Call write(temporary_path) in the target folder, then os.replace onto path."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".tmp")
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, target)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
 
 
 def _prepare(x: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

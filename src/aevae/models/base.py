@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
+import numbers
+import types
+import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,7 +24,14 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..io import atomic_write_json, load_tensors, read_json, save_tensors
+from ..io import (
+    CorruptFileError,
+    atomic_write_json,
+    load_tensors,
+    one_line,
+    read_json,
+    save_tensors,
+)
 from ..likelihoods import LIKELIHOODS, make_likelihood
 from ..nets import NETWORKS, build_decoder, build_encoder
 from ..priors import PRIORS, make_prior
@@ -39,6 +51,68 @@ def seeded(seed: int, stream: int = 0):
 
 class NoLikelihoodError(TypeError):
     """Raised when a likelihood is asked of a model that defines none (a deterministic AE)."""
+
+
+_INVALID = object()
+_EXPECTED = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+             dict: "a JSON object"}
+_EXPECTED_ITEMS = {int: "integers", float: "numbers", bool: "booleans", str: "strings"}
+
+
+def _converted(value, annotation):
+    """``value`` as the type ``annotation`` names, or _INVALID. Options come from JSON and the
+    command line, so a string is never read as a number nor a bool as either."""
+    origin = typing.get_origin(annotation) or annotation
+    is_bool = isinstance(value, (bool, np.bool_))
+    if origin is bool:
+        return bool(value) if is_bool else _INVALID
+    if origin is int:
+        return int(value) if isinstance(value, numbers.Integral) and not is_bool else _INVALID
+    if origin is float:
+        if isinstance(value, numbers.Real) and not is_bool and math.isfinite(value):
+            return float(value)
+        return _INVALID
+    if origin is str:
+        return value if isinstance(value, str) else _INVALID
+    if origin is dict:
+        return dict(value) if isinstance(value, dict) else _INVALID
+    if origin is tuple:
+        element = (typing.get_args(annotation) or (Any,))[0]
+        if isinstance(value, numbers.Integral) and not is_bool:
+            value = (value,)  # one hidden width, say, given as a bare number
+        if isinstance(value, (str, bytes, dict)) or not isinstance(value, Iterable):
+            return _INVALID
+        items = tuple(_converted(item, element) for item in value)
+        return _INVALID if any(item is _INVALID for item in items) else items
+    return value  # a type without a rule here is left to the config's own checks
+
+
+def _checked_option(name: str, value, annotation):
+    """``value`` converted to the field's type, or ValueError naming the option."""
+    arguments = typing.get_args(annotation)
+    optional = (typing.get_origin(annotation) in (typing.Union, types.UnionType)
+                and type(None) in arguments)
+    if optional:
+        if value is None:
+            return None
+        annotation = next(argument for argument in arguments if argument is not type(None))
+    converted = _converted(value, annotation)
+    if converted is _INVALID:
+        origin = typing.get_origin(annotation) or annotation
+        if origin is tuple:
+            element = (typing.get_args(annotation) or (None,))[0]
+            expected = f"a list of {_EXPECTED_ITEMS.get(element, 'values')}"
+        else:
+            expected = _EXPECTED[origin]
+        raise ValueError(
+            f"option {name}: expected {expected}{' or null' if optional else ''}, got {value!r}"
+        )
+    return converted
+
+
+@functools.cache
+def _field_types(cls) -> dict:
+    return typing.get_type_hints(cls)
 
 
 @dataclass
@@ -63,9 +137,11 @@ class AutoencoderConfig:
     seed: int = 0
 
     def __post_init__(self):
-        self.input_shape = tuple(int(size) for size in np.atleast_1d(self.input_shape))
-        self.hidden = tuple(int(width) for width in self.hidden)
-        self.latent_dim = int(self.latent_dim)
+        annotations = _field_types(type(self))
+        for option in dataclasses.fields(self):
+            value = getattr(self, option.name)
+            setattr(self, option.name,
+                    _checked_option(option.name, value, annotations[option.name]))
         if not self.input_shape or min(self.input_shape) < 1:
             raise ValueError(f"input_shape must be positive sizes, got {self.input_shape}")
         if self.latent_dim < 1:
@@ -88,12 +164,18 @@ class AutoencoderConfig:
 
     @classmethod
     def from_options(cls, options: dict):
-        known = {f.name for f in dataclasses.fields(cls)}
+        fields = dataclasses.fields(cls)
+        known = {f.name for f in fields}
         unknown = sorted(set(options) - known)
         if unknown:
             raise ValueError(
                 f"unknown option(s) {', '.join(unknown)}; options: {', '.join(sorted(known))}"
             )
+        missing = [f.name for f in fields if f.name not in options
+                   and f.default is dataclasses.MISSING
+                   and f.default_factory is dataclasses.MISSING]
+        if missing:
+            raise ValueError(f"missing option(s) {', '.join(missing)}")
         return cls(**options)
 
 
@@ -362,21 +444,55 @@ class Autoencoder(nn.Module):
         return directory
 
 
-def load(directory, *, device: str | torch.device = "cpu", encoder: nn.Module | None = None,
-         decoder: nn.Module | None = None) -> Autoencoder:
-    """Rebuild a saved model from ``config.json`` + ``model.safetensors``; no pickle involved."""
+def _read_config(path: Path) -> tuple[type[Autoencoder], AutoencoderConfig, dict]:
+    """The model class, its checked config and the whole description in config.json. Only a
+    registered model's name is accepted; any problem raises CorruptFileError naming the file."""
+    description = read_json(path)
+    try:
+        if not isinstance(description, dict) or not isinstance(description.get("config"), dict):
+            raise ValueError("expected an object with the keys 'model' and 'config'")
+        if not isinstance(description.get("model"), str):
+            raise ValueError("expected the key 'model' to name a model")
+        cls = model_class(description["model"])
+        config = cls.Config.from_options(description["config"])
+    except (ValueError, TypeError) as error:
+        raise CorruptFileError(f"{path}: {error}") from None
+    return cls, config, description
+
+
+def build_saved(directory, *, encoder: nn.Module | None = None,
+                decoder: nn.Module | None = None) -> Autoencoder:
+    """The model ``directory/config.json`` describes, freshly initialised (no weights read)."""
     directory = Path(directory)
-    config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
-    for path in (config_path, weights_path):
-        if not path.is_file():
-            raise FileNotFoundError(f"no saved model in {directory}: {path.name} is missing")
-    description: dict[str, Any] = read_json(config_path)
-    cls = model_class(description.get("model", "?"))
+    config_path = directory / CONFIG_FILE
+    if not config_path.is_file():
+        raise FileNotFoundError(f"no saved model in {directory}: {CONFIG_FILE} is missing")
+    cls, config, description = _read_config(config_path)
     if description.get("custom_networks") and (encoder is None or decoder is None):
         raise ValueError(
             f"{directory} was trained with custom networks: pass encoder= and decoder= to load"
         )
-    model = cls(cls.Config.from_options(description["config"]), encoder=encoder, decoder=decoder)
+    try:
+        return cls(config, encoder=encoder, decoder=decoder)
+    except (ValueError, TypeError) as error:
+        raise CorruptFileError(f"{config_path}: {error}") from None
+
+
+def load(directory, *, device: str | torch.device = "cpu", encoder: nn.Module | None = None,
+         decoder: nn.Module | None = None) -> Autoencoder:
+    """Rebuild a saved model from ``config.json`` + ``model.safetensors``; no pickle involved."""
+    directory = Path(directory)
+    weights_path = directory / WEIGHTS_FILE
+    for path in (directory / CONFIG_FILE, weights_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"no saved model in {directory}: {path.name} is missing")
+    model = build_saved(directory, encoder=encoder, decoder=decoder)
     state, _ = load_tensors(weights_path)
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise CorruptFileError(
+            f"{weights_path}: does not fit the model {CONFIG_FILE} describes "
+            f"({one_line(error, 300)})"
+        ) from None
     return model.to(device)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 
@@ -34,9 +36,26 @@ def image_grid(images: np.ndarray, columns: int | None = None, padding: int = 1)
     return canvas[0] if channels == 1 else np.transpose(canvas[:3], (1, 2, 0))
 
 
+# File extension -> matplotlib format (matplotlib requires Pillow, which writes the JPEGs).
+IMAGE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".pdf": "pdf", ".svg": "svg"}
+
+
+def image_format(path: str | os.PathLike) -> str:
+    """The format ``path``'s extension asks for; ValueError listing the supported ones.
+    Cheap, so commands call it before any work."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in IMAGE_FORMATS:
+        problem = f"unsupported extension {suffix!r}" if suffix else "no file extension"
+        raise ValueError(f"cannot write the image {path}: {problem}; "
+                         f"use {', '.join(sorted(IMAGE_FORMATS))}")
+    return IMAGE_FORMATS[suffix]
+
+
 def save_image_grid(images: np.ndarray, path, *, columns: int | None = None,
                     title: str | None = None, scale: float = 1.0) -> None:
-    """Save a grid of images as PNG (atomically)."""
+    """Save a grid of images (atomically) in the format the extension names (see
+    ``IMAGE_FORMATS``: PNG, JPEG, PDF or SVG)."""
+    file_format = image_format(path)
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -54,5 +73,5 @@ def save_image_grid(images: np.ndarray, path, *, columns: int | None = None,
     if title:
         axis.set_title(title, fontsize=9)
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    figure.savefig(buffer, format=file_format, dpi=100, bbox_inches="tight")
     atomic_write_bytes(path, buffer.getvalue())
