@@ -43,3 +43,20 @@ def digits():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_budget():
+    """A study budget for tests: two epochs, small evaluation samples."""
+    from aevae.study.settings import Budget
+
+    return Budget(
+        "tiny", "for tests", epochs=2, batch_size=128, learning_rate=1e-3, patience=5,
+        evaluation={
+            "importance_samples": 20, "likelihood_examples": 100, "bound_samples": (1,),
+            "generated_samples": 300, "max_examples": 200, "reference_images": 300,
+            "interpolation_pairs": 20, "anomaly_training_epochs": 1,
+            "anomaly_training_examples": 50, "anomaly_importance_samples": 5,
+            "anomaly_classes": 2, "silhouette_examples": 200,
+        },
+    )

@@ -22,17 +22,6 @@ from aevae.study.runner import plan_runs, prepare_data, roster_for
 from aevae.study.settings import Budget
 from aevae.study.store import STORE_FILE, RunStore
 
-TINY = Budget(
-    "tiny", "for tests", epochs=2, batch_size=128, learning_rate=1e-3, patience=5,
-    evaluation={
-        "importance_samples": 20, "likelihood_examples": 100, "bound_samples": (1,),
-        "generated_samples": 300, "max_examples": 200, "reference_images": 300,
-        "interpolation_pairs": 20, "anomaly_training_epochs": 1,
-        "anomaly_training_examples": 50, "anomaly_importance_samples": 5,
-        "anomaly_classes": 2, "silhouette_examples": 200,
-    },
-)
-
 
 def run(capsys, *arguments):
     code = main(list(arguments))
@@ -41,9 +30,10 @@ def run(capsys, *arguments):
 
 
 @pytest.fixture(scope="module")
-def digits_study(tmp_path_factory):
+def digits_study(tmp_path_factory, tiny_budget):
     out = tmp_path_factory.mktemp("study") / "digits"
-    settings = StudySettings(data="digits", models="pca,ppca,ae,vae", seeds=2, budget=TINY)
+    settings = StudySettings(data="digits", models="pca,ppca,ae,vae", seeds=2,
+                             budget=tiny_budget)
     return out, settings, run_study(settings, out, progress=False)
 
 
@@ -128,9 +118,9 @@ KILLED_STUDY = textwrap.dedent("""
 """)
 
 
-def test_a_killed_study_resumes_and_trains_only_the_missing_runs(tmp_path):
+def test_a_killed_study_resumes_and_trains_only_the_missing_runs(tmp_path, tiny_budget):
     out = tmp_path / "killed"
-    slower = {**TINY.to_dict(), "epochs": 10}
+    slower = {**tiny_budget.to_dict(), "epochs": 10}
     evaluation = slower.pop("evaluation")
     script = KILLED_STUDY % (slower, evaluation)
     environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -171,7 +161,7 @@ def test_a_killed_study_resumes_and_trains_only_the_missing_runs(tmp_path):
         assert {row.status for row in store.select()} == {"finished"}
 
 
-def test_user_tabular_data_gets_a_gaussian_decoder_and_tabular_figures(tmp_path):
+def test_user_tabular_data_gets_a_gaussian_decoder_and_tabular_figures(tmp_path, tiny_budget):
     rng = np.random.default_rng(0)
     centres = np.array([[0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [4.0, -3.0, 2.0, 0.0, 1.0, 5.0]])
     labels = rng.integers(0, 2, 400)
@@ -182,7 +172,7 @@ def test_user_tabular_data_gets_a_gaussian_decoder_and_tabular_figures(tmp_path)
     path = tmp_path / "table.csv"
     path.write_text("\n".join(lines) + "\n")
     settings = StudySettings(data=str(path), labels="kind", models="ppca,vae", seeds=2,
-                             budget=TINY)
+                             budget=tiny_budget)
     results = run_study(settings, tmp_path / "out", progress=False)
     data = results["study"]["data"]
     assert data["likelihood"] == "gaussian-learned" and data["values"] == "real"
@@ -243,3 +233,18 @@ def test_bernoulli_on_real_data_is_refused(tmp_path, capsys):
     code, _, err = run(capsys, "compare", "--data", str(path), "--likelihood", "bernoulli",
                        "--out", str(tmp_path / "x"), "--quiet")
     assert code == 2 and "needs values in [0, 1]" in err
+
+
+def test_results_do_not_depend_on_the_number_of_workers(tmp_path, tiny_budget):
+    outcomes = []
+    for workers in (1, 2):
+        settings = StudySettings(data="digits", models="ae", seeds=2, budget=tiny_budget,
+                                 workers=workers)
+        results = run_study(settings, tmp_path / f"workers-{workers}", progress=False)
+        metrics = []
+        for run in sorted(results["runs"], key=lambda run: run["seed"]):
+            values = json.loads(Path(run["path"], "metrics.json").read_text())
+            values.pop("seconds")
+            metrics.append(values)
+        outcomes.append((metrics, results["tasks"]))
+    assert outcomes[0] == outcomes[1]

@@ -358,7 +358,7 @@ def command_compare(arguments) -> int:
         models=arguments.models, preset=arguments.preset, seeds=arguments.seeds,
         budget=arguments.budget, epochs=arguments.epochs, latent_dim=arguments.latent_dim,
         network=arguments.network, hidden=arguments.hidden, likelihood=arguments.likelihood,
-        device=arguments.device, store=arguments.store,
+        device=arguments.device, store=arguments.store, workers=arguments.workers,
     )
     results = run_study(settings, arguments.out, progress=not arguments.quiet,
                         notify=lambda message: print(message, file=sys.stderr))
@@ -548,6 +548,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--likelihood", help="bernoulli, gaussian or gaussian-learned "
                          "(default: from the data's values)")
     compare.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    compare.add_argument("--workers", type=int, help="runs trained at once, one process and "
+                         "one thread each (default: one per CPU core, at most 4; 1 on a GPU)")
     compare.add_argument("--store", help="run store to use or share (default: "
                          "OUT/runs.sqlite); finished runs in it are reused")
     compare.add_argument("--quiet", action="store_true", help="no progress bar")

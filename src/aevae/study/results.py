@@ -21,11 +21,11 @@ def load_study(out) -> dict:
     return read_json(path)
 
 
-def aggregate(out, executed_ids: set[str] | None = None) -> dict:
+def aggregate(out, since: float | None = None) -> dict:
     """Everything the report shows, as JSON-ready data. Runs not (yet) finished are listed
-    as missing and left out of the figures."""
+    as missing and left out of the figures; runs started before ``since`` (a time.time())
+    count as reused."""
     study = load_study(out)
-    executed_ids = executed_ids or set()
     labels = {entry["key"]: entry["label"] for entry in study["roster"]}
     by_entry: dict[str, dict[int, dict]] = {key: {} for key in labels}
     runs = []
@@ -40,7 +40,9 @@ def aggregate(out, executed_ids: set[str] | None = None) -> dict:
             **planned,
             "label": labels[planned["entry"]],
             "status": "finished",
-            "reused": planned["id"] not in executed_ids,
+            "reused": since is None or record["started"] < since,
+            "started": record["started"],
+            "finished": record["finished"],
             "epochs_run": record["epochs_run"],
             "best_epoch": record["best_epoch"],
             "train_seconds": record["train_seconds"],

@@ -249,6 +249,7 @@ def execute_run(plan: RunPlan, data: PreparedData, settings: StudySettings, stor
     device = resolve_device(settings.device)
     dataset = data.dataset
     model = make(plan.entry.model, **plan.options)
+    started_at = time.time()
     started = time.perf_counter()
     model.fit(
         dataset.train.x, validation=dataset.validation.x, epochs=budget.epochs,
@@ -284,6 +285,7 @@ def execute_run(plan: RunPlan, data: PreparedData, settings: StudySettings, stor
         "evaluation_seconds": evaluation_seconds,
         "versions": versions(),
         "device": describe_device(device),
+        "started": started_at,
         "finished": time.time(),
     }
     save_figure_arrays(directory, arrays)
@@ -319,10 +321,14 @@ def open_store(settings: StudySettings, out: Path) -> RunStore:
 def run_study(settings: StudySettings, out, *, progress: bool = True,
               notify: Callable[[str], None] | None = None) -> dict:
     """Run (or resume) the study described by ``settings`` into ``out``; returns the results
-    (also written to ``results.json``, with ``report.html`` beside it)."""
+    (also written to ``results.json``, with ``report.html`` beside it).
+
+    Every run trains and evaluates on one thread, so its numbers do not depend on how many
+    runs share the machine; ``settings.workers`` processes work through the runs at once."""
     from ..report.html import write_report
     from .results import aggregate
 
+    study_started = time.time()
     wall_started = time.perf_counter()
     out = Path(out)
     notify = notify or (lambda message: None)
@@ -332,6 +338,7 @@ def run_study(settings: StudySettings, out, *, progress: bool = True,
     data = prepare_data(settings)
     plans = plan_runs(settings, data, entries)
     groups = metric_groups(data.info)
+    workers = settings.workers or default_workers(device)
     out.mkdir(parents=True, exist_ok=True)
     store = open_store(settings, out)
     study = {
@@ -351,86 +358,159 @@ def run_study(settings: StudySettings, out, *, progress: bool = True,
         "store": str(store.path),
         "metric_groups": groups,
         "device": describe_device(device),
+        "workers": workers,
     }
     atomic_write_json(out / STUDY_FILE, study)
     if budget.name == "full":
-        notify(estimate_message(plans, data, budget, store))
+        notify(estimate_message(plans, data, budget, store, workers))
 
-    executed: dict[str, dict] = {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    helpers = [_start_worker(settings, out) for _ in range(min(workers, len(plans)) - 1)]
     try:
-        _execute_all(plans, data, settings, store, groups, executed, progress)
+        with _progress_bar(progress, plans, store) as bar:
+            work_through(plans, data, settings, store, groups, on_progress=bar)
+        _join(helpers)
     finally:
+        for helper in helpers:  # only left running if this process failed or was interrupted
+            if helper.poll() is None:
+                helper.terminate()
+        torch.set_num_threads(threads)
         store.close()
-    results = aggregate(out, executed_ids=set(executed))
-    wall_seconds = time.perf_counter() - wall_started
-    results["timing"] = study_timing(executed, wall_seconds)
+    results = aggregate(out, since=study_started)
+    results["timing"] = study_timing(results["runs"], time.perf_counter() - wall_started)
     atomic_write_json(out / RESULTS_FILE, results)
     write_report(out, results)
-    # The report and its timing: rendering counts towards the overhead it reports.
-    results["timing"] = study_timing(executed, time.perf_counter() - wall_started)
+    # Rendering the report counts towards the overhead the results report.
+    results["timing"] = study_timing(results["runs"], time.perf_counter() - wall_started)
     atomic_write_json(out / RESULTS_FILE, results)
     return results
 
 
-def study_timing(executed: dict[str, dict], wall_seconds: float) -> dict:
-    train = sum(record["train_seconds"] for record in executed.values())
-    evaluation = sum(record["evaluation_seconds"] for record in executed.values())
-    overhead = max(wall_seconds - train - evaluation, 0.0)
+def default_workers(device: torch.device) -> int:
+    """One process per CPU core (at most 4) on the CPU; one on a GPU, which they would share."""
+    import os
+
+    if device.type != "cpu":
+        return 1
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _start_worker(settings: StudySettings, out: Path):
+    import os
+    import subprocess
+    import sys
+
+    payload = json.dumps({"settings": settings.to_dict(), "out": str(out),
+                          "parent": os.getpid()})
+    return subprocess.Popen([sys.executable, "-m", "aevae.study.worker", payload],
+                            stdout=subprocess.DEVNULL)
+
+
+def _join(helpers) -> None:
+    failed = [helper.wait() for helper in helpers]
+    if any(code != 0 for code in failed):
+        raise RuntimeError(f"{sum(code != 0 for code in failed)} study worker process(es) "
+                           "failed; see the messages above (their runs are marked failed in "
+                           "the store)")
+
+
+def study_timing(runs: list[dict], wall_seconds: float) -> dict:
+    """Where the wall time went. Runs of this invocation may overlap (workers): the time any of
+    them was training or evaluating is the union of their intervals; the rest is overhead."""
+    executed = [run for run in runs if run.get("status") == "finished" and not run["reused"]]
+    intervals = sorted((run["started"], run["finished"]) for run in executed)
+    busy, end = 0.0, -math.inf
+    for start, finish in intervals:
+        busy += max(finish - max(start, end), 0.0)
+        end = max(end, finish)
+    overhead = max(wall_seconds - busy, 0.0)
     return {
         "wall_seconds": wall_seconds,
-        "train_seconds": train,
-        "evaluation_seconds": evaluation,
+        "busy_seconds": busy,
+        "train_seconds": sum(run["train_seconds"] for run in executed),
+        "evaluation_seconds": sum(run["evaluation_seconds"] for run in executed),
         "overhead_seconds": overhead,
         "overhead_fraction": overhead / wall_seconds if wall_seconds > 0 else None,
         "runs_executed": len(executed),
-        "note": "overhead = wall time minus the training and evaluation of the runs this "
-        "invocation executed (data loading, planning, the store, aggregation, the report)",
+        "note": "overhead = wall time during which no run of this invocation was training or "
+        "evaluating (data loading, planning, the store, starting workers, aggregation, the "
+        "report)",
     }
 
 
-def _execute_all(plans, data, settings, store, groups, executed, progress) -> None:
-    from tqdm.auto import tqdm
+class _progress_bar:
+    """One bar over the study's runs, counting those finished by any process."""
 
-    bar = tqdm(total=len(plans), unit="run", desc="study", disable=not progress or None,
-               smoothing=0.0)
+    def __init__(self, enabled: bool, plans: list[RunPlan], store: RunStore):
+        from tqdm.auto import tqdm
+
+        self.ids = [plan.id for plan in plans]
+        self.store = store
+        self.bar = tqdm(total=len(plans), unit="run", desc="study", smoothing=0.0,
+                        disable=not enabled or None)
+
+    def __call__(self, plan: RunPlan | None = None) -> None:
+        if plan is not None:
+            self.bar.set_postfix_str(f"{plan.entry.label}, seed {plan.seed}", refresh=False)
+        self.bar.n = self.store.count_finished(self.ids)
+        self.bar.refresh()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exception) -> None:
+        self.bar.close()
+
+
+def work_through(plans, data, settings, store, groups, on_progress=None,
+                 stop: Callable[[], bool] | None = None) -> list[str]:
+    """Claim and execute every planned run that is not finished, waiting for the ones another
+    process holds, until done or ``stop()``. Returns the ids executed here."""
+    executed = []
     pending = list(plans)
-    try:
-        while pending:
-            waiting = []
-            for plan in pending:
-                description = {"entry": plan.entry.key, "model": plan.entry.model,
-                               "options": json.loads(json.dumps(plan.options, default=list)),
-                               "dataset": data.description["name"],
-                               "data_fingerprint": data.description["fingerprint"],
-                               "seed": plan.seed, "budget": settings.training_budget.name}
-                status = store.claim(plan.id, description)
-                if status == "finished" and read_run(store.run_directory(plan.id)) is None:
-                    status = store.claim(plan.id, description, redo=True)  # files were lost
-                if status == "busy":
-                    waiting.append(plan)
-                    continue
-                if status == "claimed":
-                    bar.set_postfix_str(f"{plan.entry.label}, seed {plan.seed}")
-                    try:
-                        executed[plan.id] = execute_run(plan, data, settings, store, groups)
-                    except TrainingDivergedError as error:
-                        store.fail(plan.id, str(error))
-                    except BaseException as error:
-                        if isinstance(error, Exception):
-                            store.fail(plan.id, f"{type(error).__name__}: {error}")
-                        else:
-                            store.release(plan.id)
-                        raise
-                bar.update(1)
-            if waiting and len(waiting) == len(pending):
-                time.sleep(2.0)  # another study is doing these; wait for it
-            pending = waiting
-    finally:
-        bar.close()
+    while pending:
+        waiting = []
+        for plan in pending:
+            if stop is not None and stop():
+                return executed
+            description = {"entry": plan.entry.key, "model": plan.entry.model,
+                           "options": json.loads(json.dumps(plan.options, default=list)),
+                           "dataset": data.description["name"],
+                           "data_fingerprint": data.description["fingerprint"],
+                           "seed": plan.seed, "budget": settings.training_budget.name}
+            status = store.claim(plan.id, description)
+            if status == "finished" and read_run(store.run_directory(plan.id)) is None:
+                status = store.claim(plan.id, description, redo=True)  # files were lost
+            if status == "busy":
+                waiting.append(plan)
+                continue
+            if status == "claimed":
+                if on_progress is not None:
+                    on_progress(plan)
+                try:
+                    execute_run(plan, data, settings, store, groups)
+                    executed.append(plan.id)
+                except TrainingDivergedError as error:
+                    store.fail(plan.id, str(error))
+                except Exception as error:
+                    store.fail(plan.id, f"{type(error).__name__}: {error}")
+                    raise
+                except BaseException:
+                    store.release(plan.id)
+                    raise
+            if on_progress is not None:
+                on_progress()
+        if waiting and len(waiting) == len(pending):
+            time.sleep(0.5)  # another process holds these; wait for it
+            if on_progress is not None:
+                on_progress()
+        pending = waiting
+    return executed
 
 
 def estimate_message(plans: list[RunPlan], data: PreparedData, budget: Budget,
-                     store: RunStore) -> str:
+                     store: RunStore, workers: int) -> str:
     """A stated expectation for a long budget, from timing a few training steps here."""
     from ..models import make
 
@@ -453,9 +533,10 @@ def estimate_message(plans: list[RunPlan], data: PreparedData, budget: Budget,
     step = (time.perf_counter() - started) / 10
     steps_per_epoch = math.ceil(len(data.dataset.train) / budget.batch_size)
     # Validation passes and the one-class anomaly models add about a third at this budget.
-    training = len(neural) * budget.epochs * steps_per_epoch * step * 1.35
+    training = len(neural) * budget.epochs * steps_per_epoch * step * 1.35 / workers
     hours, minutes = divmod(round(training / 60), 60)
     spent = f"{hours} h {minutes} min" if hours else f"{minutes} min"
     return (f"expected time: up to about {spent} of training for {len(neural)} neural run(s) "
-            f"({step * 1000:.1f} ms per step measured here, {budget.epochs} epochs at most), plus "
-            "evaluation; early stopping usually ends runs sooner")
+            f"on {workers} worker(s) ({step * 1000:.1f} ms per step measured here, "
+            f"{budget.epochs} epochs at most), plus evaluation; early stopping usually ends "
+            "runs sooner")

@@ -85,6 +85,7 @@ class StudySettings:
     likelihood: str | None = None
     device: str = "auto"
     store: str | None = None  # None: runs.sqlite in the output directory
+    workers: int | None = None  # processes working at once; None: one per CPU core (max 4)
     split_seed: int = 0  # validation / test carving: the same for every seed and model
 
     def __post_init__(self):
@@ -92,6 +93,8 @@ class StudySettings:
             self.budget = Budget(**self.budget)
         if not isinstance(self.budget, Budget) and self.budget not in BUDGETS:
             raise ValueError(f"unknown budget {self.budget!r}; known: {', '.join(BUDGETS)}")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"workers must be at least 1, got {self.workers}")
         if self.seeds < 1:
             raise ValueError(f"seeds must be at least 1, got {self.seeds}")
         if self.epochs is not None and self.epochs < 1:

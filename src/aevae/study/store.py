@@ -190,6 +190,13 @@ class RunStore:
                                         values).fetchall()
         return [RunRow.from_sql(row) for row in rows]
 
+    def count_finished(self, run_ids: list[str]) -> int:
+        marks = ", ".join("?" for _ in run_ids)
+        row = self._connection.execute(
+            f"SELECT COUNT(*) FROM runs WHERE status = 'finished' AND id IN ({marks})",
+            run_ids).fetchone()
+        return int(row[0])
+
     # ----- claiming and finishing ------------------------------------------------------------
     def claim(self, run_id: str, description: dict, *, redo: bool = False) -> str:
         """Mark a run as ours to do. Returns "finished" (reuse it), "busy" (another live

@@ -1,0 +1,52 @@
+"""A study worker process: ``python -m aevae.study.worker '{"settings": ..., "out": ...}'``.
+
+``run_study`` starts these to work through the same plan at once; the run store's claims keep
+any two processes from doing the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> None:
+    """A study killed with SIGKILL takes its workers with it (Linux: the kernel sends them
+    SIGKILL; elsewhere the worker stops before its next run)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        sys.exit(1)
+
+
+def main(payload: str) -> int:
+    request = json.loads(payload)
+    die_with_parent(request["parent"])
+    import torch
+
+    from .runner import metric_groups, open_store, plan_runs, prepare_data, roster_for, work_through
+    from .settings import StudySettings
+
+    torch.set_num_threads(1)  # as in the parent: a run's numbers must not depend on who ran it
+    settings = StudySettings(**request["settings"])
+    entries, _ = roster_for(settings)
+    data = prepare_data(settings)
+    plans = plan_runs(settings, data, entries)
+    store = open_store(settings, Path(request["out"]))
+    try:
+        work_through(plans, data, settings, store, metric_groups(data.info),
+                     stop=lambda: os.getppid() != request["parent"])
+    finally:
+        store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
