@@ -43,6 +43,7 @@ class AdversarialAE(AE):
     name = "adversarial_ae"
     description = "adversarial AE: deterministic codes pushed towards the prior by a discriminator"
     Config = AdversarialAEConfig
+    trains_prior = True
 
     def __init__(self, config=None, **options):
         super().__init__(config, **options)

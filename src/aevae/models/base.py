@@ -200,6 +200,9 @@ class Autoencoder(nn.Module):
     posterior_parameters: ClassVar[int] = 1
     # Whether the model defines a likelihood (ELBO, importance-sampled log p(x)).
     has_likelihood: ClassVar[bool] = False
+    # Whether training pulls the codes towards the prior, so that decoding prior draws is
+    # something the model was trained for (a plain AE's codes go wherever they like).
+    trains_prior: ClassVar[bool] = False
 
     def __init__(self, config: AutoencoderConfig | None = None, *, encoder: nn.Module | None = None,
                  decoder: nn.Module | None = None, **options):

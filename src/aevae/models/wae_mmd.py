@@ -74,6 +74,7 @@ class WAEMMD(AE):
     name = "wae_mmd"
     description = "Wasserstein AE: deterministic codes, lambda * MMD(codes, prior samples)"
     Config = WAEConfig
+    trains_prior = True
 
     def loss(self, x, *, kl_weight=1.0, step=None):
         z = self.encoder(self.corrupt(x))

@@ -176,6 +176,8 @@ def task_section(task: dict, labels: dict) -> str:
             text = e(_interval_text(row, metric["digits"]))
             if metric["verdict"].get("winner") == key:
                 text = f'<span class="best">{text}</span>'
+            if row.get("caveat"):
+                text += f' <span class="muted">({e(row["caveat"])})</span>'
             if row["flags"]:
                 flags.extend(f"{label}, {metric['label']}: {flag}" for flag in row["flags"])
                 text += ' <span class="flag" title="see the notes below">⚠</span>'

@@ -45,7 +45,8 @@ class Metric:
 
     ``paths`` are (group, key, ...) tuples tried in order, the first present wins (a VAE's
     aggregate posterior where it has one, else its codes). ``applies`` returns None when the
-    figure means something for a model, else the reason it does not (shown as "n/a: reason").
+    figure means something for a model, else the reason it does not (shown as "n/a: reason");
+    ``caveat`` adds a remark to a figure that does count.
     ``count`` points at the number of examples behind the figure; below ``min_count`` the figure
     is flagged as resting on too small a sample."""
 
@@ -60,6 +61,8 @@ class Metric:
     spread: tuple[str, ...] | None = None  # per-example standard error of the figure
     count: tuple[str, ...] | None = None
     min_count: int = 0
+    # A remark on a model's figure that still counts (shown beside it), or None.
+    caveat: Callable[[ModelInfo, DataInfo], str | None] | None = None
 
     def __post_init__(self):
         if self.direction not in ("lower", "higher"):
@@ -146,12 +149,16 @@ def has_likelihood(model: ModelInfo, data: DataInfo) -> str | None:
     return None if model.has_likelihood else "no likelihood: a deterministic model"
 
 
-def sampling_metrics(source: str, what: str) -> tuple[Metric, ...]:
+def untrained_prior(model: ModelInfo, data: DataInfo) -> str | None:
+    return None if model.trains_prior else "no trained prior: decoded N(0, I) draws"
+
+
+def sampling_metrics(source: str, what: str, caveat=None) -> tuple[Metric, ...]:
     count = ("generation", "reference_images")
     return (
         Metric(f"{source}_frechet_distance", f"{what}: Fréchet distance",
                (("generation", source, "frechet_distance", "value"),), "lower", digits=4,
-               count=count, min_count=500),
+               count=count, min_count=500, caveat=caveat),
         Metric(f"{source}_precision", f"{what}: precision",
                (("generation", source, "precision_recall", "precision"),), "higher",
                count=count, min_count=200),
@@ -200,7 +207,7 @@ register_task(Task(
     "prior_sampling", "Sampling from the prior",
     "Decoding draws z ~ N(0, I): whose samples look most like the data?",
     "generate new examples by sampling the prior",
-    sampling_metrics("prior", "prior samples"),
+    sampling_metrics("prior", "prior samples", caveat=untrained_prior),
     note="Models without a trained prior (deterministic AEs, PCA) are given N(0, I) draws "
     "anyway: that is what sampling a plain AE would mean. Features: a classifier trained on "
     "the data's labels, else the data's principal components.",

@@ -78,6 +78,8 @@ def metric_rows(metric: Metric, runs: dict[str, dict[int, dict]],
             continue
         interval = t_interval(values.values())
         row = {"available": True, "values": values, **interval.to_dict(), "flags": []}
+        if metric.caveat is not None and (caveat := metric.caveat(models[key], data)):
+            row["caveat"] = caveat
         if metric.spread is not None:
             spreads = [lookup(by_seed[seed], metric.spread) for seed in values]
             spreads = [value for value in spreads if isinstance(value, (int, float))]
