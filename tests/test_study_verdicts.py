@@ -110,6 +110,19 @@ def test_disagreeing_seeds_are_no_clear_winner():
     assert verdict["low"] < 0 < verdict["high"]
 
 
+def test_a_negligible_difference_is_a_tie_even_with_a_zero_width_interval():
+    # Seed-independent models (PCA) repeat the same figure: any difference has zero spread.
+    rows = rows_of({"pca": [0.9981, 0.9981, 0.9981], "ppca": [0.9980, 0.9980, 0.9980]})
+    verdict = decide(rows, "higher")
+    assert verdict["low"] == verdict["high"] == pytest.approx(1e-4)
+    assert verdict["negligible"] and verdict["status"] == LEVEL
+    sentences = summary([{"name": "anomaly", "skipped": None, "metrics": [
+        {"label": "AUROC", "digits": 3, "rows": rows, "verdict": verdict}]}],
+        {"pca": "pca", "ppca": "ppca"})
+    assert sentences == ["To detect anomalies, pca and ppca are level on this data: AUROC "
+                         "0.998 vs 0.998, a difference under 0.5% of the figure."]
+
+
 def test_one_seed_has_no_interval():
     verdict = decide(rows_of({"a": [0.9], "b": [0.8]}), "higher")
     assert verdict["status"] == ONE_SEED and verdict["low"] is None
@@ -204,6 +217,12 @@ def test_claims_hold_fail_or_stay_inconclusive():
     assert claims["The VAE samples better from the prior than the AE."]["status"] == INCONCLUSIVE
     # Behind on average but not significantly: "at least as good" is inconclusive.
     assert claims["The AE reconstructs at least as well as the VAE."]["status"] == INCONCLUSIVE
+    tied = study_tasks(ae_fd=[100, 101, 102], vae_fd=[100.1, 101.1, 102.1],
+                       ae_mse=[0.0100, 0.0110, 0.0120], vae_mse=[0.01001, 0.01101, 0.01201])
+    claims = {claim["claim"]: claim for claim in judge_claims(tied)}
+    # Equal is "at least as good", and not "better".
+    assert claims["The AE reconstructs at least as well as the VAE."]["status"] == HOLDS
+    assert claims["The VAE samples better from the prior than the AE."]["status"] == INCONCLUSIVE
 
 
 def test_summary_sentences_follow_the_verdicts():

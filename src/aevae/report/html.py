@@ -106,6 +106,8 @@ def verdict_table(results: dict) -> str:
                      if "seeds" in verdict else "")
             status = verdict["status"]
             css = "holds" if status == "clear winner" else "inconclusive"
+            if verdict.get("negligible"):
+                status += " (a tie: under 0.5% apart)"
             rows.append([
                 title, e(metric["label"]) + f' <span class="muted">({e(_better(metric))})</span>',
                 f'<span class="{css}">{e(status)}</span>',

@@ -20,6 +20,13 @@ ONE_SEED = "one seed"
 NOT_COMPARED = "not compared"
 
 HOLDS, FAILS, INCONCLUSIVE, NOT_TESTED = "holds", "does not hold", "inconclusive", "not tested"
+# Differences smaller than this share of the figure's size are ties, whatever the interval:
+# models that do not depend on the seed (PCA) give zero-width intervals around any difference.
+TOLERANCE = 0.005
+
+
+def negligible(difference: float, first: float, second: float) -> bool:
+    return abs(difference) <= TOLERANCE * max(abs(first), abs(second))
 
 
 def format_value(value: float | None, digits: int = 3) -> str:
@@ -116,8 +123,11 @@ def decide(rows: dict[str, dict], direction: str) -> dict:
         "seeds": len(differences),
         "seeds_ahead": sum(better),
         "every_seed": all(better),
+        "negligible": negligible(interval.mean, rows[winner]["mean"], rows[runner_up]["mean"]),
     })
-    if interval.low is None:
+    if verdict["negligible"]:
+        verdict["status"] = LEVEL
+    elif interval.low is None:
         verdict["status"] = ONE_SEED
     elif sign * interval.low > 0 and sign * interval.high > 0:
         verdict["status"] = CLEAR
@@ -248,6 +258,10 @@ def _judge_part(part: ClaimPart, tasks: list[dict]) -> dict:
     result.update({"difference": interval.mean, "low": interval.low, "high": interval.high,
                    "seeds": len(differences),
                    "seeds_in_favour": sum(sign * value > 0 for value in differences)})
+    if negligible(interval.mean, rows[0]["mean"], rows[1]["mean"]):
+        tie = HOLDS if part.relation != "better" else INCONCLUSIVE
+        return {**result, "status": tie, "reason": "a tie: the difference is under "
+                f"{100 * TOLERANCE:g}% of the figure"}
     if interval.low is None:
         return {**result, "status": INCONCLUSIVE, "reason": "one seed: no interval"}
     lowest, highest = sorted((sign * interval.low, sign * interval.high))
@@ -310,6 +324,10 @@ def summary(tasks: list[dict], labels: dict[str, str]) -> list[str]:
                      f"ahead in {verdict['seeds_ahead']} of {verdict['seeds']} seeds")
             sentences.append(f"To {purpose}, prefer {labels[winner]}: {figure} for "
                              f"{labels[runner_up]}, the runner-up ({margin}, {seeds}).")
+        elif verdict["negligible"]:
+            sentences.append(f"To {purpose}, {labels[winner]} and {labels[runner_up]} are "
+                             f"level on this data: {figure}, a difference under "
+                             f"{100 * TOLERANCE:g}% of the figure.")
         else:
             sentences.append(f"To {purpose}, {labels[winner]} and {labels[runner_up]} are "
                              f"level on this data: {figure}, {margin} covers zero.")
