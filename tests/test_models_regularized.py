@@ -375,3 +375,68 @@ def test_ex_post_latents_differ_from_a_vae_prior():
 def test_bad_options_are_refused(name, options):
     with pytest.raises(ValueError):
         aevae.make(name, **SMALL, **options)
+
+
+# ----- the disentanglement study's models ---------------------------------------------------
+@pytest.mark.parametrize("name, term", [("beta_tcvae", "total_correlation"),
+                                        ("factor_vae", "total_correlation"),
+                                        ("dip_vae_i", "covariance_penalty"),
+                                        ("dip_vae_ii", "covariance_penalty")])
+def test_disentangling_models_train_and_report_their_term(name, term, digits, tmp_path):
+    import aevae
+
+    options = {"discriminator_hidden": (32, 32)} if name == "factor_vae" else {}
+    model = aevae.make(name, input_shape=digits.shape, latent_dim=4, hidden=(32,), seed=0,
+                       **options)
+    model.fit(digits.train.x, epochs=2, batch_size=64, progress=False, out=tmp_path / name)
+    terms = model.loss_terms(digits.test.x[:100])
+    assert set(terms) >= {"loss", "reconstruction", "kl", "elbo", term}
+    assert all(np.isfinite(value).all() for value in terms.values())
+    np.testing.assert_allclose(terms["elbo"], -(terms["reconstruction"] + terms["kl"]),
+                               rtol=1e-5)
+    again = aevae.load(tmp_path / name)
+    np.testing.assert_array_equal(again.encode(digits.test.x[:5]), model.encode(digits.test.x[:5]))
+
+
+def test_total_correlation_estimates():
+    import torch
+
+    from aevae.distributions import DiagonalGaussian
+    from aevae.models.beta_tcvae import minibatch_total_correlation
+    from aevae.models.dip_vae import covariance_penalty
+    from aevae.models.factor_vae import permute_dimensions
+
+    generator = torch.Generator().manual_seed(0)
+    # Codes that repeat one coordinate in every dimension are dependent: their minibatch TC
+    # estimate is above that of independent codes of the same spread (by about log of the
+    # number of batch neighbours within a posterior width: the estimator saturates).
+    shared = torch.randn(256, 1, generator=generator).expand(256, 3)
+    independent = torch.randn(256, 3, generator=generator)
+    small = torch.full((256, 3), -6.0)
+    dependent_tc = minibatch_total_correlation(shared, DiagonalGaussian(shared, small), 256)
+    independent_tc = minibatch_total_correlation(independent, DiagonalGaussian(independent,
+                                                                               small), 256)
+    assert dependent_tc.mean() > independent_tc.mean() + 1.0
+    # Shuffling each dimension across the batch keeps every marginal.
+    z = torch.randn(64, 4, generator=generator)
+    shuffled = permute_dimensions(z)
+    assert torch.equal(shuffled.sort(0).values, z.sort(0).values)
+    assert not torch.equal(shuffled, z)
+    # The DIP penalty vanishes at the identity and counts off-diagonal and diagonal parts.
+    assert covariance_penalty(torch.eye(3), 10.0, 100.0) == 0
+    covariance = torch.tensor([[2.0, 0.5], [0.5, 1.0]])
+    assert covariance_penalty(covariance, 10.0, 100.0) == pytest.approx(10 * 0.5 + 100 * 1.0)
+
+
+def test_traversals_sweep_one_dimension_at_a_time(digits):
+    import aevae
+
+    model = aevae.make("ae", input_shape=digits.shape, latent_dim=3, hidden=(16,), seed=0)
+    decoded, dimensions = model.traverse(digits.test.x[:100], dimensions=2, steps=5)
+    assert decoded.shape == (2, 5, *digits.shape) and len(dimensions) == 2
+    usage = model.dimension_usage(digits.test.x[:100])
+    assert usage[dimensions[0]] == usage.max()
+    fixed, chosen = model.traverse(digits.test.x[:100], dimensions=[2], steps=3, span=0.0)
+    assert list(chosen) == [2] and np.allclose(fixed[0, 0], fixed[0, 2])
+    with pytest.raises(ValueError, match="dimensions must lie"):
+        model.traverse(digits.test.x[:10], dimensions=[5])

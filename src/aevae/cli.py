@@ -349,6 +349,26 @@ def command_reconstruct(arguments) -> int:
     return 0
 
 
+def command_traverse(arguments) -> int:
+    from .report.figures import image_format, save_image_grid
+
+    image_format(arguments.out)
+    if arguments.dimensions < 1 or arguments.steps < 2:
+        raise UsageError("--dimensions must be at least 1 and --steps at least 2")
+    run = Path(arguments.run)
+    model = _load_model(run)
+    dataset = _load_run_data(run, arguments.data, arguments.data_dir)
+    split = dataset.test or dataset.validation or dataset.train
+    decoded, dimensions = model.traverse(split.x[:2000], dimensions=arguments.dimensions,
+                                         steps=arguments.steps, span=arguments.span)
+    save_image_grid(decoded.reshape(-1, *model.input_shape), arguments.out,
+                    columns=arguments.steps,
+                    title=f"{model.name}: latent dimensions {', '.join(map(str, dimensions))} "
+                    f"(rows), each swept over +-{arguments.span:g} std")
+    print(f"wrote traversals of dimensions {', '.join(map(str, dimensions))} to {arguments.out}")
+    return 0
+
+
 def command_compare(arguments) -> int:
     from .study.runner import run_study
     from .study.settings import StudySettings
@@ -518,6 +538,19 @@ def build_parser() -> argparse.ArgumentParser:
     reconstruct.add_argument("--out", required=True,
                              help="image to write; .png, .jpg, .pdf or .svg")
     reconstruct.set_defaults(handler=command_reconstruct)
+
+    traverse = commands.add_parser(
+        "traverse", help="latent traversals: the most used dimensions, each swept on its own",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    traverse.add_argument("run")
+    data_options(traverse)
+    traverse.add_argument("--dimensions", type=int, default=6,
+                          help="how many dimensions, the most used first (by KL or variance)")
+    traverse.add_argument("--steps", type=int, default=7)
+    traverse.add_argument("--span", type=float, default=2.0,
+                          help="sweep over the codes' mean +- span standard deviations")
+    traverse.add_argument("--out", required=True, help="image to write; .png, .jpg, .pdf or .svg")
+    traverse.set_defaults(handler=command_traverse)
 
     models = commands.add_parser("models", help="list the models and their options")
     models.set_defaults(handler=command_models)

@@ -249,6 +249,7 @@ def fit(
     if validation is not None:
         valid = as_training_tensor(model, validation, "validation data").to(device)
     model.to(device)
+    model.set_training_size(len(x) if streamed else len(train))
 
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)

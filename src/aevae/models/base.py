@@ -249,6 +249,10 @@ class Autoencoder(nn.Module):
         the global training step (None outside training) for models whose target moves."""
         raise NotImplementedError
 
+    def set_training_size(self, count: int) -> None:
+        """Told the number of training examples before training starts, for estimators that
+        need it (beta-TCVAE's minibatch-weighted sampling); most models ignore it."""
+
     def auxiliary_parameters(self) -> list[nn.Parameter]:
         """Parameters trained by ``auxiliary_loss`` with their own optimizer (an adversarial
         model's discriminator); the main optimizer leaves them alone."""
@@ -399,6 +403,46 @@ class Autoencoder(nn.Module):
         decoded = self.decode(path.reshape(-1, self.latent_dim))
         decoded = decoded.view(len(start), steps, *self.input_shape)
         return self._output(decoded[0] if single else decoded, as_numpy)
+
+    def dimension_usage(self, x) -> np.ndarray:
+        """How much each latent dimension is used on x: its mean KL to N(0, 1) for models with a
+        posterior, else the variance of its codes."""
+        if self.has_likelihood:
+            means, variances = self.encode(x, return_variance=True)
+            means, variances = np.asarray(means), np.asarray(variances)
+            return 0.5 * (means**2 + variances - 1.0 - np.log(variances)).mean(axis=0)
+        return np.asarray(self.encode(x)).var(axis=0)
+
+    def traverse(self, x, *, dimensions=6, steps: int = 7, span: float = 2.0,
+                 anchor: int = 0):
+        """Latent traversals: each dimension swept on its own over its codes' mean +- ``span``
+        standard deviations (codes of x), the others held at the code of ``x[anchor]``.
+
+        ``dimensions``: a count (the most used ones, see ``dimension_usage``) or a list.
+        Returns (decoded, dimensions): decoded shaped (len(dimensions), steps, *input_shape).
+        """
+        if steps < 2:
+            raise ValueError(f"steps must be at least 2, got {steps}")
+        tensor, as_numpy = self._prepare(x)
+        codes = np.asarray(self.encode(tensor.cpu().numpy()))
+        if isinstance(dimensions, int):
+            if dimensions < 1:
+                raise ValueError(f"dimensions must be at least 1, got {dimensions}")
+            order = np.argsort(-self.dimension_usage(tensor.cpu().numpy()), kind="stable")
+            chosen = order[: min(dimensions, self.latent_dim)]
+        else:
+            chosen = np.asarray(dimensions, dtype=np.int64)
+            if chosen.size == 0 or chosen.min() < 0 or chosen.max() >= self.latent_dim:
+                raise ValueError(f"dimensions must lie in 0..{self.latent_dim - 1}")
+        if not 0 <= anchor < len(codes):
+            raise ValueError(f"anchor must index x (0..{len(codes) - 1}), got {anchor}")
+        offsets = np.linspace(-span, span, steps, dtype=np.float32)
+        grid = np.repeat(codes[anchor:anchor + 1], len(chosen) * steps, axis=0)
+        for row, dimension in enumerate(chosen):
+            centre, spread = codes[:, dimension].mean(), codes[:, dimension].std()
+            grid[row * steps:(row + 1) * steps, dimension] = centre + offsets * spread
+        decoded = self.decode(grid).reshape(len(chosen), steps, *self.input_shape)
+        return self._output(torch.as_tensor(decoded), as_numpy), chosen
 
     def loss_terms(self, x, *, batch_size: int = 1024) -> dict:
         """Per-example ``loss``, each named term, and ``elbo`` where defined (eval mode)."""

@@ -78,6 +78,11 @@ class VAE(Autoencoder):
         return monte_carlo if z.dim() == 2 else monte_carlo.mean(0)
 
     def loss(self, x, *, kl_weight=1.0, step=None):
+        q, _, reconstruction, kl = self.elbo_terms(x)
+        return self.elbo_loss(q, reconstruction, kl, kl_weight)
+
+    def elbo_terms(self, x):
+        """q(z|x), the reparameterized z, and the per-example reconstruction and KL terms."""
         q = self.posterior(self.corrupt(x))
         if self.config.samples == 1:
             z = q.rsample()
@@ -85,7 +90,10 @@ class VAE(Autoencoder):
         else:
             z = q.rsample(self.config.samples)  # (L, N, D)
             reconstruction = -self.reconstruction_log_prob(x, z).mean(0)
-        kl = self.kl(q, z)
+        return q, z, reconstruction, self.kl(q, z)
+
+    def elbo_loss(self, q, reconstruction, kl, kl_weight) -> LossOutput:
+        """The (beta-weighted, free-bits) negative ELBO from its terms."""
         penalty = self.free_bits_kl(q, kl) if self.training and self.config.free_bits else kl
         return LossOutput(
             loss=reconstruction + (kl_weight * self.config.beta) * penalty,

@@ -37,19 +37,6 @@ def _principal_plane(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, components
 
 
-def traversal_order(context: EvaluationContext) -> np.ndarray:
-    """Latent dimensions from most to least used: by KL to the prior for models with a
-    posterior, else by the variance of the codes."""
-    model = context.model
-    x = context.evaluation_x()
-    if model.has_likelihood:
-        means, variances = model.encode(x, return_variance=True)
-        usage = 0.5 * (means**2 + variances - 1.0 - np.log(variances)).mean(axis=0)
-    else:
-        usage = context.codes().var(axis=0)
-    return np.argsort(-usage, kind="stable")
-
-
 def figure_arrays(context: EvaluationContext, images: bool) -> dict[str, np.ndarray]:
     """Everything the report draws for one run, as float32 arrays (labels as int64)."""
     model, seed = context.model, context.settings.seed
@@ -90,17 +77,9 @@ def figure_arrays(context: EvaluationContext, images: bool) -> dict[str, np.ndar
     paths = start[:, None] + fractions[None, :, None] * (end - start)[:, None]
     arrays["interpolations"] = model.decode(paths.reshape(-1, model.latent_dim))
 
-    # Each of the most used dimensions swept over +-2 standard deviations of its codes, the
-    # others held at the first example's code.
-    dimensions = traversal_order(context)[:TRAVERSAL_DIMENSIONS]
-    spread = codes.std(axis=0)
-    offsets = np.linspace(-2.0, 2.0, TRAVERSAL_STEPS, dtype=np.float32)
-    grid = np.repeat(codes[:1], len(dimensions) * TRAVERSAL_STEPS, axis=0)
-    for row, dimension in enumerate(dimensions):
-        centre = codes[:, dimension].mean()
-        grid[row * TRAVERSAL_STEPS:(row + 1) * TRAVERSAL_STEPS, dimension] = (
-            centre + offsets * spread[dimension])
-    arrays["traversals"] = model.decode(grid)
+    traversals, dimensions = model.traverse(x, dimensions=TRAVERSAL_DIMENSIONS,
+                                            steps=TRAVERSAL_STEPS)
+    arrays["traversals"] = traversals.reshape(-1, *model.input_shape)
     arrays["traversal_dimensions"] = dimensions.astype(np.int64)
     return {key: np.asarray(value) for key, value in arrays.items()}
 
