@@ -106,12 +106,12 @@ def test_every_group_is_finite_echoes_settings_and_repeats(vae, digits):
     anomaly = metrics["anomaly"]
     assert anomaly["protocol"] == "one_class"
     assert anomaly["training"]["epochs"] == 2 and anomaly["importance_samples"] == 10
-    assert set(anomaly["scores"]) == {
+    assert set(anomaly["auroc"]) == {
         "reconstruction_error",
         "negative_elbo",
         "negative_log_likelihood",
     }
-    for score in anomaly["scores"].values():
+    for score in anomaly["auroc"].values():
         assert len(score["per_class"]) == 10
         assert score["value"] == pytest.approx(np.mean(list(score["per_class"].values())))
 
@@ -138,7 +138,7 @@ def test_autoencoder_has_no_likelihood_but_every_other_group(autoencoder, digits
     latent = result["metrics"]["latent"]
     assert "kl_to_standard_normal" not in latent and "aggregate_posterior_mismatch" not in latent
     assert 0 <= latent["holes"]["value"] <= 1
-    assert set(result["metrics"]["anomaly"]["scores"]) == {"reconstruction_error"}
+    assert set(result["metrics"]["anomaly"]["auroc"]) == {"reconstruction_error"}
     assert result["metrics"]["structure"]["available"]
 
 
@@ -171,7 +171,7 @@ def test_anomaly_detects_an_out_of_distribution_class(vae, digits):
     anomaly = result["metrics"]["anomaly"]
     assert anomaly["protocol"] == "one_class"
     assert anomaly["training"]["examples"] == {"0": 400, "1": 400}
-    for score in anomaly["scores"].values():
+    for score in anomaly["auroc"].values():
         assert score["per_class"]["0"] > 0.9  # digits normal: inverted images stand out
 
     # Without training, the given model scores: said plainly, not called one-class.

@@ -530,7 +530,7 @@ def _anomaly(context: EvaluationContext) -> dict:
         shared = _anomaly_scores(model, x, settings)
         per_class_scores = {normal: shared for normal in classes}
     names = list(per_class_scores[classes[0]])
-    scores = {
+    auroc_by_score = {
         name: per_class_auroc(
             {normal: (per_class_scores[normal][name], labels != normal) for normal in classes}
         )
@@ -546,7 +546,7 @@ def _anomaly(context: EvaluationContext) -> dict:
             else "NOT one-class anomaly detection: the given model was trained on every class, "
             "so each AUROC only says how much better class c is modelled than the rest"
         ),
-        "scores": scores,
+        "auroc": auroc_by_score,
         "score_definitions": {
             "reconstruction_error": "mean squared error of reconstruct(x)",
             "negative_elbo": "minus the model's ELBO (seeded)",

@@ -38,7 +38,7 @@ STUDY_FILE = "study.json"
 RESULTS_FILE = "results.json"
 METRICS_FILE = "metrics.json"
 # Bump when what a finished run's files mean changes: old runs are then not reused.
-RUN_FORMAT = 1
+RUN_FORMAT = 2
 # Share of the data carved out as test (user data without one) and validation splits.
 TEST_FRACTION = 0.2
 VALIDATION_FRACTION = 0.1

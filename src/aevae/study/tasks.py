@@ -278,10 +278,10 @@ register_task(Task(
     "detect anomalies",
     (
         Metric("anomaly_reconstruction", "AUROC, score = reconstruction error",
-               (("anomaly", "scores", "reconstruction_error", "value"),), "higher",
+               (("anomaly", "auroc", "reconstruction_error", "value"),), "higher",
                count=("anomaly", "n_evaluation"), min_count=200),
         Metric("anomaly_likelihood", "AUROC, score = -log p(x)",
-               (("anomaly", "scores", "negative_log_likelihood", "value"),), "higher",
+               (("anomaly", "auroc", "negative_log_likelihood", "value"),), "higher",
                applies=has_likelihood),
     ),
     needs=("labels",),
