@@ -47,9 +47,10 @@ def test_resume_continues_a_run(tmp_path, capsys):
 
 
 def test_evaluate_sample_reconstruct(trained_run, tmp_path, capsys):
-    code, out, _ = run(capsys, "evaluate", str(trained_run), "--metrics",
-                       "reconstruction,likelihood", "--importance-samples", "20")
-    assert code == 0 and "likelihood.elbo" in out
+    code, out, err = run(capsys, "evaluate", str(trained_run), "--metrics",
+                         "reconstruction,likelihood", "--importance-samples", "20")
+    assert code == 0 and "log p(x), importance sampled (higher is better)" in out
+    assert "[2/2] likelihood" in err and "to go" in err  # progress per group
     metrics = json.loads((trained_run / "metrics.json").read_text())
     assert metrics["metrics"]["likelihood"]["importance_samples"] == 20
     assert run(capsys, "sample", str(trained_run), "-n", "9", "--out",
@@ -62,8 +63,60 @@ def test_evaluate_sample_reconstruct(trained_run, tmp_path, capsys):
 def test_listings(capsys):
     code, out, _ = run(capsys, "models")
     assert code == 0 and "vae" in out and "ae" in out
+    # The priors, likelihoods, networks and flows are listed too, and no line runs long.
+    for name in ("mixture", "vamp", "gaussian-learned", "conv", "locatello_mlp", "iaf"):
+        assert f"\n{name} " in out
+    assert max(len(line) for line in out.splitlines()) <= 100
     code, out, _ = run(capsys, "datasets")
     assert code == 0 and "digits" in out and "binarized-mnist" in out
+
+
+def test_models_name_lists_every_option_with_default_and_meaning(capsys):
+    from aevae.models import MODELS
+
+    for name, cls in MODELS.items():
+        code, out, _ = run(capsys, "models", name)
+        assert code == 0 and out.startswith(f"{name}: {cls.description}")
+        for option in cls.Config.__dataclass_fields__:
+            if option != "input_shape":
+                assert f"\n{option} " in out, (name, option)
+    code, out, _ = run(capsys, "models", "beta_vae")
+    assert "Higgins" in out and "\nbeta " in out and "4.0" in out
+    code, _, err = run(capsys, "models", "nope")
+    assert code == 2 and "unknown model 'nope'" in err
+
+
+def test_version_and_help_show_defaults(capsys):
+    import aevae
+
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"aevae {aevae.__version__}"
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    assert "(default: 100)" in text and "(default: 0.001)" in text
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "reconstruction, likelihood, latent, generation, structure" in text
+
+
+def test_sample_writes_arrays_and_traverse_writes_a_grid(trained_run, tmp_path, capsys):
+    assert run(capsys, "sample", str(trained_run), "-n", "5", "--out",
+               str(tmp_path / "s.npy"))[0] == 0
+    values = np.load(tmp_path / "s.npy")
+    assert values.shape == (5, 1, 8, 8) and 0 <= values.min() <= values.max() <= 1
+    assert run(capsys, "sample", str(trained_run), "-n", "5", "--out",
+               str(tmp_path / "s.csv"))[0] == 0
+    table = np.loadtxt(tmp_path / "s.csv", delimiter=",", skiprows=1)
+    np.testing.assert_allclose(table, values.reshape(5, -1), rtol=1e-5, atol=1e-6)
+    code, out, _ = run(capsys, "traverse", str(trained_run), "--dimensions", "2", "--out",
+                       str(tmp_path / "t.png"))
+    assert code == 0 and (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
+    assert "traversals of dimensions" in out
+    code, _, err = run(capsys, "evaluate", str(trained_run), "--metrics", "nonsense")
+    assert code == 2 and "unknown metric group(s) nonsense; known: reconstruction" in err
 
 
 @pytest.mark.parametrize(

@@ -238,4 +238,5 @@ def test_cli_evaluate_writes_metrics_json(tmp_path, capsys):
     assert written["metrics"]["likelihood"]["importance_samples"] == 50
     assert written["settings"]["importance_samples"] == 50
     printed = capsys.readouterr().out
-    assert "likelihood.log_likelihood" in printed and "metrics.json" in printed
+    assert "log p(x), importance sampled" in printed and "metrics.json" in printed
+    assert "Compression" in printed and "reconstruction MSE" in printed

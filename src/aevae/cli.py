@@ -7,6 +7,7 @@ Bad input ends with one line on stderr and exit code 2, never a traceback
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -16,6 +17,9 @@ from pathlib import Path
 EXIT_BAD_INPUT = 2
 DATA_FILE = "data.json"
 PRESET_NAMES = ("latent-sweep", "ladder", "beta-sweep")  # aevae.study.roster.PRESETS
+# aevae.metrics.evaluate.METRIC_GROUPS, named here so `--help` needs no torch import.
+METRIC_GROUP_NAMES = ("reconstruction", "likelihood", "latent", "generation", "structure",
+                      "interpolation", "anomaly", "denoising")
 
 
 class UsageError(ValueError):
@@ -49,7 +53,7 @@ def _format_table(header: list[str], rows: list[list[str]]) -> str:
     lines.append("  ".join("-" * width for width in widths))
     lines += ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths))
               for row in rows]
-    return "\n".join(lines)
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def _absolute(path: str | None) -> str | None:
@@ -125,20 +129,56 @@ def _load_model(run: Path):
 
 
 # ----- commands -----------------------------------------------------------------------------
+def _wrapped_table(header: list[str], rows: list[list[str]], width: int = 100) -> str:
+    """A table whose last column wraps so that no line runs past ``width`` characters."""
+    import textwrap
+
+    fixed = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header) - 1)]
+    room = max(30, width - sum(fixed) - 2 * len(fixed))
+    wrapped = []
+    for row in rows:
+        lines = textwrap.wrap(str(row[-1]), room) or [""]
+        wrapped.append([*row[:-1], lines[0]])
+        wrapped += [[""] * (len(row) - 1) + [line] for line in lines[1:]]
+    return _format_table(header, wrapped)
+
+
 def command_models(arguments) -> int:
-    from .models import MODELS
+    from .flows import FLOWS
+    from .likelihoods import LIKELIHOODS
+    from .models import MODELS, model_class
+    from .models.base import AutoencoderConfig
+    from .models.registry import option_help
+    from .nets import NETWORKS
+    from .priors import PRIORS
 
-    rows = []
-    for name in sorted(MODELS):
-        cls = MODELS[name]
-        base = {f for f in cls.Config.__dataclass_fields__}
-        from .models.base import AutoencoderConfig
-
-        own = sorted(base - set(AutoencoderConfig.__dataclass_fields__))
-        rows.append([name, cls.description, ", ".join(own) or "-"])
-    print(_format_table(["model", "description", "own options"], rows))
-    print("\nshared options: " + ", ".join(
-        sorted(AutoencoderConfig.__dataclass_fields__)))
+    if arguments.name:
+        cls = model_class(arguments.name)
+        meanings = option_help(cls.Config)
+        shared = set(AutoencoderConfig.__dataclass_fields__)
+        rows = []
+        for own in (True, False):
+            for option in dataclasses.fields(cls.Config):
+                if (option.name in shared) == own or option.name == "input_shape":
+                    continue
+                default = (option.default_factory() if option.default_factory
+                           is not dataclasses.MISSING else option.default)
+                rows.append([option.name, json.dumps(default, default=list),
+                             meanings.get(option.name, "")])
+        print(f"{cls.name}: {cls.description}\n")
+        print(_wrapped_table(["option", "default", "meaning"], rows))
+        print("\nSet options with `aevae train MODEL --option KEY=VALUE`, `aevae compare --models "
+              "MODEL:KEY=VALUE` or `aevae.make(MODEL, KEY=VALUE)`.")
+        return 0
+    print(_wrapped_table(["model", "description"],
+                         [[name, MODELS[name].description] for name in sorted(MODELS)]))
+    for title, registry in (("prior (prior=)", PRIORS), ("likelihood (likelihood=)", LIKELIHOODS),
+                            ("network (network=)", NETWORKS),
+                            ("flow (vae_flow's flow=)", FLOWS)):
+        print()
+        print(_wrapped_table([title, "description"],
+                             [[name, registry[name].description] for name in sorted(registry)]))
+    print("\n`aevae models NAME` lists a model's every option with its default and meaning.")
     return 0
 
 
@@ -271,29 +311,67 @@ def command_train(arguments) -> int:
 
 
 def command_evaluate(arguments) -> int:
-    from .io import atomic_write_json
-    from .metrics.evaluate import EvaluationSettings, evaluate
+    import time
 
+    from .io import atomic_write_json
+    from .metrics.evaluate import METRIC_GROUPS, EvaluationSettings, evaluate
+    from .study.settings import BUDGETS
+
+    metrics = arguments.metrics.split(",") if arguments.metrics else None
+    unknown = [name for name in metrics or [] if name not in METRIC_GROUPS]
+    if unknown:
+        raise UsageError(f"unknown metric group(s) {', '.join(unknown)}; known: "
+                         f"{', '.join(METRIC_GROUPS)}")
     run = Path(arguments.run)
     model = _load_model(run)
     dataset = _load_run_data(run, arguments.data, arguments.data_dir)
-    settings = EvaluationSettings(
-        importance_samples=arguments.importance_samples,
-        likelihood_examples=arguments.likelihood_examples,
-        generated_samples=arguments.generated_samples,
-        max_examples=arguments.max_examples,
-        seed=arguments.seed,
-        anomaly_training_epochs=arguments.anomaly_epochs,
-    )
-    metrics = arguments.metrics.split(",") if arguments.metrics else None
-    result = evaluate(model, dataset, metrics=metrics, settings=settings)
+    options = dict(BUDGETS[arguments.budget].evaluation)
+    for name in ("importance_samples", "likelihood_examples", "generated_samples",
+                 "max_examples"):
+        if getattr(arguments, name) is not None:
+            options[name] = getattr(arguments, name)
+    if arguments.anomaly_epochs is not None:
+        options["anomaly_training_epochs"] = arguments.anomaly_epochs
+    settings = EvaluationSettings(**options, seed=arguments.seed)
+    started = time.perf_counter()
+
+    def report(name: str, done: int, total: int, seconds: float) -> None:
+        elapsed = time.perf_counter() - started
+        remaining = elapsed / done * (total - done)
+        print(f"[{done}/{total}] {name}: {seconds:.1f} s (elapsed {elapsed:.0f} s, about "
+              f"{remaining:.0f} s to go)", file=sys.stderr, flush=True)
+
+    result = evaluate(model, dataset, metrics=metrics, settings=settings,
+                      progress=None if arguments.quiet else report)
     out = Path(arguments.out) if arguments.out else run / "metrics.json"
     atomic_write_json(out, result)
-    rows = [[key, _short(value)] for key, value in _flatten(result["metrics"])]
-    print(_format_table(["metric", model.name], rows))
-    print(f"\n{result['examples']} {result['split']} examples of {dataset.name}; "
-          f"written to {out}")
+    print(_evaluation_table(result, model))
+    print(f"\n{result['examples']} {result['split']} examples of {dataset.name} "
+          f"({arguments.budget} settings); every figure with its settings in {out}")
     return 0
+
+
+def _evaluation_table(result: dict, model) -> str:
+    """The headline figures by task, as the study words them."""
+    from .study.tasks import TASKS, lookup
+    from .study.verdicts import format_value
+
+    rows = []
+    for task in TASKS.values():
+        for metric in task.metrics:
+            value = next((lookup(result["metrics"], path) for path in metric.paths
+                          if lookup(result["metrics"], path) is not None), None)
+            if isinstance(value, (int, float)):
+                better = "higher" if metric.direction == "higher" else "lower"
+                rows.append([task.title, f"{metric.label} ({better} is better)",
+                             format_value(float(value), metric.digits)])
+    unavailable = [[name, "n/a", group.get("reason", "")] for name, group in
+                   result["metrics"].items() if isinstance(group, dict)
+                   and group.get("available") is False]
+    table = _format_table(["task", "figure", model.name], rows)
+    if unavailable:
+        table += "\n\n" + _format_table(["group", "", "why not measured"], unavailable)
+    return table
 
 
 def _flatten(values: dict, prefix: str = ""):
@@ -320,13 +398,35 @@ def _check_image_output(arguments) -> None:
     image_format(arguments.out)
 
 
+ARRAY_FORMATS = (".npy", ".csv")
+
+
 def command_sample(arguments) -> int:
+    from .io import atomic_write_bytes, atomic_write_text
     from .report.figures import save_image_grid
 
-    _check_image_output(arguments)
+    suffix = Path(arguments.out).suffix.lower()
+    if arguments.n < 1:
+        raise UsageError(f"-n must be at least 1, got {arguments.n}")
+    if suffix not in ARRAY_FORMATS:
+        _check_image_output(arguments)
     model = _load_model(Path(arguments.run))
     samples = model.sample(arguments.n, seed=arguments.seed)
-    save_image_grid(samples, arguments.out, title=f"{model.name}: samples from the prior")
+    if suffix == ".npy":  # the decoded means themselves, shaped like the data
+        import io
+
+        import numpy as np
+
+        buffer = io.BytesIO()
+        np.save(buffer, samples, allow_pickle=False)
+        atomic_write_bytes(arguments.out, buffer.getvalue())
+    elif suffix == ".csv":  # one example a row, values flattened
+        flat = samples.reshape(len(samples), -1)
+        header = ",".join(f"x{index}" for index in range(flat.shape[1]))
+        rows = "\n".join(",".join(f"{value:.7g}" for value in row) for row in flat)
+        atomic_write_text(arguments.out, header + "\n" + rows + "\n")
+    else:
+        save_image_grid(samples, arguments.out, title=f"{model.name}: samples from the prior")
     print(f"wrote {arguments.n} samples to {arguments.out}")
     return 0
 
@@ -459,11 +559,30 @@ def command_runs(arguments) -> int:
 
 
 # ----- parser -------------------------------------------------------------------------------
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Shows an option's default unless it is empty or the help already says it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+            return text
+        return f"{text} (default: %(default)s)".strip()
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(
         prog="aevae", description="Autoencoders and variational autoencoders: train, "
         "evaluate, sample, compare.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"aevae {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    class commands:  # every command shows its options' defaults
+        @staticmethod
+        def add_parser(name, **options):
+            return subparsers.add_parser(name, formatter_class=_DefaultsFormatter, **options)
+
 
     def data_options(command, required=False):
         command.add_argument("--data", required=required,
@@ -476,24 +595,28 @@ def build_parser() -> argparse.ArgumentParser:
     data_options(train, required=True)
     train.add_argument("--labels", help="labels for user data: a .npy file or a CSV column")
     train.add_argument("--out", required=True, help="run directory to write")
-    train.add_argument("--latent-dim", type=int)
+    train.add_argument("--latent-dim", type=int, help="size of the code z (default: the "
+                       "model's, 16 for most)")
     train.add_argument("--network", help="mlp, conv or linear")
     train.add_argument("--hidden", type=_int_list, help="hidden widths, e.g. 512,256")
-    train.add_argument("--activation")
-    train.add_argument("--norm", choices=["none", "batch", "layer"])
-    train.add_argument("--init", choices=["default", "xavier", "kaiming"])
+    train.add_argument("--activation", help="relu, leaky_relu, elu, gelu, tanh, softplus, silu "
+                       "or gated (default: the model's)")
+    train.add_argument("--norm", choices=["none", "batch", "layer"],
+                       help="normalisation after hidden layers (default: none)")
+    train.add_argument("--init", choices=["default", "xavier", "kaiming"],
+                       help="weight initialisation (default: torch's)")
     train.add_argument("--likelihood", help="bernoulli, gaussian or gaussian-learned")
     train.add_argument("--sigma", type=float, help="fixed sigma of the gaussian likelihood")
     train.add_argument("--prior", help="prior name (standard-normal, ...)")
     train.add_argument("--option", type=_option, action="append", metavar="KEY=VALUE",
                        help="any model option, e.g. beta=4 or samples=5 (repeatable)")
-    train.add_argument("--epochs", type=int, default=10)
-    train.add_argument("--batch-size", type=int, default=100)
-    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--epochs", type=int, default=10, help="training epochs")
+    train.add_argument("--batch-size", type=int, default=100, help="examples per step")
+    train.add_argument("--learning-rate", type=float, default=1e-3, help="Adam's step size")
     train.add_argument("--seed", type=int, help="seeds the split, initialisation and training "
                        "(default 0; a resumed run keeps its own)")
     train.add_argument("--patience", type=int, help="early stopping patience (epochs)")
-    train.add_argument("--gradient-clip", type=float)
+    train.add_argument("--gradient-clip", type=float, help="clip the gradient norm to this")
     train.add_argument("--kl-schedule", help="number, linear:STEPS or cyclical:PERIOD")
     train.add_argument("--validation-fraction", type=float,
                        help="share of training data held out for validation (default 0.1)")
@@ -504,22 +627,30 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress output")
     train.set_defaults(handler=command_train)
 
-    evaluate = commands.add_parser("evaluate", help="measure a trained model; writes "
-                                   "metrics.json")
+    evaluate = commands.add_parser(
+        "evaluate", help="measure a trained model; writes metrics.json")
     evaluate.add_argument("run", help="run directory")
     data_options(evaluate)
-    evaluate.add_argument("--metrics", help="comma-separated metric groups (default: all)")
-    evaluate.add_argument("--importance-samples", type=int, default=5000,
-                          help="k for the importance-sampled log p(x) (default 5000)")
+    evaluate.add_argument("--metrics", help="comma-separated metric groups, of: "
+                          f"{', '.join(METRIC_GROUP_NAMES)} (default: all)")
+    evaluate.add_argument("--budget", choices=["quick", "full"], default="quick",
+                          help="quick: k = 500 on 1,000 examples, 2,000 samples, up to 2,000 "
+                          "test examples (about a minute for an MNIST VAE on 2 cores); full: "
+                          "k = 5000 on 2,000 examples, 10,000 samples, the whole test split "
+                          "(about 10 minutes)")
+    evaluate.add_argument("--importance-samples", type=int,
+                          help="k for the importance-sampled log p(x) (overrides the budget)")
     evaluate.add_argument("--likelihood-examples", type=int,
-                          help="evaluate log p(x) on the first N examples only")
-    evaluate.add_argument("--generated-samples", type=int, default=10000)
+                          help="evaluate log p(x) on a seeded random subset of N examples")
+    evaluate.add_argument("--generated-samples", type=int,
+                          help="samples for the sample-quality figures")
     evaluate.add_argument("--max-examples", type=int,
                           help="evaluate on a seeded random subset of N examples")
-    evaluate.add_argument("--anomaly-epochs", type=int, default=10,
+    evaluate.add_argument("--anomaly-epochs", type=int,
                           help="epochs of the per-class models of the one-class anomaly "
                           "protocol (0: score with the given model instead, not one-class)")
     evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--quiet", action="store_true", help="no progress lines")
     evaluate.add_argument("--out", help="where to write the JSON (default RUN/metrics.json)")
     evaluate.set_defaults(handler=command_evaluate)
 
@@ -528,7 +659,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("-n", type=int, default=64)
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--out", required=True,
-                        help="image to write; .png, .jpg, .pdf or .svg")
+                        help="an image (.png, .jpg, .pdf, .svg) or the sampled values "
+                        "themselves (.npy, .csv)")
     sample.set_defaults(handler=command_sample)
 
     reconstruct = commands.add_parser("reconstruct", help="data and reconstructions as an image")
@@ -540,8 +672,7 @@ def build_parser() -> argparse.ArgumentParser:
     reconstruct.set_defaults(handler=command_reconstruct)
 
     traverse = commands.add_parser(
-        "traverse", help="latent traversals: the most used dimensions, each swept on its own",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "traverse", help="latent traversals: the most used dimensions, each swept on its own")
     traverse.add_argument("run")
     data_options(traverse)
     traverse.add_argument("--dimensions", type=int, default=6,
@@ -552,7 +683,9 @@ def build_parser() -> argparse.ArgumentParser:
     traverse.add_argument("--out", required=True, help="image to write; .png, .jpg, .pdf or .svg")
     traverse.set_defaults(handler=command_traverse)
 
-    models = commands.add_parser("models", help="list the models and their options")
+    models = commands.add_parser("models", help="list the models, priors, likelihoods, "
+                                 "networks and flows; `models NAME` shows a model's options")
+    models.add_argument("name", nargs="?", help="a model name: show its every option")
     models.set_defaults(handler=command_models)
     datasets = commands.add_parser("datasets", help="list the named datasets")
     datasets.add_argument("--data-dir")
@@ -560,8 +693,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare = commands.add_parser(
         "compare", help="the study: train matched models over seeds, answer 'AE or VAE?' with "
-        "verdicts and an HTML report (default: digits, a few minutes)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "verdicts and an HTML report (default: digits, a few minutes)")
     compare.add_argument("--data", default="digits",
                          help="dataset name (see `aevae datasets`) or a .npy/.npz/.csv/image "
                          "folder path")
@@ -573,7 +705,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--preset", choices=sorted(PRESET_NAMES),
                          help="a roster for one of the sources' questions")
     compare.add_argument("--seeds", type=int, default=3, help="seeds per model")
-    compare.add_argument("--budget", choices=["quick", "full"], default="quick")
+    compare.add_argument("--budget", choices=["quick", "full"], default="quick",
+                         help="quick: a first answer in minutes; full: publication settings "
+                         "(it states its expected time before starting)")
     compare.add_argument("--epochs", type=int, help="override the budget's epochs")
     compare.add_argument("--latent-dim", type=int, help="latent size (default: from the data)")
     compare.add_argument("--network", help="mlp, conv or linear (default: mlp)")

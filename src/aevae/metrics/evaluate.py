@@ -618,12 +618,14 @@ def evaluate(
     metrics: list[str] | None = None,
     settings: EvaluationSettings | None = None,
     context: EvaluationContext | None = None,
+    progress: Callable[[str, int, int, float], None] | None = None,
 ) -> dict:
     """Run the named metric groups (default: all) and return a JSON-ready dict.
 
     ``seconds`` holds each group's wall time (the only entry that differs between two runs).
     Pass a ``context`` (of the same model, dataset and settings) to reuse what it computed,
-    e.g. to draw figures from the same codes and samplers afterwards.
+    e.g. to draw figures from the same codes and samplers afterwards. ``progress(name, done,
+    total, seconds)`` is called after each group.
     """
     if context is not None:
         settings = context.settings
@@ -637,10 +639,12 @@ def evaluate(
     model.eval()
     context = context or EvaluationContext(model, dataset, settings)
     results, seconds = {}, {}
-    for name in names:
+    for index, name in enumerate(names):
         started = time.perf_counter()
         results[name] = METRIC_GROUPS[name][1](context)
         seconds[name] = time.perf_counter() - started
+        if progress is not None:
+            progress(name, index + 1, len(names), seconds[name])
     return {
         "model": model.name,
         "dataset": dataset.name,

@@ -24,6 +24,7 @@ class AdversarialAEConfig(AutoencoderConfig):
     # Hidden widths of the discriminator on z (the paper used 1000-1000 on MNIST; small codes
     # need less).
     discriminator_hidden: tuple[int, ...] = (256, 256)
+    # Weight of the encoder's adversarial loss -log D(z) against the reconstruction.
     adversarial_weight: float = 1.0
 
     def __post_init__(self):

@@ -119,19 +119,31 @@ def _field_types(cls) -> dict:
 class AutoencoderConfig:
     """Options every model shares. Saved as JSON beside the weights; all ``load`` needs."""
 
+    # The shape of one example, e.g. (1, 28, 28) or (30,).
     input_shape: tuple[int, ...]
+    # Size of the code z.
     latent_dim: int = 16
+    # Encoder/decoder architecture: mlp, conv, linear, locatello_mlp (see `aevae models`).
     network: str = "mlp"
+    # Hidden widths of the encoder; the decoder mirrors them.
     hidden: tuple[int, ...] = (512,)
+    # Hidden activation: relu, leaky_relu, elu, gelu, tanh, softplus, silu, or gated layers.
     activation: str = "relu"
+    # Normalisation after each hidden layer: none, batch or layer.
     norm: str | None = None
+    # Weight initialisation: default (torch's), xavier or kaiming.
     init: str = "default"
+    # Decoder likelihood p(x|z): bernoulli, gaussian or gaussian-learned.
     likelihood: str = "bernoulli"
+    # Options of the likelihood, e.g. {"sigma": 0.1} or {"per_dimension": true}.
     likelihood_options: dict = field(default_factory=dict)
+    # Prior p(z): standard-normal, mixture or vamp.
     prior: str = "standard-normal"
+    # Options of the prior, e.g. {"components": 10} or {"pseudo_inputs": 500}.
     prior_options: dict = field(default_factory=dict)
-    # Denoising: corrupt the encoder's input during training (any model).
+    # Denoising: std of Gaussian noise added to the encoder's input in training (any model).
     input_noise_std: float = 0.0
+    # Denoising: share of input values set to 0 for the encoder in training (any model).
     input_mask_fraction: float = 0.0
     # Seeds the weight initialisation, so the same options build the same model.
     seed: int = 0

@@ -30,6 +30,7 @@ class RAEConfig(AutoencoderConfig):
     # the likelihood's nats, so the balance carries over only roughly.
     code_penalty_weight: float = 1e-4
     decoder_penalty_weight: float = 1e-7
+    # The decoder regulariser: l2 (weight decay on the decoder) or gradient_penalty.
     regularizer: str = "l2"
 
     def __post_init__(self):

@@ -27,3 +27,36 @@ def make(name: str, **options):
 
 def available_models() -> list[tuple[str, str]]:
     return [(name, MODELS[name].description) for name in sorted(MODELS)]
+
+
+def option_help(config_class) -> dict[str, str]:
+    """Each option's meaning, read from the comment lines above its field in the config
+    dataclasses (base classes first, a subclass's own comment wins). A comment covers the run of
+    fields right below it. Empty where the source is not available or a field has none."""
+    import inspect
+
+    meanings: dict[str, str] = {}
+    for cls in reversed(config_class.__mro__):
+        if "__dataclass_fields__" not in vars(cls):
+            continue
+        try:
+            lines = inspect.getsource(cls).splitlines()
+        except (OSError, TypeError):
+            continue
+        comment: list[str] = []
+        after_field = False
+        for line in lines:
+            stripped = line.strip()
+            if stripped.startswith("#"):
+                if after_field:  # a new comment starts a new run of fields
+                    comment, after_field = [], False
+                comment.append(stripped.lstrip("#").strip())
+                continue
+            name, colon, _ = stripped.partition(":")
+            if colon and name.isidentifier() and name in config_class.__dataclass_fields__:
+                if comment:
+                    meanings[name] = " ".join(comment)
+                after_field = True
+                continue
+            comment, after_field = [], False
+    return meanings

@@ -39,6 +39,7 @@ SPARSITY_PENALTIES = {"l1": l1_sparsity, "kl": kl_sparsity}
 
 @dataclass
 class SparseAEConfig(AutoencoderConfig):
+    # The penalty: l1 on the codes, or kl(rho || mean activation of each code unit).
     sparsity: str = "l1"
     # Weight 1: the Laplace(0, 1) prior for l1; for kl, one nat of penalty per nat of divergence.
     sparsity_weight: float = 1.0
