@@ -152,3 +152,43 @@ def test_console_script_has_no_traceback(tmp_path):
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_a_saved_config_repeats_a_run_bit_for_bit(tmp_path, capsys, monkeypatch):
+    from safetensors.numpy import load_file
+
+    monkeypatch.chdir(tmp_path)
+    assert run(capsys, "train", "beta_vae", "--data", "digits", "--latent-dim", "3", "--hidden",
+               "16,8", "--option", "beta=2", "--epochs", "2", "--out", "first", "--quiet",
+               "--save-config", "run.toml")[0] == 0
+    text = (tmp_path / "run.toml").read_text()
+    assert 'model = "beta_vae"' in text and "hidden = [16, 8]" in text and "seed = 0" in text
+    assert run(capsys, "train", "--config", "run.toml", "--out", "second", "--quiet")[0] == 0
+    first, second = (load_file(tmp_path / name / "model.safetensors")
+                     for name in ("first", "second"))
+    assert first.keys() == second.keys()
+    assert all(np.array_equal(first[key], second[key]) for key in first)
+    # The command line wins over the file.
+    assert run(capsys, "train", "--config", "run.toml", "--out", "third", "--epochs", "1",
+               "--quiet")[0] == 0
+    assert len((tmp_path / "third" / "history.csv").read_text().splitlines()) == 2
+    (tmp_path / "bad.toml").write_text("epoch = 3\n")
+    code, _, err = run(capsys, "train", "--config", "bad.toml")
+    assert code == 2 and "bad.toml: unknown option(s) epoch" in err
+    code, _, err = run(capsys, "train", "--data", "digits", "--out", "x")
+    assert code == 2 and "train needs model" in err
+
+
+def test_tensorboard_events_are_readable_and_cheap(tmp_path, capsys):
+    event_accumulator = pytest.importorskip(
+        "tensorboard.backend.event_processing.event_accumulator")
+    assert run(capsys, "train", "vae", "--data", "digits", "--latent-dim", "3", "--hidden", "16",
+               "--epochs", "3", "--out", str(tmp_path / "run"), "--quiet", "--tensorboard",
+               str(tmp_path / "events"))[0] == 0
+    accumulator = event_accumulator.EventAccumulator(str(tmp_path / "events"))
+    accumulator.Reload()
+    scalars = accumulator.Tags()["scalars"]
+    assert {"loss/train", "loss/validation", "kl/validation", "training/kl_weight"} <= set(scalars)
+    assert [event.step for event in accumulator.Scalars("loss/train")] == [1, 2, 3]
+    share = accumulator.Scalars("training/logging_share")[0].value
+    assert share <= 0.03  # the logger thins out heavy items to stay near 2%

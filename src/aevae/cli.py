@@ -268,12 +268,21 @@ def _check_resumable(run: Path, model, name: str, options: dict) -> None:
                      f"the command asks for {described(name, requested)}")
 
 
+# What a saved config leaves out: where to find it, and how to show progress.
+NOT_SAVED = ("command", "handler", "help", "config", "save_config", "quiet")
+
+
 def command_train(arguments) -> int:
     from .data import load_dataset
+    from .io import write_toml
     from .models import make
     from .models.base import CONFIG_FILE, build_saved
     from .training import resolve_device
 
+    for name in ("model", "data", "out"):
+        if getattr(arguments, name) is None:
+            flag = name if name == "model" else f"--{name}"
+            raise UsageError(f"train needs {flag} (on the command line or in --config)")
     # Every check comes before the first write: a refused command leaves all files as they were.
     resolve_device(arguments.device)
     out = Path(arguments.out)
@@ -302,7 +311,14 @@ def command_train(arguments) -> int:
         batch_transform=dataset.binarize if dataset.dynamic_binarization else None,
         device=arguments.device, progress=not arguments.quiet,
         run_files={DATA_FILE: record},  # written with the first checkpoint, not before
+        log_dir=arguments.tensorboard,
     )
+    if arguments.save_config:
+        options = {key: value for key, value in vars(arguments).items() if key not in NOT_SAVED}
+        options["option"] = dict(options["option"] or [])
+        options.update(seed=record["seed"], validation_fraction=record["validation_fraction"])
+        write_toml(arguments.save_config, options,
+                   comment=f"aevae train --config {Path(arguments.save_config).name}")
     last = model.history_.epochs[-1]
     shown = {key: round(value, 4) for key, value in last.items()
              if key.startswith(("train_loss", "validation_loss"))}
@@ -577,11 +593,14 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate, sample, compare.")
     parser.add_argument("--version", action="version", version=f"aevae {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.commands = {}
 
     class commands:  # every command shows its options' defaults
         @staticmethod
         def add_parser(name, **options):
-            return subparsers.add_parser(name, formatter_class=_DefaultsFormatter, **options)
+            command = subparsers.add_parser(name, formatter_class=_DefaultsFormatter, **options)
+            parser.commands[name] = command
+            return command
 
 
     def data_options(command, required=False):
@@ -591,10 +610,16 @@ def build_parser() -> argparse.ArgumentParser:
                              "else ~/.cache/aevae)")
 
     train = commands.add_parser("train", help="train a model and save its run directory")
-    train.add_argument("model", help="model name (see `aevae models`)")
-    data_options(train, required=True)
+    train.add_argument("model", nargs="?", help="model name (see `aevae models`); or in --config")
+    data_options(train)
     train.add_argument("--labels", help="labels for user data: a .npy file or a CSV column")
-    train.add_argument("--out", required=True, help="run directory to write")
+    train.add_argument("--out", help="run directory to write (required; or in --config)")
+    train.add_argument("--config", help="a TOML file of these options (names with underscores, "
+                       "e.g. latent_dim = 16, option = {beta = 4}); the command line wins")
+    train.add_argument("--save-config", help="write the options this run uses to a TOML file, "
+                       "to repeat it with --config")
+    train.add_argument("--tensorboard", help="write TensorBoard curves, per-dimension KL and "
+                       "sample grids to this folder (needs the tensorboard extra)")
     train.add_argument("--latent-dim", type=int, help="size of the code z (default: the "
                        "model's, 16 for most)")
     train.add_argument("--network", help="mlp, conv or linear")
@@ -753,8 +778,38 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
             TrainingDivergedError)
 
 
+def _config_defaults(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """Options from `train --config FILE` become the train command's defaults, so anything
+    also given on the command line wins. Unknown names are an error naming the file."""
+    from .io import read_toml
+
+    train = parser.commands["train"]
+    known, _ = train.parse_known_args(argv[1:])
+    if not known.config:
+        return
+    values = read_toml(known.config)
+    names = {action.dest for action in train._actions} - set(NOT_SAVED)
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise UsageError(f"{known.config}: unknown option(s) {', '.join(unknown)}; known: "
+                         f"{', '.join(sorted(names))}")
+    if isinstance(values.get("option"), dict):
+        values["option"] = [(key.replace("-", "_"), value)
+                            for key, value in values["option"].items()]
+    if isinstance(values.get("hidden"), list):
+        values["hidden"] = tuple(values["hidden"])
+    train.set_defaults(**values)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        if argv[:1] == ["train"]:
+            _config_defaults(parser, argv)
+    except _bad_input_errors() as error:
+        print(f"aevae: error: {str(error).splitlines()[0]}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     arguments = parser.parse_args(argv)
     try:
         return arguments.handler(arguments)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import sys
 import tempfile
 from pathlib import Path
 
@@ -98,3 +99,40 @@ def one_line(error: BaseException | str, limit: int | None = None) -> str:
     if limit is not None and len(text) > limit:
         text = text[:limit].rsplit(" ", 1)[0] + " ..."
     return text
+
+
+def read_toml(path: str | os.PathLike) -> dict:
+    """A TOML file as a dict; CorruptFileError (one line, naming the file) if it is not TOML."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as file:
+            return tomllib.load(file)
+    except tomllib.TOMLDecodeError as error:
+        raise CorruptFileError(f"{path}: not valid TOML ({one_line(error)})") from None
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(key)} = {_toml_value(item)}"
+                               for key, item in value.items()) + "}"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def write_toml(path: str | os.PathLike, values: dict, comment: str | None = None) -> None:
+    """Write a flat dict (values: bool, number, string, list, inline table) as TOML,
+    atomically; None values are left out."""
+    lines = [f"# {line}" for line in (comment or "").splitlines()]
+    lines += [f"{key} = {_toml_value(value)}" for key, value in values.items()
+              if value is not None]
+    atomic_write_text(path, "\n".join(lines) + "\n")
