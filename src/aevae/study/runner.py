@@ -222,7 +222,8 @@ def versions() -> dict:
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"cpu ({threads} thread{'s' if threads != 1 else ''})"
 
 
 def headline_metrics(metrics: dict) -> dict:
@@ -355,15 +356,15 @@ def run_study(settings: StudySettings, out, *, progress: bool = True,
                   "path": str(store.run_directory(plan.id))} for plan in plans],
         "store": str(store.path),
         "metric_groups": groups,
-        "device": describe_device(device),
+        "device": f"{device.type}: {workers} worker process(es), one thread each",
         "workers": workers,
     }
     atomic_write_json(out / STUDY_FILE, study)
-    if budget.name == "full":
-        notify(estimate_message(plans, data, budget, store, workers))
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    if budget.name == "full":
+        notify(estimate_message(plans, data, budget, store, workers))
     helpers = [_start_worker(settings, out) for _ in range(min(workers, len(plans)) - 1)]
     try:
         with _progress_bar(progress, plans, store) as bar:
