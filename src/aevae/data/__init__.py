@@ -9,7 +9,9 @@ from . import named as _named  # noqa: F401  (registers the built-in datasets)
 from .containers import Dataset, Split
 from .directories import ENVIRONMENT_VARIABLE, data_directory, user_cache_directory
 from .download import REMOTE_FILES, verify_files
+from .dsprites import DSprites, render_sprites, small_dsprites
 from .errors import DataError
+from .ground_truth import GroundTruthData
 from .loading import load_dataset
 from .registry import list_datasets, register_dataset
 from .validation import validate_array
@@ -17,13 +19,17 @@ from .validation import validate_array
 __all__ = [
     "ENVIRONMENT_VARIABLE",
     "REMOTE_FILES",
+    "DSprites",
     "DataError",
     "Dataset",
+    "GroundTruthData",
     "Split",
     "data_directory",
     "list_datasets",
     "load_dataset",
     "register_dataset",
+    "render_sprites",
+    "small_dsprites",
     "user_cache_directory",
     "validate_array",
     "verify_files",

@@ -3,24 +3,36 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from .errors import DataError
 
+if TYPE_CHECKING:
+    from .ground_truth import GroundTruthData
+
 
 @dataclass(repr=False)
 class Split:
-    """Examples ``x`` (float32, shape (N, *shape)) and optional int64 ``labels`` (N,)."""
+    """Examples ``x`` (float32, shape (N, *shape)), optional int64 ``labels`` (N,) and, for
+    ground-truth data, optional int ``factors`` (N, n_factors): each example's factor indices."""
 
     x: np.ndarray
     labels: np.ndarray | None = None
+    factors: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.labels is not None and len(self.labels) != len(self.x):
             raise DataError(
                 f"labels have {len(self.labels)} entries but the data has {len(self.x)} examples"
+            )
+        if self.factors is not None and (
+            self.factors.ndim != 2 or len(self.factors) != len(self.x)
+        ):
+            raise DataError(
+                f"factors must have shape ({len(self.x)}, n_factors); got {self.factors.shape}"
             )
 
     def __len__(self) -> int:
@@ -29,11 +41,13 @@ class Split:
     def take(self, indices: np.ndarray | slice) -> Split:
         """The examples at ``indices`` (a copy for index arrays, a view for slices)."""
         labels = None if self.labels is None else self.labels[indices]
-        return Split(x=self.x[indices], labels=labels)
+        factors = None if self.factors is None else self.factors[indices]
+        return Split(x=self.x[indices], labels=labels, factors=factors)
 
     def __repr__(self) -> str:
         labels = "None" if self.labels is None else f"int64{tuple(self.labels.shape)}"
-        return f"Split(x={self.x.dtype}{tuple(self.x.shape)}, labels={labels})"
+        factors = "" if self.factors is None else f", factors={tuple(self.factors.shape)}"
+        return f"Split(x={self.x.dtype}{tuple(self.x.shape)}, labels={labels}{factors})"
 
 
 @dataclass(repr=False)
@@ -49,6 +63,11 @@ class Dataset:
     value_range: tuple[float, float]
     description: str
     class_names: tuple[str, ...] | None = None
+    # Ground-truth datasets (dSprites): the factors' names and sizes, and the object that
+    # samples fresh observations from factors for the disentanglement metrics.
+    factor_names: tuple[str, ...] | None = None
+    factor_sizes: tuple[int, ...] | None = None
+    ground_truth: GroundTruthData | None = None
 
     def binarize(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Sample pixel ~ Bernoulli(value) if the dataset is dynamically binarized, else x.
@@ -89,6 +108,9 @@ def assemble_dataset(
     description: str,
     dynamic_binarization: bool = False,
     class_names: tuple[str, ...] | None = None,
+    factor_names: tuple[str, ...] | None = None,
+    factor_sizes: tuple[int, ...] | None = None,
+    ground_truth: GroundTruthData | None = None,
 ) -> Dataset:
     """A Dataset whose shape and value range are read off the train split."""
     return Dataset(
@@ -101,4 +123,7 @@ def assemble_dataset(
         value_range=observed_range(train.x),
         description=description,
         class_names=class_names,
+        factor_names=factor_names,
+        factor_sizes=factor_sizes,
+        ground_truth=ground_truth,
     )

@@ -163,13 +163,12 @@ def _finish(dataset: Dataset, validation_fraction: float, test_fraction: float, 
             train, validation = _carve_split(train, validation_fraction, seed,
                                                   "validation_fraction")
     if limit is not None and limit < len(train):
-        labels = None if train.labels is None else train.labels[:limit].copy()
-        train = Split(train.x[:limit].copy(), labels)
+        train = train.take(np.arange(limit))
     splits = {"train": train, "validation": validation, "test": test}
     checked = {
         key: None
         if split is None
-        else Split(validate_array(split.x, name=f"{dataset.name} {key}"), split.labels)
+        else dataclasses.replace(split, x=validate_array(split.x, name=f"{dataset.name} {key}"))
         for key, split in splits.items()
     }
     return dataclasses.replace(dataset, **checked, value_range=observed_range(checked["train"].x))

@@ -49,7 +49,7 @@ def standardise(dataset: Dataset) -> tuple[Dataset, dict]:
         if split is None:
             return None
         values = ((split.x - mean) / scale).astype(np.float32)
-        return Split(values, split.labels)
+        return dataclasses.replace(split, x=values)
 
     splits = {name: rescale(getattr(dataset, name)) for name in ("train", "validation", "test")}
     record = {
