@@ -38,6 +38,7 @@ from .disentanglement import (
     tabulate_representation,
 )
 from .generation import (
+    ReferenceSet,
     classifier_statistics,
     density_coverage,
     frechet_distance,
@@ -77,6 +78,7 @@ __all__ = [
     "ARCHITECTURE_VERSION",
     "DISENTANGLEMENT_METRICS",
     "PSNR_CAP_DB",
+    "ReferenceSet",
     "FeatureClassifier",
     "TabulatedRepresentation",
     "active_units",

@@ -24,7 +24,7 @@ from ..models.base import Autoencoder
 from .anomaly import per_class_auroc
 from .classifier import load_or_train_feature_classifier
 from .denoising import add_gaussian_noise, denoising_psnr, random_mask
-from .generation import sample_quality
+from .generation import ReferenceSet, sample_quality
 from .interpolation import interpolation_smoothness, midpoint_realism
 from .latent import (
     active_units,
@@ -338,7 +338,9 @@ def _generation(context: EvaluationContext) -> dict:
     # decoder means they are compared with); the evaluation split can be too small for the
     # covariance of the features.
     reference = context.reference_images()
-    real = context.once("real_features", lambda: extractor.features(reference))
+    # The real side's statistics and neighbour radii are computed once for every sampler.
+    real = context.once("real_reference", lambda: ReferenceSet(
+        extractor.features(reference), seed=context.settings.seed))
     result = {
         "available": True,
         "feature_space": "classifier" if classifier is not None else extractor.name,

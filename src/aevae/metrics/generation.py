@@ -12,7 +12,6 @@ from scipy.special import entr
 from ._utils import (
     SeedLike,
     as_2d,
-    kth_neighbour_distances,
     make_generator,
     seed_record,
     squared_distance_blocks,
@@ -81,13 +80,48 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> dict:
     return result
 
 
-def _any_inside(queries: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> np.ndarray:
-    """For each query, whether it lies in at least one ball (centre_i, radius_i)."""
-    inside = np.empty(queries.shape[0], dtype=bool)
-    limit = radii**2
-    for start, block in squared_distance_blocks(queries, centres):
-        inside[start : start + block.shape[0]] = (block <= limit[None, :]).any(axis=1)
-    return inside
+def neighbour_radii(values: np.ndarray, ks: tuple[int, ...]) -> dict[int, np.ndarray]:
+    """Distance from each row to its k-th nearest other row, for every k in ``ks``, in one
+    pass over the pairwise distances."""
+    n_rows = values.shape[0]
+    if not ks or min(ks) < 1 or max(ks) >= n_rows:
+        raise ValueError(f"k must be in [1, {n_rows - 1}], got {sorted(ks)}")
+    kth = sorted({k - 1 for k in ks})
+    result = {k: np.empty(n_rows) for k in ks}
+    for start, block in squared_distance_blocks(values, values):
+        rows = np.arange(block.shape[0])
+        block[rows, start + rows] = np.inf
+        nearest = np.partition(block, kth, axis=1)
+        for k in ks:
+            result[k][start:start + block.shape[0]] = nearest[:, k - 1]
+    return {k: np.sqrt(value) for k, value in result.items()}
+
+
+def _manifold_overlap(real: np.ndarray, fake: np.ndarray, real_radii: dict[int, np.ndarray],
+                      fake_radii: np.ndarray, k_precision_recall: int,
+                      k_density_coverage: int) -> tuple[dict, dict]:
+    """Precision/recall and density/coverage from one pass over the fake-to-real distances."""
+    precision_limit = real_radii[k_precision_recall] ** 2
+    density_limit = real_radii[k_density_coverage] ** 2
+    recall_limit = fake_radii**2
+    precise = np.empty(fake.shape[0], dtype=bool)
+    recalled = np.zeros(real.shape[0], dtype=bool)
+    covered = np.zeros(real.shape[0], dtype=bool)
+    memberships = 0
+    for start, block in squared_distance_blocks(fake, real):
+        stop = start + block.shape[0]
+        precise[start:stop] = (block <= precision_limit[None, :]).any(axis=1)
+        recalled |= (block <= recall_limit[start:stop, None]).any(axis=0)
+        inside = block <= density_limit[None, :]
+        memberships += int(inside.sum())
+        covered |= inside.any(axis=0)
+    sizes = {"n_real": int(real.shape[0]), "n_fake": int(fake.shape[0])}
+    return (
+        {"precision": float(precise.mean()), "recall": float(recalled.mean()),
+         "k": int(k_precision_recall), **sizes},
+        {"density": memberships / (k_density_coverage * fake.shape[0]),
+         "coverage": float(covered.mean()), "k": int(k_density_coverage), **sizes},
+    )
 
 
 def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> dict:
@@ -102,17 +136,9 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> dict:
     """
     real_values = as_2d(real, "real")
     fake_values = as_2d(fake, "fake")
-    real_radii = kth_neighbour_distances(real_values, k)
-    fake_radii = kth_neighbour_distances(fake_values, k)
-    precision = _any_inside(fake_values, real_values, real_radii).mean()
-    recall = _any_inside(real_values, fake_values, fake_radii).mean()
-    return {
-        "precision": float(precision),
-        "recall": float(recall),
-        "k": int(k),
-        "n_real": int(real_values.shape[0]),
-        "n_fake": int(fake_values.shape[0]),
-    }
+    real_radii = neighbour_radii(real_values, (k,))
+    fake_radii = neighbour_radii(fake_values, (k,))[k]
+    return _manifold_overlap(real_values, fake_values, real_radii, fake_radii, k, k)[0]
 
 
 def density_coverage(real: np.ndarray, fake: np.ndarray, k: int = 5) -> dict:
@@ -128,21 +154,28 @@ def density_coverage(real: np.ndarray, fake: np.ndarray, k: int = 5) -> dict:
     """
     real_values = as_2d(real, "real")
     fake_values = as_2d(fake, "fake")
-    radii = kth_neighbour_distances(real_values, k)
-    limit = radii**2
-    membership_count = 0
-    covered = np.zeros(real_values.shape[0], dtype=bool)
-    for _, block in squared_distance_blocks(fake_values, real_values):
-        inside = block <= limit[None, :]
-        membership_count += int(inside.sum())
-        covered |= inside.any(axis=0)
-    return {
-        "density": membership_count / (k * fake_values.shape[0]),
-        "coverage": float(covered.mean()),
-        "k": int(k),
-        "n_real": int(real_values.shape[0]),
-        "n_fake": int(fake_values.shape[0]),
-    }
+    real_radii = neighbour_radii(real_values, (k,))
+    # Recall is not reported here: any radii serve for the unused fake-side balls.
+    return _manifold_overlap(real_values, fake_values, real_radii,
+                             np.zeros(fake_values.shape[0]), k, k)[1]
+
+
+class ReferenceSet:
+    """Real features prepared once for many ``sample_quality`` calls (several samplers, one
+    data set): their mean and covariance, a seeded subset of at most ``max_samples`` rows and
+    its nearest-neighbour radii."""
+
+    def __init__(self, features: np.ndarray, *, max_samples: int | None = 10000,
+                 seed: SeedLike = 0, ks: tuple[int, ...] = (3, 5)):
+        self.features = as_2d(features, "real_features")
+        if self.features.shape[0] < 2:
+            raise ValueError("real_features needs at least two rows for a covariance")
+        self.mean = self.features.mean(axis=0)
+        self.covariance = np.atleast_2d(np.cov(self.features, rowvar=False))
+        self.max_samples = max_samples
+        self.seed = seed
+        self.subset = subsample(self.features, max_samples, make_generator(seed))
+        self.radii = neighbour_radii(self.subset, tuple(ks))
 
 
 def classifier_statistics(probabilities: np.ndarray) -> dict:
@@ -181,7 +214,7 @@ def classifier_statistics(probabilities: np.ndarray) -> dict:
 
 
 def sample_quality(
-    real_features: np.ndarray,
+    real_features: np.ndarray | ReferenceSet,
     fake_features: np.ndarray,
     fake_probabilities: np.ndarray | None = None,
     k_precision_recall: int = 3,
@@ -193,20 +226,36 @@ def sample_quality(
 
     Fréchet distance uses all features; precision/recall and density/coverage use random
     subsets of at most max_samples rows per side (O(N^2) distances; None = all), drawn with
-    seed. classifier_statistics is included when fake_probabilities is given.
+    seed. classifier_statistics is included when fake_probabilities is given. Pass a
+    ``ReferenceSet`` (same max_samples and seed) to reuse the real side's statistics across
+    calls.
 
     Returns {"frechet_distance", "precision_recall", "density_coverage",
     "classifier" (or None), "max_samples", "seed"}.
     """
-    generator = make_generator(seed)
-    real_values = as_2d(real_features, "real_features")
+    reference = real_features
+    if not isinstance(reference, ReferenceSet):
+        reference = ReferenceSet(real_features, max_samples=max_samples, seed=seed,
+                                 ks=(k_precision_recall, k_density_coverage))
+    elif reference.max_samples != max_samples or seed_record(reference.seed) != seed_record(seed):
+        raise ValueError("the ReferenceSet was prepared with another max_samples or seed")
     fake_values = as_2d(fake_features, "fake_features")
-    real_subset = subsample(real_values, max_samples, generator)
+    if fake_values.shape[0] < 2:
+        raise ValueError("fake_features needs at least two rows for a covariance")
+    generator = make_generator(seed)
+    subsample(reference.features, max_samples, generator)  # the real draw, as the set made it
     fake_subset = subsample(fake_values, max_samples, generator)
+    frechet = frechet_distance_from_statistics(
+        reference.mean, reference.covariance, fake_values.mean(axis=0),
+        np.atleast_2d(np.cov(fake_values, rowvar=False)))
+    frechet.update(n_a=int(reference.features.shape[0]), n_b=int(fake_values.shape[0]))
+    fake_radii = neighbour_radii(fake_subset, (k_precision_recall,))[k_precision_recall]
+    overlap = _manifold_overlap(reference.subset, fake_subset, reference.radii, fake_radii,
+                                k_precision_recall, k_density_coverage)
     return {
-        "frechet_distance": frechet_distance(real_values, fake_values),
-        "precision_recall": precision_recall(real_subset, fake_subset, k=k_precision_recall),
-        "density_coverage": density_coverage(real_subset, fake_subset, k=k_density_coverage),
+        "frechet_distance": frechet,
+        "precision_recall": overlap[0],
+        "density_coverage": overlap[1],
         "classifier": None
         if fake_probabilities is None
         else classifier_statistics(fake_probabilities),
