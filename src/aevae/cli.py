@@ -19,7 +19,7 @@ DATA_FILE = "data.json"
 PRESET_NAMES = ("latent-sweep", "ladder", "beta-sweep")  # aevae.study.roster.PRESETS
 # aevae.metrics.evaluate.METRIC_GROUPS, named here so `--help` needs no torch import.
 METRIC_GROUP_NAMES = ("reconstruction", "likelihood", "latent", "generation", "structure",
-                      "interpolation", "anomaly", "denoising")
+                      "interpolation", "anomaly", "denoising", "disentanglement")
 
 
 class UsageError(ValueError):
@@ -495,6 +495,7 @@ def command_compare(arguments) -> int:
         budget=arguments.budget, epochs=arguments.epochs, latent_dim=arguments.latent_dim,
         network=arguments.network, hidden=arguments.hidden, likelihood=arguments.likelihood,
         device=arguments.device, store=arguments.store, workers=arguments.workers,
+        tasks=arguments.tasks,
     )
     results = run_study(settings, arguments.out, progress=not arguments.quiet,
                         notify=lambda message: print(message, file=sys.stderr))
@@ -730,6 +731,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--preset", choices=sorted(PRESET_NAMES),
                          help="a roster for one of the sources' questions")
     compare.add_argument("--seeds", type=int, default=3, help="seeds per model")
+    compare.add_argument("--tasks", help="only these tasks, comma-separated (default: every "
+                         "task that fits the data): compression, likelihood, prior_sampling, "
+                         "ex_post_sampling, interpolation, few_labels, clustering, anomaly, "
+                         "denoising, latent_health, disentanglement")
     compare.add_argument("--budget", choices=["quick", "full"], default="quick",
                          help="quick: a first answer in minutes; full: publication settings "
                          "(it states its expected time before starting)")

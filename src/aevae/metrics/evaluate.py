@@ -73,6 +73,10 @@ class EvaluationSettings:
     anomaly_batch_size: int = 100
     anomaly_importance_samples: int = 100  # k of the log p(x) anomaly score
     anomaly_classes: int | None = None  # None: every class in turn; else a seeded choice
+    # disentanglement (data with known factors): Locatello et al. 2019's sizes
+    disentanglement_train_points: int = 10000  # beta-VAE/FactorVAE training points, MIG, ...
+    disentanglement_test_points: int = 5000  # their evaluation / test points
+    disentanglement_dci_trees: int = 100  # boosting stages of DCI's gradient-boosted trees
     # denoising
     noise_levels: tuple[float, ...] = (0.1, 0.3, 0.5)  # Gaussian noise std
     mask_fractions: tuple[float, ...] = (0.25, 0.5)  # share of pixels set to 0
@@ -608,6 +612,36 @@ def _denoising(context: EvaluationContext) -> dict:
             **denoising_psnr(x, model.reconstruct(corrupted), corrupted),
         }
     return result
+
+
+@metric_group(
+    "disentanglement",
+    "against the data's known factors: beta-VAE and FactorVAE scores, MIG, DCI, SAP, "
+    "modularity and explicitness (Locatello et al. 2019's protocols)",
+)
+def _disentanglement(context: EvaluationContext) -> dict:
+    from .disentanglement import disentanglement_report, tabulate_representation
+
+    truth = context.dataset.ground_truth
+    if truth is None:
+        return _unavailable("the data has no known generative factors")
+    settings, model = context.settings, context.model
+    train, test = settings.disentanglement_train_points, settings.disentanglement_test_points
+    sizes = {"train_points": train, "eval_points": test, "test_points": test, "points": train,
+             "variance_points": train, "n_estimators": settings.disentanglement_dci_trees}
+
+    def representation(observations: np.ndarray) -> np.ndarray:
+        return model.encode(observations.reshape(len(observations), *model.input_shape))
+
+    # The beta-VAE and FactorVAE scores encode 3 x 64 observations per point: past the size of
+    # a deterministic grid it is cheaper to encode every grid point once and look codes up.
+    encodes = 3 * 64 * (train + test) + train
+    tabulated = bool(truth.deterministic) and truth.num_combinations <= encodes
+    if tabulated:
+        representation = tabulate_representation(truth, representation)
+    report = disentanglement_report(truth, representation, seed=settings.seed, **sizes)
+    return {"available": True, **report, "sizes": sizes, "tabulated": tabulated,
+            "codes": _code_description(model)}
 
 
 def available_metric_groups() -> list[tuple[str, str]]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..io import read_json
 from .runner import STUDY_FILE, read_run
-from .tasks import DataInfo, ModelInfo
+from .tasks import TASKS, DataInfo, ModelInfo
 from .verdicts import judge_claims, summary, task_results
 
 RESULTS_FORMAT = "aevae.study-results/1"
@@ -55,7 +55,8 @@ def aggregate(out, since: float | None = None) -> dict:
     info = DataInfo(**study["data_info"])
     models = {key: ModelInfo(**values) for key, values in study["models"].items()}
     measured = {key: seeds for key, seeds in by_entry.items() if seeds}
-    tasks = task_results(measured, models, info)
+    chosen = {name: TASKS[name] for name in study.get("tasks", TASKS) if name in TASKS}
+    tasks = task_results(measured, models, info, chosen)
     return {
         "format": RESULTS_FORMAT,
         "study": {key: study[key] for key in ("settings", "budget", "preset", "data",

@@ -72,8 +72,9 @@ def fingerprint(dataset: Dataset, preparation: dict) -> str:
     for name, split in dataset.splits().items():
         digest.update(name.encode())
         digest.update(np.ascontiguousarray(split.x).tobytes())
-        if split.labels is not None:
-            digest.update(np.ascontiguousarray(split.labels).tobytes())
+        for extra in (split.labels, split.factors):
+            if extra is not None:
+                digest.update(np.ascontiguousarray(extra).tobytes())
     return digest.hexdigest()[:16]
 
 
@@ -96,7 +97,8 @@ def prepare_data(settings: StudySettings) -> PreparedData:
     if values == "real":
         dataset, preparation = standardise(dataset)
     info = DataInfo(kind=data_kind(dataset.shape), values=value_kind(dataset.train.x),
-                    labels=dataset.train.labels is not None, likelihood=likelihood)
+                    labels=dataset.train.labels is not None, likelihood=likelihood,
+                    factors=dataset.ground_truth is not None)
     splits = {name: len(split) for name, split in dataset.splits().items()}
     description = {
         "name": dataset.name,
@@ -171,10 +173,22 @@ def evaluation_settings(budget: Budget, seed: int) -> EvaluationSettings:
     return EvaluationSettings(**{**budget.evaluation, "seed": seed})
 
 
-def metric_groups(data: DataInfo) -> list[str]:
+def study_tasks(settings: StudySettings) -> dict:
+    """The tasks the study answers: all registered ones, or those ``settings.tasks`` names."""
+    if settings.tasks is None:
+        return dict(TASKS)
+    names = [name.strip() for name in settings.tasks.split(",") if name.strip()]
+    unknown = [name for name in names if name not in TASKS]
+    if unknown or not names:
+        raise ValueError(f"unknown task(s) {', '.join(unknown) or '(none named)'}; known: "
+                         f"{', '.join(TASKS)}")
+    return {name: TASKS[name] for name in names}
+
+
+def metric_groups(data: DataInfo, tasks: dict) -> list[str]:
     """The evaluation groups the tasks that fit this data need."""
     needed = set()
-    for task in TASKS.values():
+    for task in tasks.values():
         if missing_needs(task.needs, data) is None:
             needed |= task.groups
     return [name for name in METRIC_GROUPS if name in needed]
@@ -336,7 +350,8 @@ def run_study(settings: StudySettings, out, *, progress: bool = True,
     device = resolve_device(settings.device)  # a bad device fails before anything is written
     data = prepare_data(settings)
     plans = plan_runs(settings, data, entries)
-    groups = metric_groups(data.info)
+    tasks = study_tasks(settings)
+    groups = metric_groups(data.info, tasks)
     workers = settings.workers or default_workers(device)
     out.mkdir(parents=True, exist_ok=True)
     store = open_store(settings, out)
@@ -356,6 +371,7 @@ def run_study(settings: StudySettings, out, *, progress: bool = True,
                   "path": str(store.run_directory(plan.id))} for plan in plans],
         "store": str(store.path),
         "metric_groups": groups,
+        "tasks": list(tasks),
         "device": f"{device.type}: {workers} worker process(es), one thread each",
         "workers": workers,
     }

@@ -45,6 +45,9 @@ BUDGETS = {
             "anomaly_importance_samples": 20,
             "anomaly_classes": 10,
             "silhouette_examples": 2000,
+            "disentanglement_train_points": 1000,
+            "disentanglement_test_points": 500,
+            "disentanglement_dci_trees": 20,
         },
     ),
     "full": Budget(
@@ -76,6 +79,7 @@ class StudySettings:
     labels: str | None = None
     models: str | None = None  # roster text; None: the preset's, else the default roster
     preset: str | None = None
+    tasks: str | None = None  # comma-separated task names; None: every task that fits the data
     seeds: int = 3
     budget: str | Budget = "quick"  # a name in BUDGETS, or your own Budget
     epochs: int | None = None  # overrides the budget's

@@ -15,6 +15,7 @@ NEEDS = {
     "labels": "the data has no labels",
     "unit-interval": "its corruptions and PSNR assume values in [0, 1]",
     "images": "it needs image data",
+    "factors": "the data has no known generative factors (e.g. dsprites has them)",
 }
 
 
@@ -26,6 +27,7 @@ class DataInfo:
     values: str  # binary, unit-interval, real (after preparation)
     labels: bool
     likelihood: str  # the study's decoder likelihood
+    factors: bool = False  # ground-truth factors of variation are known
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,8 @@ def missing_needs(needs: tuple[str, ...], data: DataInfo) -> str | None:
         if need == "unit-interval" and data.values == "real":
             return NEEDS[need]
         if need == "images" and data.kind != "images":
+            return NEEDS[need]
+        if need == "factors" and not data.factors:
             return NEEDS[need]
     return None
 
@@ -319,4 +323,26 @@ register_task(Task(
         Metric("active_units", "active units", (("latent", "active_units", "value"),),
                "higher", digits=0),
     ),
+))
+
+register_task(Task(
+    "disentanglement", "Disentanglement",
+    "Against the data's known factors of variation: does each latent dimension capture one "
+    "factor, and each factor live in few dimensions?",
+    "learn disentangled codes (one factor per dimension)",
+    tuple(
+        Metric(name, label, (("disentanglement", "scores", name),), "higher")
+        for name, label in (
+            ("mig", "MIG (mutual information gap)"),
+            ("factor_vae_score", "FactorVAE score"),
+            ("beta_vae_score", "beta-VAE score"),
+            ("dci_disentanglement", "DCI disentanglement"),
+            ("sap", "SAP score"),
+            ("modularity", "modularity"),
+        )
+    ),
+    needs=("factors",),
+    note="Locatello et al. (2019)'s protocols (sizes in the run's metrics.json); the codes are "
+    "posterior means for the VAE family. Their study found these scores vary more with the "
+    "seed than with the model.",
 ))

@@ -31,7 +31,15 @@ def main(payload: str) -> int:
     die_with_parent(request["parent"])
     import torch
 
-    from .runner import metric_groups, open_store, plan_runs, prepare_data, roster_for, work_through
+    from .runner import (
+        metric_groups,
+        open_store,
+        plan_runs,
+        prepare_data,
+        roster_for,
+        study_tasks,
+        work_through,
+    )
     from .settings import StudySettings
 
     torch.set_num_threads(1)  # as in the parent: a run's numbers must not depend on who ran it
@@ -41,7 +49,8 @@ def main(payload: str) -> int:
     plans = plan_runs(settings, data, entries)
     store = open_store(settings, Path(request["out"]))
     try:
-        work_through(plans, data, settings, store, metric_groups(data.info),
+        work_through(plans, data, settings, store,
+                     metric_groups(data.info, study_tasks(settings)),
                      stop=lambda: os.getppid() != request["parent"])
     finally:
         store.close()
