@@ -58,5 +58,7 @@ def tiny_budget():
             "interpolation_pairs": 20, "anomaly_training_epochs": 1,
             "anomaly_training_examples": 50, "anomaly_importance_samples": 5,
             "anomaly_classes": 2, "silhouette_examples": 200,
+            "disentanglement_train_points": 200, "disentanglement_test_points": 100,
+            "disentanglement_dci_trees": 5,
         },
     )

@@ -248,3 +248,27 @@ def test_results_do_not_depend_on_the_number_of_workers(tmp_path, tiny_budget):
             metrics.append(values)
         outcomes.append((metrics, results["tasks"]))
     assert outcomes[0] == outcomes[1]
+
+
+def test_a_study_on_data_with_known_factors_scores_disentanglement(tmp_path, tiny_budget):
+    settings = StudySettings(data="dsprites-small", models="ae,beta_tcvae", seeds=2,
+                             budget=tiny_budget, tasks="disentanglement,compression")
+    results = run_study(settings, tmp_path / "shapes", progress=False)
+    assert [task["name"] for task in results["tasks"]] == ["disentanglement", "compression"]
+    disentanglement = results["tasks"][0]
+    assert disentanglement["skipped"] is None
+    names = [metric["name"] for metric in disentanglement["metrics"]]
+    assert names == ["mig", "factor_vae_score", "beta_vae_score", "dci_disentanglement", "sap",
+                     "modularity"]
+    for metric in disentanglement["metrics"]:
+        for row in metric["rows"].values():
+            assert row["available"] and 0.0 <= row["mean"] <= 1.0
+    metrics = json.loads(Path(results["runs"][0]["path"], "metrics.json").read_text())
+    group = metrics["metrics"]["disentanglement"]
+    assert group["tabulated"] and group["sizes"]["train_points"] == 200
+    claims = {claim["claim"]: claim["status"] for claim in results["claims"]}
+    assert set(claims.values()) == {"not tested"}  # no AE-VAE pair, no sampling tasks
+    page = (tmp_path / "shapes" / "report.html").read_text()
+    assert "Disentanglement" in page and "traversals" in page
+    with pytest.raises(ValueError, match="unknown task"):
+        run_study(StudySettings(data="digits", tasks="nonsense"), tmp_path / "x")
