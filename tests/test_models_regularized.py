@@ -440,3 +440,32 @@ def test_traversals_sweep_one_dimension_at_a_time(digits):
     assert list(chosen) == [2] and np.allclose(fixed[0, 0], fixed[0, 2])
     with pytest.raises(ValueError, match="dimensions must lie"):
         model.traverse(digits.test.x[:10], dimensions=[5])
+
+
+def test_score_function_vae_is_the_vae_with_another_unbiased_encoder_gradient(digits):
+    import aevae
+
+    x = torch.from_numpy(digits.train.x[:64])
+    reference = aevae.make("vae", input_shape=digits.shape, latent_dim=2, hidden=(16,), seed=0)
+    means = {}
+    for name, options in (("vae", {}), ("score_function_vae", {"baseline": "leave_one_out"})):
+        model = aevae.make(name, input_shape=digits.shape, latent_dim=2, hidden=(16,), seed=0,
+                           **options)
+        model.load_state_dict(reference.state_dict())
+        torch.manual_seed(0)
+        output = model.loss(x)
+        torch.manual_seed(0)
+        expected = reference.loss(x)
+        # The same objective and terms: the surrogate adds nothing to the value.
+        torch.testing.assert_close(output.loss, expected.loss)
+        draws = []
+        for _ in range(300):
+            model.zero_grad()
+            model.loss(x).loss.mean().backward()
+            draws.append(torch.cat([p.grad.flatten() for p in model.encoder.parameters()]))
+        means[name] = torch.stack(draws).mean(0)
+    cosine = torch.nn.functional.cosine_similarity(means["vae"], means["score_function_vae"],
+                                                   dim=0)
+    assert cosine > 0.9  # both estimate the same gradient
+    with pytest.raises(ValueError, match="unknown baseline"):
+        aevae.make("score_function_vae", input_shape=digits.shape, baseline="nope")
