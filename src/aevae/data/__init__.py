@@ -6,6 +6,7 @@
 """
 
 from . import named as _named  # noqa: F401  (registers the built-in datasets)
+from . import sequences as _sequences  # noqa: F401  (registers the sequence datasets)
 from .containers import Dataset, Split
 from .directories import ENVIRONMENT_VARIABLE, data_directory, user_cache_directory
 from .download import REMOTE_FILES, verify_files

@@ -16,12 +16,15 @@ if TYPE_CHECKING:
 
 @dataclass(repr=False)
 class Split:
-    """Examples ``x`` (float32, shape (N, *shape)), optional int64 ``labels`` (N,) and, for
-    ground-truth data, optional int ``factors`` (N, n_factors): each example's factor indices."""
+    """Examples ``x`` (float32, shape (N, *shape)), optional int64 ``labels`` (N,), for
+    ground-truth data optional int ``factors`` (N, n_factors): each example's factor indices,
+    and for sequences (x shaped (N, steps, features), padded) optional int64 ``lengths`` (N,):
+    how many steps of each are real."""
 
     x: np.ndarray
     labels: np.ndarray | None = None
     factors: np.ndarray | None = None
+    lengths: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.labels is not None and len(self.labels) != len(self.x):
@@ -34,20 +37,29 @@ class Split:
             raise DataError(
                 f"factors must have shape ({len(self.x)}, n_factors); got {self.factors.shape}"
             )
+        if self.lengths is not None:
+            steps = self.x.shape[1] if self.x.ndim >= 2 else 0
+            if (self.lengths.shape != (len(self.x),) or len(self.x) and (
+                    self.lengths.min() < 1 or self.lengths.max() > steps)):
+                raise DataError(f"lengths must be {len(self.x)} step counts in 1..{steps}")
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
     def take(self, indices: np.ndarray | slice) -> Split:
         """The examples at ``indices`` (a copy for index arrays, a view for slices)."""
-        labels = None if self.labels is None else self.labels[indices]
-        factors = None if self.factors is None else self.factors[indices]
-        return Split(x=self.x[indices], labels=labels, factors=factors)
+        def pick(values):
+            return None if values is None else values[indices]
+
+        return Split(x=self.x[indices], labels=pick(self.labels), factors=pick(self.factors),
+                     lengths=pick(self.lengths))
 
     def __repr__(self) -> str:
         labels = "None" if self.labels is None else f"int64{tuple(self.labels.shape)}"
         factors = "" if self.factors is None else f", factors={tuple(self.factors.shape)}"
-        return f"Split(x={self.x.dtype}{tuple(self.x.shape)}, labels={labels}{factors})"
+        lengths = "" if self.lengths is None else f", lengths={tuple(self.lengths.shape)}"
+        return (f"Split(x={self.x.dtype}{tuple(self.x.shape)}, labels={labels}{factors}"
+                f"{lengths})")
 
 
 @dataclass(repr=False)
