@@ -45,6 +45,7 @@ class VAE(Autoencoder):
     Config = VAEConfig
     posterior_parameters = 2
     has_likelihood = True
+    binds_prior = True
 
     def __init__(self, config=None, **options):
         super().__init__(config, **options)
