@@ -163,7 +163,8 @@ def crash_section(events: list[dict]) -> str:
          sum(event.get("phase") == "training" for event in kills),
          f"every run directory loadable; epochs lost on resume: at most "
          f"{max(lost, default=0)} (history.csv vs checkpoint); temporary files left by kills: "
-         f"{sum(event.get('temporary_files', 0) for event in kills)}"],
+         f"{sum(event.get('temporary_files', 0) for event in kills)}, all removed by the "
+         "resume"],
         ["runs that ended before their kill", sum(event["outcome"] == "finished first"
                                                   for event in training), "-"],
         ["killed-and-resumed run equal to an uninterrupted one",
@@ -179,7 +180,7 @@ def crash_section(events: list[dict]) -> str:
         ["processes sharing one run store at once",
          sum(event.get("processes", 0) for event in shared),
          f"{sum(event.get('runs', 0) for event in shared)} runs, each trained exactly once; "
-         "both studies' results complete"],
+         "every study's results complete"],
     ]
     return table(["crash injected", "count", "outcome"], rows)
 
@@ -232,20 +233,30 @@ def main() -> int:
     regression_rows = [[name.split("::", 1)[1], results["outcomes"].get(name, "not run")]
                        for name in regressions]
     corpus = list((ROOT / "scripts" / "fuzz_corpus").iterdir())
+    outcome = "all passed" if code == 0 and not failed else f"{failed} test(s) FAILED"
+    facts = [
+        f"commit `{commit}`{changed}, "
+        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"Python {platform.python_version()}, torch {torch.__version__}, numpy "
+        f"{numpy.__version__}, {platform.machine()} with {os.cpu_count()} CPU cores",
+        f"settings: {arguments.examples} hypothesis examples per property, "
+        f"{arguments.training_kills} training kills, {arguments.study_kills} study kills, "
+        f"{arguments.fuzz_seconds:g} s of fuzzing",
+        f"wall time: tests {test_seconds:.0f} s, fuzzing {fuzz_seconds:.0f} s, in all "
+        f"{time.perf_counter() - started:.0f} s; tests: {outcome}",
+    ]
+    bullets = "\n".join(f"- {fact}" for fact in facts)
+    fuzz_summary = (
+        f"{len(corpus)} small valid files ({sum(path.stat().st_size for path in corpus):,} "
+        f"bytes, `scripts/fuzz_corpus/`) for {fuzz.get('seconds', 0):.0f} s: "
+        f"{fuzz.get('executions', 0):,} executions, {fuzz.get('crashes', 0)} distinct crashes")
     text = f"""# Reliability
 
 What aevae was made to read, survive and refuse in the reliability campaign of issue 14, and what
 happened. **Every count below was written by `scripts/reliability_report.py`**, which ran the
 tests and the fuzzer named here; rerun it to refresh this file.
 
-- commit `{commit}`{changed}, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC
-- Python {platform.python_version()}, torch {torch.__version__}, numpy {numpy.__version__},
-  {platform.machine()} ({os.cpu_count()} CPU cores)
-- settings: {arguments.examples} hypothesis examples per property, {arguments.training_kills}
-  training kills, {arguments.study_kills} study kills, {arguments.fuzz_seconds:g} s of fuzzing
-- wall time: tests {test_seconds:.0f} s, fuzzing {fuzz_seconds:.0f} s, in all
-  {time.perf_counter() - started:.0f} s; test outcome: {"all passed" if code == 0 and not failed
-                                                      else f"{failed} test(s) FAILED"}
+{bullets}
 
 The rule every case is held to: a call ends either in the correct result (computed
 independently by the test) or in one line of `DataError`, `ValueError` or `CorruptFileError` that
@@ -263,12 +274,10 @@ huge values, truncated, overwritten and garbage files, for every reader (directl
 ## Files attacked: coverage-guided fuzzing
 
 `scripts/fuzz_readers.py` (atheris/libFuzzer, instrumented: aevae, Pillow, numpy's `.npy`
-format, zipfile, gzip, json, csv) mutated a seed corpus of {len(corpus)} small valid files
-({sum(path.stat().st_size for path in corpus):,} bytes, `scripts/fuzz_corpus/`) for
-{fuzz.get("seconds", 0):.0f} s: {fuzz.get("executions", 0):,} executions, {fuzz.get("crashes", 0)}
-distinct crashes (an unexpected exception type, a message over several lines, a message not
-naming the file, or a wrong result). The `run` target writes a config.json and a
-model.safetensors from the input and opens the folder with `aevae.load`.
+format, zipfile, gzip, json, csv) mutated a seed corpus of {fuzz_summary} (a crash: an
+unexpected exception type, a message over several lines, a message not naming the file, or a
+wrong result). The `run` target writes a config.json and a model.safetensors from the input and
+opens the folder with `aevae.load`.
 
 {fuzz_section(fuzz)}
 

@@ -114,6 +114,23 @@ any_array = st.sampled_from(NUMERIC + OTHER).flatmap(lambda dtype: hnp.arrays(dt
 numeric_array = st.sampled_from(NUMERIC).flatmap(lambda dtype: hnp.arrays(dtype, shapes))
 
 
+MODEST = 1e30  # beyond this a float32 network may overflow: outputs are then not checked
+
+
+def arrays_shaped(shapes):
+    """Numeric arrays of these shapes: mostly modest values, sometimes any (NaN, inf, huge)."""
+    dtypes = st.sampled_from(["f4", "f8", ">f4", "i8", "u1", "?"])
+    small = st.tuples(dtypes, shapes).flatmap(lambda spec: hnp.arrays(
+        spec[0], spec[1], elements=st.floats(-1e3, 1e3, width=32) if "f" in spec[0] else None))
+    return st.one_of(small, small, st.tuples(dtypes, shapes).flatmap(
+        lambda spec: hnp.arrays(*spec)))
+
+
+def modest(array) -> bool:
+    array = np.asarray(array)
+    return array.size == 0 or float(np.abs(array.astype(np.float64)).max()) <= MODEST
+
+
 def damaged(raw: bytes, data) -> tuple[str, bytes]:
     """A damaged copy of ``raw``: truncated, bytes overwritten, junk inserted, or replaced."""
     kind = data.draw(st.sampled_from(["truncate", "overwrite", "insert", "garbage"]))
@@ -170,9 +187,9 @@ def test_npy_header_claiming_a_huge_array_is_refused_without_allocating(campaign
     path = folder / "huge.npy"
     path.write_bytes(buffer.getvalue() + b"\x00" * data_bytes)
     read, error = attempt(campaign, "npy", lambda: read_npy(path), names=str(path))
-    declared = math.prod(shape) * np.dtype(dtype).itemsize
-    assert (error is None) == (declared == data_bytes)
-    if error is None:
+    if math.prod(shape) * np.dtype(dtype).itemsize != data_bytes:
+        assert error is not None
+    elif error is None:  # numpy may still refuse an empty shape whose other sides overflow
         assert read.shape == shape
 
 
@@ -519,7 +536,9 @@ def test_damaged_images_never_load_partially(campaign, workspace, image_set, dat
 
 # ----- validate_array -----------------------------------------------------------------------------
 @properties(2)
-@given(array=any_array, likelihood=st.sampled_from([None, "bernoulli", "gaussian"]))
+@given(array=st.one_of(any_array, arrays_shaped(hnp.array_shapes(min_dims=2, max_dims=4,
+                                                                max_side=3))),
+       likelihood=st.sampled_from([None, "bernoulli", "gaussian"]))
 def test_validate_array_accepts_exactly_the_valid_arrays(campaign, array, likelihood):
     checked, _ = attempt(campaign, "validate_array",
                          lambda: validate_array(array, name="probe", likelihood=likelihood),
@@ -623,6 +642,11 @@ SIDES = st.sampled_from([0, 1, 2, 3, 6])
 batch_shapes = st.lists(SIDES, max_size=4).map(tuple)
 inputs = st.tuples(st.sampled_from(NUMERIC + ["c8", "U3"]), batch_shapes).flatmap(
     lambda spec: hnp.arrays(spec[0], spec[1]))
+def batches(shape: tuple[int, ...]):
+    """Half the time a batch shaped for the model (or flattened), else anything."""
+    rows = st.integers(1, 4)
+    good = st.one_of(rows.map(lambda n: (n, *shape)), rows.map(lambda n: (n, math.prod(shape))))
+    return st.one_of(arrays_shaped(good), inputs)
 
 
 def valid_batch(model, array: np.ndarray) -> bool:
@@ -636,11 +660,12 @@ def valid_batch(model, array: np.ndarray) -> bool:
 
 
 @properties(2)
-@given(case=st.sampled_from(MODEL_CASES), array=inputs, as_tensor=st.booleans(),
-       batch_size=st.one_of(st.just(1024), st.integers(-1, 3)))
-def test_encode_takes_valid_batches_and_refuses_the_rest(campaign, case, array, as_tensor,
-                                                         batch_size):
+@given(case=st.sampled_from(MODEL_CASES), as_tensor=st.booleans(),
+       batch_size=st.one_of(st.just(1024), st.just(1024), st.integers(-1, 3)), data=st.data())
+def test_encode_takes_valid_batches_and_refuses_the_rest(campaign, case, as_tensor, batch_size,
+                                                         data):
     model = small_model(*case)
+    array = data.draw(batches(model.input_shape))
     value = array
     if as_tensor and array.dtype.kind in "biuf" and array.dtype.str not in (">f4", ">i2"):
         value = torch.from_numpy(array.astype(array.dtype.newbyteorder("=")))
@@ -648,11 +673,12 @@ def test_encode_takes_valid_batches_and_refuses_the_rest(campaign, case, array, 
     assert (codes is not None) == (valid_batch(model, array) and batch_size >= 1)
     if codes is not None:
         assert tuple(codes.shape) == (array.shape[0], 3)
-        assert bool(np.isfinite(np.asarray(codes)).all())
+        assert not modest(array) or bool(np.isfinite(np.asarray(codes)).all())
 
 
 @properties()
-@given(case=st.sampled_from(MODEL_CASES), array=inputs)
+@given(case=st.sampled_from(MODEL_CASES),
+       array=st.one_of(arrays_shaped(st.integers(1, 4).map(lambda n: (n, 3))), inputs))
 def test_decode_takes_codes_and_refuses_the_rest(campaign, case, array):
     model = small_model(*case)
     decoded, _ = attempt(campaign, "decode", lambda: model.decode(array))
@@ -664,13 +690,14 @@ def test_decode_takes_codes_and_refuses_the_rest(campaign, case, array):
     assert (decoded is not None) == valid
     if decoded is not None:
         assert decoded.shape == (array.shape[0], *model.input_shape)
-        assert ((decoded >= 0) & (decoded <= 1)).all()  # Bernoulli means
+        if modest(array):
+            assert ((decoded >= 0) & (decoded <= 1)).all()  # Bernoulli means
 
 
-counts = st.one_of(st.integers(-3, 5), st.floats(-2, 5), st.booleans(), st.none(),
-                   st.text(max_size=2), st.just(np.int64(2)))
-seeds = st.one_of(st.none(), st.integers(-2**70, 2**70), st.integers(0, 1000), st.floats(0, 9),
-                  st.text(max_size=2))
+counts = st.one_of(st.integers(1, 5), st.integers(-3, 5), st.floats(-2, 5), st.booleans(),
+                   st.none(), st.text(max_size=2), st.just(np.int64(2)))
+seeds = st.one_of(st.none(), st.integers(0, 1000), st.integers(0, 1000),
+                  st.integers(-2**70, 2**70), st.floats(0, 9), st.text(max_size=2))
 
 
 @properties()
@@ -688,13 +715,18 @@ def test_sample_checks_its_count_and_seed(campaign, case, n, seed):
 
 
 @properties()
-@given(case=st.sampled_from(MODEL_CASES), start=inputs, end=inputs,
-       steps=st.one_of(st.integers(-1, 6), st.floats(0, 6), st.none()),
-       as_list=st.booleans())
-def test_interpolate_checks_its_endpoints_and_steps(campaign, case, start, end, steps,
-                                                    as_list):
+@given(case=st.sampled_from(MODEL_CASES),
+       steps=st.one_of(st.integers(2, 6), st.integers(-1, 6), st.floats(0, 6), st.none()),
+       as_list=st.booleans(), data=st.data())
+def test_interpolate_checks_its_endpoints_and_steps(campaign, case, steps, as_list, data):
     model = small_model(*case)
     single = len(model.input_shape)
+    # Two examples, two batches of one size, or anything.
+    shaped = model.input_shape
+    pair = st.one_of(arrays_shaped(st.just(shaped)),
+                     st.integers(1, 3).flatmap(lambda n: arrays_shaped(st.just((n, *shaped)))))
+    start = data.draw(st.one_of(pair, inputs))
+    end = data.draw(st.one_of(arrays_shaped(st.just(start.shape)), inputs))
     if as_list:
         start, end = start.tolist(), end.tolist()
     path, _ = attempt(campaign, "interpolate", lambda: model.interpolate(start, end, steps))
@@ -719,11 +751,18 @@ def test_interpolate_checks_its_endpoints_and_steps(campaign, case, start, end, 
 
 
 # ----- load_dataset's splits ----------------------------------------------------------------------
-fractions = st.one_of(st.floats(), st.sampled_from([0.0, 0.1, 0.5, 0.99]), st.integers(-1, 2),
-                      st.booleans(), st.text(max_size=3), st.none())
-limits = st.one_of(st.none(), st.integers(-2, 40), st.floats(0, 5), st.text(max_size=2))
-split_seeds = st.one_of(st.integers(0, 5), st.integers(-5, 2**33), st.floats(0, 2),
-                        st.none())
+def mostly(valid, odd):
+    """``valid`` about four times in five, so that most examples get past the checks."""
+    return st.integers(0, 4).flatmap(lambda draw: odd if draw == 4 else valid)
+
+
+fractions = mostly(st.one_of(st.just(0.0), st.floats(0, 0.5)),
+                   st.one_of(st.floats(), st.integers(-1, 2), st.booleans(), st.text(max_size=3),
+                             st.none()))
+limits = mostly(st.one_of(st.none(), st.integers(1, 40)),
+                st.one_of(st.integers(-2, 0), st.floats(0, 5), st.text(max_size=2)))
+split_seeds = mostly(st.one_of(st.integers(0, 5), st.integers(2**32 - 3, 2**32 - 1)),
+                     st.one_of(st.integers(-5, 2**33), st.floats(0, 2), st.none()))
 
 
 def as_number(value):
@@ -808,7 +847,7 @@ def npy_with_header(header: str, data: bytes = b"") -> bytes:
                                         "'shape': (), }"), "not a readable .npy array"),
     ("longer.npy", npy_with_header("{'descr': '|u1', 'fortran_order': False, 'shape': (2,), }",
                                    b"\x01\x02\x03"), "longer than its header says"),
-])
+], ids=["huge shape", "unbalanced header", "trailing bytes"])
 def test_npy_headers_that_crashed_the_reader(tmp_path, name, raw, message):
     # MemoryError (numpy allocates what the header declares) and tokenize.TokenError before.
     (tmp_path / name).write_bytes(raw)
@@ -877,7 +916,7 @@ def test_labels_too_large_for_int64_are_refused(tmp_path):
     ({"limit": 2.5}, "limit must be a positive number"),  # TypeError before
     ({"seed": -1}, r"seed must be an integer in \[0, 2\*\*32\)"),
     ({"seed": 2**32 - 1, "test_fraction": 0.2}, None),  # numpy's seed ValueError before
-])
+], ids=["text fraction", "float limit", "negative seed", "seed near 2**32"])
 def test_load_dataset_arguments_that_crashed(tmp_path, options, message):
     np.save(tmp_path / "x.npy", np.zeros((10, 3)))
     if message is None:
@@ -899,7 +938,8 @@ def test_load_dataset_arguments_that_crashed(tmp_path, options, message):
     (lambda model: model.interpolate(np.zeros(6), np.ones(6), steps=2.5),
      "steps must be an integer"),  # TypeError before
     (lambda model: model.encode(np.zeros((2, 6)), batch_size=0), "batch_size must be"),
-])
+], ids=["empty batch", "empty codes", "NaN", "complex", "strings", "float n", "huge seed",
+        "float steps", "batch_size 0"])
 def test_model_inputs_that_crashed_or_came_back_wrong(call, message):
     model = small_model("vae", (6,))
     with pytest.raises(ValueError, match=message):
@@ -923,7 +963,8 @@ def test_interpolate_takes_lists():
     ({"prior": "mixture", "prior_options": {"components": 2.7}},
      "prior_options.components: expected an integer"),  # silently 2 components before
     ({"seed": 2**60}, r"seed must be in \[0, 2\*\*32\)"),  # torch's overflow before
-])
+], ids=["unknown likelihood option", "text sigma", "zero initial_sigma", "float components",
+        "huge seed"])
 def test_make_options_that_crashed_or_were_misread(options, message):
     with pytest.raises(ValueError, match=message):
         aevae.make("vae", input_shape=(6,), hidden=(4,), **options)
@@ -952,7 +993,7 @@ def test_json_that_crashed_the_reader(tmp_path):
 @pytest.mark.parametrize(("header", "data"), [
     ({"w": {"dtype": "F4", "shape": [2], "data_offsets": [0, 1]}}, b"\0"),  # KeyError before
     ({"__metadata__": {"json": "[" * 50_000 + "]" * 50_000}}, b""),  # RecursionError before
-])
+], ids=["dtype torch lacks", "deep metadata"])
 def test_safetensors_that_crashed_the_reader(tmp_path, header, data):
     import json
 
