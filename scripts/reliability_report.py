@@ -274,10 +274,11 @@ huge values, truncated, overwritten and garbage files, for every reader (directl
 ## Files attacked: coverage-guided fuzzing
 
 `scripts/fuzz_readers.py` (atheris/libFuzzer, instrumented: aevae, Pillow, numpy's `.npy`
-format, zipfile, gzip, json, csv) mutated a seed corpus of {fuzz_summary} (a crash: an
-unexpected exception type, a message over several lines, a message not naming the file, or a
-wrong result). The `run` target writes a config.json and a model.safetensors from the input and
-opens the folder with `aevae.load`.
+format, zipfile, gzip, json, csv) mutated a seed corpus of
+{fuzz_summary}.
+A crash is an unexpected exception type, a message over several lines, a message not naming
+the file, or a wrong result. The `run` target writes a config.json and a model.safetensors from
+the input and opens the folder with `aevae.load`.
 
 {fuzz_section(fuzz)}
 
