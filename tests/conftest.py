@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -62,3 +63,23 @@ def tiny_budget():
             "disentanglement_dci_trees": 5,
         },
     )
+
+
+class Campaign:
+    """What the reliability campaign counts: one JSON line per case tried, appended to the file
+    AEVAE_CAMPAIGN_LOG names (scripts/reliability_report.py reads it); nothing without it."""
+
+    def __init__(self, path: str | None):
+        self.path = path
+
+    def record(self, group: str, target: str, outcome: str, **details) -> None:
+        if not self.path:
+            return
+        line = json.dumps({"group": group, "target": target, "outcome": outcome, **details})
+        with open(self.path, "a", encoding="utf-8") as log:
+            log.write(line + "\n")
+
+
+@pytest.fixture(scope="session")
+def campaign() -> Campaign:
+    return Campaign(os.environ.get("AEVAE_CAMPAIGN_LOG"))

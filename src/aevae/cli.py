@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import os
 import sys
@@ -777,10 +778,20 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
     from .study.store import StoreError
     from .training import TrainingDivergedError
 
-    return (UsageError, DataError, StoreError, ValueError, TypeError, FileNotFoundError,
-            FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError,
-            NoLikelihoodError,
-            TrainingDivergedError)
+    # OSError covers a missing or unreadable file, a read-only folder and a full disk.
+    return (UsageError, DataError, StoreError, ValueError, TypeError, OSError,
+            NoLikelihoodError, TrainingDivergedError)
+
+
+def _error_message(error: BaseException) -> str:
+    """The one line printed after "aevae: error: "."""
+    if isinstance(error, OSError) and error.strerror and error.filename is not None:
+        # The system's own errors: say which file, and what a full disk means.
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return f"cannot write {error.filename}: the disk is full ({error.strerror})"
+        return f"{error.filename}: {error.strerror}"
+    text = str(error)
+    return text.splitlines()[0] if text.strip() else type(error).__name__
 
 
 def _config_defaults(parser: argparse.ArgumentParser, argv: list[str]) -> None:
@@ -825,8 +836,7 @@ def main(argv: list[str] | None = None) -> int:
     except _bad_input_errors() as error:
         if os.environ.get("AEVAE_DEBUG"):
             traceback.print_exc()
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        print(f"aevae: error: {message}", file=sys.stderr)
+        print(f"aevae: error: {_error_message(error)}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 

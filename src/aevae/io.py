@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import sys
 import tempfile
@@ -35,19 +36,42 @@ def new_file_mode(path: str | os.PathLike) -> int:
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write to a temporary file in the same directory, fsync, then rename over ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temporary = None
     try:
-        # mkstemp creates 0600; give the file the permissions it would get without the rename.
-        os.fchmod(handle, new_file_mode(path))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
+                                             dir=path.parent)
         with os.fdopen(handle, "wb") as file:
+            # mkstemp creates 0600; give the file the mode it would get without the rename.
+            os.fchmod(file.fileno(), new_file_mode(path))
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+    except BaseException as error:
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.errno is not None:
+            # Name the file being written (a full disk or a read-only folder), not the
+            # temporary one; OSError(errno, ...) keeps the subclass (PermissionError, ...).
+            reason = error.strerror or os.strerror(error.errno)
+            raise OSError(error.errno, reason, os.fspath(path)) from None
         raise
+
+
+# atomic_write_bytes's temporary files: ".NAME." + mkstemp's 8 random characters + ".tmp".
+TEMPORARY_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+
+
+def remove_temporary_files(directory: str | os.PathLike) -> int:
+    """Delete the temporary files that writes killed half-way (SIGKILL, power loss) left in
+    ``directory``; only call it where no other process is writing. Returns how many."""
+    removed = 0
+    for path in Path(directory).iterdir() if Path(directory).is_dir() else ():
+        if TEMPORARY_NAME.match(path.name) and path.is_file():
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -63,8 +87,11 @@ def read_json(path: str | os.PathLike):
     try:
         with open(path, encoding="utf-8") as file:
             return json.load(file)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CorruptFileError(f"{path}: not valid JSON ({one_line(error)})") from None
+    except RecursionError:
+        raise CorruptFileError(f"{path}: not valid JSON (nested too deeply)") from None
+    # ValueError also covers integers too long to convert, which json.JSONDecodeError does not.
+    except ValueError as error:
+        raise CorruptFileError(f"{path}: not valid JSON ({one_line(error, 200)})") from None
 
 
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
@@ -86,9 +113,13 @@ def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
         header = json.loads(data[8:8 + header_length])
         raw = (header.get("__metadata__") or {}).get("json")
         metadata = json.loads(raw) if raw is not None else None
-    except (SafetensorError, ValueError, AttributeError) as error:
+    # Hostile bytes reach safetensors, torch and json: any failure there means a bad file (a
+    # dtype safetensors knows but torch lacks is a KeyError, deep metadata a RecursionError).
+    except (SafetensorError, ValueError, AttributeError, KeyError, TypeError, RuntimeError,
+            OverflowError, RecursionError, MemoryError) as error:
+        detail = one_line(error, 200) or type(error).__name__
         raise CorruptFileError(
-            f"{path}: not a valid safetensors file (truncated or corrupt: {one_line(error)})"
+            f"{path}: not a valid safetensors file (truncated or corrupt: {detail})"
         ) from None
     return tensors, metadata
 

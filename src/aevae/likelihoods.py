@@ -101,6 +101,9 @@ class LearnedGaussian(Likelihood):
 
     def __init__(self, data_shape, per_dimension: bool = False, initial_sigma: float = 1.0):
         super().__init__(data_shape)
+        if not initial_sigma > 0:
+            raise ValueError(f"gaussian-learned likelihood: initial_sigma must be positive, got "
+                             f"{initial_sigma}")
         self.per_dimension = bool(per_dimension)
         shape = self.data_shape if self.per_dimension else ()
         self.log_sigma = nn.Parameter(torch.full(shape, math.log(initial_sigma)))

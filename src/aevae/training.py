@@ -30,6 +30,7 @@ from .io import (
     load_tensors,
     one_line,
     read_json,
+    remove_temporary_files,
     save_tensors,
 )
 from .models.base import CONFIG_FILE, Autoencoder
@@ -281,6 +282,7 @@ def fit(
                 "--resume) or choose another output directory"
             )
         run.check_writable()
+        remove_temporary_files(run.directory)  # left by a run killed while writing
     # Written with the first checkpoint: until then a failure has nothing to clean up.
     pending_files = {TRAINING_FILE: settings, **(run_files or {})}
 

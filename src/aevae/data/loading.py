@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
 import warnings
 from collections.abc import Callable
@@ -82,10 +83,13 @@ def load_dataset(
     """
     for name, fraction in (("validation_fraction", validation_fraction),
                            ("test_fraction", test_fraction)):
-        if not 0.0 <= fraction < 1.0:
-            raise DataError(f"{name} must be in [0, 1); got {fraction}")
-    if limit is not None and limit < 1:
-        raise DataError(f"limit must be a positive number of examples; got {limit}")
+        if not _is_number(fraction, numbers.Real) or not 0.0 <= fraction < 1.0:
+            raise DataError(f"{name} must be in [0, 1); got {fraction!r}")
+    if limit is not None and (not _is_number(limit, numbers.Integral) or limit < 1):
+        raise DataError(f"limit must be a positive number of examples; got {limit!r}")
+    # RandomState takes seeds in [0, 2**32).
+    if not _is_number(seed, numbers.Integral) or not 0 <= seed < 2**32:
+        raise DataError(f"seed must be an integer in [0, 2**32); got {seed!r}")
     text = os.fspath(name_or_path)
     registered = find_dataset(text)
     if registered is not None:
@@ -102,6 +106,10 @@ def load_dataset(
     else:
         dataset = _load_user_data(text, labels)
     return _finish(dataset, validation_fraction, test_fraction, seed, limit)
+
+
+def _is_number(value, kind: type) -> bool:
+    return isinstance(value, kind) and not isinstance(value, (bool, np.bool_))
 
 
 def _load_user_data(text: str, labels: str | None) -> Dataset:
@@ -151,7 +159,8 @@ def _finish(dataset: Dataset, validation_fraction: float, test_fraction: float, 
     train, validation, test = dataset.train, dataset.validation, dataset.test
     if test_fraction > 0.0 and test is None:
         # Its own stream, so adding a test split does not reshuffle the validation choice.
-        train, test = _carve_split(train, test_fraction, seed + 1_000_003, "test_fraction")
+        train, test = _carve_split(train, test_fraction, (seed + 1_000_003) % 2**32,
+                                   "test_fraction")
     if validation_fraction > 0.0:
         if validation is not None:
             warnings.warn(

@@ -13,6 +13,7 @@ import math
 import os
 import struct
 import tempfile
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -33,7 +34,7 @@ IDX_TYPES = {
 }
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
-GREYSCALE_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
+GREYSCALE_MODES = frozenset({"1", "L", "LA", "La"})
 
 SPACE, NEWLINE, ZERO = ord(" "), ord("\n"), ord("0")
 
@@ -243,15 +244,43 @@ def _numpy_error(path: Path, error: BaseException, kind: str) -> DataError:
     # With the header checked, numpy asks for allow_pickle only for arrays of Python objects.
     if "allow_pickle" in str(error):
         return _pickle_refused(path)
-    return DataError(f"{path}: not a readable {kind} ({_one_line(error)})")
+    if isinstance(error, MemoryError):
+        return DataError(f"{path}: the {kind} is too large to load into memory")
+    return DataError(f"{path}: not a readable {kind} ({_one_line(error) or type(error).__name__})")
+
+
+# What numpy (its header parser tokenizes Python literals), zipfile and zlib raise on damaged or
+# hostile files.
+NUMPY_FILE_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error,
+                     NotImplementedError, RuntimeError, MemoryError, struct.error, SyntaxError,
+                     tokenize.TokenError, RecursionError)
+
+
+def _check_declared_size(stream, available: int, where: str) -> None:
+    """Compare the data size an .npy header declares with the bytes that follow it, before numpy
+    allocates the array: a header claiming terabytes fails here, not in the allocator."""
+    major, _ = np.lib.format.read_magic(stream)
+    read_header = (np.lib.format.read_array_header_1_0 if major == 1
+                   else np.lib.format.read_array_header_2_0)
+    shape, _, dtype = read_header(stream)
+    if dtype.hasobject:
+        return  # Python objects: np.load refuses the pickle itself
+    declared = math.prod(shape) * dtype.itemsize
+    held = available - stream.tell()
+    if declared != held:
+        problem = "truncated" if held < declared else "longer than its header says"
+        raise ValueError(f"{where} is {problem}: shape {shape} of {dtype} needs {declared} "
+                         f"data bytes, found {held}")
 
 
 def read_npy(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     _check_numpy_header(path, NPY_MAGIC, ".npy array", ".npy")
     try:
+        with open(path, "rb") as stream:
+            _check_declared_size(stream, os.fstat(stream.fileno()).st_size, "the file")
         return np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as error:
+    except NUMPY_FILE_ERRORS as error:
         raise _numpy_error(path, error, ".npy array") from None
 
 
@@ -263,9 +292,14 @@ def read_npz(path: str | os.PathLike, labels: str | None = None) -> ArrayData:
     path = Path(path)
     _check_numpy_header(path, NPZ_MAGIC, ".npz archive", "zip")
     try:
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.infolist():
+                if member.filename.endswith(".npy"):
+                    with archive.open(member) as stream:
+                        _check_declared_size(stream, member.file_size, member.filename)
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+    except NUMPY_FILE_ERRORS as error:
         raise _numpy_error(path, error, ".npz archive") from None
     label_keys = [key for key in ("y", "labels") if key in arrays]
     if labels is not None and labels in arrays:
@@ -339,7 +373,11 @@ def read_csv(path: str | os.PathLike, labels: str | None = None) -> ArrayData:
     delimiter = max(counts, key=counts.get)
     if counts[delimiter]:
         parsed = csv.reader(io.StringIO(text), delimiter=delimiter)
-        rows = [(number, [cell.strip() for cell in row]) for number, row in enumerate(parsed, 1)]
+        try:
+            rows = [(number, [cell.strip() for cell in row])
+                    for number, row in enumerate(parsed, 1)]
+        except csv.Error as error:
+            raise DataError(f"{path}: line {parsed.line_num}: {_one_line(error)}") from None
     else:
         rows = [(number, line.split()) for number, line in enumerate(lines, start=1)]
     rows = [(number, row) for number, row in rows if any(row)]
@@ -417,7 +455,7 @@ def read_image_folder(folder: str | os.PathLike) -> ArrayData:
     """
     folder = Path(folder)
     try:
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image
     except ImportError:
         raise DataError(
             f"reading the image folder {folder} needs pillow: pip install pillow"
@@ -458,21 +496,40 @@ def read_image_folder(folder: str | os.PathLike) -> ArrayData:
     for file in files:
         try:
             with Image.open(file) as image:
-                grey = image.mode in GREYSCALE_MODES
-                converted = image.convert("L" if grey else "RGB")
-        except (OSError, UnidentifiedImageError, ValueError) as error:
-            raise DataError(f"cannot read image {file}: {_one_line(error)}") from None
-        if size is None:
-            size, first_file = converted.size, file
-        elif converted.size != size:
+                values = _eight_bit_pixels(image, file)
+        except DataError:
+            raise
+        # Image decoders fail on hostile bytes in many ways (OSError, SyntaxError, struct.error,
+        # a decompression bomb's own error, ...): any of them means this file is unreadable.
+        except Exception as error:
             raise DataError(
-                f"images differ in size: {file} is {converted.size[0]}x{converted.size[1]} "
+                f"cannot read image {file}: {_one_line(error) or type(error).__name__}"
+            ) from None
+        height, width = values.shape[:2]
+        if size is None:
+            size, first_file = (width, height), file
+        elif (width, height) != size:
+            raise DataError(
+                f"images differ in size: {file} is {width}x{height} "
                 f"but {first_file} is {size[0]}x{size[1]} (width x height)"
             )
-        pixels.append(np.asarray(converted, dtype=np.uint8))
+        pixels.append(values)
     if any(array.ndim == 3 for array in pixels):
         pixels = [np.repeat(a[:, :, None], 3, axis=2) if a.ndim == 2 else a for a in pixels]
     return ArrayData(np.stack(pixels), labels, class_names)
+
+
+def _eight_bit_pixels(image, file: Path) -> np.ndarray:
+    """uint8 pixels, (H, W) grey or (H, W, 3) colour."""
+    if image.mode.startswith("I;16"):
+        # PIL's conversion to 8 bits clips 16-bit grey at 255; scale the whole range instead.
+        return np.round(np.asarray(image, dtype=np.float64) / 257.0).astype(np.uint8)
+    if image.mode in ("I", "F"):
+        kind = "integer" if image.mode == "I" else "floating-point"
+        raise DataError(f"cannot read image {file}: its 32-bit {kind} pixels (mode "
+                        f"{image.mode}) have no 8-bit scale; save it with 8 or 16 bits")
+    grey = image.mode in GREYSCALE_MODES
+    return np.asarray(image.convert("L" if grey else "RGB"), dtype=np.uint8)
 
 
 def _one_line(error: BaseException) -> str:

@@ -102,16 +102,22 @@ def validate_labels(
         raise DataError(f"{name} must be one value per example; got shape {array.shape}")
     if array.shape[0] != count:
         raise DataError(f"{name} has {array.shape[0]} entries but the data has {count} examples")
-    if array.dtype.kind in "biu":
-        return array.astype(np.int64), None
     if array.dtype.kind == "f":
         if not np.isfinite(array).all():
             raise DataError(f"{name} contains NaN or infinite values")
         if not np.array_equal(array, np.round(array)):
             raise DataError(f"{name} must be integers or class names; got fractional values")
+    if array.dtype.kind in "uf" and array.size:
+        # Larger values would wrap around in int64 and silently become other classes.
+        largest = float(np.abs(array).max())
+        if largest >= 2.0**63:
+            raise DataError(f"{name} holds values too large for class indices "
+                            f"(up to {largest:g}); use class names or small integers")
+    if array.dtype.kind in "biuf":
         return array.astype(np.int64), None
     if array.dtype.kind in "USO":
-        text = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in array.tolist()])
+        text = np.array([v.decode(errors="replace") if isinstance(v, bytes) else str(v)
+                         for v in array.tolist()])
         class_names, indices = np.unique(text, return_inverse=True)
         return indices.astype(np.int64), tuple(str(value) for value in class_names)
     raise DataError(f"{name} has unsupported dtype {array.dtype}")

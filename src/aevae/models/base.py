@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import inspect
 import math
 import numbers
 import types
@@ -115,6 +116,54 @@ def _field_types(cls) -> dict:
     return typing.get_type_hints(cls)
 
 
+def _part_options(kind: str, name: str, part: type, options: dict) -> dict:
+    """A likelihood's or prior's options checked by name and declared type, as the config's own
+    are: they come from JSON and the command line too."""
+    accepted = list(inspect.signature(part.__init__).parameters)[2:]  # after self and the size
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f"{kind}_options: unexpected keyword(s) {', '.join(unknown)} for the "
+                         f"{name} {kind} (it takes: {', '.join(accepted) or 'none'})")
+    hints = typing.get_type_hints(part.__init__)
+    return {key: _checked_option(f"{kind}_options.{key}", value, hints.get(key, Any))
+            for key, value in options.items()}
+
+
+def _whole(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _float_tensor(value, name: str) -> torch.Tensor:
+    """``value`` (array, nested list or tensor) as a float32 tensor; anything but finite real
+    numbers raises ValueError naming ``name``."""
+    if isinstance(value, torch.Tensor):
+        if value.is_complex():
+            raise ValueError(f"{name} must hold real numbers; got a {value.dtype} tensor")
+        tensor = value.to(torch.float32)
+    else:
+        try:
+            array = np.asarray(value)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{name} is not an array of numbers ({one_line(error, 200)})"
+                             ) from None
+        if array.dtype.kind not in "biuf":
+            raise ValueError(f"{name} must hold numbers; got dtype {array.dtype}")
+        with np.errstate(over="ignore"):
+            tensor = torch.as_tensor(np.asarray(array, dtype=np.float32))
+    finite = torch.isfinite(tensor)
+    if not bool(finite.all()):
+        raise ValueError(f"{name} holds {int((~finite).sum())} NaN or infinite value(s) (in "
+                         "float32, beyond about 3.4e38); the model needs finite numbers")
+    return tensor
+
+
+def check_sample_request(n, seed) -> None:
+    if not _whole(n) or n < 1:
+        raise ValueError(f"n must be an integer of at least 1, got {n!r}")
+    if seed is not None and (not _whole(seed) or not 0 <= seed < 2**64):
+        raise ValueError(f"seed must be None or an integer in [0, 2**64), got {seed!r}")
+
+
 @dataclass
 class AutoencoderConfig:
     """Options every model shares. Saved as JSON beside the weights; all ``load`` needs."""
@@ -170,6 +219,13 @@ class AutoencoderConfig:
             raise ValueError("input_mask_fraction must be in [0, 1)")
         if self.input_noise_std < 0:
             raise ValueError("input_noise_std must be non-negative")
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed must be in [0, 2**32), got {self.seed}")
+        self.likelihood_options = _part_options("likelihood", self.likelihood,
+                                                LIKELIHOODS[self.likelihood],
+                                                self.likelihood_options)
+        self.prior_options = _part_options("prior", self.prior, PRIORS[self.prior],
+                                           self.prior_options)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -215,6 +271,8 @@ class Autoencoder(nn.Module):
     # Whether training pulls the codes towards the prior, so that decoding prior draws is
     # something the model was trained for (a plain AE's codes go wherever they like).
     trains_prior: ClassVar[bool] = False
+    # Whether the model hands priors built from q(z|x) (the VampPrior) its posterior.
+    binds_prior: ClassVar[bool] = False
 
     def __init__(self, config: AutoencoderConfig | None = None, *, encoder: nn.Module | None = None,
                  decoder: nn.Module | None = None, **options):
@@ -243,6 +301,9 @@ class Autoencoder(nn.Module):
                 config.likelihood, config.input_shape, **config.likelihood_options
             )
             self.prior = make_prior(config.prior, config.latent_dim, **config.prior_options)
+        if self.prior.uses_posterior and not self.binds_prior:
+            raise ValueError(f"the {config.prior} prior is built from a posterior q(z|x), which "
+                             f"{self.name} does not have; use it with a VAE")
 
     def seeded_initialisation(self, stream: int = 1):
         """Build modules with weights drawn from ``config.seed`` (and a per-part ``stream``)
@@ -310,14 +371,17 @@ class Autoencoder(nn.Module):
         return self.likelihood.log_prob(x, self.decoder_output(z))
 
     # ----- public API on arrays or tensors ----------------------------------------------------
-    def _prepare(self, x) -> tuple[torch.Tensor, bool]:
+    def _prepare(self, x, name: str = "x") -> tuple[torch.Tensor, bool]:
         as_numpy = not isinstance(x, torch.Tensor)
-        tensor = torch.as_tensor(np.asarray(x, dtype=np.float32) if as_numpy else x)
+        tensor = _float_tensor(x, name)
+        batch = f"(N, {', '.join(map(str, self.input_shape))})"
         if tensor.dim() == len(self.input_shape):
             raise ValueError(
-                f"expected a batch shaped (N, {', '.join(map(str, self.input_shape))}), got a "
+                f"expected a batch shaped {batch}, got a "
                 f"single example shaped {tuple(tensor.shape)}; add a leading batch dimension"
             )
+        if tensor.dim() == 0:
+            raise ValueError(f"expected a batch shaped {batch}, got a single number")
         if tuple(tensor.shape[1:]) != self.input_shape:
             if math.prod(tensor.shape[1:]) == math.prod(self.input_shape):
                 tensor = tensor.reshape(tensor.shape[0], *self.input_shape)
@@ -325,7 +389,9 @@ class Autoencoder(nn.Module):
                 raise ValueError(
                     f"expected examples shaped {self.input_shape}, got {tuple(tensor.shape[1:])}"
                 )
-        return tensor.to(self.device, torch.float32), as_numpy
+        if len(tensor) == 0:
+            raise ValueError(f"{name} is an empty batch shaped {tuple(tensor.shape)}")
+        return tensor.to(self.device), as_numpy
 
     @staticmethod
     def _output(tensor: torch.Tensor, as_numpy: bool):
@@ -333,6 +399,8 @@ class Autoencoder(nn.Module):
 
     def _in_batches(self, function, x: torch.Tensor, batch_size: int):
         """Apply ``function`` to slices of x in eval mode without gradients; concatenate."""
+        if not _whole(batch_size) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer of at least 1, got {batch_size!r}")
         was_training = self.training
         self.eval()
         try:
@@ -365,12 +433,13 @@ class Autoencoder(nn.Module):
     def decode(self, z, *, batch_size: int = 1024):
         """Mean of p(x|z) (pixel probabilities for a Bernoulli decoder)."""
         as_numpy = not isinstance(z, torch.Tensor)
-        tensor = torch.as_tensor(np.asarray(z, dtype=np.float32) if as_numpy else z)
-        if tensor.dim() != 2 or tensor.shape[1] != self.latent_dim:
+        tensor = _float_tensor(z, "codes")
+        if tensor.dim() != 2 or tensor.shape[1] != self.latent_dim or len(tensor) == 0:
             raise ValueError(
-                f"expected codes shaped (N, {self.latent_dim}), got {tuple(tensor.shape)}"
+                f"expected codes shaped (N, {self.latent_dim}) with N >= 1, got "
+                f"{tuple(tensor.shape)}"
             )
-        tensor = tensor.to(self.device, torch.float32)
+        tensor = tensor.to(self.device)
         decoded = self._in_batches(
             lambda batch: self.likelihood.mean(self.decoder(batch)), tensor, batch_size
         )
@@ -391,21 +460,22 @@ class Autoencoder(nn.Module):
 
     def sample(self, n: int, *, seed: int | None = None, as_numpy: bool = True):
         """Decode ``n`` draws from the prior; returns the decoder means."""
-        if n < 1:
-            raise ValueError(f"n must be at least 1, got {n}")
+        check_sample_request(n, seed)
         decoded = self.decode(self.sample_latent(n, seed))
         return self._output(decoded, as_numpy)
 
     def interpolate(self, x_start, x_end, steps: int = 10):
         """Decode the straight line between the codes of two examples (or two equal batches).
         Returns (steps, *shape) for single examples, (N, steps, *shape) for batches."""
-        if steps < 2:
-            raise ValueError(f"steps must be at least 2, got {steps}")
-        single = np.ndim(x_start) == len(self.input_shape)
+        if not _whole(steps) or steps < 2:
+            raise ValueError(f"steps must be an integer of at least 2, got {steps!r}")
+        as_numpy = not isinstance(x_start, torch.Tensor)
+        start, end = _float_tensor(x_start, "x_start"), _float_tensor(x_end, "x_end")
+        single = start.dim() == len(self.input_shape)
         if single:
-            x_start, x_end = x_start[None], x_end[None]
-        start, as_numpy = self._prepare(x_start)
-        end, _ = self._prepare(x_end)
+            start, end = start[None], end[None]
+        start, _ = self._prepare(start, "x_start")
+        end, _ = self._prepare(end, "x_end")
         if start.shape != end.shape:
             raise ValueError("x_start and x_end must have the same shape")
         code_start = self.encode(start)
@@ -519,9 +589,32 @@ def _read_config(path: Path) -> tuple[type[Autoencoder], AutoencoderConfig, dict
     return cls, config, description
 
 
+_DOES_NOT_FIT = f"does not fit the model {CONFIG_FILE} describes"
+
+
+def _check_weights_fit(expected: dict, state: dict, weights_path: Path) -> None:
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        detail = "; ".join(f"{label}: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
+                           for label, names in (("missing", missing), ("unexpected", unexpected))
+                           if names)
+        raise CorruptFileError(f"{weights_path}: {_DOES_NOT_FIT} ({detail})")
+    for name, value in expected.items():
+        if tuple(state[name].shape) != tuple(value.shape):
+            raise CorruptFileError(
+                f"{weights_path}: {_DOES_NOT_FIT} ({name} is {tuple(state[name].shape)} in the "
+                f"file, {tuple(value.shape)} in the model)")
+
+
 def build_saved(directory, *, encoder: nn.Module | None = None,
-                decoder: nn.Module | None = None) -> Autoencoder:
-    """The model ``directory/config.json`` describes, freshly initialised (no weights read)."""
+                decoder: nn.Module | None = None, state: dict | None = None) -> Autoencoder:
+    """The model ``directory/config.json`` describes, freshly initialised (no weights loaded).
+
+    It is first built on the meta device, which allocates nothing, and compared with the
+    tensors of ``model.safetensors`` (or ``state``) where there are any: a config.json naming
+    sizes the weights do not have (a damaged or hostile file asking for terabytes) fails there.
+    """
     directory = Path(directory)
     config_path = directory / CONFIG_FILE
     if not config_path.is_file():
@@ -531,9 +624,18 @@ def build_saved(directory, *, encoder: nn.Module | None = None,
         raise ValueError(
             f"{directory} was trained with custom networks: pass encoder= and decoder= to load"
         )
+    weights_path = directory / WEIGHTS_FILE
+    if state is None and weights_path.is_file():
+        state, _ = load_tensors(weights_path)
     try:
+        if state is not None:
+            with torch.device("meta"):
+                outline = cls(config, encoder=encoder, decoder=decoder)
+            _check_weights_fit(outline.state_dict(), state, weights_path)
         return cls(config, encoder=encoder, decoder=decoder)
     except (ValueError, TypeError) as error:
+        if isinstance(error, CorruptFileError):
+            raise
         raise CorruptFileError(f"{config_path}: {error}") from None
 
 
@@ -545,13 +647,14 @@ def load(directory, *, device: str | torch.device = "cpu", encoder: nn.Module | 
     for path in (directory / CONFIG_FILE, weights_path):
         if not path.is_file():
             raise FileNotFoundError(f"no saved model in {directory}: {path.name} is missing")
-    model = build_saved(directory, encoder=encoder, decoder=decoder)
     state, _ = load_tensors(weights_path)
+    model = build_saved(directory, encoder=encoder, decoder=decoder, state=state)
     try:
         model.load_state_dict(state)
     except RuntimeError as error:
-        raise CorruptFileError(
-            f"{weights_path}: does not fit the model {CONFIG_FILE} describes "
-            f"({one_line(error, 300)})"
-        ) from None
+        raise CorruptFileError(f"{weights_path}: {_DOES_NOT_FIT} ({one_line(error, 300)})"
+                               ) from None
+    for name, value in model.state_dict().items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CorruptFileError(f"{weights_path}: {name} holds NaN or infinite values")
     return model.to(device)

@@ -21,7 +21,7 @@ from torch import nn
 
 from ..distributions import DiagonalGaussian
 from ..nets import MLPDecoder, MLPEncoder, build_decoder, build_encoder
-from .base import LossOutput, seeded
+from .base import LossOutput, check_sample_request, seeded
 from .registry import register_model
 from .vae import VAE, VAEConfig
 
@@ -189,8 +189,7 @@ class HierarchicalVAE(VAE):
 
     def sample(self, n: int, *, seed: int | None = None, as_numpy: bool = True):
         """Ancestral samples: z2 ~ p(z2), z1 ~ p(z1|z2), then the mean of p(x|z1)."""
-        if n < 1:
-            raise ValueError(f"n must be at least 1, got {n}")
+        check_sample_request(n, seed)
         generator = None if seed is None else torch.Generator().manual_seed(seed)
         with torch.no_grad():
             top = self.prior.sample(n, generator=generator)

@@ -46,6 +46,7 @@ class VAE(Autoencoder):
     posterior_parameters = 2
     has_likelihood = True
     trains_prior = True
+    binds_prior = True
 
     def __init__(self, config=None, **options):
         super().__init__(config, **options)

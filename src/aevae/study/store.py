@@ -128,6 +128,13 @@ class RunStore:
         try:
             self._connection = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             self._connection.row_factory = sqlite3.Row
+            # Before anything is written (even the journal mode): another program's database
+            # is refused untouched.
+            tables = {row[0] for row in self._connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if tables and "meta" not in tables:
+                raise StoreError(f"{self.path}: not a run store (an SQLite database with the "
+                                 f"tables {', '.join(sorted(tables))}); choose another file")
             self._connection.execute("PRAGMA journal_mode=WAL")
             self._connection.execute("PRAGMA busy_timeout=60000")
             with self.transaction() as cursor:
@@ -139,9 +146,14 @@ class RunStore:
                                (str(SCHEMA_VERSION),))
                 version = cursor.execute(
                     "SELECT value FROM meta WHERE key = 'schema'").fetchone()[0]
-        except sqlite3.DatabaseError as error:
+        except (sqlite3.DatabaseError, StoreError) as error:
+            if hasattr(self, "_connection"):
+                self._connection.close()
+            if isinstance(error, StoreError):
+                raise
             raise StoreError(f"{self.path}: not a usable run store ({error})") from None
         if version != str(SCHEMA_VERSION):
+            self._connection.close()
             raise StoreError(f"{self.path}: run store schema {version}, this aevae reads "
                              f"{SCHEMA_VERSION}")
 
@@ -155,24 +167,38 @@ class RunStore:
         self.close()
 
     @contextmanager
+    def _reported(self) -> Iterator[None]:
+        """sqlite3's errors (a file damaged since it was opened, a full disk) as one line that
+        names the store."""
+        try:
+            yield
+        except sqlite3.DatabaseError as error:
+            raise StoreError(f"{self.path}: not a usable run store ({error})") from None
+
+    @contextmanager
     def transaction(self) -> Iterator[sqlite3.Cursor]:
         """An IMMEDIATE transaction: the write lock is taken at the start, so two processes
         never both see a run as free and both claim it."""
-        cursor = self._connection.cursor()
-        cursor.execute("BEGIN IMMEDIATE")
-        try:
-            yield cursor
-        except BaseException:
-            cursor.execute("ROLLBACK")
-            raise
-        cursor.execute("COMMIT")
+        with self._reported():
+            cursor = self._connection.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                yield cursor
+            except BaseException:
+                # SQLite may have rolled back already (a full disk does).
+                if self._connection.in_transaction:
+                    cursor.execute("ROLLBACK")
+                raise
+            cursor.execute("COMMIT")
 
     def run_directory(self, run_id: str) -> Path:
         return self.runs_directory / run_id
 
     # ----- reading -----------------------------------------------------------------------
     def get(self, run_id: str) -> RunRow | None:
-        row = self._connection.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        with self._reported():
+            row = self._connection.execute("SELECT * FROM runs WHERE id = ?",
+                                           (run_id,)).fetchone()
         return None if row is None else RunRow.from_sql(row)
 
     def select(self, *, model: str | None = None, dataset: str | None = None,
@@ -186,15 +212,17 @@ class RunStore:
                 clauses.append(f"{column} = ?")
                 values.append(value)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._connection.execute(f"SELECT * FROM runs{where} ORDER BY created, id",
-                                        values).fetchall()
+        with self._reported():
+            rows = self._connection.execute(f"SELECT * FROM runs{where} ORDER BY created, id",
+                                            values).fetchall()
         return [RunRow.from_sql(row) for row in rows]
 
     def count_finished(self, run_ids: list[str]) -> int:
         marks = ", ".join("?" for _ in run_ids)
-        row = self._connection.execute(
-            f"SELECT COUNT(*) FROM runs WHERE status = 'finished' AND id IN ({marks})",
-            run_ids).fetchone()
+        with self._reported():
+            row = self._connection.execute(
+                f"SELECT COUNT(*) FROM runs WHERE status = 'finished' AND id IN ({marks})",
+                run_ids).fetchone()
         return int(row[0])
 
     # ----- claiming and finishing ------------------------------------------------------------
