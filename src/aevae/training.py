@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .data import DataError, validate_array
+from .data.batch import Batch, make_batch
 from .io import (
     CorruptFileError,
     atomic_write_json,
@@ -107,6 +108,20 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if resolved.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device {str(device)!r}: MPS is not available on this machine")
     return resolved
+
+
+def as_training_batch(model: Autoencoder, x, fields: dict, name: str) -> Batch:
+    """A checked Batch of x (array, tensor or Batch) and the fields the model uses."""
+    if isinstance(x, Batch):
+        if any(value is not None for value in fields.values()):
+            raise ValueError(f"{name}: pass the fields inside the Batch or as keywords, "
+                             "not both")
+        fields, x = {key: value.cpu() for key, value in x.fields().items()}, x.x
+    unused = sorted(key for key, value in fields.items()
+                    if value is not None and key not in model.uses)
+    if unused:
+        raise ValueError(f"{model.name} does not use {', '.join(unused)}")
+    return make_batch(as_training_tensor(model, x, name), fields, name)
 
 
 def as_training_tensor(model: Autoencoder, x, name: str) -> torch.Tensor:
@@ -219,9 +234,17 @@ def fit(
     restore_best: bool = True,
     log_dir: str | Path | None = None,
     run_files: dict[str, object] | None = None,
+    labels=None,
+    label_known=None,
+    observed=None,
+    lengths=None,
 ) -> TrainingHistory:
-    """Train ``model`` on ``x`` (array, tensor, or ``torch.utils.data.Dataset``).
+    """Train ``model`` on ``x`` (array, tensor, ``aevae.data.batch.Batch`` or
+    ``torch.utils.data.Dataset``).
 
+    labels, label_known, observed, lengths: the batch fields of the models that read them
+        (conditional and semi-supervised models, missing entries, padded sequences); a
+        ``validation`` Batch carries its own.
     validation: held-out data; its loss (KL weight 1) is recorded each epoch and drives early
         stopping (``patience`` epochs without improvement) and ``restore_best``.
     out: run directory for ``config.json``, ``model.safetensors``, ``history.csv`` and the
@@ -248,10 +271,15 @@ def fit(
 
     device = resolve_device(device)
     streamed = isinstance(x, Dataset)
-    train = None if streamed else as_training_tensor(model, x, "training data").to(device)
+    fields = {"labels": labels, "label_known": label_known, "observed": observed,
+              "lengths": lengths}
+    if streamed and any(value is not None for value in fields.values()):
+        raise ValueError("batch fields (labels, masks, lengths) need in-memory data, not a "
+                         "torch Dataset")
+    train = None if streamed else as_training_batch(model, x, fields, "training data").to(device)
     valid = None
     if validation is not None:
-        valid = as_training_tensor(model, validation, "validation data").to(device)
+        valid = as_training_batch(model, validation, {}, "validation data").to(device)
     model.to(device)
     model.set_training_size(len(x) if streamed else len(train))
 
@@ -307,9 +335,9 @@ def fit(
         totals, count, weight = None, 0, schedule(step)
         for batch in batches:
             if batch_transform is not None:
-                batch = batch_transform(batch)
+                batch = batch.replace(x=batch_transform(batch.x))
             weight = schedule(step)
-            output = model.loss(batch, kl_weight=weight, step=step)
+            output = model.batch_loss(batch, kl_weight=weight, step=step)
             loss = output.loss.mean()
             if not torch.isfinite(loss):
                 _diverged(run, model, epoch, step, loss)
@@ -319,7 +347,7 @@ def fit(
                 torch.nn.utils.clip_grad_norm_(parameters, gradient_clip)
             optimizer_.step()
             if auxiliary_optimizer is not None:
-                auxiliary_loss = model.auxiliary_loss(batch)
+                auxiliary_loss = model.auxiliary_loss(batch.x)
                 auxiliary_optimizer.zero_grad(set_to_none=True)
                 auxiliary_loss.backward()
                 auxiliary_optimizer.step()
@@ -340,13 +368,13 @@ def fit(
         record.update({f"train_{n}": float(v) / count for n, v in zip(names, totals.tolist())})
         record["kl_weight"] = float(weight)
         if valid is not None:
-            terms = model.loss_terms(valid)
+            terms = model.batch_loss_terms(valid)
             # Validation is scored at KL weight 1: the model's own objective, not the schedule's.
             record.update({f"validation_{n}": float(v.mean()) for n, v in terms.items()})
         record["seconds"] = time.perf_counter() - started
         history.epochs.append(record)
         if logger is not None:
-            logger.epoch_end(model, record, valid)
+            logger.epoch_end(model, record, None if valid is None else valid.x)
 
         if valid is not None:
             current = record["validation_loss"]
@@ -414,11 +442,11 @@ def _prefixed(tensors: dict, prefix: str) -> dict:
     return {key[len(prefix):]: value for key, value in tensors.items() if key.startswith(prefix)}
 
 
-def _shuffled(train: torch.Tensor, batch_size: int, generator: torch.Generator):
-    order = torch.randperm(len(train), generator=generator).to(train.device)
+def _shuffled(train: Batch, batch_size: int, generator: torch.Generator):
+    order = torch.randperm(len(train), generator=generator).to(train.x.device)
     # Gather batch by batch: a whole shuffled copy per epoch costs more memory traffic.
     for start in range(0, len(train), batch_size):
-        yield train[order[start:start + batch_size]]
+        yield train.take(order[start:start + batch_size])
 
 
 def _stream(loader: DataLoader, model: Autoencoder, device: torch.device):
@@ -427,7 +455,7 @@ def _stream(loader: DataLoader, model: Autoencoder, device: torch.device):
         batch = batch.to(device, torch.float32)
         if tuple(batch.shape[1:]) != model.input_shape:
             batch = batch.reshape(len(batch), *model.input_shape)
-        yield batch
+        yield Batch(batch)
 
 
 def _count(train, loader, batch_size) -> int:

@@ -273,6 +273,9 @@ class Autoencoder(nn.Module):
     trains_prior: ClassVar[bool] = False
     # Whether the model hands priors built from q(z|x) (the VampPrior) its posterior.
     binds_prior: ClassVar[bool] = False
+    # Batch fields besides x the model reads (labels, label_known, observed, lengths); see
+    # aevae.data.batch. A model that needs only x implements ``loss`` and never sees them.
+    uses: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: AutoencoderConfig | None = None, *, encoder: nn.Module | None = None,
                  decoder: nn.Module | None = None, **options):
@@ -325,6 +328,12 @@ class Autoencoder(nn.Module):
     def set_training_size(self, count: int) -> None:
         """Told the number of training examples before training starts, for estimators that
         need it (beta-TCVAE's minibatch-weighted sampling); most models ignore it."""
+
+    def batch_loss(self, batch, *, kl_weight: float = 1.0, step: int | None = None
+                   ) -> LossOutput:
+        """The loss of a named batch (``aevae.data.batch.Batch``): what training calls.
+        Models that read more than x override this; the others implement ``loss``."""
+        return self.loss(batch.x, kl_weight=kl_weight, step=step)
 
     def auxiliary_parameters(self) -> list[nn.Parameter]:
         """Parameters trained by ``auxiliary_loss`` with their own optimizer (an adversarial
@@ -526,27 +535,46 @@ class Autoencoder(nn.Module):
         decoded = self.decode(grid).reshape(len(chosen), steps, *self.input_shape)
         return self._output(torch.as_tensor(decoded), as_numpy), chosen
 
-    def loss_terms(self, x, *, batch_size: int = 1024) -> dict:
-        """Per-example ``loss``, each named term, and ``elbo`` where defined (eval mode)."""
-        tensor, as_numpy = self._prepare(x)
+    def make_batch(self, x, name: str = "x", **fields):
+        """(Batch on the model's device, whether x came as numpy) from x and the fields this
+        model uses; a field it does not use is an error rather than silently ignored."""
+        from ..data.batch import make_batch
 
-        def terms(batch):
-            output = self.loss(batch)
+        unused = sorted(field for field, value in fields.items()
+                        if value is not None and field not in self.uses)
+        if unused:
+            reads = ", ".join(self.uses) or "nothing but x"
+            raise ValueError(f"{self.name} does not use {', '.join(unused)} (it reads {reads})")
+        tensor, as_numpy = self._prepare(x, name)
+        return make_batch(tensor, fields, name).to(self.device), as_numpy
+
+    def batch_loss_terms(self, batch, batch_size: int = 1024) -> dict:
+        """Per-example ``loss``, each named term and ``elbo`` where defined, of a Batch, as
+        tensors (eval mode, no gradients)."""
+
+        def terms(piece):
+            output = self.batch_loss(piece)
             values = {"loss": output.loss, **output.terms}
             if output.elbo is not None:
                 values["elbo"] = output.elbo
             return values
 
-        values = self._in_batches(terms, tensor, batch_size)
+        return self._in_batches(terms, batch, batch_size)
+
+    def loss_terms(self, x, *, batch_size: int = 1024, **fields) -> dict:
+        """Per-example ``loss``, each named term, and ``elbo`` where defined (eval mode);
+        ``fields`` (labels=, observed=, lengths=, ...) for the models that use them."""
+        batch, as_numpy = self.make_batch(x, **fields)
+        values = self.batch_loss_terms(batch, batch_size)
         return {key: self._output(value, as_numpy) for key, value in values.items()}
 
-    def elbo(self, x, *, batch_size: int = 1024):
+    def elbo(self, x, *, batch_size: int = 1024, **fields):
         if not self.has_likelihood:
             raise NoLikelihoodError(
                 f"{self.name} is a deterministic autoencoder: it defines no likelihood p(x), so it "
                 "has no ELBO; compare reconstruction terms, or fit a density to its codes"
             )
-        return self.loss_terms(x, batch_size=batch_size)["elbo"]
+        return self.loss_terms(x, batch_size=batch_size, **fields)["elbo"]
 
     def fit(self, x, validation=None, **options):
         """Train on x (array or tensor); see ``aevae.training.fit`` for the options."""

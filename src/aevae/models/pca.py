@@ -87,6 +87,10 @@ class ClosedForm:
         from ..io import atomic_write_text
         from ..training import HISTORY_FILE, TrainingHistory, as_training_tensor
 
+        given = sorted(key for key in ("labels", "label_known", "observed", "lengths")
+                       if _training_options.get(key) is not None)
+        if given:
+            raise ValueError(f"{self.name} does not use {', '.join(given)}")
         started = time.perf_counter()
         data = as_training_tensor(self, x, "training data").numpy()
         self.solve(data, seed)
