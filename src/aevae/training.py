@@ -116,7 +116,7 @@ def as_training_batch(model: Autoencoder, x, fields: dict, name: str) -> Batch:
         if any(value is not None for value in fields.values()):
             raise ValueError(f"{name}: pass the fields inside the Batch or as keywords, "
                              "not both")
-        fields, x = {key: value.cpu() for key, value in x.fields().items()}, x.x
+        fields, x = x.fields(), x.x  # arrays or tensors: make_batch checks either
     unused = sorted(key for key, value in fields.items()
                     if value is not None and key not in model.uses)
     if unused:
@@ -238,6 +238,7 @@ def fit(
     label_known=None,
     observed=None,
     lengths=None,
+    labelled_per_batch: int | None = None,
 ) -> TrainingHistory:
     """Train ``model`` on ``x`` (array, tensor, ``aevae.data.batch.Batch`` or
     ``torch.utils.data.Dataset``).
@@ -245,6 +246,10 @@ def fit(
     labels, label_known, observed, lengths: the batch fields of the models that read them
         (conditional and semi-supervised models, missing entries, padded sequences); a
         ``validation`` Batch carries its own.
+    labelled_per_batch: with ``label_known``, put this many labelled examples in every batch
+        (cycling through them) beside batch_size minus that many unlabelled ones, so that a
+        few labels among many unlabelled examples reach every step (semi-supervised models
+        weigh the two parts back to their shares).
     validation: held-out data; its loss (KL weight 1) is recorded each epoch and drives early
         stopping (``patience`` epochs without improvement) and ``restore_best``.
     out: run directory for ``config.json``, ``model.safetensors``, ``history.csv`` and the
@@ -273,6 +278,10 @@ def fit(
     streamed = isinstance(x, Dataset)
     fields = {"labels": labels, "label_known": label_known, "observed": observed,
               "lengths": lengths}
+    if labelled_per_batch is not None and (label_known is None or not
+                                           1 <= labelled_per_batch < batch_size):
+        raise ValueError("labelled_per_batch needs label_known and must be in "
+                         f"1..batch_size - 1 ({batch_size - 1})")
     if streamed and any(value is not None for value in fields.values()):
         raise ValueError("batch fields (labels, masks, lengths) need in-memory data, not a "
                          "torch Dataset")
@@ -281,7 +290,7 @@ def fit(
     if validation is not None:
         valid = as_training_batch(model, validation, {}, "validation data").to(device)
     model.to(device)
-    model.set_training_size(len(x) if streamed else len(train))
+    model.prepare_training(train, len(x) if streamed else len(train))
 
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -300,7 +309,8 @@ def fit(
     settings = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                 "optimizer": optimizer, "weight_decay": weight_decay, "seed": seed,
                 "patience": patience, "gradient_clip": gradient_clip,
-                "kl_schedule": repr(schedule), "device": str(device)}
+                "kl_schedule": repr(schedule), "device": str(device),
+                "labelled_per_batch": labelled_per_batch}
     if run is not None:
         if run.checkpoint.exists() and resume:
             step, stale_epochs, best_state = _resume(run, model, optimizers, generator, history)
@@ -329,9 +339,14 @@ def fit(
             break
         started = time.perf_counter()
         model.train()
-        batches = _stream(loader, model, device) if streamed else _shuffled(train, batch_size,
-                                                                           generator)
-        bar = _progress_bar(progress, epoch, epochs, _count(train, loader, batch_size))
+        if streamed:
+            batches = _stream(loader, model, device)
+        elif labelled_per_batch is not None:
+            batches = _mixed(train, batch_size, labelled_per_batch, generator)
+        else:
+            batches = _shuffled(train, batch_size, generator)
+        bar = _progress_bar(progress, epoch, epochs,
+                            _count(train, loader, batch_size, labelled_per_batch))
         totals, count, weight = None, 0, schedule(step)
         for batch in batches:
             if batch_transform is not None:
@@ -449,6 +464,33 @@ def _shuffled(train: Batch, batch_size: int, generator: torch.Generator):
         yield train.take(order[start:start + batch_size])
 
 
+def _mixed_parts(train: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    known = train.label_known
+    return torch.nonzero(known).squeeze(1), torch.nonzero(~known).squeeze(1)
+
+
+def _mixed(train: Batch, batch_size: int, labelled_per_batch: int,
+           generator: torch.Generator):
+    """Batches of ``labelled_per_batch`` labelled examples (cycling through a fresh shuffle of
+    them each epoch) and ``batch_size`` minus that many unlabelled ones; plain shuffled batches
+    when either part is empty."""
+    labelled, unlabelled = _mixed_parts(train)
+    if len(labelled) == 0 or len(unlabelled) == 0:
+        yield from _shuffled(train, batch_size, generator)
+        return
+    rest = batch_size - labelled_per_batch
+    order = unlabelled[torch.randperm(len(unlabelled), generator=generator).to(
+        unlabelled.device)]
+    batches = math.ceil(len(unlabelled) / rest)
+    needed = batches * labelled_per_batch
+    cycles = [torch.randperm(len(labelled), generator=generator)
+              for _ in range(math.ceil(needed / len(labelled)))]
+    labelled_order = labelled[torch.cat(cycles).to(labelled.device)]
+    for index in range(batches):
+        picked = labelled_order[index * labelled_per_batch:(index + 1) * labelled_per_batch]
+        yield train.take(torch.cat([picked, order[index * rest:(index + 1) * rest]]))
+
+
 def _stream(loader: DataLoader, model: Autoencoder, device: torch.device):
     for item in loader:
         batch = item[0] if isinstance(item, (tuple, list)) else item
@@ -458,9 +500,13 @@ def _stream(loader: DataLoader, model: Autoencoder, device: torch.device):
         yield Batch(batch)
 
 
-def _count(train, loader, batch_size) -> int:
+def _count(train, loader, batch_size, labelled_per_batch=None) -> int:
     if loader is not None:
         return len(loader)
+    if labelled_per_batch is not None:
+        labelled, unlabelled = _mixed_parts(train)
+        if len(labelled) and len(unlabelled):
+            return math.ceil(len(unlabelled) / (batch_size - labelled_per_batch))
     return math.ceil(len(train) / batch_size)
 
 

@@ -285,12 +285,7 @@ class Autoencoder(nn.Module):
         elif options:
             raise ValueError("pass either a config or keyword options, not both")
         self.config = config
-        network_options = {
-            "hidden": config.hidden,
-            "activation": config.activation,
-            "norm": config.norm,
-            "init": config.init,
-        }
+        network_options = self.network_options()
         self.custom_networks = encoder is not None or decoder is not None
         with self.seeded_initialisation(0):
             self.encoder = encoder if encoder is not None else build_encoder(
@@ -307,6 +302,11 @@ class Autoencoder(nn.Module):
         if self.prior.uses_posterior and not self.binds_prior:
             raise ValueError(f"the {config.prior} prior is built from a posterior q(z|x), which "
                              f"{self.name} does not have; use it with a VAE")
+
+    def network_options(self) -> dict:
+        """The options the network registry builds this model's encoder and decoder with."""
+        return {"hidden": self.config.hidden, "activation": self.config.activation,
+                "norm": self.config.norm, "init": self.config.init}
 
     def seeded_initialisation(self, stream: int = 1):
         """Build modules with weights drawn from ``config.seed`` (and a per-part ``stream``)
@@ -325,9 +325,11 @@ class Autoencoder(nn.Module):
         the global training step (None outside training) for models whose target moves."""
         raise NotImplementedError
 
-    def set_training_size(self, count: int) -> None:
-        """Told the number of training examples before training starts, for estimators that
-        need it (beta-TCVAE's minibatch-weighted sampling); most models ignore it."""
+    def prepare_training(self, data, count: int) -> None:
+        """Shown the training data (a Batch, or None when it is streamed) and its size before
+        training starts, for what depends on the whole set (beta-TCVAE's minibatch-weighted
+        sampling needs N; M2 weighs its classifier by the share of known labels). Most models
+        ignore it."""
 
     def batch_loss(self, batch, *, kl_weight: float = 1.0, step: int | None = None
                    ) -> LossOutput:

@@ -70,7 +70,7 @@ class BetaTCVAE(VAE):
         # Saved with the weights, so a loaded model estimates TC with the same N.
         self.register_buffer("training_size", torch.tensor(0, dtype=torch.int64))
 
-    def set_training_size(self, count: int) -> None:
+    def prepare_training(self, data, count: int) -> None:
         self.training_size.fill_(int(count))
 
     def loss(self, x, *, kl_weight=1.0, step=None):

@@ -1,0 +1,200 @@
+"""The semi-supervised VAE M2 (Kingma et al. 2014), and M1+M2 (M2 on a trained VAE's codes).
+
+A class y and a style z generate x: p(y) uniform, p(z) = N(0, I), p(x|y,z). Inference has a
+classifier q(y|x) and q(z|x,y). For a labelled example the loss is the negative ELBO of log p(x,y),
+
+    L(x, y) = -log p(x|y,z) + KL(q(z|x,y) || p(z)) - log p(y),
+
+plus alpha times the classifier's cross-entropy; for an unlabelled one y is summed out,
+
+    U(x) = sum_y q(y|x) L(x, y) - H(q(y|x)),
+
+which is the negative ELBO of log p(x). As in Kingma et al.'s code, a batch's loss is the mean of
+L + alpha * CE over its labelled examples plus the mean of U over its unlabelled ones; alpha
+defaults to 0.1 x (all / labelled examples): their alpha = 0.1 N, per labelled example. Train
+with ``fit(x, labels=..., label_known=..., labelled_per_batch=k)`` so that every batch sees some
+labels. ``predict(x)`` classifies with q(y|x).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.batch import Batch
+from ..distributions import DiagonalGaussian
+from ..nets import MLPEncoder
+from ..nets.conditional import ConditionedDecoder, ConditionedEncoder
+from ..priors import StandardNormal
+from .base import LossOutput
+from .registry import register_model
+from .vae import VAE, VAEConfig
+
+
+@dataclass
+class M2Config(VAEConfig):
+    # Number of classes y.
+    classes: int = 10
+    # Hidden widths of the classifier q(y|x).
+    classifier_hidden: tuple[int, ...] = (500,)
+    # alpha on the labelled examples' cross-entropy; None: 0.1 x all / labelled examples of
+    # the training data (Kingma et al.'s 0.1 N).
+    classification_weight: float | None = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.classes < 2:
+            raise ValueError(f"classes must be at least 2, got {self.classes}")
+        if self.samples != 1:
+            raise ValueError("m2 draws one z per example and class: samples=1")
+        if self.classification_weight is not None and not self.classification_weight >= 0:
+            raise ValueError("classification_weight must be non-negative")
+
+
+@register_model
+class M2(VAE):
+    name = "m2"
+    description = ("semi-supervised VAE M2: classifier q(y|x), q(z|x,y), p(x|y,z); labels "
+                   "summed out where unknown")
+    Config = M2Config
+    uses = ("labels", "label_known")
+
+    def __init__(self, config=None, **options):
+        super().__init__(config, **options)
+        if not isinstance(self.prior, StandardNormal):
+            raise ValueError("m2 uses the standard-normal prior")
+        config = self.config
+        with self.seeded_initialisation(0):
+            self.encoder = ConditionedEncoder(config.network, config.input_shape, config.classes,
+                                              2 * config.latent_dim, **self.network_options())
+            self.decoder = ConditionedDecoder(config.network, config.latent_dim, config.classes,
+                                              config.input_shape, **self.network_options())
+        with self.seeded_initialisation(5):
+            self.classifier = MLPEncoder(config.input_shape, config.classes,
+                                         hidden=config.classifier_hidden,
+                                         activation=config.activation)
+        # Saved with the weights: the alpha training used.
+        weight = config.classification_weight
+        self.register_buffer("alpha", torch.tensor(0.0 if weight is None else float(weight)))
+
+    def prepare_training(self, data, count: int) -> None:
+        if self.config.classification_weight is not None or data is None:
+            return
+        known = data.label_known
+        if known is None:
+            known = torch.full((len(data),), data.labels is not None)
+        labelled = int(known.sum())
+        self.alpha.fill_(0.1 * count / labelled if labelled else 0.0)
+
+    def loss(self, x, *, kl_weight=1.0, step=None):
+        """The loss of unlabelled x (labels summed out); labelled data go through batch_loss."""
+        return self.batch_loss(Batch(x), kl_weight=kl_weight, step=step)
+
+    # ----- the model's pieces -------------------------------------------------------------
+    def class_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(x)
+
+    def negative_elbo_given(self, x: torch.Tensor, labels: torch.Tensor
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(reconstruction, KL) per example of -ELBO(x, y) for the given classes."""
+        condition = F.one_hot(labels, self.config.classes).float()
+        q = DiagonalGaussian(*self.encoder(self.corrupt(x), condition).chunk(2, dim=-1))
+        z = q.rsample()
+        reconstruction = -self.likelihood.log_prob(x, self.decoder(z, condition))
+        return reconstruction, q.kl_to_standard_normal()
+
+    def batch_loss(self, batch, *, kl_weight=1.0, step=None):
+        x, count = batch.x, len(batch)
+        known = batch.label_known
+        if known is None:
+            known = torch.full((count,), batch.labels is not None, device=x.device)
+        if batch.labels is not None and bool(known.any()):
+            labels = batch.labels
+            if int(labels[known].min()) < 0 or int(labels[known].max()) >= self.config.classes:
+                raise ValueError(f"labels must be classes 0..{self.config.classes - 1}")
+        log_prior_y = -math.log(self.config.classes)
+        log_q = F.log_softmax(self.class_logits(x), dim=-1)
+        reconstruction = torch.empty(count, device=x.device)
+        kl = torch.empty(count, device=x.device)
+        classification = torch.zeros(count, device=x.device)
+        entropy = torch.zeros(count, device=x.device)
+
+        labelled = torch.nonzero(known).squeeze(1)
+        if len(labelled):
+            y = batch.labels[labelled]
+            reconstruction[labelled], kl[labelled] = self.negative_elbo_given(x[labelled], y)
+            classification[labelled] = F.nll_loss(log_q[labelled], y, reduction="none")
+        unlabelled = torch.nonzero(~known).squeeze(1)
+        if len(unlabelled):
+            classes = self.config.classes
+            x_u = x[unlabelled]
+            every = torch.arange(classes, device=x.device).repeat_interleave(len(x_u))
+            reconstruction_y, kl_y = self.negative_elbo_given(
+                x_u.repeat(classes, *([1] * (x.dim() - 1))), every)
+            weights = log_q[unlabelled].exp().T  # (classes, unlabelled)
+            reconstruction[unlabelled] = (weights * reconstruction_y.view(classes, -1)).sum(0)
+            kl[unlabelled] = (weights * kl_y.view(classes, -1)).sum(0)
+            entropy[unlabelled] = -(weights.T * log_q[unlabelled]).sum(-1)
+        # -ELBO of log p(x, y) (labelled) or of log p(x) (unlabelled).
+        negative_elbo = reconstruction + kl - log_prior_y - entropy
+        training = reconstruction + kl_weight * self.config.beta * kl - log_prior_y - entropy
+        training = training + self.alpha * classification
+        # Each part counts as the mean over its own examples (then the two are added).
+        share = torch.where(known, count / max(len(labelled), 1),
+                            count / max(len(unlabelled), 1))
+        return LossOutput(
+            loss=share * training,
+            terms={"reconstruction": reconstruction, "kl": kl, "classification": classification,
+                   "label_entropy": entropy},
+            elbo=-negative_elbo,
+        )
+
+    # ----- classifying ---------------------------------------------------------------------
+    def predict_proba(self, x, *, batch_size: int = 1024):
+        """q(y|x) per example."""
+        tensor, as_numpy = self._prepare(x)
+        probabilities = self._in_batches(lambda piece: F.softmax(self.class_logits(piece), -1),
+                                         tensor, batch_size)
+        return self._output(probabilities, as_numpy)
+
+    def predict(self, x, *, batch_size: int = 1024):
+        """The most probable class under q(y|x)."""
+        return np.asarray(self.predict_proba(np.asarray(x) if not torch.is_tensor(x) else x,
+                                             batch_size=batch_size)).argmax(axis=1)
+
+    def encode_tensor(self, x, sample=False):
+        """Codes of z given the class q(y|x) finds most probable."""
+        labels = self.class_logits(x).argmax(-1)
+        condition = F.one_hot(labels, self.config.classes).float()
+        q = DiagonalGaussian(*self.encoder(x, condition).chunk(2, dim=-1))
+        return (q.rsample() if sample else q.mean), q.variance
+
+    def sample(self, n: int, *, labels=None, seed: int | None = None, as_numpy: bool = True):
+        """Decode ``n`` prior draws as class(es) ``labels`` (default: drawn from p(y))."""
+        generator = None if seed is None else torch.Generator().manual_seed(seed)
+        codes = self.sample_latent(n, seed)
+        if labels is None:
+            labels = torch.randint(self.config.classes, (n,), generator=generator)
+        labels = torch.as_tensor(np.broadcast_to(np.asarray(labels), (n,)).copy())
+        with torch.no_grad():
+            was_training = self.training
+            self.eval()
+            condition = F.one_hot(labels.long(), self.config.classes).float().to(self.device)
+            decoded = self.likelihood.mean(self.decoder(codes.to(self.device), condition))
+            self.train(was_training)
+        return self._output(decoded, as_numpy)
+
+
+def fit_m1_m2(m1, x, *, labels, label_known, m2_options: dict | None = None, **fit_options):
+    """M1+M2 (Kingma et al. 2014): an M2 trained on the posterior means of a trained VAE ``m1``,
+    with a Gaussian decoder over the codes. Returns the M2; classify new data with
+    ``m2.predict(m1.encode(x))``."""
+    codes = np.asarray(m1.encode(x))
+    options = {"latent_dim": m1.latent_dim, "likelihood": "gaussian-learned",
+               "likelihood_options": {"per_dimension": True}, **(m2_options or {})}
+    m2 = M2(input_shape=(codes.shape[1],), **options)
+    return m2.fit(codes, labels=labels, label_known=label_known, **fit_options)

@@ -1,0 +1,127 @@
+"""Labels: the named batch's label fields, the conditional VAE and AE, M2 with 0%, some and all
+labels, the mixed batches that carry few labels to every step, and M1+M2."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import aevae
+from aevae.data.batch import Batch, make_batch
+from aevae.models.m2 import fit_m1_m2
+from aevae.training import _mixed
+
+
+def known_subset(labels: np.ndarray, per_class: int, seed: int = 0) -> np.ndarray:
+    generator = np.random.default_rng(seed)
+    known = np.zeros(len(labels), dtype=bool)
+    for value in np.unique(labels):
+        members = np.flatnonzero(labels == value)
+        known[generator.choice(members, per_class, replace=False)] = True
+    return known
+
+
+def test_make_batch_checks_every_field():
+    x = torch.zeros(4, 3, 2)
+    batch = make_batch(x, {"labels": [0, 1, 2, 3], "lengths": [3, 1, 2, 3],
+                           "observed": np.ones((4, 6), bool), "label_known": [1, 0, 1, 0]})
+    assert batch.observed.shape == (4, 3, 2) and batch.label_known.dtype == torch.bool
+    assert batch.step_mask().tolist()[1] == [1.0, 0.0, 0.0]
+    assert len(batch.take(torch.tensor([0, 2]))) == 2
+    for fields, message in (({"labels": [0, 1]}, "expected 4 values"),
+                            ({"lengths": [0, 1, 1, 1]}, "each must be in 1..3"),
+                            ({"labels": [0, -1, 0, 0]}, "non-negative"),
+                            ({"observed": np.ones(5)}, "one entry per value"),
+                            ({"label_known": [1, 1, 1, 1]}, "label_known needs labels"),
+                            ({"weights": [1, 1, 1, 1]}, "unknown batch field")):
+        with pytest.raises(ValueError, match=message):
+            make_batch(x, fields)
+
+
+def test_mixed_batches_carry_labels_to_every_step():
+    labels = torch.arange(100) % 10
+    known = torch.zeros(100, dtype=torch.bool)
+    known[:7] = True
+    train = Batch(torch.zeros(100, 1), labels=labels, label_known=known)
+    batches = list(_mixed(train, 16, 4, torch.Generator().manual_seed(0)))
+    assert len(batches) == 8  # 93 unlabelled examples, 12 per batch
+    assert all(int(batch.label_known.sum()) == 4 for batch in batches)
+    seen = torch.cat([batch.x for batch in batches])
+    assert len(seen) == 8 * 4 + 93
+
+
+def test_models_refuse_fields_they_do_not_use(digits):
+    vae = aevae.make("vae", input_shape=digits.shape, latent_dim=2, hidden=(8,))
+    with pytest.raises(ValueError, match="vae does not use labels"):
+        vae.fit(digits.train.x, labels=digits.train.labels, epochs=1, progress=False)
+    with pytest.raises(ValueError, match="vae does not use labels"):
+        vae.loss_terms(digits.test.x, labels=digits.test.labels)
+
+
+@pytest.mark.parametrize("name", ["cvae", "conditional_ae"])
+def test_conditional_models_generate_the_requested_class(name, digits, tmp_path):
+    from aevae.metrics.classifier import load_or_train_feature_classifier
+
+    model = aevae.make(name, input_shape=digits.shape, latent_dim=4, hidden=(64,), seed=0)
+    model.fit(digits.train.x, labels=digits.train.labels, epochs=40, batch_size=64,
+              progress=False, out=tmp_path / name)
+    classifier = load_or_train_feature_classifier("digits", digits.train.x, digits.train.labels,
+                                                  tmp_path / "classifiers", seed=0)
+    for target in (0, 3, 7):
+        samples = model.sample(50, labels=target, seed=1)
+        agreement = np.mean(classifier.probabilities(samples).argmax(1) == target)
+        if name == "cvae":  # prior draws; a plain AE's codes are not N(0, I)
+            assert agreement >= 0.8, (target, agreement)
+    reconstructed = model.reconstruct(digits.test.x[:10], labels=digits.test.labels[:10])
+    assert reconstructed.shape == (10, *digits.shape)
+    again = aevae.load(tmp_path / name)
+    np.testing.assert_array_equal(again.encode(digits.test.x[:4], labels=2),
+                                  model.encode(digits.test.x[:4], labels=2))
+    with pytest.raises(ValueError, match="pass labels"):
+        model.encode(digits.test.x[:4])
+    with pytest.raises(ValueError, match="classes 0..9"):
+        model.sample(2, labels=12)
+
+
+@pytest.mark.parametrize("share", [0.0, 0.1, 1.0])
+def test_m2_trains_with_no_some_or_all_labels(share, digits):
+    labels = digits.train.labels
+    if share == 1.0:
+        known = np.ones(len(labels), dtype=bool)
+    elif share == 0.0:
+        known = np.zeros(len(labels), dtype=bool)
+    else:
+        known = known_subset(labels, 13)
+    model = aevae.make("m2", input_shape=digits.shape, latent_dim=4, hidden=(64,),
+                       classifier_hidden=(64,), seed=0)
+    mixed = 8 if 0 < share < 1 else None
+    model.fit(digits.train.x, labels=labels, label_known=known, labelled_per_batch=mixed,
+              epochs=8, batch_size=64, progress=False, validation=digits.test.x)
+    record = model.history_.epochs[-1]
+    assert np.isfinite(record["train_loss"]) and np.isfinite(record["validation_loss"])
+    if share == 0.0:
+        assert float(model.alpha) == 0.0 and record["train_classification"] == 0.0
+    else:
+        expected = 0.1 * len(labels) / known.sum()
+        assert float(model.alpha) == pytest.approx(expected)
+    accuracy = np.mean(model.predict(digits.test.x) == digits.test.labels)
+    if share > 0:
+        assert accuracy > 0.6, accuracy
+    # The unlabelled bound sums the labels out: it is below the labelled one's... for the
+    # right label, log p(x) >= log p(x, y).
+    unlabelled = model.loss_terms(digits.test.x[:20])["elbo"]
+    labelled = model.loss_terms(digits.test.x[:20], labels=digits.test.labels[:20])["elbo"]
+    assert np.all(np.isfinite(unlabelled)) and np.all(np.isfinite(labelled))
+
+
+def test_m1_m2_is_m2_on_a_vae_s_codes(digits):
+    m1 = aevae.make("vae", input_shape=digits.shape, latent_dim=6, hidden=(64,), seed=0)
+    m1.fit(digits.train.x, epochs=10, batch_size=64, progress=False)
+    known = known_subset(digits.train.labels, 10)
+    m2 = fit_m1_m2(m1, digits.train.x, labels=digits.train.labels, label_known=known,
+                   m2_options={"hidden": (32,), "classifier_hidden": (32,), "seed": 0},
+                   epochs=5, batch_size=64, labelled_per_batch=8, progress=False)
+    assert m2.input_shape == (6,) and m2.config.likelihood == "gaussian-learned"
+    predictions = m2.predict(m1.encode(digits.test.x))
+    assert predictions.shape == (len(digits.test),) and 0 <= predictions.min()
