@@ -60,7 +60,8 @@ def tiny_budget():
             "anomaly_training_examples": 50, "anomaly_importance_samples": 5,
             "anomaly_classes": 2, "silhouette_examples": 200,
             "disentanglement_train_points": 200, "disentanglement_test_points": 100,
-            "disentanglement_dci_trees": 5,
+            "disentanglement_dci_trees": 5, "manipulation_examples": 100,
+            "variation_examples": 20, "variations": 4,
         },
     )
 

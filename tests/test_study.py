@@ -50,7 +50,7 @@ def test_study_writes_results_report_and_store(digits_study):
     assert rows["ae"]["reason"].startswith("no likelihood")
     assert "not comparable" in rows["ppca"]["reason"]  # a Gaussian density on Bernoulli data
     assert rows["vae"]["available"] and set(rows["vae"]["values"]) == {0, 1}
-    assert len(results["claims"]) == 6 and results["summary"]
+    assert len(results["claims"]) == 8 and results["summary"]
     timing = results["timing"]
     assert timing["runs_executed"] == 8
     assert timing["overhead_seconds"] >= 0 and 0 <= timing["overhead_fraction"] < 1
@@ -272,3 +272,34 @@ def test_a_study_on_data_with_known_factors_scores_disentanglement(tmp_path, tin
     assert "Disentanglement" in page and "traversals" in page
     with pytest.raises(ValueError, match="unknown task"):
         run_study(StudySettings(data="digits", tasks="nonsense"), tmp_path / "x")
+
+
+def test_a_study_with_more_tasks_evaluates_finished_runs_without_retraining(tmp_path,
+                                                                            tiny_budget):
+    out = tmp_path / "growing"
+    first = run_study(StudySettings(data="digits", models="ae,vae", seeds=1, budget=tiny_budget,
+                                    tasks="compression"), out, progress=False)
+    weights = {run["id"]: Path(run["path"], "model.safetensors").read_bytes()
+               for run in first["runs"]}
+    grown = run_study(StudySettings(data="digits", models="ae,vae", seeds=1, budget=tiny_budget,
+                                    tasks="compression,manipulation,variation"), out,
+                      progress=False)
+    assert [task["name"] for task in grown["tasks"]] == ["compression", "manipulation",
+                                                         "variation"]
+    assert grown["timing"]["runs_executed"] == 2
+    for run in grown["runs"]:
+        assert not run["reused"] and not run["trained_now"] and len(run["intervals"]) == 2
+        assert Path(run["path"], "model.safetensors").read_bytes() == weights[run["id"]]
+        metrics = json.loads(Path(run["path"], "metrics.json").read_text())["metrics"]
+        assert {"reconstruction", "manipulation", "variation"} <= set(metrics)
+    manipulation = grown["tasks"][1]["metrics"][0]["rows"]
+    assert 0 <= manipulation["vae"]["mean"] <= 1
+    variation = next(metric for metric in grown["tasks"][2]["metrics"]
+                     if metric["name"] == "variation_diversity")["rows"]
+    assert variation["ae"]["mean"] > 0  # input noise is the AE's only source of variation
+    page = (out / "report.html").read_text()
+    assert "evaluated now (trained before)" in page
+    again = run_study(StudySettings(data="digits", models="ae,vae", seeds=1, budget=tiny_budget,
+                                    tasks="compression,manipulation,variation"), out,
+                      progress=False)
+    assert again["timing"]["runs_executed"] == 0

@@ -20,7 +20,8 @@ DATA_FILE = "data.json"
 PRESET_NAMES = ("latent-sweep", "ladder", "beta-sweep")  # aevae.study.roster.PRESETS
 # aevae.metrics.evaluate.METRIC_GROUPS, named here so `--help` needs no torch import.
 METRIC_GROUP_NAMES = ("reconstruction", "likelihood", "latent", "generation", "structure",
-                      "interpolation", "anomaly", "denoising", "disentanglement")
+                      "interpolation", "anomaly", "denoising", "manipulation", "variation",
+                      "disentanglement")
 
 
 class UsageError(ValueError):
@@ -735,7 +736,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--tasks", help="only these tasks, comma-separated (default: every "
                          "task that fits the data): compression, likelihood, prior_sampling, "
                          "ex_post_sampling, interpolation, few_labels, clustering, anomaly, "
-                         "denoising, latent_health, disentanglement")
+                         "denoising, manipulation, variation, latent_health, disentanglement")
     compare.add_argument("--budget", choices=["quick", "full"], default="quick",
                          help="quick: a first answer in minutes; full: publication settings "
                          "(it states its expected time before starting)")

@@ -77,6 +77,11 @@ class EvaluationSettings:
     disentanglement_train_points: int = 10000  # beta-VAE/FactorVAE training points, MIG, ...
     disentanglement_test_points: int = 5000  # their evaluation / test points
     disentanglement_dci_trees: int = 100  # boosting stages of DCI's gradient-boosted trees
+    # manipulation (labelled data): class-vector edits and variations of one input
+    manipulation_examples: int = 1000  # evaluation examples edited
+    variation_examples: int = 200  # inputs whose variations are drawn
+    variations: int = 8  # variations per input
+    variation_input_noise: float = 0.1  # deterministic models' only source of variation
     # denoising
     noise_levels: tuple[float, ...] = (0.1, 0.3, 0.5)  # Gaussian noise std
     mask_fractions: tuple[float, ...] = (0.25, 0.5)  # share of pixels set to 0
@@ -612,6 +617,110 @@ def _denoising(context: EvaluationContext) -> dict:
             **denoising_psnr(x, model.reconstruct(corrupted), corrupted),
         }
     return result
+
+
+def _reference_features(context: EvaluationContext) -> np.ndarray:
+    reference = context.reference_images()
+    return context.once("reference_features", lambda: context.features(reference))[0]
+
+
+@metric_group(
+    "manipulation",
+    "latent arithmetic: codes moved by the class vector (mean code of the target class minus "
+    "that of the source class) and decoded; how often the classifier then sees the target "
+    "class, and how far the results are from real data",
+)
+def _manipulation(context: EvaluationContext) -> dict:
+    settings, model = context.settings, context.model
+    train_labels = context.dataset.train.labels
+    split = context.evaluation_split
+    if train_labels is None or split.labels is None or context.classifier() is None:
+        return _unavailable("the dataset has no labels to define class vectors with")
+    classes = np.unique(train_labels)
+    if len(classes) < 2:
+        return _unavailable("needs at least two classes")
+    codes = context.codes("train")
+    centres = {int(value): codes[train_labels == value].mean(axis=0) for value in classes}
+    generator = np.random.default_rng([settings.seed, 9])
+    known = np.flatnonzero(np.isin(split.labels, classes))
+    chosen = np.sort(generator.permutation(known)[: settings.manipulation_examples])
+    source = split.labels[chosen]
+    # Each example moves to another class, drawn uniformly among the others.
+    shift = generator.integers(1, len(classes), len(chosen))
+    positions = np.searchsorted(classes, source)
+    target = classes[(positions + shift) % len(classes)]
+    moved = context.codes()[chosen] + np.stack(
+        [centres[int(t)] - centres[int(s)] for s, t in zip(source, target)])
+    edited = model.decode(moved.astype(np.float32))
+    features, probabilities, space = context.features(edited)
+    realism = midpoint_realism(features, _reference_features(context), probabilities,
+                               max_reference=None, seed=settings.seed)
+    predicted = probabilities.argmax(axis=1)
+    return {
+        "available": True,
+        "edit_success": float(np.mean(predicted == target)),
+        "kept_source_class": float(np.mean(predicted == source)),
+        "realism": realism,
+        "edits": int(len(chosen)),
+        "strength": 1.0,
+        "vector": "mean training code of the target class minus that of the source class",
+        "codes": _code_description(model),
+        "feature_space": space,
+        "seed": settings.seed,
+    }
+
+
+@metric_group(
+    "variation",
+    "several decoded z ~ q(z|x) per input (input noise for deterministic models): how varied "
+    "they are and how faithful to the input (its class kept)",
+)
+def _variation(context: EvaluationContext) -> dict:
+    settings, model = context.settings, context.model
+    split = context.evaluation_split
+    if split.labels is None or context.classifier() is None:
+        return _unavailable("the dataset has no labels to judge faithfulness with")
+    x = context.evaluation_x()
+    chosen = np.sort(np.random.default_rng([settings.seed, 10]).permutation(len(x))[
+        : settings.variation_examples])
+    count = settings.variations
+    if model.has_likelihood:
+        source = "z ~ q(z|x), decoded (decoder means)"
+        varied = model.vary(x[chosen], count, seed=settings.seed)
+    else:
+        source = (f"a deterministic model has one code per input: each variation encodes x plus "
+                  f"N(0, {settings.variation_input_noise:g}^2) noise")
+        noise = np.random.default_rng([settings.seed, 11]).standard_normal(
+            (len(chosen), count, *x.shape[1:])).astype(np.float32)
+        noisy = x[chosen][:, None] + settings.variation_input_noise * noise
+        varied = model.reconstruct(noisy.reshape(-1, *x.shape[1:])).reshape(noisy.shape)
+    flat = varied.reshape(len(chosen) * count, *x.shape[1:])
+    features, probabilities, space = context.features(flat)
+    features = features.reshape(len(chosen), count, -1)
+    reference = _reference_features(context)
+    from ._utils import kth_neighbour_distances
+
+    typical = float(kth_neighbour_distances(np.asarray(reference, dtype=np.float64), 1).mean())
+    spread = []
+    for group in features.astype(np.float64):
+        difference = group[:, None] - group[None, :]
+        distances = np.sqrt((difference**2).sum(-1))
+        spread.append(distances[np.triu_indices(count, 1)].mean())
+    kept = probabilities.argmax(axis=1).reshape(len(chosen), count) == split.labels[chosen][
+        :, None]
+    return {
+        "available": True,
+        "diversity": float(np.mean(spread)) / typical if typical > 0 else None,
+        "faithfulness": float(kept.mean()),
+        "source": source,
+        "inputs": int(len(chosen)),
+        "variations": int(count),
+        "diversity_definition": "mean pairwise feature distance between an input's "
+        "variations, over the mean nearest-neighbour distance among training examples",
+        "faithfulness_definition": "share of variations the classifier gives the input's class",
+        "feature_space": space,
+        "seed": settings.seed,
+    }
 
 
 @metric_group(

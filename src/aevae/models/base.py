@@ -497,6 +497,28 @@ class Autoencoder(nn.Module):
         decoded = decoded.view(len(start), steps, *self.input_shape)
         return self._output(decoded[0] if single else decoded, as_numpy)
 
+    def vary(self, x, n: int, *, sample_likelihood: bool = False, seed: int | None = 0):
+        """``n`` variations of each example of x, shaped (len(x), n, *shape): decoded draws
+        z ~ q(z|x) (the decoder's mean, or a draw from p(x|z) with ``sample_likelihood``). A
+        deterministic model has one code per input, so its variations all equal the
+        reconstruction (unless ``sample_likelihood`` adds the decoder's noise)."""
+        if not _whole(n) or n < 1:
+            raise ValueError(f"n must be a whole number of at least 1, got {n!r}")
+        tensor, as_numpy = self._prepare(x)
+        repeated = tensor.repeat_interleave(int(n), dim=0)
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(seed)
+
+            def draw(piece):
+                codes, _ = self.encode_tensor(piece, sample=self.has_likelihood)
+                output = self.decoder(codes)
+                return (self.likelihood.sample(output) if sample_likelihood
+                        else self.likelihood.mean(output))
+
+            decoded = self._in_batches(draw, repeated, 1024)
+        return self._output(decoded.reshape(len(tensor), int(n), *self.input_shape), as_numpy)
+
     def dimension_usage(self, x) -> np.ndarray:
         """How much each latent dimension is used on x: its mean KL to N(0, 1) for models with a
         posterior, else the variance of its codes."""

@@ -398,7 +398,8 @@ def settings_section(results: dict) -> str:
                          "", run["id"]])
             continue
         rows.append([run["label"], str(run["seed"]),
-                     "reused from the store" if run["reused"] else "trained now",
+                     "reused from the store" if run["reused"] else "trained now"
+                     if run.get("trained_now", True) else "evaluated now (trained before)",
                      f"{run['epochs_run']} (best {run['best_epoch']})",
                      f"{run['train_seconds']:.1f}", f"{run['evaluation_seconds']:.1f}",
                      run["device"], run["id"]])

@@ -35,14 +35,15 @@ def aggregate(out, since: float | None = None) -> dict:
             runs.append({**planned, "label": labels[planned["entry"]], "status": "missing"})
             continue
         record, result = found
+        intervals = record.get("intervals", [[record["started"], record["finished"]]])
         by_entry[planned["entry"]][int(planned["seed"])] = result["metrics"]
         runs.append({
             **planned,
             "label": labels[planned["entry"]],
             "status": "finished",
-            "reused": since is None or record["started"] < since,
-            "started": record["started"],
-            "finished": record["finished"],
+            "reused": since is None or all(start < since for start, _ in intervals),
+            "trained_now": since is not None and intervals[0][0] >= since,
+            "intervals": intervals,
             "epochs_run": record["epochs_run"],
             "best_epoch": record["best_epoch"],
             "train_seconds": record["train_seconds"],

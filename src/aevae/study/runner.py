@@ -253,14 +253,52 @@ def headline_metrics(metrics: dict) -> dict:
     return values
 
 
+def missing_groups(result: dict, groups: list[str]) -> list[str]:
+    """The evaluation groups a finished run lacks (a study asked for new tasks since)."""
+    return [name for name in groups if name not in result["metrics"]]
+
+
+def complete_run(plan: RunPlan, data: PreparedData, settings: StudySettings, store: RunStore,
+                 groups: list[str]) -> dict:
+    """A trained and evaluated run that lacks some groups: load its model, evaluate only those
+    and add them to its metrics; no retraining."""
+    from ..models import load
+
+    directory = store.run_directory(plan.id)
+    record, result = read_run(directory)
+    todo = missing_groups(result, groups)
+    device = resolve_device(settings.device)
+    model = load(directory, device=device)
+    started_at, started = time.time(), time.perf_counter()
+    context = EvaluationContext(model, data.dataset,
+                                evaluation_settings(settings.training_budget, plan.seed))
+    added = evaluate(model, data.dataset, metrics=todo, context=context)
+    result["metrics"].update(added["metrics"])
+    result["seconds"].update(added["seconds"])
+    seconds = time.perf_counter() - started
+    record["evaluation_seconds"] += seconds
+    record["intervals"] = [*record.get("intervals", [[record["started"], record["finished"]]]),
+                           [started_at, time.time()]]
+    atomic_write_json(directory / METRICS_FILE, result)
+    atomic_write_json(directory / RUN_FILE, record)
+    store.finish(plan.id, metrics=headline_metrics(result["metrics"]),
+                 train_seconds=record["train_seconds"],
+                 evaluation_seconds=record["evaluation_seconds"], versions=record["versions"],
+                 device=record["device"])
+    return record
+
+
 def execute_run(plan: RunPlan, data: PreparedData, settings: StudySettings, store: RunStore,
                 groups: list[str]) -> dict:
     """Train (resuming a checkpoint if there is one), evaluate, draw the figure arrays; write
-    them into the run directory and mark the run finished. Returns the run record."""
+    them into the run directory and mark the run finished. Returns the run record. A complete
+    run that lacks some groups only has those evaluated."""
     from ..models import make
 
     budget = settings.training_budget
     directory = store.run_directory(plan.id)
+    if read_run(directory) is not None:
+        return complete_run(plan, data, settings, store, groups)
     device = resolve_device(settings.device)
     dataset = data.dataset
     model = make(plan.entry.model, **plan.options)
@@ -303,6 +341,7 @@ def execute_run(plan: RunPlan, data: PreparedData, settings: StudySettings, stor
         "started": started_at,
         "finished": time.time(),
     }
+    record["intervals"] = [[record["started"], record["finished"]]]  # spans of work on it
     save_figure_arrays(directory, arrays)
     atomic_write_json(directory / METRICS_FILE, result)
     atomic_write_json(directory / RUN_FILE, record)  # last: its presence means complete
@@ -393,11 +432,13 @@ def run_study(settings: StudySettings, out, *, progress: bool = True,
         torch.set_num_threads(threads)
         store.close()
     results = aggregate(out, since=study_started)
-    results["timing"] = study_timing(results["runs"], time.perf_counter() - wall_started)
+    results["timing"] = study_timing(results["runs"], time.perf_counter() - wall_started,
+                                     study_started)
     atomic_write_json(out / RESULTS_FILE, results)
     write_report(out, results)
     # Rendering the report counts towards the overhead the results report.
-    results["timing"] = study_timing(results["runs"], time.perf_counter() - wall_started)
+    results["timing"] = study_timing(results["runs"], time.perf_counter() - wall_started,
+                                     study_started)
     atomic_write_json(out / RESULTS_FILE, results)
     return results
 
@@ -430,11 +471,12 @@ def _join(helpers) -> None:
                            "the store)")
 
 
-def study_timing(runs: list[dict], wall_seconds: float) -> dict:
+def study_timing(runs: list[dict], wall_seconds: float, since: float) -> dict:
     """Where the wall time went. Runs of this invocation may overlap (workers): the time any of
     them was training or evaluating is the union of their intervals; the rest is overhead."""
     executed = [run for run in runs if run.get("status") == "finished" and not run["reused"]]
-    intervals = sorted((run["started"], run["finished"]) for run in executed)
+    intervals = sorted((start, end) for run in executed for start, end in run["intervals"]
+                       if start >= since)
     busy, end = 0.0, -math.inf
     for start, finish in intervals:
         busy += max(finish - max(start, end), 0.0)
@@ -495,8 +537,11 @@ def work_through(plans, data, settings, store, groups, on_progress=None,
                            "data_fingerprint": data.description["fingerprint"],
                            "seed": plan.seed, "budget": settings.training_budget.name}
             status = store.claim(plan.id, description)
-            if status == "finished" and read_run(store.run_directory(plan.id)) is None:
-                status = store.claim(plan.id, description, redo=True)  # files were lost
+            if status == "finished":
+                found = read_run(store.run_directory(plan.id))
+                # Files lost, or a task added since: claimed again (the latter only evaluates).
+                if found is None or missing_groups(found[1], groups):
+                    status = store.claim(plan.id, description, redo=True)
             if status == "busy":
                 waiting.append(plan)
                 continue

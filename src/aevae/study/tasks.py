@@ -308,6 +308,40 @@ register_task(Task(
 ))
 
 register_task(Task(
+    "manipulation", "Editing by latent arithmetic",
+    "Moving a code by the vector between two classes' mean codes and decoding it: does the "
+    "result show the target class, and does it still look like data?",
+    "edit examples by moving their codes (latent arithmetic)",
+    (
+        Metric("edit_success", "edits that show the target class",
+               (("manipulation", "edit_success"),), "higher", unit="share",
+               count=("manipulation", "edits"), min_count=200),
+        Metric("edit_realism", "edited examples: distance to the nearest training example",
+               (("manipulation", "realism", "value"),), "lower",
+               unit="1 = as close as data is to data"),
+    ),
+    needs=("labels",),
+    note="Class vectors from the training codes; every evaluation example is moved to a "
+    "randomly chosen other class.",
+))
+
+register_task(Task(
+    "variation", "Variations of one input",
+    "Several decodings of one input (z ~ q(z|x); input noise for deterministic models): how "
+    "varied are they, and do they keep the input's class?",
+    "draw several variants of one input",
+    (
+        Metric("variation_diversity", "variations: spread", (("variation", "diversity"),),
+               "higher", unit="1 = as far apart as neighbouring data"),
+        Metric("variation_faithfulness", "variations that keep the input's class",
+               (("variation", "faithfulness"),), "higher", unit="share"),
+    ),
+    needs=("labels",),
+    note="A deterministic AE has one code per input: its only variation comes from noise on "
+    "its input. Spread alone is no virtue: read it with faithfulness.",
+))
+
+register_task(Task(
     "latent_health", "Latent space",
     "Are the latent dimensions used, and do the codes fill the prior that samples are drawn "
     "from, without holes?",

@@ -215,6 +215,21 @@ CLAIMS = (
         ClaimPart("AE vs VAE: 5-NN accuracy", "ae", ("few_labels", "knn_all"),
                   "vae", ("few_labels", "knn_all"), "at least as good"),
     )),
+    Claim("Moving through the VAE's latent space edits data better than the AE's.", (
+        ClaimPart("VAE vs AE: edits that show the target class",
+                  "vae", ("manipulation", "edit_success"), "ae", ("manipulation", "edit_success")),
+        ClaimPart("VAE vs AE: distance of the edits to the nearest training example",
+                  "vae", ("manipulation", "edit_realism"), "ae", ("manipulation", "edit_realism"),
+                  "at least as good"),
+    )),
+    Claim("The VAE's stochastic codes give varied yet faithful variants of one input.", (
+        ClaimPart("VAE (z ~ q(z|x)) vs AE (input noise): spread of the variations",
+                  "vae", ("variation", "variation_diversity"),
+                  "ae", ("variation", "variation_diversity")),
+        ClaimPart("VAE vs AE: variations that keep the input's class",
+                  "vae", ("variation", "variation_faithfulness"),
+                  "ae", ("variation", "variation_faithfulness"), "at least as good"),
+    )),
     Claim("A density fitted to the AE's codes closes the sampling gap.", (
         ClaimPart("AE ex-post samples vs VAE prior samples (Fréchet distance)",
                   "ae", ("ex_post_sampling", "ex_post_frechet_distance"),
@@ -291,7 +306,8 @@ def judge_claims(tasks: list[dict], claims: tuple[Claim, ...] = CLAIMS) -> list[
 
 # ----- the answer in words -------------------------------------------------------------------
 SUMMARY_ORDER = ("prior_sampling", "ex_post_sampling", "compression", "likelihood", "few_labels",
-                 "clustering", "anomaly", "denoising", "interpolation", "latent_health")
+                 "clustering", "anomaly", "denoising", "interpolation", "manipulation",
+                 "variation", "latent_health", "disentanglement")
 
 
 def summary(tasks: list[dict], labels: dict[str, str]) -> list[str]:
