@@ -190,5 +190,28 @@ def test_tensorboard_events_are_readable_and_cheap(tmp_path, capsys):
     scalars = accumulator.Tags()["scalars"]
     assert {"loss/train", "loss/validation", "kl/validation", "training/kl_weight"} <= set(scalars)
     assert [event.step for event in accumulator.Scalars("loss/train")] == [1, 2, 3]
-    share = accumulator.Scalars("training/logging_share")[0].value
-    assert share <= 0.03  # the logger thins out heavy items to stay near 2%
+    # Epochs of a few milliseconds leave no 2% budget for sample grids: they are skipped.
+    assert "samples/prior" not in accumulator.Tags()["images"]
+
+
+def test_tracking_logs_grids_and_kl_per_dimension_when_the_budget_allows(digits, tmp_path):
+    import torch
+
+    import aevae
+    from aevae.tracking import TensorBoardLogger
+
+    event_accumulator = pytest.importorskip(
+        "tensorboard.backend.event_processing.event_accumulator")
+    model = aevae.make("vae", input_shape=digits.shape, latent_dim=3, hidden=(8,))
+    logger = TensorBoardLogger(tmp_path / "events")
+    validation = torch.from_numpy(digits.test.x[:64])
+    for epoch in (1, 2, 3):  # epochs of 100 s: 2 s of logging to spend on each
+        logger.epoch_end(model, {"epoch": epoch, "train_loss": 1.0, "kl_weight": 1.0,
+                                 "seconds": 100.0}, validation)
+    logger.close()
+    accumulator = event_accumulator.EventAccumulator(str(tmp_path / "events"))
+    accumulator.Reload()
+    assert [event.step for event in accumulator.Images("samples/prior")] == [1, 2, 3]
+    assert {f"kl_per_dimension/{index}" for index in range(3)} <= set(
+        accumulator.Tags()["scalars"])
+    assert accumulator.Scalars("training/logging_share")[0].value < 0.02
