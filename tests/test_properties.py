@@ -619,7 +619,7 @@ def model_requests(draw):
 def test_make_builds_a_working_model_or_says_which_option_is_wrong(campaign, request):
     name, options = request
     model, _ = attempt(campaign, "make", lambda: aevae.make(name, **options))
-    if model is None:
+    if model is None or model.uses:  # models that read labels: tests/test_labels.py
         return
     x = torch.rand(3, *options["input_shape"])
     codes = model.encode(x)
