@@ -20,8 +20,8 @@ DATA_FILE = "data.json"
 PRESET_NAMES = ("latent-sweep", "ladder", "beta-sweep")  # aevae.study.roster.PRESETS
 # aevae.metrics.evaluate.METRIC_GROUPS, named here so `--help` needs no torch import.
 METRIC_GROUP_NAMES = ("reconstruction", "likelihood", "latent", "generation", "structure",
-                      "interpolation", "anomaly", "denoising", "manipulation", "variation",
-                      "disentanglement")
+                      "interpolation", "anomaly", "denoising", "imputation", "manipulation",
+                      "variation", "disentanglement")
 
 
 class UsageError(ValueError):
@@ -487,6 +487,44 @@ def command_traverse(arguments) -> int:
     return 0
 
 
+def command_impute(arguments) -> int:
+    import io
+
+    import numpy as np
+
+    from .data.readers import read_npy
+    from .io import atomic_write_bytes
+
+    if Path(arguments.out).suffix.lower() != ".npy":
+        raise UsageError(f"--out must be a .npy file, got {arguments.out}")
+    for name in ("samples", "multiple"):
+        value = getattr(arguments, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name} must be at least 1, got {value}")
+    model = _load_model(Path(arguments.run))
+    values = np.asarray(read_npy(Path(arguments.input)), dtype=np.float32)
+    if arguments.mask:
+        observed = np.asarray(read_npy(Path(arguments.mask)), dtype=bool)
+    else:
+        observed = ~np.isnan(values)
+    if observed.all():
+        raise UsageError(f"{arguments.input}: no entry is missing (NaN, or false in --mask)")
+    options = {"seed": arguments.seed}
+    if "observed" in model.uses:
+        options.update(samples=arguments.samples or 1000, multiple=arguments.multiple)
+    elif arguments.multiple:
+        raise UsageError(f"{model.name} imputes one value per entry (iterated reconstruction); "
+                         "--multiple needs a model trained on missing data (miwae)")
+    imputed = model.impute(values, observed, **options)
+    buffer = io.BytesIO()
+    np.save(buffer, imputed, allow_pickle=False)
+    atomic_write_bytes(arguments.out, buffer.getvalue())
+    print(f"imputed {int((~observed).sum())} missing entries of {len(values)} examples "
+          f"({'importance sampling' if 'observed' in model.uses else 'iterated reconstruction'}"
+          f"); wrote {arguments.out}")
+    return 0
+
+
 def command_compare(arguments) -> int:
     from .study.runner import run_study
     from .study.settings import StudySettings
@@ -710,6 +748,19 @@ def build_parser() -> argparse.ArgumentParser:
                           help="sweep over the codes' mean +- span standard deviations")
     traverse.add_argument("--out", required=True, help="image to write; .png, .jpg, .pdf or .svg")
     traverse.set_defaults(handler=command_traverse)
+
+    impute = commands.add_parser("impute", help="fill the missing entries (NaN) of an array "
+                                 "with a trained model")
+    impute.add_argument("run")
+    impute.add_argument("--input", required=True, help=".npy array with NaN where missing")
+    impute.add_argument("--mask", help=".npy of booleans, true where observed (default: the "
+                        "input's non-NaN entries)")
+    impute.add_argument("--out", required=True, help=".npy file to write")
+    impute.add_argument("--samples", type=int, help="importance samples (miwae; default 1000)")
+    impute.add_argument("--multiple", type=int, help="draw this many imputations each "
+                        "(miwae): output shaped (N, multiple, ...)")
+    impute.add_argument("--seed", type=int, default=0)
+    impute.set_defaults(handler=command_impute)
 
     models = commands.add_parser("models", help="list the models, priors, likelihoods, "
                                  "networks and flows; `models NAME` shows a model's options")

@@ -37,8 +37,18 @@ class Likelihood(nn.Module):
     def _sum(self, values: torch.Tensor) -> torch.Tensor:
         return values.flatten(start_dim=values.dim() - len(self.data_shape)).sum(-1)
 
-    def log_prob(self, x: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+    def elementwise_log_prob(self, x: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+        """log p(x_j | z) for every data value j, shaped like ``output``."""
         raise NotImplementedError
+
+    def log_prob(self, x: torch.Tensor, output: torch.Tensor,
+                 mask: torch.Tensor | None = None) -> torch.Tensor:
+        """log p(x|z) per example, summed over the data values (only where ``mask`` is true,
+        for data with missing entries)."""
+        values = self.elementwise_log_prob(x, output)
+        if mask is not None:
+            values = values * mask.to(values.dtype)
+        return self._sum(values)
 
     def mean(self, output: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -56,10 +66,10 @@ class Bernoulli(Likelihood):
     description = "Bernoulli on logits (binary or [0,1] data; cross-entropy)"
     needs_unit_interval = True
 
-    def log_prob(self, x, output):
+    def elementwise_log_prob(self, x, output):
         if x.shape != output.shape:  # leading Monte-Carlo sample dimensions on the output
             x = x.expand_as(output)
-        return -self._sum(F.binary_cross_entropy_with_logits(output, x, reduction="none"))
+        return -F.binary_cross_entropy_with_logits(output, x, reduction="none")
 
     def mean(self, output):
         return torch.sigmoid(output)
@@ -80,9 +90,9 @@ class Gaussian(Likelihood):
         self.sigma = float(sigma)
         self._log_sigma = math.log(self.sigma)
 
-    def log_prob(self, x, output):
+    def elementwise_log_prob(self, x, output):
         squared = ((x - output) / self.sigma).pow(2)
-        return -0.5 * self._sum(squared + (2.0 * self._log_sigma + LOG_2PI))
+        return -0.5 * (squared + (2.0 * self._log_sigma + LOG_2PI))
 
     def mean(self, output):
         return output
@@ -108,10 +118,10 @@ class LearnedGaussian(Likelihood):
         shape = self.data_shape if self.per_dimension else ()
         self.log_sigma = nn.Parameter(torch.full(shape, math.log(initial_sigma)))
 
-    def log_prob(self, x, output):
+    def elementwise_log_prob(self, x, output):
         log_sigma = self.log_sigma
         squared = ((x - output) * torch.exp(-log_sigma)).pow(2)
-        return -0.5 * self._sum(squared + 2.0 * log_sigma + LOG_2PI)
+        return -0.5 * (squared + 2.0 * log_sigma + LOG_2PI)
 
     def mean(self, output):
         return output

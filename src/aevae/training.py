@@ -121,6 +121,14 @@ def as_training_batch(model: Autoencoder, x, fields: dict, name: str) -> Batch:
                     if value is not None and key not in model.uses)
     if unused:
         raise ValueError(f"{model.name} does not use {', '.join(unused)}")
+    if fields.get("observed") is not None:
+        # Missing entries may hold anything (NaN, typically): they are never read.
+        values = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        observed = np.asarray(fields["observed"], dtype=bool)
+        if observed.shape != values.shape:
+            raise DataError(f"{name} observed: the mask must be shaped like x {values.shape}, "
+                            f"got {observed.shape}")
+        x = np.where(observed, values, 0).astype(np.float32)
     return make_batch(as_training_tensor(model, x, name), fields, name)
 
 

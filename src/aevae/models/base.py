@@ -519,6 +519,28 @@ class Autoencoder(nn.Module):
             decoded = self._in_batches(draw, repeated, 1024)
         return self._output(decoded.reshape(len(tensor), int(n), *self.input_shape), as_numpy)
 
+    def impute(self, x, observed, *, iterations: int = 20, start=None, **_options):
+        """Fill the missing entries of x (``observed`` false; NaN there is fine) by iterated
+        reconstruction: start from ``start`` (per-dimension values, default 0), reconstruct,
+        put the reconstruction's values into the missing entries, and repeat. Observed entries
+        are returned exactly as given. (MIWAE overrides this with importance sampling.)"""
+        observed = np.asarray(observed, dtype=bool)
+        values = np.asarray(x, dtype=np.float32)
+        if observed.shape != values.shape:
+            raise ValueError(f"the mask must be shaped like x {values.shape}, got "
+                             f"{observed.shape}")
+        if not np.isfinite(values[observed]).all():
+            raise ValueError("observed entries must be finite")
+        if not _whole(iterations) or iterations < 1:
+            raise ValueError(f"iterations must be at least 1, got {iterations!r}")
+        fill = np.zeros(values.shape[1:], np.float32) if start is None else np.broadcast_to(
+            np.asarray(start, dtype=np.float32), values.shape[1:])
+        current = np.where(observed, values, fill[None]).astype(np.float32)
+        for _ in range(int(iterations)):
+            reconstruction = np.asarray(self.reconstruct(current)).reshape(values.shape)
+            current = np.where(observed, values, reconstruction).astype(np.float32)
+        return current
+
     def dimension_usage(self, x) -> np.ndarray:
         """How much each latent dimension is used on x: its mean KL to N(0, 1) for models with a
         posterior, else the variance of its codes."""

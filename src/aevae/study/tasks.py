@@ -308,6 +308,22 @@ register_task(Task(
 ))
 
 register_task(Task(
+    "imputation", "Imputing missing entries",
+    "With entries missing completely at random, whose fill-ins are closest to the truth?",
+    "impute missing entries",
+    (
+        Metric("impute_20", "RMSE on the missing entries, 20% missing",
+               (("imputation", "by_fraction", "0.2", "rmse"),), "lower", digits=4,
+               count=("imputation", "examples"), min_count=100),
+        Metric("impute_50", "RMSE on the missing entries, 50% missing",
+               (("imputation", "by_fraction", "0.5", "rmse"),), "lower", digits=4),
+    ),
+    note="Models trained on complete data fill the gaps by iterated reconstruction starting "
+    "from the training mean; MIWAE by importance sampling. Filling with the training mean is "
+    "in each run's metrics.json for scale.",
+))
+
+register_task(Task(
     "manipulation", "Editing by latent arithmetic",
     "Moving a code by the vector between two classes' mean codes and decoding it: does the "
     "result show the target class, and does it still look like data?",
