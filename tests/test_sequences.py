@@ -60,3 +60,51 @@ def test_piano_roll_marks_sounding_keys_per_quarter_note():
     assert roll[0, 60 - LOWEST_KEY] == roll[1, 60 - LOWEST_KEY] == 1
     assert roll[2, [64 - LOWEST_KEY, 67 - LOWEST_KEY]].tolist() == [1, 1]
     assert roll[3].sum() == 0 and roll[4, 0] == 1 and roll.sum() == 5
+
+
+@pytest.fixture(scope="module")
+def short_sines():
+    split = periodic_signals(64, steps=12, min_steps=4, seed=5)
+    return split.x, split.lengths
+
+
+@pytest.mark.parametrize("name", ["sequence_vae", "vrnn"])
+def test_padded_steps_never_count(name, short_sines, tmp_path):
+    import torch
+
+    import aevae
+
+    x, lengths = short_sines
+    model = aevae.make(name, input_shape=(12, 1), latent_dim=3, hidden=(16,),
+                       likelihood="gaussian-learned", seed=0)
+    model.fit(x, lengths=lengths, epochs=2, batch_size=16, progress=False, out=tmp_path / name)
+    garbage = x.copy()
+    for row, length in zip(garbage, lengths):
+        row[length:] = 123.0  # anything past the end
+    terms = []
+    for values in (x, garbage):
+        torch.manual_seed(0)
+        terms.append(model.loss_terms(values, lengths=lengths))
+    for key in terms[0]:
+        np.testing.assert_array_equal(terms[0][key], terms[1][key])
+    codes = [model.encode(values, lengths=lengths) for values in (x, garbage)]
+    if name == "vrnn":  # a code per step: only the real steps belong to the sequence
+        for first, second, length in zip(*codes, lengths):
+            np.testing.assert_array_equal(first[:length], second[:length])
+    else:
+        np.testing.assert_array_equal(*codes)
+    likelihood = model.sequence_log_likelihood(x, lengths=lengths, k=8)
+    again = model.sequence_log_likelihood(garbage, lengths=lengths, k=8)
+    np.testing.assert_allclose(likelihood, again)
+    assert np.isfinite(likelihood).all()
+    reloaded = aevae.load(tmp_path / name)
+    np.testing.assert_array_equal(reloaded.encode(x[:3], lengths=lengths[:3]),
+                                  model.encode(x[:3], lengths=lengths[:3]))
+    assert model.sample(3, seed=0).shape == (3, 12, 1)
+
+
+def test_the_study_refuses_sequences_with_a_pointer(tmp_path):
+    from aevae.study import StudySettings, run_study
+
+    with pytest.raises(ValueError, match="padded sequences"):
+        run_study(StudySettings(data="sines"), tmp_path / "x")

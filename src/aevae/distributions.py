@@ -45,5 +45,11 @@ class DiagonalGaussian:
         """KL(q || N(0, I)) in closed form, one value per latent dimension."""
         return 0.5 * (self.mean.pow(2) + self.variance - 1.0 - self.log_variance)
 
+    def kl_to(self, other: DiagonalGaussian) -> torch.Tensor:
+        """KL(self || other) in closed form, summed over the last dimension."""
+        return 0.5 * (other.log_variance - self.log_variance
+                      + (self.variance + (self.mean - other.mean).pow(2)) / other.variance
+                      - 1.0).sum(-1)
+
     def kl_to_standard_normal(self) -> torch.Tensor:
         return self.kl_to_standard_normal_per_dimension().sum(-1)

@@ -428,12 +428,13 @@ class Autoencoder(nn.Module):
         return torch.cat(pieces)
 
     def encode(self, x, *, sample: bool = False, return_variance: bool = False,
-               batch_size: int = 1024):
+               batch_size: int = 1024, **fields):
         """Codes of x: the posterior mean (a VAE's E[z|x]), or one posterior sample with
-        ``sample=True``; with ``return_variance=True`` also the posterior variance (VAEs)."""
-        tensor, as_numpy = self._prepare(x)
+        ``sample=True``; with ``return_variance=True`` also the posterior variance (VAEs).
+        ``fields`` (e.g. lengths=) for the models that read them."""
+        batch, as_numpy = self.make_batch(x, **fields)
         codes, variance = self._in_batches(
-            lambda batch: self.encode_tensor(batch, sample=sample), tensor, batch_size
+            lambda piece: self.encode_batch(piece, sample=sample), batch, batch_size
         )
         if return_variance:
             if variance is None:
@@ -456,12 +457,17 @@ class Autoencoder(nn.Module):
         )
         return self._output(decoded, as_numpy)
 
-    def reconstruct(self, x, *, batch_size: int = 1024):
-        tensor, as_numpy = self._prepare(x)
-        decoded = self._in_batches(
-            lambda batch: self.likelihood.mean(self.decoder(self.encode_tensor(batch)[0])),
-            tensor, batch_size,
-        )
+    def encode_batch(self, batch, sample: bool = False):
+        """(codes, variance or None) of a Batch; models that read more than x override it."""
+        return self.encode_tensor(batch.x, sample=sample)
+
+    def reconstruct_batch(self, batch) -> torch.Tensor:
+        """The decoder's mean at the codes of a Batch."""
+        return self.likelihood.mean(self.decoder(self.encode_batch(batch)[0]))
+
+    def reconstruct(self, x, *, batch_size: int = 1024, **fields):
+        batch, as_numpy = self.make_batch(x, **fields)
+        decoded = self._in_batches(self.reconstruct_batch, batch, batch_size)
         return self._output(decoded, as_numpy)
 
     def sample_latent(self, n: int, seed: int | None = None) -> torch.Tensor:

@@ -6,10 +6,13 @@ An encoder maps a batch shaped ``(N, *input_shape)`` to ``(N, output_dim)``; a d
 
 from .conv import ConvDecoder, ConvEncoder
 from .mlp import MLPDecoder, MLPEncoder
+from .recurrent import AutoregressiveDecoder, RecurrentEncoder
 from .registry import NETWORKS, build_decoder, build_encoder, register_network
 
 __all__ = [
     "NETWORKS",
+    "AutoregressiveDecoder",
+    "RecurrentEncoder",
     "ConvDecoder",
     "ConvEncoder",
     "MLPDecoder",

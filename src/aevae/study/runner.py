@@ -87,6 +87,10 @@ def prepare_data(settings: StudySettings) -> PreparedData:
         dataset = load_dataset(settings.data, data_dir=settings.data_dir, labels=settings.labels,
                                validation_fraction=VALIDATION_FRACTION,
                                test_fraction=TEST_FRACTION, seed=settings.split_seed)
+    if dataset.train.lengths is not None:
+        raise ValueError(f"{dataset.name} holds padded sequences of different lengths: the study "
+                         "compares models on fixed-size examples; see benchmarks/sequences.py "
+                         "for the sequence models")
     values = value_kind(dataset.train.x)
     likelihood, reason = _choose_likelihood(values, settings.likelihood)
     preparation = {"transform": "none"}
