@@ -108,3 +108,19 @@ def test_the_study_refuses_sequences_with_a_pointer(tmp_path):
 
     with pytest.raises(ValueError, match="padded sequences"):
         run_study(StudySettings(data="sines"), tmp_path / "x")
+
+
+def test_user_sequences_with_lengths_from_npz(tmp_path):
+    x = np.zeros((20, 7, 3), np.float32)
+    lengths = np.arange(20) % 7 + 1
+    np.savez(tmp_path / "songs.npz", x=x, lengths=lengths)
+    data = load_dataset(str(tmp_path / "songs.npz"), validation_fraction=0.2)
+    assert data.shape == (7, 3) and data.train.lengths is not None
+    assert sorted(np.concatenate([data.train.lengths, data.validation.lengths])) == sorted(
+        lengths)
+    np.savez(tmp_path / "flat.npz", x=np.zeros((5, 4)), lengths=np.ones(5, int))
+    with pytest.raises(ValueError, match="goes with sequences"):
+        load_dataset(str(tmp_path / "flat.npz"))
+    np.savez(tmp_path / "long.npz", x=x, lengths=lengths + 5)
+    with pytest.raises(ValueError, match="lengths must be"):
+        load_dataset(str(tmp_path / "long.npz"))

@@ -135,7 +135,8 @@ def _load_user_data(text: str, labels: str | None) -> Dataset:
     x = validate_array(data.x, name=str(path))
     if np.asarray(data.x).dtype == np.uint8:
         x /= 255.0
-    x = to_example_layout(x, name=str(path))
+    if data.lengths is None:  # padded sequences keep their (N, steps, features) layout
+        x = to_example_layout(x, name=str(path))
     label_values, class_names = None, data.class_names
     if data.labels is not None:
         label_values, names_from_values = validate_labels(
@@ -146,10 +147,11 @@ def _load_user_data(text: str, labels: str | None) -> Dataset:
     shape = tuple(int(size) for size in x.shape[1:])
     return assemble_dataset(
         name,
-        Split(x, label_values),
+        Split(x, label_values, lengths=data.lengths),
         None,
         None,
-        description=f"user data from {path}: {len(x)} examples of shape {shape}",
+        description=f"user data from {path}: {len(x)} examples of shape {shape}"
+        + ("" if data.lengths is None else " (padded sequences with lengths)"),
         class_names=class_names,
     )
 

@@ -45,6 +45,7 @@ class ArrayData(NamedTuple):
     x: np.ndarray
     labels: np.ndarray | None
     class_names: tuple[str, ...] | None
+    lengths: np.ndarray | None = None  # padded sequences: the real steps of each
 
 
 # ---------------------------------------------------------------- IDX
@@ -285,7 +286,8 @@ def read_npy(path: str | os.PathLike) -> np.ndarray:
 
 
 def read_npz(path: str | os.PathLike, labels: str | None = None) -> ArrayData:
-    """Examples from key ``x``, ``data`` or the only array; labels from ``y``/``labels``.
+    """Examples from key ``x``, ``data`` or the only array; labels from ``y``/``labels``;
+    for padded sequences (N, steps, features), their real lengths from ``lengths``.
 
     ``labels`` may name a key of the archive or a separate labels file.
     """
@@ -305,7 +307,7 @@ def read_npz(path: str | os.PathLike, labels: str | None = None) -> ArrayData:
     if labels is not None and labels in arrays:
         label_keys = [labels]
     data_keys = [key for key in ("x", "data") if key in arrays]
-    others = [key for key in arrays if key not in label_keys]
+    others = [key for key in arrays if key not in label_keys and key != "lengths"]
     if data_keys:
         x = arrays[data_keys[0]]
     elif len(others) == 1:
@@ -321,7 +323,15 @@ def read_npz(path: str | os.PathLike, labels: str | None = None) -> ArrayData:
         label_values = arrays[label_keys[0]]
     else:
         label_values = None
-    return ArrayData(x, label_values, None)
+    lengths = arrays.get("lengths")
+    if lengths is not None:
+        if np.asarray(x).ndim != 3:
+            raise DataError(f"{path}: 'lengths' goes with sequences shaped (N, steps, "
+                            f"features), but the data is shaped {np.shape(x)}")
+        if lengths.dtype.kind not in "iu":
+            raise DataError(f"{path}: 'lengths' must hold whole numbers, got {lengths.dtype}")
+        lengths = lengths.astype(np.int64)
+    return ArrayData(x, label_values, None, lengths)
 
 
 def read_labels_file(path: str | os.PathLike) -> np.ndarray:
