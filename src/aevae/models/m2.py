@@ -194,6 +194,8 @@ def fit_m1_m2(m1, x, *, labels, label_known, m2_options: dict | None = None, **f
     with a Gaussian decoder over the codes. Returns the M2; classify new data with
     ``m2.predict(m1.encode(x))``."""
     codes = np.asarray(m1.encode(x))
+    if fit_options.get("validation") is not None:  # validation data too live in code space
+        fit_options["validation"] = np.asarray(m1.encode(fit_options["validation"]))
     options = {"latent_dim": m1.latent_dim, "likelihood": "gaussian-learned",
                "likelihood_options": {"per_dimension": True}, **(m2_options or {})}
     m2 = M2(input_shape=(codes.shape[1],), **options)
