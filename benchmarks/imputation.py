@@ -85,12 +85,11 @@ def main() -> None:
                 empty = ~observed.any(axis=1)
                 observed[empty, generator.integers(0, values.shape[1], empty.sum())] = True
                 holes = np.where(observed, values, np.nan)
-                methods = {label: (lambda imputer=imputer: imputer.fit_transform(holes))
-                           for label, imputer in imputers(image).items()}
-                methods["MIWAE"] = lambda: miwae(values, observed, image, seed)
-                for label, impute in methods.items():
+                for label, imputer in [*imputers(image).items(), ("MIWAE", None)]:
                     begun = time.perf_counter()
-                    filled = np.asarray(impute(), dtype=np.float64)
+                    filled = (miwae(values, observed, image, seed) if imputer is None
+                              else imputer.fit_transform(holes))
+                    filled = np.asarray(filled, dtype=np.float64)
                     if filled.shape != values.shape:  # an all-missing column was dropped
                         raise RuntimeError(f"{label} returned {filled.shape} for {name}")
                     rmse = float(np.sqrt(np.mean((filled - values)[~observed] ** 2)))
