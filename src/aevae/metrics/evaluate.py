@@ -39,10 +39,11 @@ from .reconstruction import bce, mse, mse_per_example, psnr
 from .structure import clustering, knn_accuracy, linear_probe_accuracy, silhouette
 
 
-def random_subset(count: int, size: int, seed: int) -> np.ndarray:
+def random_subset(count: int, size: int, seed, stream: int | None = None) -> np.ndarray:
     """Sorted indices of a seeded random subset: the first N of a test file can be biased
-    (binarized MNIST's test file is sorted by class)."""
-    return np.sort(np.random.default_rng(seed).permutation(count)[:size])
+    (binarized MNIST's test file is sorted by class). ``stream`` gives a group its own draw."""
+    generator = np.random.default_rng(seed if stream is None else [seed, stream])
+    return np.sort(generator.permutation(count)[:size])
 
 
 @dataclass
@@ -631,8 +632,7 @@ def _denoising(context: EvaluationContext) -> dict:
 def _imputation(context: EvaluationContext) -> dict:
     settings, model = context.settings, context.model
     x = context.evaluation_x()
-    chosen = np.sort(np.random.default_rng([settings.seed, 12]).permutation(len(x))[
-        : settings.imputation_examples])
+    chosen = random_subset(len(x), settings.imputation_examples, settings.seed, stream=12)
     clean = x[chosen]
     train_mean = context.train_x().mean(axis=0)
     result = {"available": True, "examples": int(len(chosen)), "by_fraction": {},
@@ -719,8 +719,7 @@ def _variation(context: EvaluationContext) -> dict:
     if split.labels is None or context.classifier() is None:
         return _unavailable("the dataset has no labels to judge faithfulness with")
     x = context.evaluation_x()
-    chosen = np.sort(np.random.default_rng([settings.seed, 10]).permutation(len(x))[
-        : settings.variation_examples])
+    chosen = random_subset(len(x), settings.variation_examples, settings.seed, stream=10)
     count = settings.variations
     if model.has_likelihood:
         source = "z ~ q(z|x), decoded (decoder means)"

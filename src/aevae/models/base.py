@@ -111,6 +111,18 @@ def _checked_option(name: str, value, annotation):
     return converted
 
 
+def checked_missing(x, observed) -> tuple[np.ndarray, np.ndarray]:
+    """(x as float32, the observed mask as booleans) for imputation: the mask shaped like x and
+    every observed entry finite (the missing ones may hold anything, NaN typically)."""
+    observed = np.asarray(observed, dtype=bool)
+    values = np.asarray(x, dtype=np.float32)
+    if observed.shape != values.shape:
+        raise ValueError(f"the mask must be shaped like x {values.shape}, got {observed.shape}")
+    if not np.isfinite(values[observed]).all():
+        raise ValueError("observed entries must be finite")
+    return values, observed
+
+
 @functools.cache
 def _field_types(cls) -> dict:
     return typing.get_type_hints(cls)
@@ -530,13 +542,7 @@ class Autoencoder(nn.Module):
         reconstruction: start from ``start`` (per-dimension values, default 0), reconstruct,
         put the reconstruction's values into the missing entries, and repeat. Observed entries
         are returned exactly as given. (MIWAE overrides this with importance sampling.)"""
-        observed = np.asarray(observed, dtype=bool)
-        values = np.asarray(x, dtype=np.float32)
-        if observed.shape != values.shape:
-            raise ValueError(f"the mask must be shaped like x {values.shape}, got "
-                             f"{observed.shape}")
-        if not np.isfinite(values[observed]).all():
-            raise ValueError("observed entries must be finite")
+        values, observed = checked_missing(x, observed)
         if not _whole(iterations) or iterations < 1:
             raise ValueError(f"iterations must be at least 1, got {iterations!r}")
         fill = np.zeros(values.shape[1:], np.float32) if start is None else np.broadcast_to(

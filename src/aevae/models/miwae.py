@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..priors import StandardNormal
+from .base import checked_missing
 from .iwae import IWAE, IWAEConfig, importance_weighted_output
 from .registry import register_model
 
@@ -86,13 +87,7 @@ class MIWAE(IWAE):
         ``samples`` draws. ``multiple=m``: m imputations each, shaped (N, m, *shape), by
         resampling draws by weight and sampling p(x_missing | z). Observed entries are
         returned exactly as given."""
-        observed = np.asarray(observed, dtype=bool)
-        values = np.asarray(x, dtype=np.float32)
-        if observed.shape != values.shape:
-            raise ValueError(f"the mask must be shaped like x {values.shape}, got "
-                             f"{observed.shape}")
-        if not np.isfinite(values[observed]).all():
-            raise ValueError("observed entries must be finite")
+        values, observed = checked_missing(x, observed)
         clean = np.where(observed, values, 0.0).astype(np.float32)
         tensor, _ = self._prepare(clean)
         mask = torch.as_tensor(observed.reshape(tensor.shape), device=self.device)
