@@ -125,3 +125,41 @@ def test_m1_m2_is_m2_on_a_vae_s_codes(digits):
     assert m2.input_shape == (6,) and m2.config.likelihood == "gaussian-learned"
     predictions = m2.predict(m1.encode(digits.test.x))
     assert predictions.shape == (len(digits.test),) and 0 <= predictions.min()
+
+
+def test_cli_trains_a_conditional_model_and_samples_varies_and_edits(tmp_path, capsys):
+    from aevae.cli import main
+
+    run = tmp_path / "cvae"
+    assert main(["train", "cvae", "--data", "digits", "--latent-dim", "4", "--hidden", "32",
+                 "--epochs", "3", "--out", str(run), "--quiet"]) == 0
+    assert main(["sample", str(run), "-n", "6", "--label", "3", "--out",
+                 str(tmp_path / "threes.npy")]) == 0
+    assert np.load(tmp_path / "threes.npy").shape == (6, 1, 8, 8)
+    vae = tmp_path / "vae"
+    assert main(["train", "vae", "--data", "digits", "--latent-dim", "4", "--hidden", "32",
+                 "--epochs", "3", "--out", str(vae), "--quiet"]) == 0
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    np.save(tmp_path / "inputs.npy", (bunch.images[:5] / 16.0).astype(np.float32)[:, None])
+    capsys.readouterr()
+    assert main(["vary", str(vae), "--input", str(tmp_path / "inputs.npy"), "-n", "4",
+                 "--out", str(tmp_path / "variants.npy")]) == 0
+    variants = np.load(tmp_path / "variants.npy")
+    assert variants.shape == (20, 1, 8, 8) and not np.allclose(variants[0], variants[1])
+    assert main(["edit", str(vae), "--input", str(tmp_path / "inputs.npy"), "--from", "1",
+                 "--to", "7", "--out", str(tmp_path / "edited.png")]) == 0
+    assert (tmp_path / "edited.png").read_bytes()[:4] == b"\x89PNG"
+    code = main(["sample", str(vae), "-n", "2", "--label", "3", "--out",
+                 str(tmp_path / "x.png")])
+    assert code == 2 and "not conditioned on a label" in capsys.readouterr().err
+    assert main(["edit", str(vae), "--input", str(tmp_path / "inputs.npy"), "--out",
+                 str(tmp_path / "y.png")]) == 2
+    ae = tmp_path / "ae"
+    assert main(["train", "ae", "--data", "digits", "--latent-dim", "4", "--hidden", "32",
+                 "--epochs", "1", "--out", str(ae), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["vary", str(ae), "--input", str(tmp_path / "inputs.npy"), "-n", "3",
+                 "--out", str(tmp_path / "same.npy")]) == 0
+    assert "deterministic" in capsys.readouterr().err

@@ -3,6 +3,7 @@ that decide between them."""
 
 __version__ = "0.1.0"
 
+from .editing import attribute_vector, class_vector, edit  # noqa: E402
 from .models import (  # noqa: E402
     AE,
     VAE,
@@ -21,6 +22,9 @@ __all__ = [
     "LossOutput",
     "NoLikelihoodError",
     "__version__",
+    "attribute_vector",
+    "class_vector",
+    "edit",
     "available_models",
     "load",
     "make",

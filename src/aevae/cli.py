@@ -305,8 +305,17 @@ def command_train(arguments) -> int:
         options.setdefault("seed", record["seed"])  # one --seed fixes initialisation too
         model = make(arguments.model, **options)
     validation = dataset.validation.x if dataset.validation is not None else None
+    fields = {}
+    if "labels" in model.uses:  # conditional models learn from the dataset's labels
+        from .data.batch import Batch
+
+        if dataset.train.labels is None:
+            raise UsageError(f"{model.name} needs labels: {record['data']} has none (--labels)")
+        fields["labels"] = dataset.train.labels
+        if validation is not None:
+            validation = Batch(validation, labels=dataset.validation.labels)
     model.fit(
-        dataset.train.x, validation=validation, epochs=arguments.epochs,
+        dataset.train.x, validation=validation, epochs=arguments.epochs, **fields,
         batch_size=arguments.batch_size, learning_rate=arguments.learning_rate,
         seed=record["seed"], out=out, resume=arguments.resume, patience=arguments.patience,
         gradient_clip=arguments.gradient_clip, kl_schedule=arguments.kl_schedule,
@@ -419,33 +428,105 @@ def _check_image_output(arguments) -> None:
 ARRAY_FORMATS = (".npy", ".csv")
 
 
-def command_sample(arguments) -> int:
+def _check_array_or_image(out: str) -> str:
+    """The output kind an --out path asks for: "npy", "csv" or an image format."""
+    from .report.figures import image_format
+
+    suffix = Path(out).suffix.lower()
+    return suffix[1:] if suffix in ARRAY_FORMATS else image_format(out)
+
+
+def _write_examples(values, out: str, title: str, columns: int | None = None) -> None:
+    """Examples as an image grid, or the values themselves for .npy / .csv."""
+    import io
+
+    import numpy as np
+
     from .io import atomic_write_bytes, atomic_write_text
     from .report.figures import save_image_grid
 
-    suffix = Path(arguments.out).suffix.lower()
-    if arguments.n < 1:
-        raise UsageError(f"-n must be at least 1, got {arguments.n}")
-    if suffix not in ARRAY_FORMATS:
-        _check_image_output(arguments)
-    model = _load_model(Path(arguments.run))
-    samples = model.sample(arguments.n, seed=arguments.seed)
-    if suffix == ".npy":  # the decoded means themselves, shaped like the data
-        import io
-
-        import numpy as np
-
+    kind = _check_array_or_image(out)
+    if kind == "npy":  # the values themselves, shaped like the data
         buffer = io.BytesIO()
-        np.save(buffer, samples, allow_pickle=False)
-        atomic_write_bytes(arguments.out, buffer.getvalue())
-    elif suffix == ".csv":  # one example a row, values flattened
-        flat = samples.reshape(len(samples), -1)
+        np.save(buffer, values, allow_pickle=False)
+        atomic_write_bytes(out, buffer.getvalue())
+    elif kind == "csv":  # one example a row, values flattened
+        flat = values.reshape(len(values), -1)
         header = ",".join(f"x{index}" for index in range(flat.shape[1]))
         rows = "\n".join(",".join(f"{value:.7g}" for value in row) for row in flat)
-        atomic_write_text(arguments.out, header + "\n" + rows + "\n")
+        atomic_write_text(out, header + "\n" + rows + "\n")
     else:
-        save_image_grid(samples, arguments.out, title=f"{model.name}: samples from the prior")
-    print(f"wrote {arguments.n} samples to {arguments.out}")
+        save_image_grid(values, out, title=title, columns=columns)
+
+
+def command_sample(arguments) -> int:
+    if arguments.n < 1:
+        raise UsageError(f"-n must be at least 1, got {arguments.n}")
+    _check_array_or_image(arguments.out)
+    model = _load_model(Path(arguments.run))
+    if arguments.label is not None:
+        if "labels" not in model.uses:
+            raise UsageError(f"{model.name} is not conditioned on a label; --label needs a "
+                             "cvae, conditional_ae or m2 run")
+        samples = model.sample(arguments.n, labels=arguments.label, seed=arguments.seed)
+        what = f"samples of class {arguments.label}"
+    else:
+        samples = model.sample(arguments.n, seed=arguments.seed)
+        what = "samples from the prior"
+    _write_examples(samples, arguments.out, f"{model.name}: {what}")
+    print(f"wrote {arguments.n} {what} to {arguments.out}")
+    return 0
+
+
+def _input_examples(path: str, model):
+    from .data import load_dataset
+
+    return load_dataset(path, validation_fraction=0.0).train.x.reshape(-1, *model.input_shape)
+
+
+def command_vary(arguments) -> int:
+    if arguments.n < 1:
+        raise UsageError(f"-n must be at least 1, got {arguments.n}")
+    _check_array_or_image(arguments.out)
+    model = _load_model(Path(arguments.run))
+    x = _input_examples(arguments.input, model)[: arguments.limit]
+    varied = model.vary(x, arguments.n, sample_likelihood=arguments.sample_likelihood,
+                        seed=arguments.seed)
+    _write_examples(varied.reshape(-1, *model.input_shape), arguments.out,
+                    f"{model.name}: {arguments.n} variations of each input (rows)",
+                    columns=arguments.n)
+    print(f"wrote {arguments.n} variations of {len(x)} input(s) to {arguments.out}")
+    if not model.has_likelihood and not arguments.sample_likelihood:
+        print(f"note: {model.name} is deterministic: one code per input, so every variation "
+              "is the same reconstruction; a VAE draws z ~ q(z|x) instead", file=sys.stderr)
+    return 0
+
+
+def command_edit(arguments) -> int:
+    import numpy as np
+
+    from .data.readers import read_npy
+    from .editing import class_vector, edit
+
+    _check_array_or_image(arguments.out)
+    if (arguments.vector is None) == (arguments.source is None or arguments.target is None):
+        raise UsageError("give --vector FILE, or --from CLASS and --to CLASS (a class vector "
+                         "from the run's training data)")
+    run = Path(arguments.run)
+    model = _load_model(run)
+    x = _input_examples(arguments.input, model)[: arguments.limit]
+    if arguments.vector is not None:
+        vector = np.asarray(read_npy(Path(arguments.vector)), dtype=np.float32).reshape(-1)
+    else:
+        dataset = _load_run_data(run, arguments.data, arguments.data_dir)
+        if dataset.train.labels is None:
+            raise UsageError(f"{dataset.name} has no labels to build a class vector from")
+        vector = class_vector(model, dataset.train.x, dataset.train.labels, arguments.source,
+                              arguments.target)
+    edited = edit(model, x, vector, arguments.strength)
+    _write_examples(np.concatenate([x, edited]), arguments.out,
+                    f"{model.name}: inputs (top) and their edits (bottom)", columns=len(x))
+    print(f"wrote {len(x)} edited example(s) to {arguments.out}")
     return 0
 
 
@@ -724,10 +805,36 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("run")
     sample.add_argument("-n", type=int, default=64)
     sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--label", type=int, help="generate this class (conditional models)")
     sample.add_argument("--out", required=True,
                         help="an image (.png, .jpg, .pdf, .svg) or the sampled values "
                         "themselves (.npy, .csv)")
     sample.set_defaults(handler=command_sample)
+
+    vary = commands.add_parser("vary", help="several variations of each input: decoded draws "
+                               "z ~ q(z|x)")
+    vary.add_argument("run")
+    vary.add_argument("--input", required=True, help="examples: .npy, .npz, .csv or images")
+    vary.add_argument("-n", type=int, default=8, help="variations per input")
+    vary.add_argument("--limit", type=int, default=8, help="use the first N inputs")
+    vary.add_argument("--sample-likelihood", action="store_true",
+                      help="draw from p(x|z) instead of taking its mean")
+    vary.add_argument("--seed", type=int, default=0)
+    vary.add_argument("--out", required=True, help="an image, or .npy / .csv for the values")
+    vary.set_defaults(handler=command_vary)
+
+    edit = commands.add_parser("edit", help="move inputs through latent space by an attribute "
+                               "or class vector and decode them")
+    edit.add_argument("run")
+    data_options(edit)
+    edit.add_argument("--input", required=True, help="examples: .npy, .npz, .csv or images")
+    edit.add_argument("--vector", help=".npy of one latent vector to add")
+    edit.add_argument("--from", dest="source", type=int, help="class to move away from")
+    edit.add_argument("--to", dest="target", type=int, help="class to move towards")
+    edit.add_argument("--strength", type=float, default=1.0)
+    edit.add_argument("--limit", type=int, default=16, help="use the first N inputs")
+    edit.add_argument("--out", required=True, help="an image, or .npy / .csv for the values")
+    edit.set_defaults(handler=command_edit)
 
     reconstruct = commands.add_parser("reconstruct", help="data and reconstructions as an image")
     reconstruct.add_argument("run")
