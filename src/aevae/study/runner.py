@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import platform
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -586,15 +587,18 @@ def estimate_message(plans: list[RunPlan], data: PreparedData, budget: Budget,
     probe = make(neural[0].entry.model, **neural[0].options)
     x = torch.from_numpy(data.dataset.train.x[: budget.batch_size * 12])
     optimizer = torch.optim.Adam(probe.parameters(), lr=budget.learning_rate)
+    durations = []
     for index in range(12):
-        if index == 2:
-            started = time.perf_counter()
+        started = time.perf_counter()
         batch = x[index * budget.batch_size:(index + 1) * budget.batch_size]
         loss = probe.loss(batch).loss.mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    step = (time.perf_counter() - started) / 10
+        durations.append(time.perf_counter() - started)
+    # The median of the steps after warm-up: one stall (page faults, a busy neighbour) must
+    # not multiply the stated time.
+    step = statistics.median(durations[2:])
     steps_per_epoch = math.ceil(len(data.dataset.train) / budget.batch_size)
     # Validation passes and the one-class anomaly models add about a third at this budget.
     training = len(neural) * budget.epochs * steps_per_epoch * step * 1.35 / workers
