@@ -439,7 +439,7 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(tmp_path, capsys, monk
 
 def test_an_unwritable_output_folder_is_one_line_and_writes_nothing(tmp_path, capsys,
                                                                     monkeypatch, campaign):
-    monkeypatch.setattr(aevae.training.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(aevae.training.checkpoints.os, "access", lambda path, mode: False)
     code = main([*TINY, "--epochs", "1", "--out", str(tmp_path / "locked" / "run")])
     assert_one_line(code, capsys.readouterr().err, "is not writable")
     assert not (tmp_path / "locked").exists()

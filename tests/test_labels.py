@@ -10,7 +10,7 @@ import torch
 import aevae
 from aevae.data.batch import Batch, make_batch
 from aevae.models.m2 import fit_m1_m2
-from aevae.training import _mixed
+from aevae.training.batches import mixed as _mixed
 
 
 def known_subset(labels: np.ndarray, per_class: int, seed: int = 0) -> np.ndarray:
@@ -44,7 +44,8 @@ def test_mixed_batches_carry_labels_to_every_step():
     known = torch.zeros(100, dtype=torch.bool)
     known[:7] = True
     train = Batch(torch.zeros(100, 1), labels=labels, label_known=known)
-    batches = list(_mixed(train, 16, 4, torch.Generator().manual_seed(0)))
+    batches = [train.take(indices)
+               for indices in _mixed(train, 16, 4, torch.Generator().manual_seed(0))]
     assert len(batches) == 8  # 93 unlabelled examples, 12 per batch
     assert all(int(batch.label_known.sum()) == 4 for batch in batches)
     seen = torch.cat([batch.x for batch in batches])

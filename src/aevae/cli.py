@@ -274,12 +274,70 @@ def _check_resumable(run: Path, model, name: str, options: dict) -> None:
 NOT_SAVED = ("command", "handler", "help", "config", "save_config", "quiet")
 
 
+def _available_memory() -> int | None:
+    try:
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _stream_source(arguments, record: dict):
+    """(training stream, validation array) when the data is streamed from disk: asked with
+    --stream, or a .npy file larger than half of the memory available now."""
+    from .data.streaming import ImageFolderStream, NpyStream
+
+    path = Path(record["data"]).expanduser()
+    is_npy = path.suffix.lower() == ".npy" and path.is_file()
+    wanted = arguments.stream
+    if not wanted and is_npy:
+        available = _available_memory()
+        wanted = available is not None and path.stat().st_size > available // 2
+        if wanted and not arguments.quiet:
+            print(f"{path} ({path.stat().st_size / 2**30:.1f} GiB) is larger than half of the "
+                  "memory available: streaming it from disk in shuffled chunks",
+                  file=sys.stderr)
+    if not wanted:
+        return None
+    if record["labels"] is not None:
+        raise UsageError("--stream reads x only: labels need the data in memory")
+    fraction, seed = record["validation_fraction"], record["seed"]
+    if is_npy:
+        stream = NpyStream(path, limit=record["limit"])
+        if fraction > 0:
+            return stream.hold_out(fraction, seed)
+        return stream, None
+    if path.is_dir():
+        import numpy as np
+        import torch
+
+        folder = ImageFolderStream(path)
+        count = len(folder) if record["limit"] is None else min(record["limit"], len(folder))
+        order = np.random.default_rng(seed).permutation(count)
+        held = min(10_000, round(fraction * count)) if fraction > 0 else 0
+        validation = None
+        if held:
+            validation = torch.stack([folder[int(i)] for i in np.sort(order[:held])]).numpy()
+        train = torch.utils.data.Subset(folder, np.sort(order[held:]).tolist())
+        train.example_shape = folder.example_shape
+        return train, validation
+    raise UsageError(f"--stream reads a .npy file or an image folder, not {record['data']}")
+
+
+def _compile_setting(text: str) -> bool | str:
+    return {"on": True, "off": False}.get(text, text)
+
+
 def command_train(arguments) -> int:
     from .data import load_dataset
     from .io import write_toml
     from .models import make
     from .models.base import CONFIG_FILE, build_saved
     from .training import resolve_device
+    from .training.distributed import is_main_process
 
     for name in ("model", "data", "out"):
         if getattr(arguments, name) is None:
@@ -295,16 +353,28 @@ def command_train(arguments) -> int:
     if resumed is not None:
         model = build_saved(out)
         _check_resumable(out, model, arguments.model, options)
-    dataset = load_dataset(
-        record["data"], data_dir=record["data_dir"], labels=record["labels"],
-        validation_fraction=record["validation_fraction"], seed=record["seed"],
-        limit=record["limit"],
-    )
+    stream = _stream_source(arguments, record)
+    if stream is not None:
+        train_x, validation = stream
+        shape, dataset = train_x.example_shape, None
+    else:
+        dataset = load_dataset(
+            record["data"], data_dir=record["data_dir"], labels=record["labels"],
+            validation_fraction=record["validation_fraction"], seed=record["seed"],
+            limit=record["limit"],
+        )
+        train_x, shape = dataset.train.x, dataset.shape
+        validation = dataset.validation.x if dataset.validation is not None else None
     if model is None:
-        options["input_shape"] = dataset.shape
+        options["input_shape"] = shape
         options.setdefault("seed", record["seed"])  # one --seed fixes initialisation too
         model = make(arguments.model, **options)
-    validation = dataset.validation.x if dataset.validation is not None else None
+    if stream is not None:
+        if model.uses:
+            raise UsageError(f"{model.name} reads {', '.join(sorted(model.uses))} beside x, "
+                             "which streamed data does not carry; train without --stream")
+        if model.likelihood.needs_unit_interval and hasattr(train_x, "likelihood"):
+            train_x.likelihood = "bernoulli"  # each chunk is checked against it as it arrives
     fields = {}
     if "labels" in model.uses:  # conditional models learn from the dataset's labels
         from .data.batch import Batch
@@ -315,15 +385,18 @@ def command_train(arguments) -> int:
         if validation is not None:
             validation = Batch(validation, labels=dataset.validation.labels)
     model.fit(
-        dataset.train.x, validation=validation, epochs=arguments.epochs, **fields,
+        train_x, validation=validation, epochs=arguments.epochs, **fields,
         batch_size=arguments.batch_size, learning_rate=arguments.learning_rate,
         seed=record["seed"], out=out, resume=arguments.resume, patience=arguments.patience,
         gradient_clip=arguments.gradient_clip, kl_schedule=arguments.kl_schedule,
-        batch_transform=dataset.binarize if dataset.dynamic_binarization else None,
+        batch_transform=dataset.binarize if dataset and dataset.dynamic_binarization else None,
         device=arguments.device, progress=not arguments.quiet,
         run_files={DATA_FILE: record},  # written with the first checkpoint, not before
-        log_dir=arguments.tensorboard,
+        log_dir=arguments.tensorboard, precision=arguments.precision,
+        compile=_compile_setting(arguments.compile),
     )
+    if not is_main_process():  # under torchrun, rank 0 reports and writes
+        return 0
     if arguments.save_config:
         options = {key: value for key, value in vars(arguments).items() if key not in NOT_SAVED}
         options["option"] = dict(options["option"] or [])
@@ -769,6 +842,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="share of training data held out for validation (default 0.1)")
     train.add_argument("--limit", type=int, help="use only the first N training examples")
     train.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    train.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                       help="mixed precision: bf16 (CPU or GPU) or fp16 with loss scaling (GPU)")
+    train.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
+                       help="torch.compile the loss (auto: on for long GPU runs; falls back "
+                       "to eager if compiling fails)")
+    train.add_argument("--stream", action="store_true",
+                       help="read a .npy file in shuffled chunks (or an image folder image by "
+                       "image) instead of loading it; automatic for a .npy larger than half of "
+                       "the available memory")
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --out from its last checkpoint")
     train.add_argument("--quiet", action="store_true", help="no progress output")

@@ -41,9 +41,15 @@ class Batch:
 
     __getitem__ = take
 
-    def to(self, device) -> Batch:
-        return Batch(self.x.to(device), **{name: value.to(device)
-                                           for name, value in self.fields().items()})
+    def to(self, device, non_blocking: bool = False) -> Batch:
+        return Batch(self.x.to(device, non_blocking=non_blocking),
+                     **{name: value.to(device, non_blocking=non_blocking)
+                        for name, value in self.fields().items()})
+
+    def pin_memory(self) -> Batch:
+        """Page-locked copies, for asynchronous copies to a GPU."""
+        return Batch(self.x.pin_memory(), **{name: value.pin_memory()
+                                             for name, value in self.fields().items()})
 
     def replace(self, **changes) -> Batch:
         return dataclasses.replace(self, **changes)

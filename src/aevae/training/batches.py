@@ -1,0 +1,134 @@
+"""Training data: checked once, then served as batches of indices or streamed.
+
+In-memory data is batched straight from tensors: one permutation per epoch, gathered batch by
+batch (a whole shuffled copy per epoch costs more memory traffic). Under ``torchrun`` every
+process draws the same permutation and takes its share of each global batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ..data import DataError, validate_array
+from ..data.batch import Batch, make_batch
+from ..models.base import Autoencoder
+
+
+def as_training_batch(model: Autoencoder, x, fields: dict, name: str) -> Batch:
+    """A checked Batch of x (array, tensor or Batch) and the fields the model uses."""
+    if isinstance(x, Batch):
+        if any(value is not None for value in fields.values()):
+            raise ValueError(f"{name}: pass the fields inside the Batch or as keywords, "
+                             "not both")
+        fields, x = x.fields(), x.x  # arrays or tensors: make_batch checks either
+    unused = sorted(key for key, value in fields.items()
+                    if value is not None and key not in model.uses)
+    if unused:
+        raise ValueError(f"{model.name} does not use {', '.join(unused)}")
+    if fields.get("observed") is not None:
+        # Missing entries may hold anything (NaN, typically): they are never read.
+        values = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        observed = np.asarray(fields["observed"], dtype=bool)
+        if observed.shape != values.shape:
+            raise DataError(f"{name} observed: the mask must be shaped like x {values.shape}, "
+                            f"got {observed.shape}")
+        x = np.where(observed, values, 0).astype(np.float32)
+    return make_batch(as_training_tensor(model, x, name), fields, name)
+
+
+def as_training_tensor(model: Autoencoder, x, name: str) -> torch.Tensor:
+    """Validate shape, finiteness and the value range the likelihood needs; return float32."""
+    array = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x
+    likelihood = "bernoulli" if model.likelihood.needs_unit_interval else None
+    array = validate_array(array, name=name, likelihood=likelihood)
+    expected = model.input_shape
+    if tuple(array.shape[1:]) != expected:
+        if math.prod(array.shape[1:]) != math.prod(expected):
+            raise DataError(
+                f"{name}: examples are shaped {tuple(array.shape[1:])} but the model expects "
+                f"{expected}"
+            )
+        array = array.reshape(len(array), *expected)
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def shuffled(count: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Index batches of one random permutation of ``range(count)``."""
+    order = torch.randperm(count, generator=generator)
+    for start in range(0, count, batch_size):
+        yield order[start:start + batch_size]
+
+
+def mixed_parts(train: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    known = train.label_known.cpu()
+    return torch.nonzero(known).squeeze(1), torch.nonzero(~known).squeeze(1)
+
+
+def mixed(train: Batch, batch_size: int, labelled_per_batch: int,
+          generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Index batches of ``labelled_per_batch`` labelled examples (cycling through a fresh
+    shuffle of them each epoch) and ``batch_size`` minus that many unlabelled ones; plain
+    shuffled batches when either part is empty."""
+    labelled, unlabelled = mixed_parts(train)
+    if len(labelled) == 0 or len(unlabelled) == 0:
+        yield from shuffled(len(train), batch_size, generator)
+        return
+    rest = batch_size - labelled_per_batch
+    order = unlabelled[torch.randperm(len(unlabelled), generator=generator)]
+    batches = math.ceil(len(unlabelled) / rest)
+    needed = batches * labelled_per_batch
+    cycles = [torch.randperm(len(labelled), generator=generator)
+              for _ in range(math.ceil(needed / len(labelled)))]
+    labelled_order = labelled[torch.cat(cycles)]
+    for index in range(batches):
+        picked = labelled_order[index * labelled_per_batch:(index + 1) * labelled_per_batch]
+        yield torch.cat([picked, order[index * rest:(index + 1) * rest]])
+
+
+def index_batches(train: Batch, batch_size: int, generator: torch.Generator,
+                  labelled_per_batch: int | None) -> Iterator[torch.Tensor]:
+    if labelled_per_batch is not None:
+        return mixed(train, batch_size, labelled_per_batch, generator)
+    return shuffled(len(train), batch_size, generator)
+
+
+def count_batches(train: Batch | None, loader: DataLoader | None, batch_size: int,
+                  labelled_per_batch: int | None = None) -> int:
+    if loader is not None:
+        return len(loader)
+    if labelled_per_batch is not None:
+        labelled, unlabelled = mixed_parts(train)
+        if len(labelled) and len(unlabelled):
+            return math.ceil(len(unlabelled) / (batch_size - labelled_per_batch))
+    return math.ceil(len(train) / batch_size)
+
+
+def streamed(loader: DataLoader, model: Autoencoder, device: torch.device) -> Iterator[Batch]:
+    """Batches of a ``torch.utils.data.Dataset`` (data that does not fit in memory)."""
+    for item in loader:
+        batch = item[0] if isinstance(item, (tuple, list)) else item
+        batch = batch.to(device, torch.float32, non_blocking=True)
+        if tuple(batch.shape[1:]) != model.input_shape:
+            batch = batch.reshape(len(batch), *model.input_shape)
+        yield Batch(batch)
+
+
+def check_stream_shape(model: Autoencoder, stream) -> None:
+    if math.prod(stream.example_shape) != math.prod(model.input_shape):
+        raise DataError(f"{stream.path}: examples are shaped {stream.example_shape} but the "
+                        f"model expects {model.input_shape}")
+
+
+def chunked(stream, batch_size: int, generator: torch.Generator, processes,
+            model: Autoencoder, device: torch.device) -> Iterator[Batch]:
+    """Batches of an ``NpyStream`` (a file read in shuffled chunks), this process's share."""
+    for values in stream.batches(batch_size, generator):
+        if len(values) < processes.world:
+            continue  # a last batch too small to give every process an example
+        x = torch.from_numpy(values).reshape(len(values), *model.input_shape)
+        yield Batch(x[processes.share(torch.arange(len(x)))].to(device, non_blocking=True))

@@ -1,0 +1,155 @@
+"""The run directory: config, weights, history and a checkpoint written atomically each epoch,
+so ``resume=True`` continues a killed run losing at most one epoch (bit for bit on the CPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from ..io import (
+    CorruptFileError,
+    atomic_write_json,
+    atomic_write_text,
+    load_tensors,
+    one_line,
+    read_json,
+    remove_temporary_files,
+    save_tensors,
+)
+from ..models.base import CONFIG_FILE
+from .history import HISTORY_FILE, TrainingHistory
+
+CHECKPOINT_FILE = "checkpoint.safetensors"
+TRAINING_FILE = "training.json"
+
+
+def rng_state(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    state = {"rng.torch": torch.get_rng_state(), "rng.shuffle": generator.get_state()}
+    if torch.cuda.is_available():
+        state["rng.cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer, prefix: str) -> tuple[dict, dict]:
+    """Split an optimizer state dict into tensors (for safetensors) and JSON-able values."""
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, values in state["state"].items():
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{prefix}.{index}.{key}"] = value
+            else:
+                scalars[f"{index}.{key}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def restore_optimizer(optimizer, prefix: str, tensors: dict, saved: dict) -> None:
+    state: dict = {}
+    for name, value in tensors.items():
+        if name.startswith(prefix + "."):
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = value
+    for name, value in saved["scalars"].items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
+
+
+def prefixed(tensors: dict, prefix: str) -> dict:
+    """The checkpoint tensors stored under ``prefix``, with the prefix removed."""
+    return {key[len(prefix):]: value for key, value in tensors.items() if key.startswith(prefix)}
+
+
+class RunDirectory:
+    """The files of a run directory: config, weights, history, checkpoint."""
+
+    def __init__(self, directory):
+        self.directory = Path(directory)
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.directory / CHECKPOINT_FILE
+
+    def check_writable(self) -> None:
+        """Fail now rather than after the first epoch if the run cannot be written."""
+        existing = next(folder for folder in (self.directory, *self.directory.parents)
+                        if folder.exists())
+        if not existing.is_dir():
+            raise NotADirectoryError(f"cannot write the run {self.directory}: {existing} is "
+                                     "not a folder")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise PermissionError(f"cannot write the run {self.directory}: {existing} is not "
+                                  "writable")
+
+    def prepare(self, resume: bool) -> bool:
+        """Check the directory before training; whether there is a checkpoint to resume."""
+        if self.checkpoint.exists() and not resume:
+            raise FileExistsError(
+                f"{self.directory} already holds a training run; resume it (resume=True / "
+                "--resume) or choose another output directory"
+            )
+        self.check_writable()
+        remove_temporary_files(self.directory)  # left by a run killed while writing
+        return self.checkpoint.exists()
+
+    def write_epoch(self, model, optimizers, generator, history, progress: dict,
+                    files: dict[str, object]) -> None:
+        # The checkpoint is the file a resume needs; write it last so a kill between files
+        # leaves a consistent older checkpoint rather than a newer half.
+        for name, value in files.items():
+            atomic_write_json(self.directory / name, value)
+        model.save(self.directory)
+        atomic_write_text(self.directory / HISTORY_FILE, history.to_csv())
+        tensors = {f"model.{key}": value for key, value in model.state_dict().items()}
+        optimizer_json = {}
+        for name, optimizer in optimizers.items():
+            tensors_of_optimizer, optimizer_json[name] = optimizer_tensors(optimizer, name)
+            tensors.update(tensors_of_optimizer)
+        tensors.update(rng_state(generator))
+        tensors.update({f"best.{key}": value for key, value in progress.pop("best_state").items()})
+        metadata = {"history": history.to_dict(), "optimizers": optimizer_json, **progress}
+        save_tensors(self.checkpoint, tensors, metadata)
+
+    def resume(self, model, optimizers, generator, history) -> tuple[int, int, dict | None]:
+        """Load the checkpoint into model, optimizers, RNGs and history; returns the step,
+        the epochs without improvement and the best weights so far."""
+        saved = read_json(self.directory / CONFIG_FILE)
+        current = json.loads(json.dumps(model.config.to_dict()))  # tuples compare as lists
+        if (not isinstance(saved, dict) or saved.get("config") != current
+                or saved.get("model") != model.name):
+            raise ValueError(
+                f"cannot resume: the model in {self.directory} differs from the one being "
+                "trained"
+            )
+        tensors, metadata = load_tensors(self.checkpoint)
+        try:
+            model.load_state_dict(prefixed(tensors, "model."))
+            for name, optimizer in optimizers.items():
+                restore_optimizer(optimizer, name, tensors, metadata["optimizers"][name])
+            torch.set_rng_state(tensors["rng.torch"])
+            generator.set_state(tensors["rng.shuffle"])
+            if "rng.cuda" in tensors and torch.cuda.is_available():
+                torch.cuda.set_rng_state(tensors["rng.cuda"])
+            restored = TrainingHistory.from_dict(metadata["history"])
+            step, stale_epochs = int(metadata["step"]), int(metadata["stale_epochs"])
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as error:
+            detail = f"{error} is missing" if isinstance(error, KeyError) else one_line(error, 300)
+            raise CorruptFileError(
+                f"{self.checkpoint}: not a checkpoint of this run ({detail})"
+            ) from None
+        history.replace_with(restored)
+        device = next(model.parameters()).device
+        best = {key: value.to(device) for key, value in prefixed(tensors, "best.").items()}
+        return step, stale_epochs, best or None
+
+    def restore_last_good(self, model) -> str:
+        """Put the checkpoint's weights back into model; says what was kept."""
+        if not self.checkpoint.exists():
+            return "; no checkpoint was written yet"
+        tensors, metadata = load_tensors(self.checkpoint)
+        model.load_state_dict(prefixed(tensors, "model."))
+        return (f"; the last good checkpoint (epoch {len(metadata['history']['epochs'])}) is "
+                f"kept in {self.directory} and restored in memory")

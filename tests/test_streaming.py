@@ -1,0 +1,147 @@
+"""Data beyond memory: .npy files read in shuffled chunks, image folders decoded lazily."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import aevae
+from aevae.data import DataError
+from aevae.data.streaming import ImageFolderStream, NpyStream
+
+
+@pytest.fixture
+def table(tmp_path):
+    x = np.random.default_rng(0).random((1000, 6)).astype(np.float32)
+    path = tmp_path / "table.npy"
+    np.save(path, x)
+    return path, x
+
+
+def _epoch(stream, seed: int, batch_size: int = 64) -> list[np.ndarray]:
+    return list(stream.batches(batch_size, torch.Generator().manual_seed(seed)))
+
+
+def test_an_epoch_serves_every_row_once_in_a_new_order(table):
+    path, x = table
+    stream = NpyStream(path, chunk_bytes=6 * 4 * 150)  # 150 rows per chunk
+    assert stream.chunk_rows == 150 and len(stream) == 1000
+    first, second = _epoch(stream, 0), _epoch(stream, 1)
+    assert [len(batch) for batch in first] == [64] * 15 + [40]  # leftovers carried over
+    for epoch in (first, second):
+        served = np.concatenate(epoch)
+        assert np.array_equal(served[np.lexsort(served.T)], x[np.lexsort(x.T)])
+    assert not np.array_equal(np.concatenate(first), np.concatenate(second))
+    assert all(np.array_equal(a, b) for a, b in zip(first, _epoch(stream, 0)))
+
+
+def test_held_out_rows_are_never_served(table):
+    path, x = table
+    train, validation = NpyStream(path, chunk_bytes=6 * 4 * 100).hold_out(0.2, seed=3)
+    assert len(train) == 800 and validation.shape == (200, 6)
+    served = {row.tobytes() for row in np.concatenate(_epoch(train, 0))}
+    assert len(served) == 800
+    assert not served & {row.tobytes() for row in validation}
+
+
+def test_a_bad_value_deep_in_the_file_names_its_rows(tmp_path):
+    x = np.random.default_rng(0).random((500, 4)).astype(np.float32)
+    x[321, 2] = np.nan
+    np.save(tmp_path / "bad.npy", x)
+    stream = NpyStream(tmp_path / "bad.npy", chunk_bytes=4 * 4 * 100)
+    with pytest.raises(DataError, match=r"rows 300-399 .*NaN"):
+        _epoch(stream, 0)
+    x[321, 2] = 1.5
+    np.save(tmp_path / "range.npy", x)
+    stream = NpyStream(tmp_path / "range.npy", likelihood="bernoulli", chunk_bytes=1600)
+    with pytest.raises(DataError, match=r"rows 300-399"):
+        _epoch(stream, 0)
+
+
+def test_files_that_cannot_be_streamed_are_refused(tmp_path):
+    np.save(tmp_path / "fortran.npy", np.asfortranarray(np.ones((10, 3), np.float32)))
+    with pytest.raises(DataError, match="Fortran order"):
+        NpyStream(tmp_path / "fortran.npy")
+    np.save(tmp_path / "short.npy", np.ones((100, 3), np.float32))
+    data = (tmp_path / "short.npy").read_bytes()
+    (tmp_path / "short.npy").write_bytes(data[:-40])
+    with pytest.raises(DataError, match="truncated"):
+        NpyStream(tmp_path / "short.npy")
+    np.save(tmp_path / "vector.npy", np.ones(10, np.float32))
+    with pytest.raises(DataError, match="first axis"):
+        NpyStream(tmp_path / "vector.npy")
+
+
+def test_uint8_images_stream_scaled_and_channel_first(tmp_path):
+    pixels = np.random.default_rng(0).integers(0, 256, (300, 8, 8), dtype=np.uint8)
+    np.save(tmp_path / "images.npy", pixels)
+    stream = NpyStream(tmp_path / "images.npy")
+    assert stream.example_shape == (1, 8, 8)
+    served = np.concatenate(_epoch(stream, 0))
+    assert served.max() <= 1.0 and np.isclose(served.sum(), pixels.sum() / 255.0, rtol=1e-5)
+
+
+def test_fit_trains_on_a_stream_with_early_stopping(table):
+    path, _ = table
+    train, validation = NpyStream(path).hold_out(0.1, seed=0)
+    model = aevae.make("vae", input_shape=(6,), latent_dim=2, hidden=(16,),
+                       likelihood="gaussian", seed=0)
+    model.fit(train, validation=validation, epochs=3, batch_size=50, patience=2,
+              progress=False)
+    losses = model.history_.column("train_loss")
+    assert len(losses) == 3 and losses[-1] < losses[0]
+
+
+def test_peak_memory_stays_flat_as_the_file_grows(tmp_path):
+    probe = (
+        "import resource, sys, torch\n"
+        "from aevae.data.streaming import NpyStream\n"
+        "stream = NpyStream(sys.argv[1], chunk_bytes=4 << 20)\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "for batch in stream.batches(100, torch.Generator().manual_seed(0)):\n"
+        "    pass\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n"
+    )
+    grown = {}
+    for factor in (1, 8):
+        path = tmp_path / f"x{factor}.npy"
+        np.save(path, np.zeros((factor * 5000, 784), np.float32))  # 15.7 MB per factor
+        done = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True,
+                              text=True, check=True, timeout=300)
+        grown[factor] = int(done.stdout.split()[-1])
+    # Loading the larger file whole would add about 110 MB more than the smaller one.
+    assert grown[8] - grown[1] < 24, grown
+
+
+def test_an_image_folder_is_read_lazily_and_checked(tmp_path):
+    from PIL import Image
+
+    for index in range(12):
+        values = np.full((8, 8), index * 20, dtype=np.uint8)
+        Image.fromarray(values).save(tmp_path / f"{index:02d}.png")
+    folder = ImageFolderStream(tmp_path)
+    assert len(folder) == 12 and folder.example_shape == (1, 8, 8)
+    assert float(folder[3].max()) == pytest.approx(60 / 255)
+    Image.fromarray(np.zeros((9, 8), np.uint8)).save(tmp_path / "99.png")
+    with pytest.raises(DataError, match="images differ in size"):
+        ImageFolderStream(tmp_path)[12]
+
+
+def test_the_cli_streams_npy_files_and_image_folders(tmp_path, capsys):
+    from aevae.cli import main
+
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((400, 5)).astype(np.float32))
+    code = main(["train", "vae", "--data", str(tmp_path / "x.npy"), "--stream", "--epochs", "1",
+                 "--likelihood", "gaussian", "--out", str(tmp_path / "run"), "--quiet"])
+    assert code == 0 and "trained vae for 1 epochs" in capsys.readouterr().out
+    code = main(["train", "cvae", "--data", str(tmp_path / "x.npy"), "--stream", "--epochs",
+                 "1", "--out", str(tmp_path / "conditional"), "--quiet"])
+    assert code == 2 and "streamed data does not carry" in capsys.readouterr().err
+    code = main(["train", "vae", "--data", "digits", "--stream", "--out",
+                 str(tmp_path / "named"), "--quiet"])
+    assert code == 2 and "--stream reads a .npy file or an image folder" in \
+        capsys.readouterr().err
