@@ -1,28 +1,55 @@
-"""Training throughput: aevae's ``fit`` against a minimal hand-written PyTorch loop.
+"""Training throughput: aevae's ``fit`` against a minimal hand-written PyTorch loop and Pythae.
 
-Both train the same MLP VAE (784-512-16, ReLU, Bernoulli decoder, Adam, batch 100) on the same
-data in the same process, alternating runs so that machine noise hits both alike. Prints
-examples per second for each and their ratio (aevae / bare loop).
+Contenders, each training the same VAE (Bernoulli decoder, Adam 1e-3, batch 100) on the same
+MNIST images for the same epochs:
 
-    python benchmarks/throughput.py [--epochs 1] [--repeats 3] [--device cpu] [--threads N]
+- ``bare``: the loop a user writes by hand: flat tensors, a permutation per epoch, slices,
+  forward, backward, ``Adam`` with PyTorch's defaults, the loss summed on the device;
+- ``aevae``: ``aevae.make("vae", ...).fit(x, ...)`` as users call it (progress on);
+- ``aevae-compiled``: the same with ``compile=True`` (compilation counted);
+- ``pythae``: Pythae 0.1.2's ``BaseTrainer`` with the same encoder and decoder (the
+  ``benchmarks`` extra).
+
+Models: ``mlp`` (784-512-16, ReLU) and ``conv`` (aevae's conv network: two 4x4 stride-2
+convolutions of 32 and 64 channels, a 256-unit dense layer, and the mirror image).
+
+Every figure is measured in a fresh process whose clock runs from model construction (the
+optimizer's too) to the end of training; data loading is before the clock for everyone. The
+contenders alternate within each repeat, the order reversed on odd repeats, so drift in the
+machine's load hits all alike. Ratios are taken within a repeat and their median reported. The
+FLOP of one training example are counted with PyTorch's FLOP counter (matmuls and convolutions,
+forward and backward), and the rate reached is compared with the best rate of a large matmul
+on the same threads.
+
+Writes benchmarks/results/throughput.{json,md}.
+
+    python benchmarks/throughput.py [--epochs 1] [--repeats 3] [--threads 1]
+        [--models mlp,conv] [--contenders bare,aevae,aevae-compiled,pythae]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-import aevae
-from aevae.data import DataError, load_dataset
+RESULTS = Path(__file__).resolve().parent / "results"
+CONTENDERS = ("bare", "aevae", "aevae-compiled", "pythae")
+MODELS = ("mlp", "conv")
 
 
-def mnist_or_random(limit: int | None) -> np.ndarray:
+# ----- the contenders (run in a child process) ---------------------------------------------
+def mnist(limit: int | None):
+    import numpy as np
+
+    from aevae.data import DataError, load_dataset
+
     try:
         x = load_dataset("mnist", download=False).train.x
     except DataError:  # no MNIST here: random grey levels of the same shape
@@ -30,91 +57,251 @@ def mnist_or_random(limit: int | None) -> np.ndarray:
     return x[:limit] if limit else x
 
 
-class BareVAE(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(),
-                                     nn.Linear(512, 32))
-        self.decoder = nn.Sequential(nn.Linear(16, 512), nn.ReLU(), nn.Linear(512, 784))
+def networks(model: str):
+    """Encoder (to 2 x 16) and decoder (to logits) as plain torch modules, the same layers
+    aevae builds for this model."""
+    from torch import nn
 
-    def forward(self, x):
-        mean, log_variance = self.encoder(x).chunk(2, dim=-1)
-        z = mean + torch.exp(0.5 * log_variance) * torch.randn_like(mean)
-        logits = self.decoder(z).view_as(x)
-        reconstruction = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
-        reconstruction = reconstruction.flatten(1).sum(1)
-        kl = 0.5 * (mean.pow(2) + log_variance.exp() - 1 - log_variance).sum(1)
-        return (reconstruction + kl).mean()
+    if model == "mlp":
+        encoder = nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 32))
+        decoder = nn.Sequential(nn.Linear(16, 512), nn.ReLU(), nn.Linear(512, 784),
+                                nn.Unflatten(1, (1, 28, 28)))
+    else:
+        encoder = nn.Sequential(
+            nn.Conv2d(1, 32, 4, 2, 1), nn.ReLU(), nn.Conv2d(32, 64, 4, 2, 1), nn.ReLU(),
+            nn.Flatten(), nn.Linear(64 * 7 * 7, 256), nn.ReLU(), nn.Linear(256, 32))
+        decoder = nn.Sequential(
+            nn.Linear(16, 256), nn.ReLU(), nn.Linear(256, 64 * 7 * 7), nn.ReLU(),
+            nn.Unflatten(1, (64, 7, 7)), nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(),
+            nn.ConvTranspose2d(32, 1, 4, 2, 1))
+    return encoder, decoder
 
 
-def bare_loop(x: torch.Tensor, epochs: int, device: torch.device) -> float:
-    """Seconds for a minimal loop: shuffle, slice, forward, backward, step; track the loss."""
-    started = time.perf_counter()
+def bare_vae(model: str):
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class BareVAE(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder, self.decoder = networks(model)
+
+        def forward(self, x):
+            mean, log_variance = self.encoder(x).chunk(2, dim=-1)
+            z = mean + torch.exp(0.5 * log_variance) * torch.randn_like(mean)
+            logits = self.decoder(z)
+            reconstruction = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+            kl = 0.5 * (mean.pow(2) + log_variance.exp() - 1 - log_variance).sum(1)
+            return (reconstruction.flatten(1).sum(1) + kl).mean()
+
+    return BareVAE()
+
+
+def run_bare(x, model: str, epochs: int) -> None:
+    import torch
+
     torch.manual_seed(0)
-    data = x.to(device)
-    model = BareVAE().to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    data = torch.from_numpy(x)
+    vae = bare_vae(model)
+    optimizer = torch.optim.Adam(vae.parameters(), lr=1e-3)
     for _ in range(epochs):
-        order = torch.randperm(len(data), device=device)
-        total = torch.zeros((), device=device)
+        order = torch.randperm(len(data))
+        total = torch.zeros(())
         for start in range(0, len(data), 100):
-            batch = data[order[start:start + 100]]
-            loss = model(batch)
+            loss = vae(data[order[start:start + 100]])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             total += loss.detach()
-        float(total)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - started
+        print(f"loss {float(total) / -(-len(data) // 100):.3f}", file=sys.stderr)
 
 
-def aevae_fit(x: np.ndarray, epochs: int, device: torch.device, progress: bool) -> float:
-    started = time.perf_counter()
-    model = aevae.make("vae", input_shape=(1, 28, 28), latent_dim=16, hidden=(512,))
-    model.fit(x, epochs=epochs, batch_size=100, learning_rate=1e-3, device=device,
-              progress=progress)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - started
+def run_aevae(x, model: str, epochs: int, compile: bool) -> None:
+    import aevae
+
+    options = {"hidden": (512,)} if model == "mlp" else {"network": "conv"}
+    vae = aevae.make("vae", input_shape=(1, 28, 28), latent_dim=16, seed=0, **options)
+    vae.fit(x, epochs=epochs, batch_size=100, learning_rate=1e-3, compile=compile,
+            device="cpu", progress=True)
+
+
+def run_pythae(x, model: str, epochs: int) -> None:
+    import logging
+
+    import torch
+    from pythae.data.datasets import BaseDataset
+    from pythae.models import VAE, VAEConfig
+    from pythae.models.base.base_utils import ModelOutput
+    from pythae.models.nn import BaseDecoder, BaseEncoder
+    from pythae.trainers import BaseTrainer, BaseTrainerConfig
+
+    logging.getLogger("pythae").setLevel(logging.WARNING)
+    encoder_net, decoder_net = networks(model)
+
+    class Encoder(BaseEncoder):
+        def __init__(self):
+            super().__init__()
+            self.net = encoder_net
+
+        def forward(self, x):
+            mean, log_variance = self.net(x).chunk(2, dim=-1)
+            return ModelOutput(embedding=mean, log_covariance=log_variance)
+
+    class Decoder(BaseDecoder):
+        def __init__(self):
+            super().__init__()
+            self.net = decoder_net
+
+        def forward(self, z):  # Pythae's "bce" loss takes probabilities
+            return ModelOutput(reconstruction=torch.sigmoid(self.net(z)))
+
+    data = torch.from_numpy(x)
+    config = VAEConfig(input_dim=(1, 28, 28), latent_dim=16, reconstruction_loss="bce")
+    vae = VAE(config, encoder=Encoder(), decoder=Decoder())
+    with tempfile.TemporaryDirectory() as folder:
+        training = BaseTrainerConfig(output_dir=folder, num_epochs=epochs, learning_rate=1e-3,
+                                     per_device_train_batch_size=100, no_cuda=True)
+        trainer = BaseTrainer(vae, BaseDataset(data, torch.zeros(len(data))),
+                              training_config=training)
+        trainer.train()
+
+
+def flop_per_example(model: str) -> float:
+    """Matmul and convolution FLOP of one training example, forward and backward."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    vae = bare_vae(model)
+    x = torch.rand(100, 1, 28, 28)
+    with FlopCounterMode(display=False) as counter:
+        vae(x).backward()
+    return counter.get_total_flops() / 100
+
+
+def matmul_rate() -> float:
+    """The best FLOP/s of a large single-precision matmul on this process's threads."""
+    import torch
+
+    a, b = torch.rand(4096, 512), torch.rand(512, 784)
+    best = float("inf")
+    for _ in range(20):
+        started = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - started)
+    return 2 * 4096 * 512 * 784 / best
+
+
+def child(arguments) -> None:
+    import torch
+
+    torch.set_num_threads(arguments.threads)
+    if arguments.child == "matmul":
+        print(json.dumps({"matmul_flops": matmul_rate(),
+                          "flop_per_example": {m: flop_per_example(m) for m in MODELS}}))
+        return
+    contender, model = arguments.child, arguments.model
+    x = mnist(arguments.limit)
+    started = time.perf_counter()  # model and optimizer construction count
+    if contender == "bare":
+        run_bare(x, model, arguments.epochs)
+    elif contender.startswith("aevae"):
+        run_aevae(x, model, arguments.epochs, compile=contender == "aevae-compiled")
+    else:
+        run_pythae(x, model, arguments.epochs)
+    seconds = time.perf_counter() - started
+    print(json.dumps({"seconds": seconds, "examples": len(x) * arguments.epochs}))
+
+
+# ----- the parent: fresh processes, alternating --------------------------------------------
+def measure(contender: str, model: str, arguments) -> dict:
+    command = [sys.executable, __file__, "--child", contender, "--model", model,
+               "--epochs", str(arguments.epochs), "--threads", str(arguments.threads)]
+    if arguments.limit:
+        command += ["--limit", str(arguments.limit)]
+    environment = {**os.environ, "OMP_NUM_THREADS": str(arguments.threads)}
+    done = subprocess.run(command, capture_output=True, text=True, env=environment)
+    if done.returncode != 0:
+        raise RuntimeError(f"{contender}/{model} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--limit", type=int, default=None, help="use the first N examples")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: "
-                        "torch's choice)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--limit", type=int, help="use the first N training images")
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--contenders", default=",".join(CONTENDERS))
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, default=RESULTS / "throughput.json")
     arguments = parser.parse_args()
-    if arguments.threads:
-        torch.set_num_threads(arguments.threads)
-    device = torch.device(arguments.device)
-    x = mnist_or_random(arguments.limit)
-    tensor = torch.from_numpy(x)
-    examples = len(x) * arguments.epochs
-    # Warm-up of both paths (allocator, kernels) before timing.
-    bare_loop(tensor[:2000], 1, device)
-    aevae_fit(x[:2000], 1, device, progress=False)
-    times: dict[str, list[float]] = {"bare": [], "aevae": []}
+    if arguments.child:
+        child(arguments)
+        return
+    models = arguments.models.split(",")
+    contenders = arguments.contenders.split(",")
+    reference = json.loads(subprocess.run(
+        [sys.executable, __file__, "--child", "matmul", "--threads", str(arguments.threads)],
+        capture_output=True, text=True, check=True,
+        env={**os.environ, "OMP_NUM_THREADS": str(arguments.threads)}).stdout.splitlines()[-1])
+    pairs = [(model, contender) for model in models for contender in contenders]
+    seconds = {pair: [] for pair in pairs}
+    examples = {}
     for repeat in range(arguments.repeats):
-        # Alternate which goes first, so drift in the machine's load hits both alike.
-        order = ("bare", "aevae") if repeat % 2 == 0 else ("aevae", "bare")
-        for name in order:
-            if name == "bare":
-                times[name].append(bare_loop(tensor, arguments.epochs, device))
-            else:  # fit as users call it: progress on (a bar on a terminal, epoch lines else)
-                times[name].append(aevae_fit(x, arguments.epochs, device, progress=True))
-    print(f"device={device} threads={torch.get_num_threads()} torch={torch.__version__} "
-          f"examples={len(x)} epochs={arguments.epochs} repeats={arguments.repeats}")
-    # Noise on a shared machine only ever adds time: the best run is the cleanest estimate.
-    for statistic, reduce in (("best", min), ("median", statistics.median)):
-        rates = {name: examples / reduce(values) for name, values in times.items()}
-        print(f"{statistic:>6}: bare {rates['bare']:8.0f} examples/s, aevae "
-              f"{rates['aevae']:8.0f} examples/s, ratio aevae/bare "
-              f"{rates['aevae'] / rates['bare']:.3f}")
+        for model, contender in (pairs if repeat % 2 == 0 else list(reversed(pairs))):
+            figure = measure(contender, model, arguments)
+            seconds[(model, contender)].append(figure["seconds"])
+            examples[(model, contender)] = figure["examples"]
+            print(f"repeat {repeat + 1}: {model:4} {contender:15} {figure['seconds']:7.1f} s",
+                  flush=True)
+    rows = []
+    for model, contender in pairs:
+        times = seconds[(model, contender)]
+        rate = examples[(model, contender)] / statistics.median(times)
+        ratios = [bare / mine for bare, mine in zip(seconds[(model, "bare")], times)] \
+            if "bare" in contenders else []
+        versus_pythae = [theirs / mine for theirs, mine in
+                         zip(seconds.get((model, "pythae"), []), times)]
+        flop_rate = rate * reference["flop_per_example"][model]
+        rows.append({
+            "model": model, "contender": contender, "seconds": times,
+            "examples_per_second": rate,
+            "speed_vs_bare": statistics.median(ratios) if ratios else None,
+            "speed_vs_pythae": statistics.median(versus_pythae) if versus_pythae else None,
+            "fraction_of_matmul_rate": flop_rate / reference["matmul_flops"],
+        })
+    import torch
+
+    result = {"threads": arguments.threads, "epochs": arguments.epochs,
+              "repeats": arguments.repeats, "torch": torch.__version__,
+              "images": next(iter(examples.values())) // arguments.epochs,
+              "load_average": os.getloadavg()[0], "machine_matmul_flops":
+              reference["matmul_flops"], "flop_per_example": reference["flop_per_example"],
+              "rows": rows}
+    arguments.out.parent.mkdir(parents=True, exist_ok=True)
+    arguments.out.write_text(json.dumps(result, indent=2) + "\n")
+    table = markdown(result)
+    arguments.out.with_suffix(".md").write_text(table)
+    print(table)
+
+
+def markdown(result: dict) -> str:
+    lines = [f"Training throughput, {result['threads']} thread(s), {result['epochs']} epoch(s) "
+             f"of {result['images']:,} MNIST images, batch 100, median of "
+             f"{result['repeats']} fresh processes each; machine matmul rate "
+             f"{result['machine_matmul_flops'] / 1e9:.0f} GFLOP/s.", "",
+             "| model | contender | examples/s | vs bare loop | vs Pythae | of matmul rate |",
+             "|---|---|---:|---:|---:|---:|"]
+    for row in result["rows"]:
+        bare = f"{row['speed_vs_bare']:.2f}x" if row["speed_vs_bare"] is not None else "-"
+        pythae = f"{row['speed_vs_pythae']:.2f}x" if row["speed_vs_pythae"] is not None else "-"
+        lines.append(f"| {row['model']} | {row['contender']} | "
+                     f"{row['examples_per_second']:,.0f} | {bare} | {pythae} | "
+                     f"{row['fraction_of_matmul_rate']:.0%} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -235,19 +235,39 @@ def test_bernoulli_on_real_data_is_refused(tmp_path, capsys):
     assert code == 2 and "needs values in [0, 1]" in err
 
 
+def _run_metrics(results) -> list[dict]:
+    metrics = []
+    for run in sorted(results["runs"], key=lambda run: run["seed"]):
+        values = json.loads(Path(run["path"], "metrics.json").read_text())
+        values.pop("seconds")
+        metrics.append(values)
+    return metrics
+
+
 def test_results_do_not_depend_on_the_number_of_workers(tmp_path, tiny_budget):
     outcomes = []
     for workers in (1, 2):
         settings = StudySettings(data="digits", models="ae", seeds=2, budget=tiny_budget,
                                  workers=workers)
         results = run_study(settings, tmp_path / f"workers-{workers}", progress=False)
-        metrics = []
-        for run in sorted(results["runs"], key=lambda run: run["seed"]):
-            values = json.loads(Path(run["path"], "metrics.json").read_text())
-            values.pop("seconds")
-            metrics.append(values)
-        outcomes.append((metrics, results["tasks"]))
+        outcomes.append((_run_metrics(results), results["tasks"]))
     assert outcomes[0] == outcomes[1]
+
+
+def test_a_study_on_ray_matches_the_local_study(tmp_path, tiny_budget):
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    outcomes = []
+    for executor in ("local", "ray"):
+        settings = StudySettings(data="digits", models="ae", seeds=2, budget=tiny_budget,
+                                 workers=2, executor=executor)
+        results = run_study(settings, tmp_path / executor, progress=False)
+        outcomes.append((_run_metrics(results), results["tasks"]))
+        store = sqlite3.connect(tmp_path / executor / "runs.sqlite")
+        statuses = [row[0] for row in store.execute("select status from runs")]
+        store.close()
+        assert statuses == ["finished", "finished"]
+    assert outcomes[0] == outcomes[1]
+    assert "Ray tasks" in json.loads((tmp_path / "ray" / "study.json").read_text())["device"]
 
 
 def test_a_study_on_data_with_known_factors_scores_disentanglement(tmp_path, tiny_budget):

@@ -689,6 +689,7 @@ def command_compare(arguments) -> int:
         budget=arguments.budget, epochs=arguments.epochs, latent_dim=arguments.latent_dim,
         network=arguments.network, hidden=arguments.hidden, likelihood=arguments.likelihood,
         device=arguments.device, store=arguments.store, workers=arguments.workers,
+        executor=arguments.executor,
         tasks=arguments.tasks,
     )
     results = run_study(settings, arguments.out, progress=not arguments.quiet,
@@ -987,6 +988,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--likelihood", help="bernoulli, gaussian or gaussian-learned "
                          "(default: from the data's values)")
     compare.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    compare.add_argument("--executor", choices=["local", "ray"], default="local",
+                         help="local: worker processes on this machine; ray: Ray tasks on the "
+                         "cluster ray.init() finds (the output folder must be on a file system "
+                         "every node sees; needs the ray extra)")
     compare.add_argument("--workers", type=int, help="runs trained at once, one process and "
                          "one thread each (default: one per CPU core, at most 4; 1 on a GPU)")
     compare.add_argument("--store", help="run store to use or share (default: "

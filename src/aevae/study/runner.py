@@ -416,7 +416,8 @@ def run_study(settings: StudySettings, out, *, progress: bool = True,
         "store": str(store.path),
         "metric_groups": groups,
         "tasks": list(tasks),
-        "device": f"{device.type}: {workers} worker process(es), one thread each",
+        "device": f"{device.type}: {workers} worker process(es), one thread each"
+                  + (" (Ray tasks)" if settings.executor == "ray" else ""),
         "workers": workers,
     }
     atomic_write_json(out / STUDY_FILE, study)
@@ -425,15 +426,15 @@ def run_study(settings: StudySettings, out, *, progress: bool = True,
     torch.set_num_threads(1)
     if budget.name == "full":
         notify(estimate_message(plans, data, budget, store, workers))
-    helpers = [_start_worker(settings, out) for _ in range(min(workers, len(plans)) - 1)]
     try:
-        with _progress_bar(progress, plans, store) as bar:
-            work_through(plans, data, settings, store, groups, on_progress=bar)
-        _join(helpers)
+        if settings.executor == "ray":
+            from .ray_executor import run_on_ray
+
+            with _progress_bar(progress, plans, store) as bar:
+                run_on_ray(settings, out, min(workers, len(plans)), bar)
+        else:
+            _run_locally(plans, data, settings, store, groups, out, workers, progress)
     finally:
-        for helper in helpers:  # only left running if this process failed or was interrupted
-            if helper.poll() is None:
-                helper.terminate()
         torch.set_num_threads(threads)
         store.close()
     results = aggregate(out, since=study_started)
@@ -446,6 +447,20 @@ def run_study(settings: StudySettings, out, *, progress: bool = True,
                                      study_started)
     atomic_write_json(out / RESULTS_FILE, results)
     return results
+
+
+def _run_locally(plans, data, settings, store, groups, out, workers: int,
+                 progress: bool) -> None:
+    """This process and workers - 1 helper processes work through the plan together."""
+    helpers = [_start_worker(settings, out) for _ in range(min(workers, len(plans)) - 1)]
+    try:
+        with _progress_bar(progress, plans, store) as bar:
+            work_through(plans, data, settings, store, groups, on_progress=bar)
+        _join(helpers)
+    finally:
+        for helper in helpers:  # only left running if this process failed or was interrupted
+            if helper.poll() is None:
+                helper.terminate()
 
 
 def default_workers(device: torch.device) -> int:

@@ -69,6 +69,9 @@ BUDGETS = {
 }
 
 
+EXECUTORS = ("local", "ray")
+
+
 @dataclass
 class StudySettings:
     """The options of ``aevae compare``. None means "chosen from the data" (and the report
@@ -90,6 +93,7 @@ class StudySettings:
     device: str = "auto"
     store: str | None = None  # None: runs.sqlite in the output directory
     workers: int | None = None  # processes working at once; None: one per CPU core (max 4)
+    executor: str = "local"  # "local" processes, or "ray": tasks on a Ray cluster
     split_seed: int = 0  # validation / test carving: the same for every seed and model
 
     def __post_init__(self):
@@ -99,6 +103,8 @@ class StudySettings:
             raise ValueError(f"unknown budget {self.budget!r}; known: {', '.join(BUDGETS)}")
         if self.workers is not None and self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"unknown executor {self.executor!r}; use {', '.join(EXECUTORS)}")
         if self.seeds < 1:
             raise ValueError(f"seeds must be at least 1, got {self.seeds}")
         if self.epochs is not None and self.epochs < 1:

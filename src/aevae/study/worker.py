@@ -1,7 +1,7 @@
 """A study worker process: ``python -m aevae.study.worker '{"settings": ..., "out": ...}'``.
 
-``run_study`` starts these to work through the same plan at once; the run store's claims keep
-any two processes from doing the same run.
+``run_study`` starts these (or Ray tasks running ``work``) to work through the same plan at
+once; the run store's claims keep any two workers from doing the same run.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ def die_with_parent(parent: int) -> None:
         sys.exit(1)
 
 
-def main(payload: str) -> int:
-    request = json.loads(payload)
-    die_with_parent(request["parent"])
+def work(settings: dict, out: str, stop=None) -> list[str]:
+    """Work through a study's plan beside the other workers: the body of a local worker
+    process and of a Ray task. Returns the ids of the runs done here."""
     import torch
 
     from .runner import (
@@ -43,17 +43,23 @@ def main(payload: str) -> int:
     from .settings import StudySettings
 
     torch.set_num_threads(1)  # as in the parent: a run's numbers must not depend on who ran it
-    settings = StudySettings(**request["settings"])
+    settings = StudySettings(**settings)
     entries, _ = roster_for(settings)
     data = prepare_data(settings)
     plans = plan_runs(settings, data, entries)
-    store = open_store(settings, Path(request["out"]))
+    store = open_store(settings, Path(out))
     try:
-        work_through(plans, data, settings, store,
-                     metric_groups(data.info, study_tasks(settings)),
-                     stop=lambda: os.getppid() != request["parent"])
+        return work_through(plans, data, settings, store,
+                            metric_groups(data.info, study_tasks(settings)), stop=stop)
     finally:
         store.close()
+
+
+def main(payload: str) -> int:
+    request = json.loads(payload)
+    die_with_parent(request["parent"])
+    work(request["settings"], request["out"],
+         stop=lambda: os.getppid() != request["parent"])
     return 0
 
 
