@@ -15,6 +15,7 @@ from .errors import DataError
 from .ground_truth import GroundTruthData
 from .loading import load_dataset
 from .registry import list_datasets, register_dataset
+from .streaming import ImageFolderStream, NpyStream
 from .validation import validate_array
 
 __all__ = [
@@ -24,6 +25,8 @@ __all__ = [
     "DataError",
     "Dataset",
     "GroundTruthData",
+    "ImageFolderStream",
+    "NpyStream",
     "Split",
     "data_directory",
     "list_datasets",

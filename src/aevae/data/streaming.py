@@ -133,11 +133,13 @@ class NpyStream:
 
     def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[np.ndarray]:
         """One epoch of shuffled batches: chunks in random order, rows shuffled within each,
-        leftovers carried into the next chunk so every batch but the last is full."""
+        leftovers carried into the next chunk so every batch but the last is full. Batches are
+        gathered through a permutation rather than a shuffled copy of the chunk, and a chunk is
+        let go before the next is read, so at most one chunk is held at a time."""
         chunks = [(start, min(start + self.chunk_rows, int(self.rows[-1]) + 1))
                   for start in range(int(self.rows[0]), int(self.rows[-1]) + 1,
                                      self.chunk_rows)]
-        carried = None
+        carried = None  # fewer than batch_size rows left over from earlier chunks
         for index in torch.randperm(len(chunks), generator=generator).tolist():
             start, stop = chunks[index]
             keep = self.rows[np.searchsorted(self.rows, start):
@@ -147,13 +149,21 @@ class NpyStream:
             values = self._prepare(self._read(start, stop), start, stop)
             if len(keep) < stop - start:
                 values = values[keep]
-            values = values[torch.randperm(len(values), generator=generator).numpy()]
+            order = torch.randperm(len(values), generator=generator).numpy()
+            begin = 0
             if carried is not None:
-                values = np.concatenate([carried, values])
-            whole = len(values) // batch_size * batch_size
-            for begin in range(0, whole, batch_size):
-                yield values[begin:begin + batch_size]
-            carried = values[whole:] if whole < len(values) else None
+                begin = min(len(order), batch_size - len(carried))
+                carried = np.concatenate([carried, values[order[:begin]]])
+                if len(carried) == batch_size:
+                    yield carried
+                    carried = None
+            whole = begin + (len(order) - begin) // batch_size * batch_size
+            for first in range(begin, whole, batch_size):
+                yield values[order[first:first + batch_size]]
+            if whole < len(order):
+                rest = values[order[whole:]]
+                carried = rest if carried is None else np.concatenate([carried, rest])
+            del values, order
         if carried is not None:
             yield carried
 
