@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import gzip
 import hashlib
 import io
@@ -36,11 +37,16 @@ import zipfile
 from collections import Counter
 from pathlib import Path
 
-import atheris
 import numpy as np
 
-with atheris.instrument_imports(include=["aevae", "PIL", "numpy.lib", "zipfile", "gzip",
-                                         "json", "csv"]):
+try:
+    import atheris
+except ImportError:  # replaying inputs (tests/test_fuzz_corpus.py) needs no atheris
+    atheris = None
+
+_instrumented = (contextlib.nullcontext() if atheris is None else atheris.instrument_imports(
+    include=["aevae", "PIL", "numpy.lib", "zipfile", "gzip", "json", "csv"]))
+with _instrumented:
     import PIL.Image
     import torch
 
@@ -162,6 +168,27 @@ def run_target(target: str, payload: bytes, folder: Path) -> object:
     return load_tensors(path)
 
 
+def classify(target: str, payload: bytes, folder: Path) -> tuple[str, str | None, str]:
+    """Run one input: (outcome, what went wrong or None, detail). Allowed ends: a result, or
+    one line of ValueError that names the file."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            run_target(target, payload, folder)
+        return "result", None, ""
+    except ALLOWED as error:
+        message = str(error)
+        if not message.strip() or "\n" in message:
+            return type(error).__name__, "message over several lines", message
+        if str(folder) not in message:
+            return type(error).__name__, "message does not name the file", message
+        return type(error).__name__, None, ""
+    except AssertionError as error:
+        return "wrong result", "wrong result", str(error)
+    except Exception as error:  # the point: everything else is a crash
+        return type(error).__name__, type(error).__name__, traceback.format_exc()
+
+
 def make_test(campaign: Campaign, scratch: Path):
     def test_one_input(data: bytes) -> None:
         if campaign.done():
@@ -173,24 +200,9 @@ def make_test(campaign: Campaign, scratch: Path):
         folder = scratch / target.replace(".", "-")
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                run_target(target, payload, folder)
-            outcome = "result"
-        except ALLOWED as error:
-            outcome = type(error).__name__
-            message = str(error)
-            if not message.strip() or "\n" in message:
-                campaign.crash(target, data, "message over several lines", message)
-            elif str(folder) not in message:
-                campaign.crash(target, data, "message does not name the file", message)
-        except AssertionError as error:
-            outcome = "wrong result"
-            campaign.crash(target, data, "wrong result", str(error))
-        except Exception as error:  # the point: everything else is a crash
-            outcome = type(error).__name__
-            campaign.crash(target, data, type(error).__name__, traceback.format_exc())
+        outcome, problem, detail = classify(target, payload, folder)
+        if problem is not None:
+            campaign.crash(target, data, problem, detail)
         campaign.outcomes[(target, outcome)] += 1
         if sum(campaign.executions.values()) - campaign.written_at >= 2000:
             campaign.write()
@@ -198,7 +210,6 @@ def make_test(campaign: Campaign, scratch: Path):
     return test_one_input
 
 
-# ----- the seed corpus ----------------------------------------------------------------------------
 def npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array)
@@ -317,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if arguments.seconds is None and arguments.runs is None:
         parser.error("give --seconds or --runs")
+    if atheris is None:
+        parser.error("fuzzing needs atheris: pip install -e '.[fuzz]'")
     work = Path(arguments.work or tempfile.mkdtemp(prefix="aevae-fuzz-"))
     found = work / "corpus"
     found.mkdir(parents=True, exist_ok=True)
