@@ -120,7 +120,7 @@ def run_bare(x, model: str, epochs: int) -> None:
 def run_aevae(x, model: str, epochs: int, compile: bool) -> None:
     import aevae
 
-    options = {"hidden": (512,)} if model == "mlp" else {"network": "conv"}
+    options = {"hidden": (512,)} if model == "mlp" else {"network": "conv", "hidden": (256,)}
     vae = aevae.make("vae", input_shape=(1, 28, 28), latent_dim=16, seed=0, **options)
     vae.fit(x, epochs=epochs, batch_size=100, learning_rate=1e-3, compile=compile,
             device="cpu", progress=True)

@@ -62,7 +62,8 @@ def validate_array(x, *, name: str = "data", likelihood: str | None = None) -> n
         low, high = float(array.min()), float(array.max())
         if low < 0.0 or high > 1.0:
             looks_8_bit = low >= 0.0 and 1.0 < high <= 255.0
-            hint = "; if these are 8-bit pixels, divide by 255" if looks_8_bit else ""
+            hint = ("; if these are 8-bit pixels, divide by 255" if looks_8_bit else
+                    "; for real-valued data use the gaussian-learned likelihood")
             raise DataError(
                 f"{name} has values outside [0, 1] (observed min {low:g}, max {high:g}), "
                 f"which the {likelihood.lower()} likelihood needs{hint}"
