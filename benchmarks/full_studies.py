@@ -1,0 +1,82 @@
+"""The README's table of full-budget studies: the source claims and the verdicts, side by side.
+
+Reads the ``results.json`` of studies already run, e.g.
+
+    aevae compare --data mnist --budget full --out studies/mnist
+    aevae compare --data fashion-mnist --budget full --out studies/fashion
+    python benchmarks/full_studies.py mnist=studies/mnist fashion-mnist=studies/fashion
+
+and writes benchmarks/results/full_studies.md: for every claim part, each study's two figures
+and whether they point the way the claim says (with several seeds: the study's own status, from
+the paired interval; with one seed there is no interval, so only the direction is given), then
+each study's one-sentence verdicts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def figure(value: float, digits: int) -> str:
+    return f"{value:.{digits}g}"
+
+
+def part_cell(part: dict) -> str:
+    if part.get("first_mean") is None:
+        return f"not tested ({part.get('reason', '')})"
+    digits = part.get("digits", 4)
+    numbers = (f"{part['first']} {figure(part['first_mean'], digits)} vs {part['second']} "
+               f"{figure(part['second_mean'], digits)}")
+    if part["seeds"] > 1 or part["status"] != "inconclusive":
+        return f"{numbers}: **{part['status']}**"
+    if part.get("reason", "").startswith("a tie"):
+        return f"{numbers}: level (under 0.5% apart)"
+    way = "points the claimed way" if part["seeds_in_favour"] else "points against"
+    return f"{numbers}: {way} (one seed)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("studies", nargs="+", help="NAME=STUDY_DIRECTORY")
+    parser.add_argument("--out", type=Path, default=RESULTS / "full_studies.md")
+    arguments = parser.parse_args()
+    studies = {}
+    for item in arguments.studies:
+        name, _, folder = item.partition("=")
+        studies[name] = json.loads((Path(folder) / "results.json").read_text())
+    names = list(studies)
+    lines = []
+    for name, results in studies.items():
+        study = results["study"]
+        roster = ", ".join(dict.fromkeys(run["entry"] for run in results["runs"]))
+        seeds = study["settings"]["seeds"]
+        seconds = sum((run.get("train_seconds") or 0) + (run.get("evaluation_seconds") or 0)
+                      for run in results["runs"])
+        lines.append(f"- **{name}**: budget {study['budget']['name']}, {seeds} seed(s), roster "
+                     f"{roster}; {seconds / 3600:.1f} h of training and evaluation in all, one "
+                     "CPU thread per run")
+    lines += ["", "| claim | part | " + " | ".join(names) + " |",
+              "|---|---|" + "---|" * len(names)]
+    first = studies[names[0]]["claims"]
+    for index, claim in enumerate(first):
+        for part_index, part in enumerate(claim["parts"]):
+            cells = [part_cell(studies[name]["claims"][index]["parts"][part_index])
+                     for name in names]
+            label = claim["claim"] if part_index == 0 else ""
+            row = [label, part["text"], *cells]
+            lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+    for name, results in studies.items():
+        lines += ["", f"Verdicts on {name}:", ""]
+        lines += [f"- {sentence}" for sentence in results["summary"]]
+    text = "\n".join(lines) + "\n"
+    arguments.out.parent.mkdir(parents=True, exist_ok=True)
+    arguments.out.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
