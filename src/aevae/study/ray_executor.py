@@ -16,7 +16,7 @@ def run_on_ray(settings, out: Path, workers: int, on_progress: Callable[[], None
     try:
         import ray
     except ImportError:
-        raise RuntimeError("--executor ray needs Ray: pip install 'aevae[ray]'") from None
+        raise ValueError("--executor ray needs Ray: pip install 'aevae[ray]'") from None
     from .worker import work
 
     started_here = not ray.is_initialized()
