@@ -111,13 +111,15 @@ def main() -> None:
             for method in methods:
                 values = [record["rmse"] for record in records if record["data"] == name
                           and record["fraction"] == fraction and record["method"] == method]
-                cells.append(f"{np.mean(values):.3f} ± {np.std(values):.3f}")
+                cells.append(f"{np.mean(values):.3f}" + (f" ± {np.std(values):.3f}"
+                                                         if len(values) > 1 else ""))
             best = int(np.argmin([float(cell.split()[0]) for cell in cells]))
             cells[best] = f"**{cells[best]}**"
             lines.append(f"| {name} | {fraction:.0%} | " + " | ".join(cells) + " |")
     kept = all(record["observed_kept"] for record in records if record["method"] == "MIWAE")
     lines += ["", f"MIWAE left every observed entry bit-identical: {kept}. "
-              f"{len(seeds)} seeds; RMSE on the missing entries (mean ± std)."]
+              f"{len(seeds)} seed(s); RMSE on the missing entries"
+              + (" (mean ± std)." if len(seeds) > 1 else ".")]
     (RESULTS / "imputation.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"\n{result['seconds'] / 60:.1f} min")
