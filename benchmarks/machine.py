@@ -15,3 +15,15 @@ def keep_heap_resident() -> bool:
         return False
     trim_threshold, mmap_threshold = -1, -3  # mallopt parameter numbers (malloc.h)
     return bool(libc.mallopt(trim_threshold, 1 << 30) and libc.mallopt(mmap_threshold, 1 << 26))
+
+
+def write_results(out, result: dict, table: str) -> None:
+    """A benchmark's figures as JSON at ``out`` and its table as Markdown beside it."""
+    import json
+    from pathlib import Path
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    out.with_suffix(".md").write_text(table)
+    print(table)

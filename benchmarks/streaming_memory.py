@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import write_results
+
 RESULTS = Path(__file__).resolve().parent / "results"
 ROW_BYTES = 784 * 4
 
@@ -103,11 +105,7 @@ def main() -> None:
             path.unlink()
     result = {"threads": arguments.threads, "base_mib": arguments.base_mib,
               "load_average": os.getloadavg()[0], "rows": rows}
-    arguments.out.parent.mkdir(parents=True, exist_ok=True)
-    arguments.out.write_text(json.dumps(result, indent=2) + "\n")
-    table = markdown(result)
-    arguments.out.with_suffix(".md").write_text(table)
-    print(table)
+    write_results(arguments.out, result, markdown(result))
 
 
 def markdown(result: dict) -> str:

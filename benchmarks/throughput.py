@@ -39,6 +39,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import write_results
+
 RESULTS = Path(__file__).resolve().parent / "results"
 CONTENDERS = ("bare", "aevae", "aevae-compiled", "pythae")
 MODELS = ("mlp", "conv")
@@ -281,11 +283,7 @@ def main() -> None:
               "load_average": os.getloadavg()[0], "machine_matmul_flops":
               reference["matmul_flops"], "flop_per_example": reference["flop_per_example"],
               "rows": rows}
-    arguments.out.parent.mkdir(parents=True, exist_ok=True)
-    arguments.out.write_text(json.dumps(result, indent=2) + "\n")
-    table = markdown(result)
-    arguments.out.with_suffix(".md").write_text(table)
-    print(table)
+    write_results(arguments.out, result, markdown(result))
 
 
 def markdown(result: dict) -> str:
