@@ -33,7 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_FILES = ["tests/test_properties.py", "tests/test_store.py", "tests/test_crashes.py",
-              "tests/test_reliability.py"]
+              "tests/test_reliability.py", "tests/test_fuzz_corpus.py"]
 
 
 def run_tests(work: Path, arguments) -> tuple[Path, Path, float, int]:
@@ -281,6 +281,10 @@ the file, or a wrong result. The `run` target writes a config.json and a model.s
 the input and opens the folder with `aevae.load`.
 
 {fuzz_section(fuzz)}
+
+Without atheris, `tests/test_fuzz_corpus.py` replays every seed and a dozen seeded mutations of
+each (truncations, overwritten bytes, spliced garbage, blown-up header fields) through the same
+harness and rule in every test run, CI's included (its counts are in the last table).
 
 ## Crashes injected
 
