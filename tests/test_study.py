@@ -326,11 +326,7 @@ def test_a_study_with_more_tasks_evaluates_finished_runs_without_retraining(tmp_
 
 
 def test_the_ray_executor_without_ray_is_a_one_line_error(capsys, monkeypatch, tmp_path):
-    import importlib.util
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *rest: None if name == "ray" else real(name, *rest))
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     code, out, err = run(capsys, "compare", "--executor", "ray", "--out", str(tmp_path / "s"))
     assert code == 2 and "pip install 'aevae[ray]'" in err and "Traceback" not in err
     assert not (tmp_path / "s").exists()

@@ -680,13 +680,9 @@ def command_impute(arguments) -> int:
 
 
 def command_compare(arguments) -> int:
-    import importlib.util
-
     from .study.runner import run_study
     from .study.settings import StudySettings
 
-    if arguments.executor == "ray" and importlib.util.find_spec("ray") is None:
-        raise UsageError("--executor ray needs Ray: pip install 'aevae[ray]'")
     settings = StudySettings(
         data=arguments.data, data_dir=arguments.data_dir, labels=arguments.labels,
         models=arguments.models, preset=arguments.preset, seeds=arguments.seeds,

@@ -12,12 +12,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def run_on_ray(settings, out: Path, workers: int, on_progress: Callable[[], None]) -> None:
+def require_ray():
+    """The ray module, or a one-line error saying how to install it."""
     try:
         import ray
     except ImportError:
         raise ValueError("--executor ray needs Ray: pip install 'aevae[ray]'") from None
+    return ray
+
+
+def run_on_ray(settings, out: Path, workers: int, on_progress: Callable[[], None]) -> None:
     from .worker import work
+
+    ray = require_ray()
 
     started_here = not ray.is_initialized()
     if started_here:

@@ -392,6 +392,10 @@ def run_study(settings: StudySettings, out, *, progress: bool = True,
     entries, preset = roster_for(settings)
     budget = settings.training_budget
     device = resolve_device(settings.device)  # a bad device fails before anything is written
+    if settings.executor == "ray":
+        from .ray_executor import require_ray
+
+        require_ray()  # so does a missing Ray
     data = prepare_data(settings)
     plans = plan_runs(settings, data, entries)
     tasks = study_tasks(settings)
