@@ -75,6 +75,16 @@ def validation_elbo(model, x: np.ndarray) -> float:
         return float(np.mean(model.elbo(x)))
 
 
+def train_step(model, optimizer, train: torch.Tensor, generator: torch.Generator) -> None:
+    """One Adam step on a batch of 100 drawn with replacement."""
+    model.train()
+    index = torch.randint(len(train), (100,), generator=generator)
+    loss = model.loss(train[index]).loss.mean()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
 def train_curve(name: str, options: dict, state: dict, train: torch.Tensor, valid: np.ndarray,
                 steps: int, every: int) -> list[tuple[int, float]]:
     model = make(name, options, state)
@@ -83,12 +93,7 @@ def train_curve(name: str, options: dict, state: dict, train: torch.Tensor, vali
     curve = [(0, validation_elbo(model, valid))]
     torch.manual_seed(1)
     for step in range(1, steps + 1):
-        model.train()
-        index = torch.randint(len(train), (100,), generator=generator)
-        loss = model.loss(train[index]).loss.mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(model, optimizer, train, generator)
         if step % every == 0:
             value = validation_elbo(model, valid)
             curve.append((step, value if math.isfinite(value) else None))
@@ -126,12 +131,7 @@ def main() -> None:
                 for label, (name, options) in ESTIMATORS.items()}
         if step == max(checkpoints):
             break
-        reference.train()
-        index = torch.randint(len(train), (100,), generator=generator)
-        loss = reference.loss(train[index]).loss.mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(reference, optimizer, train, generator)
 
     # 2. Training curves from the same initial weights.
     every = max(1, arguments.steps // 12)
