@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 
 from aevae.study import StudySettings, run_study
 from aevae.study.settings import Budget
+from aevae.study.statistics import paired_difference
 from aevae.study.verdicts import format_value
+from machine import write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TRAINING_IMAGES = 90_000  # dSprites' 100,000 less the study's validation tenth
@@ -60,7 +63,8 @@ PUBLISHED = [
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=2, help="epochs of the 90,000 training images")
+    parser.add_argument("--epochs", type=int, default=2,
+                        help="epochs of the 90,000 training images")
     parser.add_argument("--points", type=int, default=2000,
                         help="training points of the metrics (test points: half)")
     parser.add_argument("--network", choices=("mlp", "conv"), default="mlp")
@@ -79,7 +83,6 @@ def main() -> None:
                     "disentanglement_test_points": arguments.points // 2,
                     "disentanglement_dci_trees": 50})
     models, annealed = roster(arguments.epochs)
-    NAMES[annealed] = NAMES.pop("annealed")
     settings = StudySettings(data="dsprites", models=models, seeds=arguments.seeds,
                              budget=budget, network=arguments.network,
                              hidden=(256,) if arguments.network == "conv" else (1200, 1200),
@@ -88,6 +91,7 @@ def main() -> None:
     results = run_study(settings, arguments.out, progress=True)
     tasks = {task["name"]: task for task in results["tasks"]}
     metrics = tasks["disentanglement"]["metrics"] + tasks["compression"]["metrics"][:1]
+    names = {**NAMES, annealed: NAMES["annealed"]}
     header = "| model | " + " | ".join(metric["label"] for metric in metrics) + " |"
     lines = [header, "|---|" + "---|" * len(metrics)]
     for key in results["labels"]:
@@ -99,19 +103,74 @@ def main() -> None:
                 text += (f" [{format_value(row['low'], metric['digits'])}, "
                          f"{format_value(row['high'], metric['digits'])}]")
             cells.append(text)
-        lines.append(f"| {NAMES.get(key, key)} | " + " | ".join(cells) + " |")
-    timing = results["timing"]
+        lines.append(f"| {names.get(key, key)} | " + " | ".join(cells) + " |")
+    run_seconds = sum(run["train_seconds"] + run["evaluation_seconds"]
+                      for run in results["runs"])
     lines += ["", f"Mean [95% interval] over {arguments.seeds} seeds. Budget: {budget.description}."
               f" Metric points: {arguments.points} / {arguments.points // 2}; DCI with 50 "
-              f"boosting stages. Wall time {timing['wall_seconds'] / 60:.0f} min on this "
-              "machine.", ""] + [f"- {line}" for line in PUBLISHED]
+              f"boosting stages. {run_seconds / 3600:.1f} hours of single-thread run time "
+              "(training and evaluation) on this machine.", ""]
+    checks = orderings(metrics, annealed)
+    lines += ["| expected ordering | metric | difference [95% interval] | seeds ahead | "
+              "verdict |", "|---|---|---|---|---|"]
+    lines += [f"| {names[check['first']]} above {names[check['second']]} | {check['metric']} "
+              f"| {check['difference']} | {check['seeds_ahead']} | {check['verdict']} |"
+              for check in checks]
+    timing = metric_seconds(results["runs"])
+    lines += ["", "Time per metric on a trained model (median over the runs, one thread, at the "
+              "table's metric sizes): " + ", ".join(
+                  f"{name} {seconds:.1f} s" for name, seconds in timing.items()) + ".", ""]
+    lines += [f"- {line}" for line in PUBLISHED]
     summary = {"settings": {**vars(arguments), "budget": budget.to_dict()},
                "verdicts": {metric["name"]: metric["verdict"] for metric in metrics},
-               "table": lines, "timing": timing}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "disentanglement_table.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (RESULTS / "disentanglement_table.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+               "orderings": checks, "metric_seconds": timing, "run_seconds": run_seconds,
+               "timing": results["timing"]}
+    write_results(RESULTS / "disentanglement_table.json", summary, "\n".join(lines) + "\n")
+
+
+VAE_FAMILY = ("vae", "beta_vae", "annealed", "beta_tcvae", "factor_vae", "dip_vae_i",
+              "dip_vae_ii")
+ORDERED_METRICS = ("mig", "factor_vae_score")
+
+
+def orderings(metrics: list[dict], annealed: str) -> list[dict]:
+    """The orderings the literature expects, each judged by the paired per-seed difference:
+    holds when its 95% interval is above zero, reversed when below, else not separated."""
+    pairs = [(model, "ae") for model in VAE_FAMILY]
+    pairs += [(model, "vae") for model in ("beta_vae", "beta_tcvae", "factor_vae")]
+    by_name = {metric["name"]: metric for metric in metrics}
+    checks = []
+    for metric_name in ORDERED_METRICS:
+        metric = by_name[metric_name]
+        for first, second in pairs:
+            first_key = annealed if first == "annealed" else first
+            paired = paired_difference(metric["rows"][first_key]["values"],
+                                       metric["rows"][second]["values"])
+            if paired is None:
+                continue
+            interval, differences = paired
+            if interval.low is None:
+                verdict, text = "one seed", format_value(interval.mean, 3)
+            else:
+                verdict = ("holds" if interval.low > 0 else "reversed" if interval.high < 0
+                           else "not separated")
+                text = (f"{format_value(interval.mean, 3)} [{format_value(interval.low, 3)}, "
+                        f"{format_value(interval.high, 3)}]")
+            checks.append({"first": first_key, "second": second, "metric": metric["label"],
+                           "difference": text, "verdict": verdict,
+                           "seeds_ahead": f"{sum(value > 0 for value in differences)} of "
+                                          f"{len(differences)}"})
+    return checks
+
+
+def metric_seconds(runs: list[dict]) -> dict[str, float]:
+    """Median wall seconds of each disentanglement metric over the study's runs."""
+    seconds: dict[str, list[float]] = {}
+    for run in runs:
+        recorded = json.loads((Path(run["path"]) / "metrics.json").read_text())
+        for name, value in recorded["metrics"]["disentanglement"]["seconds"].items():
+            seconds.setdefault(name, []).append(value)
+    return {name: float(statistics.median(values)) for name, values in seconds.items()}
 
 
 if __name__ == "__main__":
