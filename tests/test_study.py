@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aevae.cli import main
+from aevae.cli import _load_run_data, main
 from aevae.study import StudySettings, run_study
 from aevae.study.runner import plan_runs, prepare_data, roster_for
 from aevae.study.settings import Budget
@@ -161,7 +161,8 @@ def test_a_killed_study_resumes_and_trains_only_the_missing_runs(tmp_path, tiny_
         assert {row.status for row in store.select()} == {"finished"}
 
 
-def test_user_tabular_data_gets_a_gaussian_decoder_and_tabular_figures(tmp_path, tiny_budget):
+def test_user_tabular_data_gets_a_gaussian_decoder_and_tabular_figures(tmp_path, tiny_budget,
+                                                                        capsys):
     rng = np.random.default_rng(0)
     centres = np.array([[0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [4.0, -3.0, 2.0, 0.0, 1.0, 5.0]])
     labels = rng.integers(0, 2, 400)
@@ -188,6 +189,19 @@ def test_user_tabular_data_gets_a_gaussian_decoder_and_tabular_figures(tmp_path,
     page = (tmp_path / "out" / "report.html").read_text()
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
     assert "Samples against the data" in page and "data:image/png" not in page
+    # The CLI's commands on a study's run load the same splits, rescaled as in training.
+    run_directory = Path(next(run["path"] for run in results["runs"] if run["entry"] == "vae"))
+    reloaded = _load_run_data(run_directory, None, None)
+    prepared = prepare_data(settings).dataset
+    for split in ("train", "validation", "test"):
+        np.testing.assert_array_equal(getattr(reloaded, split).x, getattr(prepared, split).x)
+    code, out, err = run(capsys, "evaluate", str(run_directory), "--metrics", "reconstruction",
+                         "--out", str(tmp_path / "evaluation.json"))
+    assert code == 0, err
+    evaluated = json.loads((tmp_path / "evaluation.json").read_text())["metrics"]
+    trained = json.loads((run_directory / "metrics.json").read_text())["metrics"]
+    assert evaluated["reconstruction"]["mse"]["value"] == pytest.approx(
+        trained["reconstruction"]["mse"]["value"])
 
 
 def test_presets_plan_the_sources_questions():

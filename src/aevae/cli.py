@@ -58,24 +58,6 @@ def _format_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def _absolute(path: str | None) -> str | None:
-    """A user path made absolute, so a run still finds it from another directory."""
-    return None if path is None else os.path.abspath(os.path.expanduser(path))
-
-
-def _recorded_data(data: str) -> str:
-    from .data.registry import find_dataset
-
-    return data if find_dataset(data) is not None else _absolute(data)
-
-
-def _recorded_labels(labels: str | None) -> str | None:
-    # A labels file is a path; a CSV column or .npz key stays as given.
-    if labels is not None and Path(labels).expanduser().is_file():
-        return _absolute(labels)
-    return labels
-
-
 # What data.json may hold: key -> (accepted types, what to say when it holds something else).
 DATA_RECORD = {
     "data": ((str,), "a dataset name or path"),
@@ -84,6 +66,9 @@ DATA_RECORD = {
     "validation_fraction": ((int, float), "a number"),
     "seed": ((int,), "an integer"),
     "limit": ((int, type(None)), "an integer or null"),
+    # Written by a study's runs: the test split it carved and the rescaling it trained on.
+    "test_fraction": ((int, float), "a number"),
+    "preparation": ((dict,), "an object"),
 }
 
 
@@ -106,22 +91,26 @@ def _read_data_record(run: Path) -> dict:
 
 def _load_run_data(run: Path, data: str | None, data_dir: str | None):
     from .data import load_dataset
+    from .data.loading import recorded_data
+    from .data.preparation import apply_preparation
 
     saved = _read_data_record(run)
     name = data or saved.get("data")
     if name is None:
         raise UsageError(f"{run} does not record its data; pass --data NAME_OR_PATH")
     if data is not None and (saved.get("data") is None
-                             or _recorded_data(data) != _recorded_data(saved["data"])):
+                             or recorded_data(data) != recorded_data(saved["data"])):
         return load_dataset(data, data_dir=data_dir)
-    # The same splits as in training, so the held-out part stays held out.
-    return load_dataset(
+    # The same splits and values as in training, so the held-out part stays held out.
+    dataset = load_dataset(
         name,
         data_dir=data_dir or saved.get("data_dir"),
         labels=saved.get("labels"),
         validation_fraction=saved.get("validation_fraction", 0.0),
+        test_fraction=saved.get("test_fraction", 0.0),
         seed=saved.get("seed", 0),
     )
+    return apply_preparation(dataset, saved.get("preparation", {}))
 
 
 def _load_model(run: Path):
@@ -218,10 +207,12 @@ def _shown(values: dict) -> str:
 def _data_record(arguments, resumed: Path | None) -> dict:
     """What data.json records: the data as given (paths absolute). Resuming, the run's own
     record, which the command may repeat but not change."""
+    from .data.loading import absolute_path, recorded_data, recorded_labels
+
     given = {
-        "data": _recorded_data(arguments.data),
-        "data_dir": _absolute(arguments.data_dir),
-        "labels": _recorded_labels(arguments.labels),
+        "data": recorded_data(arguments.data),
+        "data_dir": absolute_path(arguments.data_dir),
+        "labels": recorded_labels(arguments.labels),
         "validation_fraction": arguments.validation_fraction,
         "seed": arguments.seed,
         "limit": arguments.limit,
@@ -231,8 +222,8 @@ def _data_record(arguments, resumed: Path | None) -> dict:
         return {key: SPLIT_DEFAULTS[key] if value is None and key in SPLIT_DEFAULTS else value
                 for key, value in given.items()}
     # Older runs recorded paths as typed; compare them as absolute paths too.
-    recorded = {**SPLIT_DEFAULTS, **saved, "data": _recorded_data(saved["data"]),
-                "labels": _recorded_labels(saved.get("labels"))}
+    recorded = {**SPLIT_DEFAULTS, **saved, "data": recorded_data(saved["data"]),
+                "labels": recorded_labels(saved.get("labels"))}
     changed = [key for key in ("data", "labels", *SPLIT_DEFAULTS)
                if given[key] is not None and given[key] != recorded.get(key)]
     if changed:

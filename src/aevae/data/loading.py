@@ -28,6 +28,23 @@ from .registry import find_dataset, list_datasets
 from .validation import to_example_layout, validate_array, validate_labels
 
 
+def absolute_path(path: str | None) -> str | None:
+    """A user path made absolute, so a run still finds it from another directory."""
+    return None if path is None else os.path.abspath(os.path.expanduser(path))
+
+
+def recorded_data(data: str) -> str:
+    """How a run records its data: a registered name as is, a path made absolute."""
+    return data if find_dataset(data) is not None else absolute_path(data)
+
+
+def recorded_labels(labels: str | None) -> str | None:
+    """A labels file is recorded as an absolute path; a CSV column or .npz key as given."""
+    if labels is not None and Path(labels).expanduser().is_file():
+        return absolute_path(labels)
+    return labels
+
+
 def _read_npy_data(path: Path, labels: str | None) -> ArrayData:
     return ArrayData(read_npy(path), None if labels is None else read_labels_file(labels), None)
 

@@ -37,14 +37,38 @@ def standardise(dataset: Dataset) -> tuple[Dataset, dict]:
     """Subtract the training mean and divide by the training standard deviation: per feature
     for tabular data, one pair of numbers for images (so pixels keep their relative scale).
     Constant features are left at scale 1. Returns the new dataset and a record of the
-    statistics."""
+    statistics, which ``apply_preparation`` redoes on a freshly loaded copy."""
     train = dataset.train.x.astype(np.float64)
     per_feature = data_kind(dataset.shape) == "tabular"
     axis = 0 if per_feature else None
     mean = train.mean(axis=axis)
     scale = train.std(axis=axis)
     scale = np.where(scale > 0, scale, 1.0)
+    record = {
+        "transform": "standardised: (x - mean) / standard deviation of the training split, "
+        + ("per feature" if per_feature else "over all values"),
+        "mean": np.atleast_1d(mean).tolist(),
+        "scale": np.atleast_1d(scale).tolist(),
+    }
+    return _rescaled(dataset, mean, scale), record
 
+
+def apply_preparation(dataset: Dataset, record: dict) -> Dataset:
+    """``dataset`` with the rescaling of a ``standardise`` record applied (unchanged for a
+    record without one), so a study's model sees the values it was trained on."""
+    if "mean" not in record:
+        return dataset
+    mean, scale = np.asarray(record["mean"], np.float64), np.asarray(record["scale"], np.float64)
+    features = int(np.prod(dataset.shape))
+    if mean.shape != scale.shape or mean.size not in (1, features):
+        raise ValueError(f"the recorded rescaling has {mean.size} means and {scale.size} "
+                         f"scales; the data has {features} features")
+    if mean.size == 1:
+        mean, scale = mean[0], scale[0]
+    return _rescaled(dataset, mean, scale)
+
+
+def _rescaled(dataset: Dataset, mean, scale) -> Dataset:
     def rescale(split: Split | None) -> Split | None:
         if split is None:
             return None
@@ -52,12 +76,4 @@ def standardise(dataset: Dataset) -> tuple[Dataset, dict]:
         return dataclasses.replace(split, x=values)
 
     splits = {name: rescale(getattr(dataset, name)) for name in ("train", "validation", "test")}
-    record = {
-        "transform": "standardised: (x - mean) / standard deviation of the training split, "
-        + ("per feature" if per_feature else "over all values"),
-        "mean": np.atleast_1d(mean).tolist(),
-        "scale": np.atleast_1d(scale).tolist(),
-    }
-    prepared = dataclasses.replace(dataset, **splits,
-                                   value_range=observed_range(splits["train"].x))
-    return prepared, record
+    return dataclasses.replace(dataset, **splits, value_range=observed_range(splits["train"].x))

@@ -24,6 +24,7 @@ import torch
 
 from .. import __version__
 from ..data import Dataset, load_dataset
+from ..data.loading import absolute_path, recorded_data, recorded_labels
 from ..data.preparation import data_kind, standardise, value_kind
 from ..io import atomic_write_json, read_json
 from ..metrics.evaluate import METRIC_GROUPS, EvaluationContext, EvaluationSettings, evaluate
@@ -43,6 +44,7 @@ RUN_FORMAT = 2
 # Share of the data carved out as test (user data without one) and validation splits.
 TEST_FRACTION = 0.2
 VALIDATION_FRACTION = 0.1
+DATA_FILE = "data.json"  # aevae.cli.DATA_FILE: the CLI's commands on a run read it
 
 
 # ----- the data ------------------------------------------------------------------------------
@@ -77,6 +79,21 @@ def fingerprint(dataset: Dataset, preparation: dict) -> str:
             if extra is not None:
                 digest.update(np.ascontiguousarray(extra).tobytes())
     return digest.hexdigest()[:16]
+
+
+def data_record(settings: StudySettings, data: PreparedData) -> dict:
+    """The run's data.json: how the CLI's commands on a run (evaluate, traverse, ...) load the
+    same splits and rescaled values the study trained it on."""
+    return {
+        "data": recorded_data(settings.data),
+        "data_dir": absolute_path(settings.data_dir),
+        "labels": recorded_labels(settings.labels),
+        "validation_fraction": VALIDATION_FRACTION,
+        "test_fraction": TEST_FRACTION,
+        "seed": settings.split_seed,
+        "limit": None,
+        "preparation": data.description["preparation"],
+    }
 
 
 def prepare_data(settings: StudySettings) -> PreparedData:
@@ -306,6 +323,7 @@ def execute_run(plan: RunPlan, data: PreparedData, settings: StudySettings, stor
         return complete_run(plan, data, settings, store, groups)
     device = resolve_device(settings.device)
     dataset = data.dataset
+    atomic_write_json(directory / DATA_FILE, data_record(settings, data))
     model = make(plan.entry.model, **plan.options)
     started_at = time.time()
     started = time.perf_counter()
