@@ -292,8 +292,9 @@ def test_a_study_on_data_with_known_factors_scores_disentanglement(tmp_path, tin
     disentanglement = results["tasks"][0]
     assert disentanglement["skipped"] is None
     names = [metric["name"] for metric in disentanglement["metrics"]]
-    assert names == ["mig", "factor_vae_score", "beta_vae_score", "dci_disentanglement", "sap",
-                     "modularity"]
+    assert names == ["mig", "factor_vae_score", "beta_vae_score", "dci_disentanglement",
+                     "dci_completeness", "dci_informativeness", "sap", "modularity",
+                     "explicitness"]
     for metric in disentanglement["metrics"]:
         for row in metric["rows"].values():
             assert row["available"] and 0.0 <= row["mean"] <= 1.0

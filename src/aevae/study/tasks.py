@@ -387,8 +387,11 @@ register_task(Task(
             ("factor_vae_score", "FactorVAE score"),
             ("beta_vae_score", "beta-VAE score"),
             ("dci_disentanglement", "DCI disentanglement"),
+            ("dci_completeness", "DCI completeness"),
+            ("dci_informativeness", "DCI informativeness"),
             ("sap", "SAP score"),
             ("modularity", "modularity"),
+            ("explicitness", "explicitness"),
         )
     ),
     needs=("factors",),
