@@ -32,7 +32,7 @@ from machine import write_results
 RESULTS = Path(__file__).resolve().parent / "results"
 TRAINING_IMAGES = 90_000  # dSprites' 100,000 less the study's validation tenth
 NAMES = {"ae": "AE", "vae": "VAE", "beta_vae": "beta-VAE (beta 4)",
-         "annealed": "AnnealedVAE (C to 25 nats over 80% of training, gamma 1000)",
+         "annealed": "AnnealedVAE (C 25, gamma 1000)",
          "beta_tcvae": "beta-TCVAE (beta 6)", "factor_vae": "FactorVAE (gamma 40)",
          "dip_vae_i": "DIP-VAE-I (10, 100)", "dip_vae_ii": "DIP-VAE-II (10, 10)"}
 
