@@ -195,11 +195,12 @@ def test_user_tabular_data_gets_a_gaussian_decoder_and_tabular_figures(tmp_path,
     prepared = prepare_data(settings).dataset
     for split in ("train", "validation", "test"):
         np.testing.assert_array_equal(getattr(reloaded, split).x, getattr(prepared, split).x)
-    code, out, err = run(capsys, "evaluate", str(run_directory), "--metrics", "reconstruction",
-                         "--out", str(tmp_path / "evaluation.json"))
+    study_metrics = (run_directory / "metrics.json").read_text()
+    code, out, err = run(capsys, "evaluate", str(run_directory), "--metrics", "reconstruction")
     assert code == 0, err
-    evaluated = json.loads((tmp_path / "evaluation.json").read_text())["metrics"]
-    trained = json.loads((run_directory / "metrics.json").read_text())["metrics"]
+    assert (run_directory / "metrics.json").read_text() == study_metrics  # the study's, kept
+    evaluated = json.loads((run_directory / "evaluation.json").read_text())["metrics"]
+    trained = json.loads(study_metrics)["metrics"]
     assert evaluated["reconstruction"]["mse"]["value"] == pytest.approx(
         trained["reconstruction"]["mse"]["value"])
 

@@ -434,7 +434,9 @@ def command_evaluate(arguments) -> int:
 
     result = evaluate(model, dataset, metrics=metrics, settings=settings,
                       progress=None if arguments.quiet else report)
-    out = Path(arguments.out) if arguments.out else run / "metrics.json"
+    # A study's run (it has run.json) keeps its metrics.json: the study's results read it.
+    default = "evaluation.json" if (run / "run.json").is_file() else "metrics.json"
+    out = Path(arguments.out) if arguments.out else run / default
     atomic_write_json(out, result)
     print(_evaluation_table(result, model))
     print(f"\n{result['examples']} {result['split']} examples of {dataset.name} "
