@@ -16,7 +16,6 @@ import traceback
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
-DATA_FILE = "data.json"
 PRESET_NAMES = ("latent-sweep", "ladder", "beta-sweep")  # aevae.study.roster.PRESETS
 # aevae.metrics.evaluate.METRIC_GROUPS, named here so `--help` needs no torch import.
 METRIC_GROUP_NAMES = ("reconstruction", "likelihood", "latent", "generation", "structure",
@@ -74,6 +73,7 @@ DATA_RECORD = {
 
 def _read_data_record(run: Path) -> dict:
     """The run's data.json ({} if it has none), checked so bad content names the file."""
+    from .data.loading import DATA_FILE
     from .io import CorruptFileError, read_json
 
     path = run / DATA_FILE
@@ -324,6 +324,7 @@ def _compile_setting(text: str) -> bool | str:
 
 def command_train(arguments) -> int:
     from .data import load_dataset
+    from .data.loading import DATA_FILE
     from .io import write_toml
     from .models import make
     from .models.base import CONFIG_FILE, build_saved
@@ -407,6 +408,7 @@ def command_evaluate(arguments) -> int:
     from .io import atomic_write_json
     from .metrics.evaluate import METRIC_GROUPS, EvaluationSettings, evaluate
     from .study.settings import BUDGETS
+    from .study.store import RUN_FILE
 
     metrics = arguments.metrics.split(",") if arguments.metrics else None
     unknown = [name for name in metrics or [] if name not in METRIC_GROUPS]
@@ -435,7 +437,7 @@ def command_evaluate(arguments) -> int:
     result = evaluate(model, dataset, metrics=metrics, settings=settings,
                       progress=None if arguments.quiet else report)
     # A study's run (it has run.json) keeps its metrics.json: the study's results read it.
-    default = "evaluation.json" if (run / "run.json").is_file() else "metrics.json"
+    default = "evaluation.json" if (run / RUN_FILE).is_file() else "metrics.json"
     out = Path(arguments.out) if arguments.out else run / default
     atomic_write_json(out, result)
     print(_evaluation_table(result, model))

@@ -27,6 +27,10 @@ from .readers import (
 from .registry import find_dataset, list_datasets
 from .validation import to_example_layout, validate_array, validate_labels
 
+# In a run directory, the record of the data it was trained on (written by `aevae train` and by
+# a study's runs, read by the CLI's commands on a run).
+DATA_FILE = "data.json"
+
 
 def absolute_path(path: str | None) -> str | None:
     """A user path made absolute, so a run still finds it from another directory."""

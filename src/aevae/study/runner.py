@@ -24,7 +24,7 @@ import torch
 
 from .. import __version__
 from ..data import Dataset, load_dataset
-from ..data.loading import absolute_path, recorded_data, recorded_labels
+from ..data.loading import DATA_FILE, absolute_path, recorded_data, recorded_labels
 from ..data.preparation import data_kind, standardise, value_kind
 from ..io import atomic_write_json, read_json
 from ..metrics.evaluate import METRIC_GROUPS, EvaluationContext, EvaluationSettings, evaluate
@@ -44,7 +44,6 @@ RUN_FORMAT = 2
 # Share of the data carved out as test (user data without one) and validation splits.
 TEST_FRACTION = 0.2
 VALIDATION_FRACTION = 0.1
-DATA_FILE = "data.json"  # aevae.cli.DATA_FILE: the CLI's commands on a run read it
 
 
 # ----- the data ------------------------------------------------------------------------------
