@@ -36,7 +36,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -44,6 +43,7 @@ from sklearn.svm import LinearSVC
 from sklearn.tree import DecisionTreeClassifier
 
 from ._utils import SeedLike, as_2d, make_generator, seed_record, sklearn_random_state
+from .boosting import fit_boosted_trees
 
 Representation = Callable[[np.ndarray], np.ndarray]
 
@@ -212,17 +212,22 @@ def dci(
     n_estimators: int = 100,
     max_depth: int = 3,
     learning_rate: float = 0.1,
+    max_bins: int | None = 256,
 ) -> dict:
     """DCI (Eastwood & Williams 2018) with gradient-boosted trees, as in disentanglement_lib.
 
-    One sklearn GradientBoostingClassifier per factor (``n_estimators``, ``max_depth``,
-    ``learning_rate``: sklearn's defaults, which the reference uses; ``random_state`` from
-    ``seed``) predicts the factor from all codes; its ``feature_importances_`` form column k of
-    the (D, K) importance matrix (see :func:`dci_from_importance`). Informativeness is the mean
-    test accuracy over factors (chance: the frequency of each factor's commonest value).
-    A factor with a single value in the training sample gets zero importance. The slowest
-    metric: one tree per class per boosting stage (113 classes on dSprites), about 4 CPU
-    minutes for a 6-dimensional code at the default 10,000 training points.
+    One gradient-boosting classifier per factor predicts the factor from all codes; its
+    impurity-based feature importances form column k of the (D, K) importance matrix (see
+    :func:`dci_from_importance`). The classifier is scikit-learn's GradientBoostingClassifier
+    with its defaults (``n_estimators``, ``max_depth``, ``learning_rate``), the one the
+    reference uses, run by :func:`aevae.metrics.boosting.fit_boosted_trees`: the same
+    algorithm with every class's tree grown at once. ``max_bins=None`` splits between any two
+    distinct code values, as scikit-learn does (its importances agree with scikit-learn's to
+    within the spread scikit-learn shows over its own random states); the default cuts a code
+    with more than 256 distinct values into 256 quantile bins first, about 15x faster at the
+    protocol's 10,000 points. Informativeness is the mean test accuracy over factors (chance:
+    the frequency of each factor's commonest value). A factor with a single value in the
+    training sample gets zero importance.
 
     Returns {"disentanglement", "completeness", "informativeness" (test accuracy),
     "informativeness_train", per-code/per-factor lists, "importance_matrix", settings}.
@@ -239,12 +244,11 @@ def dci(
             train_accuracy.append(1.0)
             test_accuracy.append(float(np.mean(test_targets[:, k] == constant)))
             continue
-        model = GradientBoostingClassifier(
-            n_estimators=n_estimators, max_depth=max_depth, learning_rate=learning_rate,
-            random_state=random_state,
+        model = fit_boosted_trees(
+            train_values, train_targets[:, k], n_estimators=n_estimators, max_depth=max_depth,
+            learning_rate=learning_rate, max_bins=max_bins, seed=random_state + k,
         )
-        model.fit(train_values, train_targets[:, k])
-        importance[:, k] = np.abs(model.feature_importances_)
+        importance[:, k] = model.feature_importances_
         train_accuracy.append(float(np.mean(model.predict(train_values) == train_targets[:, k])))
         test_accuracy.append(float(np.mean(model.predict(test_values) == test_targets[:, k])))
     result = dci_from_importance(importance)
@@ -253,10 +257,12 @@ def dci(
         informativeness_train=float(np.mean(train_accuracy)),
         informativeness_per_factor=test_accuracy,
         importance_matrix=importance.tolist(),
-        model="sklearn GradientBoostingClassifier",
+        model="gradient boosting (scikit-learn's GradientBoostingClassifier algorithm, "
+              "aevae.metrics.boosting)",
         n_estimators=int(n_estimators),
         max_depth=int(max_depth),
         learning_rate=float(learning_rate),
+        max_bins=None if max_bins is None else int(max_bins),
         n_train=int(train_values.shape[0]),
         n_test=int(test_values.shape[0]),
         seed=seed_record(seed),
@@ -772,12 +778,14 @@ def compute_dci(
     test_points: int = 5000,
     n_estimators: int = 100,
     max_depth: int = 3,
+    max_bins: int | None = 256,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> dict:
     """:func:`dci` trained on ``train_points`` and tested on ``test_points`` random grid points."""
     generator, train, test = _train_test_codes(ground_truth, representation, seed,
                                                train_points, test_points, chunk_size)
-    result = dci(*train, *test, seed=generator, n_estimators=n_estimators, max_depth=max_depth)
+    result = dci(*train, *test, seed=generator, n_estimators=n_estimators, max_depth=max_depth,
+                 max_bins=max_bins)
     result.update(_protocol_settings(ground_truth, seed, chunk_size, train_points=train_points,
                                      test_points=test_points))
     return result
