@@ -78,6 +78,7 @@ class EvaluationSettings:
     disentanglement_train_points: int = 10000  # beta-VAE/FactorVAE training points, MIG, ...
     disentanglement_test_points: int = 5000  # their evaluation / test points
     disentanglement_dci_trees: int = 100  # boosting stages of DCI's gradient-boosted trees
+    disentanglement_dci_bins: int | None = 256  # DCI's split candidates per code; None: all
     # manipulation (labelled data): class-vector edits and variations of one input
     manipulation_examples: int = 1000  # evaluation examples edited
     variation_examples: int = 200  # inputs whose variations are drawn
@@ -774,7 +775,8 @@ def _disentanglement(context: EvaluationContext) -> dict:
     settings, model = context.settings, context.model
     train, test = settings.disentanglement_train_points, settings.disentanglement_test_points
     sizes = {"train_points": train, "eval_points": test, "test_points": test, "points": train,
-             "variance_points": train, "n_estimators": settings.disentanglement_dci_trees}
+             "variance_points": train, "n_estimators": settings.disentanglement_dci_trees,
+             "max_bins": settings.disentanglement_dci_bins}
 
     def representation(observations: np.ndarray) -> np.ndarray:
         return model.encode(observations.reshape(len(observations), *model.input_shape))
