@@ -223,9 +223,12 @@ def dci(
     reference uses, run by :func:`aevae.metrics.boosting.fit_boosted_trees`: the same
     algorithm with every class's tree grown at once. ``max_bins=None`` splits between any two
     distinct code values, as scikit-learn does (its importances agree with scikit-learn's to
-    within the spread scikit-learn shows over its own random states); the default cuts a code
-    with more than 256 distinct values into 256 quantile bins first, about 15x faster at the
-    protocol's 10,000 points. Informativeness is the mean test accuracy over factors (chance:
+    within the spread scikit-learn shows over its own random states), at about its speed. The
+    default cuts a code with more than 256 distinct values into 256 quantile bins first: on a
+    trained model's dSprites codes at the protocol's 10,000 points, 33 s against scikit-learn's
+    387 s, at a small systematic cost measured on 24 models (disentanglement and completeness
+    about 0.005 lower, informativeness about 0.012 higher; benchmarks/dci_agreement.py).
+    Informativeness is the mean test accuracy over factors (chance:
     the frequency of each factor's commonest value). A factor with a single value in the
     training sample gets zero importance.
 
