@@ -31,6 +31,7 @@ from threadpoolctl import threadpool_limits
 
 from aevae.data import DSprites
 from aevae.metrics import dci, dci_from_importance
+from aevae.metrics._utils import sklearn_random_state
 from aevae.metrics.disentanglement import make_generator, sample_factor_codes
 from aevae.models import load
 from machine import write_results
@@ -87,7 +88,7 @@ def main() -> None:
             generator = make_generator(record["seed"])
             train = sample_factor_codes(truth, representation, arguments.points, generator)
             test = sample_factor_codes(truth, representation, arguments.points // 2, generator)
-            random_state = int(generator.integers(0, 2**31 - 1))  # as dci() draws it
+            random_state = sklearn_random_state(generator)  # as dci() draws it
             reference, reference_seconds = timed(scikit_learn_dci, train, test, random_state,
                                                  arguments.trees)
             row = {"run": directory.name, "model": record["entry"], "seed": record["seed"],

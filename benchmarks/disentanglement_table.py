@@ -104,8 +104,9 @@ def main() -> None:
                          f"{format_value(row['high'], metric['digits'])}]")
             cells.append(text)
         lines.append(f"| {names.get(key, key)} | " + " | ".join(cells) + " |")
-    run_seconds = sum(run["train_seconds"] + sum(evaluation(run)["seconds"].values())
-                      for run in results["runs"])
+    evaluations = [evaluation(run) for run in results["runs"]]
+    run_seconds = sum(run["train_seconds"] + sum(evaluated["seconds"].values())
+                      for run, evaluated in zip(results["runs"], evaluations))
     lines += ["", f"Mean [95% interval] over {arguments.seeds} seeds. Budget: {budget.description}."
               f" Metric points: {arguments.points} / {arguments.points // 2}; DCI with 50 "
               f"boosting stages. {run_seconds / 3600:.1f} hours of single-thread run time "
@@ -116,7 +117,7 @@ def main() -> None:
     lines += [f"| {names[check['first']]} above {names[check['second']]} | {check['metric']} "
               f"| {check['difference']} | {check['seeds_ahead']} | {check['verdict']} |"
               for check in checks]
-    timing = metric_seconds(results["runs"])
+    timing = metric_seconds(evaluations)
     lines += ["", "Time per metric on a trained model (median over the runs, one thread, at the "
               "table's metric sizes): " + ", ".join(
                   f"{name} {seconds:.1f} s" for name, seconds in timing.items()) + ".", ""]
@@ -168,11 +169,11 @@ def evaluation(run: dict) -> dict:
     return json.loads((Path(run["path"]) / "metrics.json").read_text())
 
 
-def metric_seconds(runs: list[dict]) -> dict[str, float]:
-    """Median wall seconds of each disentanglement metric over the study's runs."""
+def metric_seconds(evaluations: list[dict]) -> dict[str, float]:
+    """Median wall seconds of each disentanglement metric over the runs' evaluations."""
     seconds: dict[str, list[float]] = {}
-    for run in runs:
-        for name, value in evaluation(run)["metrics"]["disentanglement"]["seconds"].items():
+    for evaluated in evaluations:
+        for name, value in evaluated["metrics"]["disentanglement"]["seconds"].items():
             seconds.setdefault(name, []).append(value)
     return {name: float(statistics.median(values)) for name, values in seconds.items()}
 

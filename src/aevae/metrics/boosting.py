@@ -302,7 +302,7 @@ def fit_boosted_trees(
             last_left = np.where(split, column, np.iinfo(np.int64).max)[tree_rows, node]
             node = 2 * node + (point_column > last_left)
         slots = (tree_rows * n_leaves + node).ravel()
-        numerator = np.bincount(slots, residuals.ravel(), minlength=n_trees * n_leaves)
+        numerator = np.bincount(slots, flat_residuals, minlength=n_trees * n_leaves)
         hessian = (probability * (1.0 - probability)).ravel()
         denominator = np.bincount(slots, hessian, minlength=n_trees * n_leaves)
         with np.errstate(divide="ignore", invalid="ignore"):

@@ -228,9 +228,9 @@ def dci(
     trained model's dSprites codes at the protocol's 10,000 points, 33 s against scikit-learn's
     387 s, at a small systematic cost measured on 24 models (disentanglement and completeness
     about 0.005 lower, informativeness about 0.012 higher; benchmarks/dci_agreement.py).
-    Informativeness is the mean test accuracy over factors (chance:
-    the frequency of each factor's commonest value). A factor with a single value in the
-    training sample gets zero importance.
+    Informativeness is the mean test accuracy over factors (chance: the frequency of each
+    factor's commonest value). A factor with a single value in the training sample gets zero
+    importance.
 
     Returns {"disentanglement", "completeness", "informativeness" (test accuracy),
     "informativeness_train", per-code/per-factor lists, "importance_matrix", settings}.
