@@ -88,3 +88,21 @@ def test_report_renders_cleanly_in_a_browser(driver, hostile_report, tmp_path):
     screenshot = tmp_path / "report.png"
     assert driver.save_screenshot(str(screenshot))
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_bottom_line_is_visible_above_the_fold(driver, hostile_report):
+    """The AE-vs-VAE table is the first thing a reader sees: in the 1280x1000 window, without
+    scrolling, its heading, its header row and its first goal's row are on screen."""
+    driver.get(hostile_report.as_uri())
+    boxes = driver.execute_script("""
+        const table = document.querySelector('#bottom-line table.bottom');
+        const rect = element => element.getBoundingClientRect();
+        return {scrolled: window.scrollY, height: window.innerHeight,
+                heading: rect(document.querySelector('#bottom-line h2')).top,
+                header: rect(table.tHead).bottom,
+                first: rect(table.tBodies[0].rows[0]).bottom,
+                first_section: document.querySelector('main section').id,
+                text: table.tBodies[0].rows[0].textContent};""")
+    assert boxes["scrolled"] == 0 and boxes["first_section"] == "bottom-line"
+    assert 0 <= boxes["heading"] < boxes["header"] < boxes["first"] <= boxes["height"]
+    assert boxes["text"].startswith("compress")

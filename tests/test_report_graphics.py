@@ -420,3 +420,204 @@ def test_charts_fit_their_declared_size():
             for name in ("y", "y1", "y2", "cy"):
                 if element.get(name) is not None:
                     assert -1 <= float(element.get(name)) <= height + 1
+
+
+# The report's figures (aevae.report.html), from hand-built results and arrays.
+
+
+def charts_in(markup: str) -> list[ET.Element]:
+    return [parse(chart) for chart in re.findall(r"<svg .*?</svg>", markup, re.DOTALL)]
+
+
+def chart_title(root: ET.Element) -> str:
+    return root.find(SVG_NS + "title").text
+
+
+def legend_labels(root: ET.Element) -> list[str]:
+    legend = root.find(f"{SVG_NS}g[@class='legend']")
+    return [] if legend is None else texts(legend)
+
+
+def mark_fills(root: ET.Element) -> list[str]:
+    """The fill of each group of point marks, in drawing order."""
+    return [g.get("fill") for g in root.iter(SVG_NS + "g")
+            if g.find(SVG_NS + "circle") is not None or g.find(SVG_NS + "path") is not None]
+
+
+def test_rate_distortion_charts_keep_likelihood_families_apart():
+    from aevae.report.html import curve_figures
+
+    likelihoods = {"vae": "bernoulli", "iwae": "bernoulli", "ppca": "gaussian",
+                   "gvae": "gaussian-learned"}
+    results = {
+        "labels": {key: key.upper() for key in likelihoods},
+        "study": {"shared_options": {"likelihood": "bernoulli"},
+                  "models": {key: {"likelihood": value} for key, value in likelihoods.items()}},
+        "rate_distortion": {key: [{"seed": 0, "rate": 5.0 + i, "distortion": 21.0 - 44 * (
+            value != "bernoulli")}] for i, (key, value) in enumerate(likelihoods.items())},
+        "runs": [],
+    }
+    charts = charts_in(curve_figures(results))
+    assert len(charts) == 2
+    bernoulli, gaussian = charts  # the study's own family first
+    assert "Bernoulli" in chart_title(bernoulli) and "Gaussian" in chart_title(gaussian)
+    assert legend_labels(bernoulli) == ["VAE", "IWAE"]
+    assert legend_labels(gaussian) == ["PPCA", "GVAE"]  # gaussian and gaussian-learned
+    # A model keeps its colour in every chart, and a family of one still names its model.
+    results["rate_distortion"].pop("gvae")
+    markup = curve_figures(results)
+    assert "not drawn together" in markup
+    _, alone = charts_in(markup)
+    assert legend_labels(alone) == ["PPCA"]
+    assert mark_fills(alone) == [svg.PALETTE[2]]
+    # Without per-model likelihoods (older results): one chart, the study's family.
+    del results["study"]["models"]
+    only = charts_in(curve_figures(results))
+    assert len(only) == 1 and "Bernoulli" in chart_title(only[0])
+
+
+def sweep_results(rows: dict[str, list[str]]) -> dict:
+    roster = [{"key": f"{model}:latent_dim={size}", "model": model,
+               "options": {"latent_dim": size}} for size in (2, 8) for model in ("ae", "vae")]
+    tasks = []
+    for name, models in rows.items():
+        metric_rows = {entry["key"]: {"available": entry["model"] in models, "mean": 1.0}
+                       for entry in roster}
+        tasks.append({"skipped": None, "metrics": [{"label": name, "unit": "",
+                                                    "rows": metric_rows}]})
+    return {"study": {"preset": {"sweep": "latent_dim"}, "roster": roster,
+                      "shared_options": {"latent_dim": 2}}, "tasks": tasks}
+
+
+def test_sweep_charts_give_each_family_its_colour_and_a_legend():
+    from aevae.report.html import sweep_figures
+
+    both, vae_only = charts_in(sweep_figures(sweep_results(
+        {"mse": ["ae", "vae"], "log p(x)": ["vae"]})))
+    assert legend_labels(both) == ["ae", "vae"]
+    assert mark_fills(both) == [svg.PALETTE[0], svg.PALETTE[1]]
+    assert legend_labels(vae_only) == ["vae"]  # one series: still a legend
+    assert mark_fills(vae_only) == [svg.PALETTE[1]]  # the VAE's colour, not the AE's
+
+
+def test_series_colours_stay_distinct_and_legends_can_be_forced():
+    # A requested colour that the palette would give another series: that one moves on.
+    series = [{"label": "a", "points": [(0, 0)], "color": svg.PALETTE[1]},
+              {"label": "b", "points": [(1, 1)]}, {"label": "c", "points": [(2, 2)]}]
+    root = parse(svg.scatter_chart(series, title="t", x_label="x", y_label="y"))
+    fills = mark_fills(root)
+    assert len(set(fills)) == 3 and fills[0] == svg.PALETTE[1]
+    lines = parse(svg.line_chart(series, title="t", x_label="x", y_label="y"))
+    assert len({c.get("fill") for c in lines.iter(SVG_NS + "circle")}) == 3
+    assert len(set(svg._series_colours([None] * 10))) == 10
+    for chart in (svg.scatter_chart, svg.line_chart):
+        one = [{"label": "only", "points": [(0, 1), (1, 2)]}]
+        assert legend_labels(parse(chart(one, title="t", x_label="x", y_label="y",
+                                         legend=True))) == ["only"]
+        assert legend_entries(parse(chart(series, title="t", x_label="x", y_label="y",
+                                          legend=False))) == 0
+
+
+def tabular_arrays(data_points: int = 36, draws: int = 1000, features: int = 4) -> dict:
+    rng = np.random.default_rng(0)
+    return {"seed": 0, "data_2d": rng.standard_normal((data_points, 2)),
+            "prior_2d": rng.standard_normal((draws, 2)),
+            "ex_post_2d": rng.standard_normal((draws, 2)),
+            "reconstruction_error_per_feature": np.linspace(0.1, 1.0, features)}
+
+
+def test_tabular_samples_are_subsampled_and_drawn_under_the_data():
+    from aevae.report.html import tabular_figures
+
+    markup = tabular_figures({"vae": tabular_arrays()}, {"vae": "VAE"})
+    scatter = charts_in(markup)[0]
+    groups = [g for g in scatter.iter(SVG_NS + "g")
+              if g.find(SVG_NS + "circle") is not None or g.find(SVG_NS + "path") is not None]
+    assert [len(list(g)) for g in groups] == [200, 200, 36]  # max(200, 3 x 36) draws each
+    data = groups[-1]  # drawn last, so on top, in its own colour and marker
+    assert data.find(SVG_NS + "circle") is None and data.get("fill") not in {
+        g.get("fill") for g in groups[:-1]}
+    assert legend_labels(scatter) == ["prior draws", "ex-post draws", "test data"]
+    assert "at most 200 prior and 200 ex-post draws" in markup
+    assert "of the 1,000 drawn" in markup
+    # More data points raise the cap; fewer draws than the cap are all shown, with no note.
+    many = charts_in(tabular_figures({"vae": tabular_arrays(100)}, {"vae": "VAE"}))[0]
+    assert len(list(many.iter(SVG_NS + "circle"))) == 600
+    few = tabular_figures({"vae": tabular_arrays(draws=50)}, {"vae": "VAE"})
+    assert len(list(charts_in(few)[0].iter(SVG_NS + "circle"))) == 100
+    assert "at most" not in few
+    # Deterministic.
+    assert markup == tabular_figures({"vae": tabular_arrays()}, {"vae": "VAE"})
+
+
+def test_feature_error_chart_names_features_and_draws_bars(tmp_path):
+    from aevae.data import load_dataset
+    from aevae.report.html import tabular_figures
+    from aevae.study import StudySettings
+    from aevae.study.runner import prepare_data
+
+    path = tmp_path / "table.csv"
+    rows = ["height,weight,colour index,kind"] + [
+        f"{i},{2 * i % 7},{i % 3},{'ab'[i % 2]}" for i in range(20)]
+    path.write_text("\n".join(rows) + "\n")
+    names = ["height", "weight", "colour index"]
+    assert list(load_dataset(path, labels="kind").feature_names) == names
+    description = prepare_data(StudySettings(data=str(path), labels="kind")).description
+    assert description["feature_names"] == names
+
+    arrays = {key: tabular_arrays(features=3) for key in ("ae", "vae")}
+    markup = tabular_figures(arrays, {"ae": "AE", "vae": "VAE"}, feature_names=names)
+    bars = charts_in(markup)[-1]
+    assert not list(bars.iter(SVG_NS + "polyline"))
+    assert len([r for r in bars.iter(SVG_NS + "rect") if r.find(SVG_NS + "title") is not None
+                ]) == 6
+    assert set(names) <= set(texts(bars)) and legend_labels(bars) == ["AE", "VAE"]
+    # The names can also travel with the arrays (as _first_seed_arrays puts them).
+    for values in arrays.values():
+        values["feature_names"] = names
+    assert markup == tabular_figures(arrays, {"ae": "AE", "vae": "VAE"})
+    # Unknown names: "feature 1..D".
+    plain = charts_in(tabular_figures({"ae": tabular_arrays(features=3)}, {"ae": "AE"}))[-1]
+    assert {"feature 1", "feature 2", "feature 3"} <= set(texts(plain))
+    # Many features: the 30 with the largest error, in column order, and the caption says so.
+    wide = tabular_arrays(features=45)
+    wide["reconstruction_error_per_feature"] = np.arange(45.0)[::-1]  # feature 1 is the worst
+    wide["reconstruction_error_per_feature"][40] = np.nan
+    markup = tabular_figures({"ae": wide}, {"ae": "AE"})
+    shown = [t for t in texts(charts_in(markup)[-1]) if t.startswith("feature ")]
+    assert shown == [f"feature {i}" for i in range(1, 31)]
+    assert "Showing the 30 of 45 features with the largest mean error" in markup
+
+
+def test_bar_chart_degenerate_input():
+    parse(svg.bar_chart([], [], title="t", x_label="x"))
+    empty = parse(svg.bar_chart(["a"], [{"label": "s", "values": [NAN]}], title="t",
+                                x_label="x"))
+    assert "no data" in texts(empty)
+    root = parse(svg.bar_chart(["a", "b", HOSTILE], [{"label": "s", "values": [1, -2, None]}],
+                               title="t", x_label="x"))
+    assert HOSTILE in texts(root)
+    widths = [float(r.get("width")) for r in root.iter(SVG_NS + "rect")]
+    assert len(widths) == 2 and all(w > 0 for w in widths)
+
+
+def test_runs_table_says_closed_form_not_best_none():
+    from aevae.report.html import settings_section
+
+    def run(entry, best, epochs):
+        return {"label": entry, "entry": entry, "seed": 0, "status": "finished",
+                "reused": False, "trained_now": True, "epochs_run": epochs,
+                "best_epoch": best, "train_seconds": 1.0, "evaluation_seconds": 1.0,
+                "device": "cpu", "id": f"id-{entry}", "versions": {}}
+
+    results = {
+        "study": {"roster": [{"key": key, "model": key} for key in ("pca", "ppca", "vae")],
+                  "settings": {}, "budget": {}, "shared_options": {}, "data": {},
+                  "device": "cpu", "store": "runs.sqlite", "metric_groups": []},
+        "runs": [run("pca", None, 1), run("ppca", None, 1), run("vae", None, 3),
+                 run("vae", 2, 3)],
+    }
+    markup = settings_section(results)
+    assert "None" not in markup
+    assert markup.count("<td>closed form</td>") == 2
+    assert "<td>3 (best n/a)</td>" in markup and "<td>3 (best 2)</td>" in markup

@@ -240,3 +240,27 @@ def test_a_store_damaged_after_opening_is_one_line(tmp_path):
             with pytest.raises(StoreError, match="malformed") as caught:
                 call()
             assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_runs_left_running_by_a_dead_process_are_listed_as_interrupted(store, capsys,
+                                                                       campaign):
+    from aevae.study.store import INTERRUPTED
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # reaped: its pid is no process's
+    for run_id in ("killed", "released", "ours"):
+        store.claim(run_id, described(entry=run_id))
+    set_owner(store, "killed", f"{socket.gethostname()}:{gone.pid}")
+    set_owner(store, "released", None)  # what an interrupted study leaves
+    code = main(["runs", str(store.path)])
+    printed = capsys.readouterr().out
+    listed = {line.split()[0]: line.split()[-2] for line in printed.splitlines()[2:]}
+    assert code == 0 and listed == {"killed": "failed", "released": "failed",
+                                    "ours": "running"}  # only our own live claim runs
+    rows = {row.id: row for row in store.select()}
+    assert (rows["killed"].status, rows["killed"].error, rows["killed"].owner) == (
+        "failed", INTERRUPTED, None)
+    assert rows["released"].status == "failed" and rows["ours"].status == "running"
+    assert store.select(status="running") == [rows["ours"]]
+    assert store.claim("killed", described(entry="killed")) == "claimed"  # the next study's
+    campaign.record("store", "dead owner listed", "ok")

@@ -51,6 +51,9 @@ def test_study_writes_results_report_and_store(digits_study):
     assert "not comparable" in rows["ppca"]["reason"]  # a Gaussian density on Bernoulli data
     assert rows["vae"]["available"] and set(rows["vae"]["values"]) == {0, 1}
     assert len(results["claims"]) == 8 and results["summary"]
+    [answer] = results["answers"]
+    assert answer["roles"] == {"ae": "ae", "vae": "vae"}
+    assert [row["task"] for row in answer["bottom_line"]] == names
     timing = results["timing"]
     assert timing["runs_executed"] == 8
     assert timing["overhead_seconds"] >= 0 and 0 <= timing["overhead_fraction"] < 1
@@ -71,11 +74,15 @@ def test_report_is_self_contained_and_complete(digits_study):
     assert page.startswith("<!DOCTYPE html>") and "<script" not in page.lower()
     assert "http://" not in page.replace("http://www.w3.org/2000/svg", "")
     assert "https://" not in page
-    for heading in ("The answer on this data", "The source discussion's claims, tested",
-                    "Verdicts by task", "Reconstructions, prior samples and ex-post samples",
+    for heading in ("AE or VAE on this data?", "The source discussion's claims, tested",
+                    "Verdicts by task", "Verdict table",
+                    "Reconstructions, prior samples and ex-post samples",
                     "Interpolations and latent traversals", "The latent space in two dimensions",
                     "Rate and distortion", "Training curves", "Runs and settings"):
         assert heading in page
+    # The bottom line comes first: before the verdicts, the claims and every figure.
+    assert page.index("AE or VAE on this data?") < page.index("Verdicts by task")
+    assert page.index("<table class='bottom'>") < page.index("id='claims'")
     assert page.count("data:image/png;base64,") >= 4 * 5  # per model: 3 grids, 2 strips
     assert page.count("<svg") >= 10
     for sentence in results["summary"]:
@@ -215,7 +222,8 @@ def test_presets_plan_the_sources_questions():
     assert [entry.model for entry in ladder] == [
         "ae", "wae_mmd", "fixed_variance_vae", "vae", "independent_vae"]
     betas, _ = roster_for(StudySettings(preset="beta-sweep"))
-    assert [entry.options["beta"] for entry in betas] == [0.25, 0.5, 1, 2, 4, 8]
+    assert betas[0].key == "ae"  # beta = 0: the reference each beta is compared with
+    assert [entry.options["beta"] for entry in betas[1:]] == [0.25, 0.5, 1, 2, 4, 8]
 
 
 def test_runs_are_identified_by_what_determines_them():
@@ -346,3 +354,82 @@ def test_the_ray_executor_without_ray_is_a_one_line_error(capsys, monkeypatch, t
     code, out, err = run(capsys, "compare", "--executor", "ray", "--out", str(tmp_path / "s"))
     assert code == 2 and "pip install 'aevae[ray]'" in err and "Traceback" not in err
     assert not (tmp_path / "s").exists()
+
+
+def test_compare_patience_overrides_the_budgets(tmp_path, capsys, monkeypatch, tiny_budget):
+    settings = StudySettings(budget=tiny_budget, patience=2)
+    assert settings.training_budget.patience == 2
+    assert settings.training_budget.epochs == tiny_budget.epochs
+    assert StudySettings(budget="quick").training_budget.patience == 8  # the budget's own
+    with pytest.raises(ValueError, match="patience must be at least 1"):
+        StudySettings(patience=0)
+    seen = []
+
+    def stop_before_running(settings, out, **options):
+        seen.append(settings)
+        raise ValueError("stopped here")
+
+    monkeypatch.setattr("aevae.study.runner.run_study", stop_before_running)
+    code, _, err = run(capsys, "compare", "--out", str(tmp_path / "x"), "--quiet",
+                       "--patience", "3")
+    assert code == 2 and "stopped here" in err
+    assert seen[0].patience == 3 and seen[0].training_budget.patience == 3
+
+
+@pytest.mark.parametrize("roster", ["", "  ", " , ,"])
+def test_an_empty_roster_is_refused_not_replaced_by_the_default(tmp_path, capsys, roster):
+    code, _, err = run(capsys, "compare", "--out", str(tmp_path / "x"), "--quiet",
+                       "--models", roster)
+    assert code == 2 and "the roster is empty" in err and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err and not (tmp_path / "x").exists()
+    with pytest.raises(ValueError, match="the roster is empty"):
+        roster_for(StudySettings(preset="ladder", models=roster))
+
+
+def test_the_run_count_is_what_this_invocation_trained_or_evaluated(tmp_path, tiny_budget):
+    from aevae.study.results import aggregate
+    from aevae.study.runner import study_timing
+
+    out = tmp_path / "counted"
+    settings = StudySettings(data="digits", models="ae,vae", seeds=1, budget=tiny_budget,
+                             tasks="compression", workers=1)
+    first = run_study(settings, out, progress=False)
+    assert (first["timing"]["runs_executed"], first["timing"]["runs_trained"],
+            first["timing"]["runs_evaluated"]) == (2, 2, 0)
+    # The store lost (or rebuilt): its complete runs are indexed again, not counted as trained.
+    for path in out.glob(f"{STORE_FILE}*"):
+        path.unlink()
+    again = run_study(settings, out, progress=False)
+    assert (again["timing"]["runs_executed"], again["timing"]["runs_trained"]) == (0, 0)
+    assert again["timing"]["train_seconds"] == 0 and again["timing"]["busy_seconds"] == 0
+    assert all(run["reused"] for run in again["runs"])
+    for run in again["runs"]:
+        assert len(json.loads(Path(run["path"], "run.json").read_text())["intervals"]) == 1
+    with RunStore(out / STORE_FILE) as store:
+        assert [row.status for row in store.select()] == ["finished", "finished"]
+    # Work marked by another study (sharing the store, at the same time) is not this one's.
+    marks = {json.loads(Path(run["path"], "run.json").read_text())["invocations"][0]
+             for run in first["runs"]}
+    assert len(marks) == 1 and None not in marks
+    theirs = aggregate(out, since=0.0, invocation="another study")
+    assert all(run["reused"] and not run["trained_now"] for run in theirs["runs"])
+    assert study_timing(theirs["runs"], 1.0, 0.0)["runs_executed"] == 0
+    ours = aggregate(out, since=0.0, invocation=marks.pop())
+    assert study_timing(ours["runs"], 1.0, 0.0)["runs_trained"] == 2
+
+
+def test_the_full_budgets_estimate_states_seconds_and_evaluation(tmp_path):
+    from aevae.study.runner import _duration, estimate_message, metric_groups, study_tasks
+
+    assert _duration(0.3) == "under a second" and _duration(40.2) == "about 40 s"
+    assert _duration(59.7) == "about 60 s" and _duration(90) == "about 2 min"
+    assert _duration(2 * 3600 + 65) == "about 2 h 1 min"
+    settings = StudySettings(data="digits", models="pca,ae,vae", seeds=1, budget="full")
+    data = prepare_data(settings)
+    entries, _ = roster_for(settings)
+    plans = plan_runs(settings, data, entries)
+    with RunStore(tmp_path / STORE_FILE) as store:
+        message = estimate_message(plans, data, settings.training_budget, store, 2,
+                                   groups=metric_groups(data.info, study_tasks(settings)))
+    assert " 0 min" not in message and "of training for 2 neural run(s)" in message
+    assert "of evaluation (log p(x) with k = 5000" in message and "anomaly" in message

@@ -260,3 +260,225 @@ def test_roster_parsing():
         parse_roster("vae,vae")
     with pytest.raises(ValueError, match="empty"):
         parse_roster(" , ")
+
+
+# ----- health checks, guards, the bottom line ---------------------------------------------------
+def _set(metrics: dict, path: tuple[str, ...], value) -> None:
+    for key in path[:-1]:
+        metrics = metrics.setdefault(key, {})
+    metrics[path[-1]] = value
+
+
+def full_metrics(overrides: dict[tuple[str, str], float] | None = None, seed: int = 0) -> dict:
+    """An evaluation result with every registered figure (and its count) present: 0.5 plus a
+    seed jitter, or the value ``overrides`` gives per (task, metric)."""
+    from aevae.study.tasks import TASKS
+
+    metrics: dict = {}
+    for task in TASKS.values():
+        for metric in task.metrics:
+            value = (overrides or {}).get((task.name, metric.name), 0.5)
+            _set(metrics, metric.paths[0], value + 0.001 * seed)
+            if metric.count is not None:
+                _set(metrics, metric.count, 5000)
+    _set(metrics, ("latent", "active_units", "n_dimensions"), 8)
+    _set(metrics, ("latent", "active_units", "value"), 8)
+    _set(metrics, ("reconstruction", "mean_baseline_mse"), 10.0)
+    _set(metrics, ("reconstruction", "rate"), 20.0)
+    return metrics
+
+
+def healthy_record(epochs_run=30, best=25, cap=60, patience=8):
+    losses = [100.0 - epoch for epoch in range(1, best + 1)] + [100.0 - best] * (epochs_run - best)
+    return {"epochs_run": epochs_run, "best_epoch": best,
+            "training": {"epochs": cap, "patience": patience},
+            "history": {"validation_loss": losses}}
+
+
+FACTORS = DataInfo(kind="images", values="unit-interval", labels=True, likelihood="bernoulli",
+                   factors=True)
+
+
+def studied(figures: dict[str, dict[tuple[str, str], float]], records=None, seeds=3):
+    from aevae.study.health import assess
+
+    runs = {key: {seed: full_metrics(values, seed) for seed in range(seeds)}
+            for key, values in figures.items()}
+    models = {key: model(key) for key in figures}
+    records = records or {}
+    for key, metrics_by_seed in runs.items():  # collapsed entries: no active unit
+        if figures[key].get(("latent", "collapsed")):
+            for metrics in metrics_by_seed.values():
+                metrics["latent"]["active_units"]["value"] = 0
+    health = assess({key: {seed: (records.get(key, healthy_record()), metrics)
+                           for seed, metrics in by_seed.items()}
+                     for key, by_seed in runs.items()}, models)
+    return task_results(runs, models, FACTORS, health=health), health
+
+
+def _verdict(tasks, task, metric=None):
+    entry = next(item for item in tasks if item["name"] == task)
+    found = entry["metrics"][0] if metric is None else next(
+        item for item in entry["metrics"] if item["name"] == metric)
+    return found["verdict"], found
+
+
+def test_a_collapsed_model_with_the_best_holes_score_wins_nothing():
+    tasks, health = studied({
+        "ae": {("latent_health", "holes"): 0.45},
+        "vae": {("latent_health", "holes"): 0.40},
+        "beta_vae": {("latent_health", "holes"): 0.05, ("latent_health", "prior_mmd"): 0.0,
+                     ("interpolation", "midpoint_distance"): 0.1, ("latent", "collapsed"): 1},
+    })
+    assert health["beta_vae"]["status"] == "excluded"
+    assert "0 of 8 latent units active" in health["beta_vae"]["findings"][0]["message"]
+    verdict, metric = _verdict(tasks, "latent_health")
+    assert verdict["winner"] == "vae" and "beta_vae" in verdict["barred"]
+    assert metric["rows"]["beta_vae"]["excluded"]
+    for name in ("prior_mmd",):
+        assert _verdict(tasks, "latent_health", name)[0]["winner"] != "beta_vae"
+    assert _verdict(tasks, "interpolation")[0]["winner"] != "beta_vae"
+    # No figure of any task goes to it, and the sentences say why it was passed over.
+    assert all(metric["verdict"].get("winner") != "beta_vae"
+               for task in tasks for metric in task["metrics"])
+    sentence = next(line for line in summary(tasks, {"ae": "ae", "vae": "vae",
+                                                     "beta_vae": "beta_vae"})
+                    if "latent space" in line)
+    assert "not compared: beta_vae (0.0510: health check failed)" in sentence
+
+
+def test_a_run_still_improving_at_the_cap_is_flagged_and_a_converged_one_is_not():
+    from aevae.study.health import WARNING, check_run
+
+    rising = {"epochs_run": 60, "best_epoch": 60, "training": {"epochs": 60, "patience": 8},
+              "history": {"validation_loss": [100.0 - epoch for epoch in range(60)]}}
+    findings = check_run(rising, full_metrics(), model("ae"))
+    assert [finding.check for finding in findings] == ["still improving"]
+    assert findings[0].severity == WARNING and "60-epoch cap" in findings[0].message
+    # Hit the cap, but flat for its last epochs: not flagged.
+    flat = {**rising, "history": {"validation_loss": [100.0 - min(epoch, 30) - 1e-6 * epoch
+                                                      for epoch in range(60)]}}
+    assert check_run(flat, full_metrics(), model("ae")) == []
+    assert check_run(healthy_record(), full_metrics(), model("ae")) == []
+    worse = {"epochs_run": 9, "best_epoch": 1, "training": {"epochs": 60, "patience": 8},
+             "history": {"validation_loss": [1.0 + epoch for epoch in range(9)]}}
+    assert check_run(worse, full_metrics(), model("ae"))[0].check == "stopped at epoch 1"
+
+
+def test_reconstructing_the_mean_and_a_failed_run_are_excluded():
+    from aevae.study.health import EXCLUDED, assess, check_run
+
+    metrics = full_metrics({("compression", "mse"): 0.99})
+    metrics["reconstruction"]["mean_baseline_mse"] = 1.0
+    findings = check_run(healthy_record(), metrics, model("vae"))
+    assert findings[0].check == "no better than the mean" and findings[0].severity == EXCLUDED
+    health = assess({"vae": {0: (healthy_record(), full_metrics())}}, {"vae": model("vae")},
+                    failures={"vae": {1: "TrainingDivergedError: loss is nan"}})
+    # One seed of two failed: compared on the other, which the answer says.
+    assert health["vae"]["status"] == "partly excluded"
+    assert health["vae"]["findings"][0]["seeds"] == [1]
+    assert health["vae"]["excluded_seeds"] == [1]
+    everything = assess({}, {"vae": model("vae")}, failures={"vae": {0: "nan", 1: "nan"}})
+    assert everything["vae"]["status"] == EXCLUDED
+
+
+def test_a_partly_failed_entry_is_compared_on_its_healthy_seeds():
+    from aevae.study.health import assess
+
+    runs = {key: {seed: full_metrics({("compression", "mse"): 0.4 if key == "ae" else 0.3},
+                                     seed) for seed in range(3)} for key in ("ae", "vae")}
+    runs["vae"][2]["latent"]["active_units"]["value"] = 0  # seed 2 collapsed
+    runs["vae"][2]["reconstruction"]["mse"]["value"] = 9.0
+    models = {key: model(key) for key in runs}
+    health = assess({key: {seed: (healthy_record(), metrics) for seed, metrics in seeds.items()}
+                     for key, seeds in runs.items()}, models)
+    tasks = task_results(runs, models, FACTORS, health=health)
+    verdict, metric = _verdict(tasks, "compression")
+    assert metric["rows"]["vae"]["values"] == {0: 0.3, 1: 0.301}
+    assert "seed(s) 2 left out" in metric["rows"]["vae"]["flags"][0]
+    assert verdict["winner"] == "vae" and verdict["seeds"] == 2
+
+
+def test_variants_with_high_spread_and_low_faithfulness_do_not_win():
+    tasks, _ = studied({
+        "ae": {("variation", "variation_diversity"): 1.0,
+               ("variation", "variation_faithfulness"): 0.91},
+        "vae": {("variation", "variation_diversity"): 1.8,
+                ("variation", "variation_faithfulness"): 0.68},
+        "rae": {("variation", "variation_diversity"): 0.9,
+                ("variation", "variation_faithfulness"): 0.90},
+    })
+    verdict, metric = _verdict(tasks, "variation")
+    assert verdict["winner"] == "ae"
+    assert "keep the input's class" in metric["rows"]["vae"]["guard_failures"][0]
+    # The claim reads the same guard: the VAE's variants are not "varied yet faithful".
+    claims = {claim["claim"]: claim for claim in judge_claims(tasks)}
+    varied = claims["The VAE's stochastic codes give varied yet faithful variants of one input."]
+    assert varied["status"] == FAILS
+    assert "keep the input's class" in varied["parts"][0]["reason"]
+    # And so does the bottom line.
+    from aevae.study.answer import bottom_line
+
+    row = next(row for row in bottom_line(tasks, {"ae": "ae", "vae": "vae"})
+               if row["task"] == "variation")
+    assert row["better"] == "ae" and row["by_default"] == "guard"
+
+
+def test_every_registered_task_has_a_verdict_sentence_and_a_bottom_line_row():
+    from aevae.study.answer import bottom_line
+    from aevae.study.tasks import TASKS
+
+    tasks, _ = studied({"ae": {}, "vae": {("compression", "mse"): 0.6}})
+    sentences = summary(tasks, {"ae": "ae", "vae": "vae"})
+    assert len(sentences) == len(TASKS)
+    for task, sentence in zip(TASKS.values(), sentences):
+        assert sentence.startswith(f"To {task.purpose}"), (task.name, sentence)
+    rows = bottom_line(tasks, {"ae": "ae", "vae": "vae"})
+    assert [row["task"] for row in rows] == list(TASKS)
+    assert all(row["goal"] for row in rows)
+    compression = rows[0]
+    assert compression["better"] == "ae" and compression["outcome"] == "first"
+    assert compression["high"] < 0  # the better minus the other: MSE, lower is better
+
+
+def test_a_partly_tested_claim_says_so():
+    from aevae.study.verdicts import PARTLY
+
+    tasks, _ = studied({
+        "ae": {("few_labels", "probe_10"): 0.9, ("few_labels", "knn_all"): 0.9},
+        "vae": {("few_labels", "probe_10"): 0.8, ("few_labels", "knn_all"): 0.8}})
+    tasks = [task for task in tasks if task["name"] != "denoising"]  # as on real-valued data
+    claims = {claim["claim"]: claim for claim in judge_claims(tasks)}
+    plain = claims["A plain AE suffices for denoising and for separating classes."]
+    assert plain["status"] == PARTLY and plain["parts_tested"] == 2
+    assert [part["status"] for part in plain["parts"]] == [NOT_TESTED, HOLDS, HOLDS]
+
+
+def test_intervals_are_clipped_to_the_figures_range():
+    rows = metric_rows(Metric("p", "precision", (("g", "v"),), "higher", bounds=(0.0, 1.0)),
+                       {"a": {0: {"g": {"v": 0.999}}, 1: {"g": {"v": 0.95}},
+                              2: {"g": {"v": 1.0}}}}, {"a": model("a")}, DATA)
+    assert rows["a"]["high"] == 1.0 and rows["a"]["clipped"]
+    assert rows["a"]["low"] < rows["a"]["mean"] < 1.0
+
+
+def test_sweeps_match_ae_and_vae_per_value():
+    from aevae.study.answer import matchings
+    from aevae.study.roster import PRESETS
+
+    def roster(text):
+        return [{"key": entry.key, "model": entry.model, "options": entry.options}
+                for entry in parse_roster(text)]
+
+    latent = matchings(roster(PRESETS["latent-sweep"]["models"]),
+                       {"sweep": "latent_dim"})
+    assert [pair["label"] for pair in latent] == [f"latent_dim={size}" for size in
+                                                  (2, 4, 8, 16, 32)]
+    assert latent[0]["roles"] == {"ae": "ae:latent_dim=2", "vae": "vae:latent_dim=2"}
+    beta = matchings(roster(PRESETS["beta-sweep"]["models"]), {"sweep": "beta"})
+    assert beta and all(pair["roles"]["ae"] == "ae" for pair in beta)
+    assert beta[0]["roles"]["vae"] == "beta_vae:beta=0.25"
+    assert matchings(roster("ae,vae,rae"), None)[0]["roles"] == {"ae": "ae", "vae": "vae"}
+    assert matchings(roster("ae:latent_dim=4,vae:latent_dim=4"), None)[0]["roles"] == {
+        "ae": "ae:latent_dim=4", "vae": "vae:latent_dim=4"}
+    assert matchings(roster("pca,vae"), None) == []

@@ -15,6 +15,9 @@ import sys
 import traceback
 from pathlib import Path
 
+from .report.text import format_table as _format_table
+from .report.text import wrapped_table as _wrapped_table
+
 EXIT_BAD_INPUT = 2
 PRESET_NAMES = ("latent-sweep", "ladder", "beta-sweep")  # aevae.study.roster.PRESETS
 # aevae.metrics.evaluate.METRIC_GROUPS, named here so `--help` needs no torch import.
@@ -46,15 +49,6 @@ def _option(text: str) -> tuple[str, object]:
     except json.JSONDecodeError:
         value = raw
     return key.replace("-", "_"), value
-
-
-def _format_table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(header, widths))]
-    lines.append("  ".join("-" * width for width in widths))
-    lines += ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths))
-              for row in rows]
-    return "\n".join(line.rstrip() for line in lines)
 
 
 # What data.json may hold: key -> (accepted types, what to say when it holds something else).
@@ -120,20 +114,6 @@ def _load_model(run: Path):
 
 
 # ----- commands -----------------------------------------------------------------------------
-def _wrapped_table(header: list[str], rows: list[list[str]], width: int = 100) -> str:
-    """A table whose last column wraps so that no line runs past ``width`` characters."""
-    import textwrap
-
-    fixed = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header) - 1)]
-    room = max(30, width - sum(fixed) - 2 * len(fixed))
-    wrapped = []
-    for row in rows:
-        lines = textwrap.wrap(str(row[-1]), room) or [""]
-        wrapped.append([*row[:-1], lines[0]])
-        wrapped += [[""] * (len(row) - 1) + [line] for line in lines[1:]]
-    return _format_table(header, wrapped)
-
-
 def command_models(arguments) -> int:
     from .flows import FLOWS
     from .likelihoods import LIKELIHOODS
@@ -681,8 +661,9 @@ def command_compare(arguments) -> int:
     settings = StudySettings(
         data=arguments.data, data_dir=arguments.data_dir, labels=arguments.labels,
         models=arguments.models, preset=arguments.preset, seeds=arguments.seeds,
-        budget=arguments.budget, epochs=arguments.epochs, latent_dim=arguments.latent_dim,
-        network=arguments.network, hidden=arguments.hidden, likelihood=arguments.likelihood,
+        budget=arguments.budget, epochs=arguments.epochs, patience=arguments.patience,
+        latent_dim=arguments.latent_dim, network=arguments.network, hidden=arguments.hidden,
+        likelihood=arguments.likelihood,
         device=arguments.device, store=arguments.store, workers=arguments.workers,
         executor=arguments.executor,
         tasks=arguments.tasks,
@@ -695,33 +676,9 @@ def command_compare(arguments) -> int:
 
 
 def _study_summary(results: dict) -> str:
-    from .study.verdicts import format_value
+    from .report.text import study_text
 
-    labels = results["labels"]
-    lines = ["The answer on this data:"]
-    lines += [f"- {sentence}" for sentence in results["summary"]]
-    lines.append("\nThe source discussion's claims:")
-    lines += [f"- {claim['status']:>13}: {claim['claim']}" for claim in results["claims"]]
-    rows = []
-    for task in results["tasks"]:
-        if task["skipped"] or not task["metrics"]:
-            continue
-        metric = task["metrics"][0]
-        arrow = "higher" if metric["direction"] == "higher" else "lower"
-        cells = [f"{metric['label']} ({arrow} is better)"]
-        for key in labels:
-            row = metric["rows"].get(key)
-            cells.append(format_value(row["mean"], metric["digits"])
-                         if row and row["available"] else "n/a")
-        rows.append(cells)
-    lines.append("")
-    lines.append(_format_table(["headline figure (mean over seeds)", *labels.values()], rows))
-    timing = results.get("timing")
-    if timing:
-        lines.append(f"\n{timing['runs_executed']} run(s) trained, wall time "
-                     f"{timing['wall_seconds']:.0f} s (study overhead "
-                     f"{100 * timing['overhead_fraction']:.1f}%)")
-    return "\n".join(lines)
+    return study_text(results)
 
 
 def command_report(arguments) -> int:
@@ -969,14 +926,16 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--preset", choices=sorted(PRESET_NAMES),
                          help="a roster for one of the sources' questions")
     compare.add_argument("--seeds", type=int, default=3, help="seeds per model")
+    from .study.tasks import TASKS  # the registry itself: no list to keep in step
+
     compare.add_argument("--tasks", help="only these tasks, comma-separated (default: every "
-                         "task that fits the data): compression, likelihood, prior_sampling, "
-                         "ex_post_sampling, interpolation, few_labels, clustering, anomaly, "
-                         "denoising, manipulation, variation, latent_health, disentanglement")
+                         f"task that fits the data): {', '.join(TASKS)}")
     compare.add_argument("--budget", choices=["quick", "full"], default="quick",
                          help="quick: a first answer in minutes; full: publication settings "
                          "(it states its expected time before starting)")
     compare.add_argument("--epochs", type=int, help="override the budget's epochs")
+    compare.add_argument("--patience", type=int,
+                         help="early-stopping patience in epochs (overrides the budget's)")
     compare.add_argument("--latent-dim", type=int, help="latent size (default: from the data)")
     compare.add_argument("--network", help="mlp, conv or linear (default: mlp)")
     compare.add_argument("--hidden", type=_int_list, help="hidden widths, e.g. 256,128")

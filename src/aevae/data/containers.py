@@ -80,6 +80,8 @@ class Dataset:
     factor_names: tuple[str, ...] | None = None
     factor_sizes: tuple[int, ...] | None = None
     ground_truth: GroundTruthData | None = None
+    # Tabular user data: the name of each feature (a CSV file's header), in column order.
+    feature_names: tuple[str, ...] | None = None
 
     def binarize(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Sample pixel ~ Bernoulli(value) if the dataset is dynamically binarized, else x.
@@ -123,6 +125,7 @@ def assemble_dataset(
     factor_names: tuple[str, ...] | None = None,
     factor_sizes: tuple[int, ...] | None = None,
     ground_truth: GroundTruthData | None = None,
+    feature_names: tuple[str, ...] | None = None,
 ) -> Dataset:
     """A Dataset whose shape and value range are read off the train split."""
     return Dataset(
@@ -138,4 +141,5 @@ def assemble_dataset(
         factor_names=factor_names,
         factor_sizes=factor_sizes,
         ground_truth=ground_truth,
+        feature_names=feature_names,
     )

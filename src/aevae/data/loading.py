@@ -166,6 +166,7 @@ def _load_user_data(text: str, labels: str | None) -> Dataset:
         class_names = class_names or names_from_values
     name = path.name if path.is_dir() else path.stem
     shape = tuple(int(size) for size in x.shape[1:])
+    feature_names = data.feature_names if shape == (len(data.feature_names or ()),) else None
     return assemble_dataset(
         name,
         Split(x, label_values, lengths=data.lengths),
@@ -174,6 +175,7 @@ def _load_user_data(text: str, labels: str | None) -> Dataset:
         description=f"user data from {path}: {len(x)} examples of shape {shape}"
         + ("" if data.lengths is None else " (padded sequences with lengths)"),
         class_names=class_names,
+        feature_names=feature_names,
     )
 
 

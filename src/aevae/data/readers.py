@@ -46,6 +46,7 @@ class ArrayData(NamedTuple):
     labels: np.ndarray | None
     class_names: tuple[str, ...] | None
     lengths: np.ndarray | None = None  # padded sequences: the real steps of each
+    feature_names: tuple[str, ...] | None = None  # a table's column names (its header)
 
 
 # ---------------------------------------------------------------- IDX
@@ -368,7 +369,8 @@ def read_csv(path: str | os.PathLike, labels: str | None = None) -> ArrayData:
 
     ``labels`` names the label column, or is ``"last"`` or ``"first"``; label values may
     be integers or class names. The delimiter is the most common of , ; and tab on the
-    first line, else whitespace.
+    first line, else whitespace. A header's names of the feature columns are kept
+    (``feature_names``).
     """
     path = Path(path)
     try:
@@ -432,7 +434,9 @@ def read_csv(path: str | os.PathLike, labels: str | None = None) -> ArrayData:
                         f"{path}: line {number}, {where} has a non-numeric value {cell!r}"
                     ) from None
         raise
-    return ArrayData(x, label_values, None)
+    names = None if header is None else tuple(
+        cell or f"feature {index + 1}" for index, cell in enumerate(header))
+    return ArrayData(x, label_values, None, feature_names=names)
 
 
 def _label_column(

@@ -245,8 +245,13 @@ def _reconstruction(context: EvaluationContext) -> dict:
     with torch.random.fork_rng():
         torch.manual_seed(context.settings.seed)
         terms = context.model.loss_terms(x)
+    # What reconstructing every example as the training mean scores: the floor any model that
+    # uses its codes must beat (the study's health check reads it).
+    train_mean = context.train_x().mean(axis=0, dtype=np.float64)
     result = {
         "mse": mse(x, reconstruction),
+        "mean_baseline_mse": float(mse_per_example(x, np.broadcast_to(train_mean, x.shape))
+                                   .mean()),
         "negative_log_likelihood_of_reconstruction": float(np.mean(terms["reconstruction"])),
         "likelihood": context.model.config.likelihood,
         "codes": _code_description(context.model),

@@ -35,6 +35,10 @@ th{background:#f3f3f3}td.number{font-variant-numeric:tabular-nums;white-space:no
 .holds{color:#176d2b;font-weight:600}.fails{color:#a4161a;font-weight:600}
 .inconclusive{color:#8a6d00;font-weight:600}.untested{color:#777}
 .flag{color:#a4161a}.muted{color:#666}.best{font-weight:600}
+.excluded{color:#a4161a;text-decoration:line-through}
+table.bottom td:nth-child(5){font-weight:600}table.bottom td:nth-child(6){white-space:nowrap}
+section#bottom-line{margin-top:.4rem}
+section#bottom-line h2{margin-top:.8rem}
 ul.answer li{margin:.35rem 0}.figures{display:flex;flex-wrap:wrap;gap:1.2rem}
 figure{margin:0}figcaption{font-size:.85rem;color:#555;max-width:32rem}
 img.grid{image-rendering:pixelated;border:1px solid #ddd}
@@ -43,7 +47,7 @@ details{margin:.4rem 0}pre{background:#f6f6f6;padding:.6rem;overflow-x:auto;font
 """
 
 STATUS_CLASS = {"holds": "holds", "does not hold": "fails", "inconclusive": "inconclusive",
-                "not tested": "untested"}
+                "not tested": "untested", "partly tested": "holds"}
 
 
 def e(text) -> str:
@@ -102,17 +106,34 @@ def verdict_table(results: dict) -> str:
                 rows.append([title, e(metric["label"]),
                              f'<span class="muted">{e(verdict["reason"])}</span>', "", "", ""])
                 continue
+            if verdict["status"] == "uncontested":
+                rows.append([title, e(metric["label"]), '<span class="inconclusive">'
+                             "uncontested</span>", f"<b>{e(labels[verdict['winner']])}</b>: "
+                             f"{e(verdict['reason'])}", "", ""])
+                continue
             seeds = (f"{verdict['seeds_ahead']} of {verdict['seeds']}"
                      if "seeds" in verdict else "")
             status = verdict["status"]
             css = "holds" if status == "clear winner" else "inconclusive"
             if verdict.get("negligible"):
                 status += " (a tie: under 0.5% apart)"
+            winner, runner_up = labels[verdict["winner"]], labels[verdict["runner_up"]]
+            leader = (f"{e(winner)} and {e(runner_up)} tie" if verdict.get("negligible") else
+                      f"<b>{e(winner)}</b> over {e(runner_up)}")
+            if verdict.get("barred"):
+                leader += ('<br><span class="muted">not compared: '
+                           + e(", ".join(labels[key] for key in verdict["barred"])) + "</span>")
+            flags = metric["rows"][verdict["winner"]].get("flags", [])
+            if flags:
+                leader += f'<br><span class="flag">⚠ {e(flags[0])}</span>'
+            if results.get("health", {}).get(verdict["winner"], {}).get("status") not in (
+                    None, "healthy"):
+                leader += ('<br><span class="flag">⚠ see the health checks</span>')
             rows.append([
                 title, e(metric["label"]) + f' <span class="muted">({e(_better(metric))})</span>',
-                f'<span class="{css}">{e(status)}</span>',
-                f"<b>{e(labels[verdict['winner']])}</b> over {e(labels[verdict['runner_up']])}",
-                e(_margin(verdict, metric["digits"])), e(seeds)])
+                f'<span class="{css}">{e(status)}</span>', leader,
+                "" if verdict.get("negligible") else e(_margin(verdict, metric["digits"])),
+                e(seeds)])
     return _table(["task", "figure", "verdict", "leader", "margin [95% CI]",
                    "seeds ahead"], rows, raw=True)
 
@@ -144,11 +165,76 @@ def claims_table(results: dict) -> str:
                 f"(<span class='{STATUS_CLASS[part['status']]}'>{e(part['status'])}</span>"
                 f"{', ' + e(part['reason']) if part.get('reason') else ''})")
         status = claim["status"]
-        rows.append([e(claim["claim"]),
-                     f'<span class="{STATUS_CLASS[status]}">{e(status)}</span>',
+        shown = e(status)
+        if status == "partly tested":
+            shown += (f"<br><span class='muted'>{claim['parts_tested']} of "
+                      f"{len(claim['parts'])} parts tested, all hold</span>")
+        rows.append([e(claim["claim"]), f'<span class="{STATUS_CLASS[status]}">{shown}</span>',
                      "<br>".join(parts)])
     return _table(["claim", "on this data", "the numbers (95% CI over seeds, paired)"], rows,
                   raw=True)
+
+
+def bottom_line_section(results: dict) -> str:
+    """The first thing on the page: AE or VAE on this data, one row per goal."""
+    from ..study.answer import in_short
+    from .text import bottom_line_rows, sweep_rows
+
+    labels = results["labels"]
+    answers = results.get("answers") or []
+    parts = ["<section id='bottom-line'><h2>AE or VAE on this data?</h2>"]
+    if not answers:
+        parts.append("<p>The roster has no AE and VAE to compare (name <code>ae</code> and "
+                     "<code>vae</code> in <code>--models</code>); the verdicts below compare "
+                     "the whole roster.</p>")
+    elif len(answers) == 1:
+        answer = answers[0]
+        header, rows, notes = bottom_line_rows(answer, labels)
+        parts.append(f"<p class='lede'><b>In short:</b> "
+                     f"{e(in_short(answer['bottom_line'], labels, answer['roles']))}</p>")
+        table = _table(header, rows).replace("<table>", "<table class='bottom'>", 1)
+        parts.append(table)
+        if notes:
+            parts.append("<ol class='muted'>" + "".join(f"<li>{e(note)}</li>" for note in notes)
+                         + "</ol>")
+        parts.append("<p class='muted'>Each goal's primary figure, mean over seeds (↑ higher "
+                     "is better, ↓ lower). Margin: the better minus the other, with the 95% "
+                     "Student-t interval of paired per-seed differences; \"level\" when it "
+                     "covers zero, \"tie\" when the two differ by under 0.5%. ✗: the run "
+                     "failed a health check. \"By default\": decided by a health check or "
+                     "a guard, not by the figure (see the note).</p>")
+    else:
+        header, rows = sweep_rows(answers, labels)
+        parts.append(f"<p>The better of the pair at each value of "
+                     f"{e(results['study']['preset'].get('sweep'))}:</p>" + _table(header, rows))
+    from .text import small_samples
+
+    if small := small_samples(results):
+        parts.append(f"<p class='flag'>⚠ Small sample: {e(small)}</p>")
+    if results.get("health_sentences"):
+        parts.append("<h3>Health checks</h3><ul>" + "".join(
+            f"<li class='{'flag' if 'not compared' in sentence else 'muted'}'>{e(sentence)}"
+            "</li>" for sentence in results["health_sentences"]) + "</ul>")
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def claim_sweep_table(results: dict) -> str:
+    """In a sweep: each claim's status at each swept value (the table below: the first)."""
+    answers = results.get("answers") or []
+    if len(answers) < 2:
+        return ""
+    header = ["claim", *[answer["label"] for answer in answers]]
+    rows = []
+    for index, claim in enumerate(answers[0]["claims"]):
+        cells = [e(claim["claim"])]
+        for answer in answers:
+            status = answer["claims"][index]["status"]
+            cells.append(f'<span class="{STATUS_CLASS[status]}">{e(status)}</span>')
+        rows.append(cells)
+    return ("<p>How each claim fares along the sweep (the AE and the VAE at the same value):</p>"
+            + _table(header, rows, raw=True)
+            + f"<p class='muted'>The numbers below are those at {e(answers[0]['label'])}.</p>")
 
 
 def task_section(task: dict, labels: dict) -> str:
@@ -163,6 +249,8 @@ def task_section(task: dict, labels: dict) -> str:
                           for metric in metrics]
     flags = []
     rows = []
+    guarded: dict[str, str] = {}
+    clipped = False
     for key, label in labels.items():
         if not any(key in metric["rows"] for metric in metrics):
             continue
@@ -178,6 +266,14 @@ def task_section(task: dict, labels: dict) -> str:
             text = e(_interval_text(row, metric["digits"]))
             if metric["verdict"].get("winner") == key:
                 text = f'<span class="best">{text}</span>'
+            if row.get("clipped"):
+                clipped = True
+            if row.get("excluded"):
+                text = (f'<span class="excluded" title="{e(row["excluded"][0])}">{text}</span>'
+                        ' <span class="flag">✗</span>')
+            elif row.get("guard_failures"):
+                guarded.setdefault(label, row["guard_failures"][0])
+                text += ' <span class="flag" title="fails a guard: see below">✗</span>'
             if row.get("caveat"):
                 text += f' <span class="muted">({e(row["caveat"])})</span>'
             if row["flags"]:
@@ -187,7 +283,13 @@ def task_section(task: dict, labels: dict) -> str:
         rows.append(cells)
     parts.append(_table(header, rows, raw=True))
     parts.append('<p class="muted">Mean over seeds [95% Student-t interval]; ± the mean '
-                 "per-example standard error where there is one. Bold: the leader.</p>")
+                 "per-example standard error where there is one. Bold: the leader."
+                 + (" Intervals are clipped to the figure's possible range." if clipped else "")
+                 + " Struck through ✗: the run failed a health check; ✗ alone: it fails one of "
+                 "the task's guards; either way it wins none of these figures.</p>")
+    if guarded:
+        parts.append("<ul>" + "".join(f'<li class="flag">✗ {e(label)}: {e(reason)}</li>'
+                                      for label, reason in guarded.items()) + "</ul>")
     if flags:
         parts.append("<ul>" + "".join(f'<li class="flag">⚠ {e(flag)}</li>' for flag in flags)
                      + "</ul>")
@@ -230,15 +332,23 @@ def _image(uri: str, alt: str, caption: str) -> str:
 
 
 def _first_seed_arrays(results: dict) -> dict[str, dict]:
-    """Each entry's figure arrays from its lowest finished seed."""
+    """Each entry's figure arrays from its lowest finished seed (with, beside them, the seed
+    and the data's feature names when known)."""
     from ..study.artifacts import load_figure_arrays
 
+    feature_names = results["study"]["data"].get("feature_names")
     chosen = {}
     for run in sorted(results["runs"], key=lambda run: run["seed"]):
         if run["status"] != "finished" or run["entry"] in chosen:
             continue
-        chosen[run["entry"]] = {"seed": run["seed"], **load_figure_arrays(run["path"])}
+        chosen[run["entry"]] = {"seed": run["seed"], "feature_names": feature_names,
+                                **load_figure_arrays(run["path"])}
     return chosen
+
+
+def _model_colours(labels: dict) -> dict[str, str]:
+    """One colour per roster entry, in roster order, the same in every chart."""
+    return {key: svg.PALETTE[index % len(svg.PALETTE)] for index, key in enumerate(labels)}
 
 
 def image_figures(arrays: dict[str, dict], labels: dict, class_names) -> str:
@@ -275,24 +385,74 @@ def image_figures(arrays: dict[str, dict], labels: dict, class_names) -> str:
     return "".join(parts)
 
 
-def tabular_figures(arrays: dict[str, dict], labels: dict) -> str:
+MAX_FEATURES = 30  # bars in the per-feature error chart
+
+
+def _evenly_spaced(points: np.ndarray, most: int) -> np.ndarray:
+    """At most ``most`` rows of ``points``: all of them, or an evenly spaced subset."""
+    if len(points) <= most:
+        return points
+    return points[np.linspace(0, len(points) - 1, most).round().astype(np.int64)]
+
+
+def tabular_figures(arrays: dict[str, dict], labels: dict, feature_names=None) -> str:
+    first = next(iter(arrays.values()), {})
+    data_count = len(first.get("data_2d", ()))
+    most = max(200, 3 * data_count)
+    drawn = max((len(values[field]) for values in arrays.values()
+                 for field in ("prior_2d", "ex_post_2d")), default=0)
+    shown = (f" Each chart shows at most {most:,} prior and {most:,} ex-post draws (an evenly "
+             f"spaced subset of the {drawn:,} drawn; the cap is the larger of 200 and three "
+             "times the number of data points), so the data stays visible."
+             if drawn > most else "")
     parts = ["<h3>Samples against the data</h3>",
-             '<p class="muted">Test data, decoded prior draws and decoded ex-post draws, '
-             "projected onto the training data's first two principal components.</p>"
+             '<p class="muted">Test data (dark diamonds, drawn on top), decoded prior draws and '
+             "decoded ex-post draws, projected onto the training data's first two principal "
+             f"components.{e(shown)}</p>"
              '<div class="figures">']
     for key, values in arrays.items():
-        series = [{"label": name, "points": values[field].tolist()} for name, field in
-                  (("data", "data_2d"), ("prior", "prior_2d"), ("ex-post", "ex_post_2d"))]
+        most = max(200, 3 * len(values["data_2d"]))
+        series = [
+            {"label": "prior draws", "points": _evenly_spaced(values["prior_2d"], most).tolist(),
+             "color": svg.PALETTE[0], "opacity": 0.55},
+            {"label": "ex-post draws",
+             "points": _evenly_spaced(values["ex_post_2d"], most).tolist(),
+             "color": svg.PALETTE[1], "opacity": 0.55},
+            {"label": "test data", "points": values["data_2d"].tolist(), "color": "#222",
+             "marker": "diamond"},
+        ]
         chart = svg.scatter_chart(series, title=labels[key], x_label="principal component 1",
                                   y_label="principal component 2", width=360, height=300)
         parts.append(f'<div class="chart">{chart}</div>')
-    parts.append("</div><h3>Reconstruction error per feature</h3><div class='figures'>")
-    series = [{"label": labels[key],
-               "points": list(enumerate(values["reconstruction_error_per_feature"].tolist()))}
-              for key, values in arrays.items()]
-    chart = svg.line_chart(series, title="squared error per feature", x_label="feature",
-                           y_label="mean squared error", width=640)
-    parts.append(f'<div class="chart">{chart}</div></div>')
+    parts.append("</div>")
+    errors = {key: np.asarray(values["reconstruction_error_per_feature"], dtype=np.float64)
+              for key, values in arrays.items()}
+    count = max((len(error) for error in errors.values()), default=0)
+    names = feature_names if feature_names is not None else first.get("feature_names")
+    if names is None or len(names) != count:
+        names = [f"feature {index + 1}" for index in range(count)]
+    chosen = np.arange(count)
+    note = "Mean squared reconstruction error of each feature on the test data, per model (its "
+    note += "first seed)."
+    if count > MAX_FEATURES:
+        padded = np.full((len(errors), count), np.nan)
+        for row, error in enumerate(errors.values()):
+            padded[row, : len(error)] = error
+        finite = np.isfinite(padded)
+        totals = np.where(finite, padded, 0.0).sum(axis=0)
+        # The mean over the models with a finite error; a feature with none sorts last.
+        mean = np.where(finite.any(axis=0), totals / np.maximum(finite.sum(axis=0), 1), -np.inf)
+        chosen = np.sort(np.argsort(-mean, kind="stable")[:MAX_FEATURES])
+        note += (f" Showing the {MAX_FEATURES} of {count} features with the largest mean error "
+                 "over the models, in column order.")
+    colours = _model_colours(labels)
+    series = [{"label": labels[key], "color": colours.get(key),
+               "values": [float(error[i]) if i < len(error) else None for i in chosen]}
+              for key, error in errors.items()]
+    chart = svg.bar_chart([names[i] for i in chosen], series, title="squared error per feature",
+                          x_label="mean squared error", width=640, legend=True)
+    parts.append(f"<h3>Reconstruction error per feature</h3><p class='muted'>{e(note)}</p>"
+                 f"<div class='figures'><div class=\"chart\">{chart}</div></div>")
     return "".join(parts)
 
 
@@ -311,18 +471,43 @@ def latent_figures(arrays: dict[str, dict], labels: dict, class_names) -> str:
     return "".join(parts)
 
 
+def likelihood_family(likelihood) -> str:
+    """The family whose -log p(x|z) values compare: "Gaussian" (gaussian, gaussian-learned: a
+    density), "Bernoulli" (a probability), else the likelihood's own name."""
+    name = str(likelihood or "unknown")
+    return "Gaussian" if name.startswith("gaussian") else name[:1].upper() + name[1:]
+
+
 def curve_figures(results: dict) -> str:
     labels = results["labels"]
-    parts = ['<h3>Rate and distortion</h3><div class="figures">']
-    series = [{"label": labels[key], "points": [(point["rate"], point["distortion"])
-                                                for point in points]}
-              for key, points in results["rate_distortion"].items()]
-    if series:
-        chart = svg.scatter_chart(series, title="rate (KL) against distortion, one point per "
-                                  "seed", x_label="KL(q(z|x) || p(z)) [nats]",
-                                  y_label="-log p(x|z) [nats]", width=520, height=340)
+    study = results["study"]
+    colours = _model_colours(labels)
+    # Models with likelihoods of different families get separate charts: a density's -log p
+    # and a probability's are on unrelated scales (the likelihood table calls them incomparable).
+    models = study.get("models") or {}
+    shared = study.get("shared_options", {}).get("likelihood")
+    families: dict[str, list] = {}
+    for key, points in results["rate_distortion"].items():
+        family = likelihood_family((models.get(key) or {}).get("likelihood", shared))
+        families.setdefault(family, []).append(
+            {"label": labels[key], "color": colours.get(key),
+             "points": [(point["rate"], point["distortion"]) for point in points]})
+    study_family = likelihood_family(shared)
+    ordered = sorted(families, key=lambda family: family != study_family)  # the study's first
+    parts = ["<h3>Rate and distortion</h3>",
+             '<p class="muted">One point per model and seed: the KL term against the '
+             "reconstruction term."
+             + (" One chart per likelihood family: -log p(x|z) of a density (Gaussian) and of "
+                "a probability (Bernoulli) are on unrelated scales, so models of different "
+                "families are not drawn together." if len(ordered) > 1 else "") + "</p>"]
+    parts.append('<div class="figures">')
+    for family in ordered:
+        chart = svg.scatter_chart(families[family], title=f"{family} likelihood: rate "
+                                  "against distortion", x_label="KL(q(z|x) || p(z)) [nats]",
+                                  y_label=f"-log p(x|z), {family} [nats]", width=520,
+                                  height=340, legend=True)
         parts.append(f'<div class="chart">{chart}</div>')
-    else:
+    if not families:
         parts.append('<p class="muted">No model with a KL term in the roster.</p>')
     parts.append("</div><h3>Training curves</h3><div class='figures'>")
     first = {}
@@ -337,10 +522,12 @@ def curve_figures(results: dict) -> str:
             points = [(epoch, value) for epoch, value in zip(history["epoch"], history[column])
                       if value is not None]
             if len(points) > 1:
-                series.append({"label": labels[key], "points": points})
+                series.append({"label": labels[key], "points": points,
+                               "color": colours.get(key)})
         if series:
             chart = svg.line_chart(series, title=title, x_label="epoch",
-                                   y_label="nats per example", width=500, height=300)
+                                   y_label="nats per example", width=500, height=300,
+                                   legend=True)
             parts.append(f'<div class="chart">{chart}</div>')
     parts.append("</div>")
     return "".join(parts)
@@ -354,6 +541,11 @@ def sweep_figures(results: dict) -> str:
     roster = results["study"]["roster"]
     shared = results["study"]["shared_options"]
     parts = [f"<h3>Sweep over {e(option)}</h3><div class='figures'>"]
+    # One colour per model family, the same in every chart, in roster order.
+    family_colours: dict[str, str] = {}
+    for entry in roster:
+        family_colours.setdefault(entry["model"],
+                                  svg.PALETTE[len(family_colours) % len(svg.PALETTE)])
     for task in results["tasks"]:
         if task["skipped"] or not task["metrics"]:
             continue
@@ -365,17 +557,26 @@ def sweep_figures(results: dict) -> str:
             if row is None or not row["available"] or value is None:
                 continue
             families.setdefault(entry["model"], []).append((float(value), row["mean"]))
-        series = [{"label": name, "points": sorted(points)} for name, points in families.items()]
+        series = [{"label": name, "points": sorted(points), "color": family_colours[name]}
+                  for name, points in families.items()]
         if series:
             chart = svg.scatter_chart(series, title=metric["label"], x_label=option,
                                       y_label=metric["unit"] or metric["label"], connect=True,
-                                      log_x=True, width=360, height=280)
+                                      log_x=True, width=360, height=280, legend=True)
             parts.append(f'<div class="chart">{chart}</div>')
     parts.append("</div>")
     return "".join(parts)
 
 
 # ----- the page --------------------------------------------------------------------------------
+def _skipped_paragraph(results: dict) -> str:
+    skipped = results.get("skipped") or []
+    if not skipped:
+        return ""
+    return ("<p class='muted'>Skipped: " + e("; ".join(
+        f"{item['title'].lower()} ({item['reason']})" for item in skipped)) + ".</p>")
+
+
 def data_paragraph(study: dict) -> str:
     data = study["data"]
     splits = ", ".join(f"{count:,} {name}" for name, count in data["splits"].items())
@@ -387,10 +588,26 @@ def data_paragraph(study: dict) -> str:
             f"({e(data['likelihood_reason'])}). Preparation: {e(transform)}.")
 
 
+def _epochs_text(run: dict, model: str | None) -> str:
+    """The runs table's "epochs (best)" cell: "closed form" for a model fitted in closed form
+    (pca, ppca), "n/a" for a best epoch that was not recorded."""
+    if run["best_epoch"] is None:
+        from ..models import model_class
+
+        try:
+            if model is not None and getattr(model_class(model), "closed_form", False):
+                return "closed form"
+        except ValueError:  # a model this version does not know
+            pass
+    best = "n/a" if run["best_epoch"] is None else run["best_epoch"]
+    return f"{run['epochs_run']} (best {best})"
+
+
 def settings_section(results: dict) -> str:
     study = results["study"]
     timing = results.get("timing") or {}
     finished = [run for run in results["runs"] if run["status"] == "finished"]
+    models = {entry["key"]: entry["model"] for entry in study["roster"]}
     rows = []
     for run in results["runs"]:
         if run["status"] != "finished":
@@ -400,7 +617,7 @@ def settings_section(results: dict) -> str:
         rows.append([run["label"], str(run["seed"]),
                      "reused from the store" if run["reused"] else "trained now"
                      if run.get("trained_now", True) else "evaluated now (trained before)",
-                     f"{run['epochs_run']} (best {run['best_epoch']})",
+                     _epochs_text(run, models.get(run["entry"])),
                      f"{run['train_seconds']:.1f}", f"{run['evaluation_seconds']:.1f}",
                      run["device"], run["id"]])
     parts = ["<h3>Runs</h3>",
@@ -432,24 +649,28 @@ def render(results: dict, arrays: dict[str, dict]) -> str:
     preset = study["preset"]
     title = f"AE or VAE? A study on {data['name']}"
     sections = [
-        f"<header><h1>{e(title)}</h1><p class='lede'>{data_paragraph(study)}</p>",
+        f"<header><h1>{e(title)}</h1>",
         f"<p class='lede'>{e(preset['question'])}</p>" if preset else "",
+        "</header>",
+        bottom_line_section(results),
+        "<nav><a href='#bottom-line'>bottom line</a><a href='#answer'>verdicts</a>"
+        "<a href='#claims'>claims</a><a href='#verdicts'>verdict table</a>"
+        "<a href='#tasks'>tasks</a><a href='#figures'>figures</a>"
+        "<a href='#runs'>runs and settings</a></nav>",
+        f"<section id='data'><h2>Data and models</h2><p>{data_paragraph(study)}</p>"
         f"<p class='muted'>{len(results['labels'])} models × {study['settings']['seeds']} "
         f"seed(s), budget <b>{e(study['budget']['name'])}</b>: {e(study['budget']['description'])}"
-        ".</p></header>",
-        "<nav><a href='#answer'>answer</a><a href='#claims'>claims</a>"
-        "<a href='#verdicts'>verdicts</a><a href='#tasks'>tasks</a>"
-        "<a href='#figures'>figures</a><a href='#runs'>runs and settings</a></nav>",
-        "<section id='answer'><h2>The answer on this data</h2><ul class='answer'>"
+        ".</p>" + _skipped_paragraph(results) + "</section>",
+        "<section id='answer'><h2>Verdicts by task</h2><ul class='answer'>"
         + "".join(f"<li>{e(sentence)}</li>" for sentence in results["summary"])
         + "</ul><p class='muted'>Intervals are 95% Student-t intervals over seeds of paired "
         "per-seed differences (winner minus runner-up). \"Level\" means that interval covers "
         "zero.</p></section>",
         "<section id='claims'><h2>The source discussion's claims, tested</h2>"
-        + claims_table(results)
+        + claim_sweep_table(results) + claims_table(results)
         + "<p class='muted'>\"At least as good\" holds unless the first model is behind on "
         "average; it does not hold when it is significantly behind.</p></section>",
-        "<section id='verdicts'><h2>Verdicts by task</h2>" + verdict_table(results)
+        "<section id='verdicts'><h2>Verdict table</h2>" + verdict_table(results)
         + "</section>",
         "<section id='tasks'><h2>Tasks</h2>"
         + "".join(task_section(task, labels) for task in results["tasks"]) + "</section>",

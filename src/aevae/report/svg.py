@@ -104,10 +104,26 @@ def _clean(value: float) -> float:
     return float(f"{value:.12g}")
 
 
-def _colour(requested, index: int) -> str:
-    if isinstance(requested, str) and _SAFE_COLOUR.fullmatch(requested.strip()):
-        return requested.strip()
-    return PALETTE[index % len(PALETTE)]
+def _series_colours(requested: Sequence) -> list[str]:
+    """One colour per series: a safe requested colour is kept; the others take, in order,
+    the palette colours no other series uses (series i gets ``PALETTE[i]`` when none asks for
+    a colour), so two series share a colour only past ten series."""
+    wanted = [colour.strip() if isinstance(colour, str) and _SAFE_COLOUR.fullmatch(colour.strip())
+              else None for colour in requested]
+    taken = {colour.lower() for colour in wanted if colour is not None}
+    free = [colour for colour in PALETTE if colour.lower() not in taken]
+    colours, spare = [], 0
+    for index, colour in enumerate(wanted):
+        if colour is None:
+            colour = free[spare] if spare < len(free) else PALETTE[index % len(PALETTE)]
+            spare += 1
+        colours.append(colour)
+    return colours
+
+
+def _show_legend(legend: bool | None, count: int) -> bool:
+    """``legend=None``: a legend when there is more than one series; True/False: always/never."""
+    return count > 1 if legend is None else bool(legend) and count > 0
 
 
 def format_number(value, digits: int = 4) -> str:
@@ -515,45 +531,71 @@ def _polyline(points: Sequence[tuple[float, float]], x_axis: _Axis, y_axis: _Axi
             f'stroke-width="1.5" stroke-linejoin="round"/>')
 
 
+_MARKERS = ("circle", "diamond", "square")
+
+
+def _marker(shape: str, x: float, y: float, tooltip: str) -> str:
+    """One point mark (circle, diamond or square) centred on (x, y), with a tooltip."""
+    title = f"<title>{_escape(tooltip)}</title>"
+    if shape == "diamond":
+        return (f'<path d="M{_c(x)} {_c(y - 5)}L{_c(x + 5)} {_c(y)}L{_c(x)} {_c(y + 5)}'
+                f'L{_c(x - 5)} {_c(y)}Z">{title}</path>')
+    if shape == "square":
+        return (f'<rect x="{_c(x - 3.5)}" y="{_c(y - 3.5)}" width="7" height="7">{title}'
+                "</rect>")
+    return f'<circle cx="{_c(x)}" cy="{_c(y)}" r="3.5">{title}</circle>'
+
+
 def scatter_chart(series: Sequence[Mapping], *, title: str, x_label: str, y_label: str,
                   width: int = 420, height: int = 320, connect: bool = False,
-                  log_x: bool = False, log_y: bool = False) -> str:
-    """Points of one or more series (dicts ``label``, ``points`` [(x, y)], optional ``color``).
+                  log_x: bool = False, log_y: bool = False, legend: bool | None = None) -> str:
+    """Points of one or more series (dicts ``label``, ``points`` [(x, y)], optional ``color``,
+    ``marker`` ("circle", "diamond" or "square") and ``opacity`` (0-1, of the marks' fill)).
 
-    ``connect=True`` joins each series' points in x order (sweeps, rate-distortion curves).
-    A legend lists the series when there is more than one. ``log_x``/``log_y`` use a log
-    scale when all values on that axis are positive.
+    Series are drawn in the order given (the last on top), each in its own colour (see
+    ``_series_colours``). ``connect=True`` joins each series' points in x order (sweeps,
+    rate-distortion curves). A legend lists the series when there is more than one, or always
+    with ``legend=True``. ``log_x``/``log_y`` use a log scale when all values on that axis are
+    positive.
     """
-    prepared = [(str(s.get("label", "")), _colour(s.get("color"), i), _points(s.get("points")))
-                for i, s in enumerate(series)]
-    xs = [x for _, _, points in prepared for x, _ in points]
-    ys = [y for _, _, points in prepared for _, y in points]
+    colours = _series_colours([s.get("color") for s in series])
+    prepared = []
+    for s, colour in zip(series, colours):
+        marker = s.get("marker")
+        opacity = _finite(s.get("opacity"))
+        prepared.append((str(s.get("label", "")), colour, _points(s.get("points")),
+                         marker if marker in _MARKERS else "circle",
+                         None if opacity is None else min(max(opacity, 0.0), 1.0)))
+    xs = [x for _, _, points, _, _ in prepared for x, _ in points]
+    ys = [y for _, _, points, _, _ in prepared for _, y in points]
     if log_x and any(x <= 0 for x in xs):
         log_x = False
     if log_y and any(y <= 0 for y in ys):
         log_y = False
-    legend = [(label, colour) for label, colour, _ in prepared] if len(prepared) > 1 else []
+    entries = [(label, colour) for label, colour, *_ in prepared]
+    entries = entries if _show_legend(legend, len(entries)) else []
 
     def draw(x_axis: _Axis, y_axis: _Axis) -> list[str]:
         marks = []
-        for label, colour, points in prepared:
+        for label, colour, points, marker, opacity in prepared:
             if connect and len(points) > 1:
                 marks.append(_polyline(sorted(points), x_axis, y_axis, colour))
             if not points:
                 continue
-            marks.append(f'<g fill="{_escape(colour)}" stroke="#fff" stroke-width="0.5">')
+            faded = "" if opacity is None else f' fill-opacity="{opacity:.2g}"'
+            marks.append(f'<g fill="{_escape(colour)}"{faded} stroke="#fff" '
+                         'stroke-width="0.5">')
             marks.extend(
-                f'<circle cx="{_c(x_axis(x))}" cy="{_c(y_axis(y))}" r="3.5"><title>'
-                + _escape(f"{label + ': ' if label else ''}{format_number(x)}, "
-                          f"{format_number(y)}")
-                + "</title></circle>"
+                _marker(marker, x_axis(x), y_axis(y),
+                        f"{label + ': ' if label else ''}{format_number(x)}, "
+                        f"{format_number(y)}")
                 for x, y in points
             )
             marks.append("</g>")
         return marks
 
     return _xy_chart(title=title, x_label=x_label, y_label=y_label, width=width, height=height,
-                     xs=xs, ys=ys, legend=legend, draw=draw, log_x=log_x, log_y=log_y)
+                     xs=xs, ys=ys, legend=entries, draw=draw, log_x=log_x, log_y=log_y)
 
 
 def labelled_scatter(x, y, labels=None, *, class_names: Sequence[str] | Mapping | None = None,
@@ -620,14 +662,17 @@ def labelled_scatter(x, y, labels=None, *, class_names: Sequence[str] | Mapping 
 
 
 def line_chart(series: Sequence[Mapping], *, title: str, x_label: str, y_label: str,
-               width: int = 420, height: int = 260, log_y: bool = False) -> str:
+               width: int = 420, height: int = 260, log_y: bool = False,
+               legend: bool | None = None) -> str:
     """Polylines of one or more series (dicts ``label``, ``points`` [(x, y)], optional
     ``color``), e.g. validation loss per epoch. Points are joined in the order given; a missing
     value (None, NaN, inf) breaks the line. ``log_y`` uses a log scale when all y > 0, else a
-    linear one. A legend lists the series when there is more than one.
+    linear one. Each series has its own colour (see ``_series_colours``); a legend lists the
+    series when there is more than one, or always with ``legend=True``.
     """
     prepared = []
-    for i, s in enumerate(series):
+    colours = _series_colours([s.get("color") for s in series])
+    for s, colour in zip(series, colours):
         segments: list[list[tuple[float, float]]] = [[]]
         for pair in s.get("points") or ():
             try:
@@ -640,13 +685,14 @@ def line_chart(series: Sequence[Mapping], *, title: str, x_label: str, y_label: 
                     segments.append([])
                 continue
             segments[-1].append((x, y))
-        prepared.append((str(s.get("label", "")), _colour(s.get("color"), i),
+        prepared.append((str(s.get("label", "")), colour,
                          [segment for segment in segments if segment]))
     xs = [x for _, _, segments in prepared for segment in segments for x, _ in segment]
     ys = [y for _, _, segments in prepared for segment in segments for _, y in segment]
     if log_y and any(y <= 0 for y in ys):
         log_y = False
-    legend = [(label, colour) for label, colour, _ in prepared] if len(prepared) > 1 else []
+    entries = [(label, colour) for label, colour, _ in prepared]
+    entries = entries if _show_legend(legend, len(entries)) else []
 
     def draw(x_axis: _Axis, y_axis: _Axis) -> list[str]:
         marks = []
@@ -661,4 +707,77 @@ def line_chart(series: Sequence[Mapping], *, title: str, x_label: str, y_label: 
         return marks
 
     return _xy_chart(title=title, x_label=x_label, y_label=y_label, width=width, height=height,
-                     xs=xs, ys=ys, legend=legend, draw=draw, log_y=log_y)
+                     xs=xs, ys=ys, legend=entries, draw=draw, log_y=log_y)
+
+
+# Horizontal bars: one value per category and series (e.g. an error per feature and model).
+
+
+def bar_chart(categories: Sequence, series: Sequence[Mapping], *, title: str, x_label: str,
+              width: int = 560, legend: bool | None = None) -> str:
+    """Horizontal bars, one row group per category (top to bottom in the given order) and in
+    it one bar per series (dicts ``label``, ``values`` [one per category], optional
+    ``color``). Bars start at zero; a missing value (None, NaN, inf) draws no bar. Category
+    labels are truncated past 28 characters (full text as a tooltip). A legend lists the
+    series when there is more than one, or always with ``legend=True``.
+    """
+    names = [str(category) for category in categories]
+    colours = _series_colours([s.get("color") for s in series])
+    prepared = []
+    for s, colour in zip(series, colours):
+        values = list(s.get("values") or ())
+        values = [_finite(values[i]) if i < len(values) else None for i in range(len(names))]
+        prepared.append((str(s.get("label", "")), colour, values))
+    values = [v for _, _, row in prepared for v in row if v is not None]
+
+    width = max(int(width), 240)
+    count = max(1, len(prepared))
+    bar = 10.0 if count <= 2 else 7.0 if count <= 4 else 4.0
+    group = max(16.0, count * bar + 8)
+    label_chars = min(28, max((len(name) for name in names), default=0))
+    left = min(max(60.0, _text_width("x" * label_chars) + 16), width * 0.4)
+    right = 20.0
+    top = 8.0 + (_TITLE_HEIGHT if title else 0)
+    entries = [(label, colour) for label, colour, _ in prepared]
+    legend_parts, legend_height = _legend(
+        entries if _show_legend(legend, len(entries)) else [], left, width - right, top)
+    top += legend_height + (6 if legend_parts else 0)
+    rows_bottom = top + group * max(1, len(names))
+    body = _title(title, width) + legend_parts
+    if not values:
+        body.append(_text((left + width - right) / 2, top + group / 2, "no data",
+                          text_anchor="middle", dy="0.35em", fill=_MUTED))
+        return _svg(width, rows_bottom + 10, title, body)
+
+    scale = _Axis([0.0, *values]).place(left, width - right)
+    axis_y = rows_bottom + 4
+    body.append(f'<g stroke="{_GRID}">')
+    body.extend(f'<line x1="{_c(scale(t))}" y1="{_c(top)}" x2="{_c(scale(t))}" '
+                f'y2="{_c(axis_y)}"/>' for t in scale.ticks)
+    body.append("</g>")
+    body.append(f'<line x1="{_c(left)}" y1="{_c(axis_y)}" x2="{_c(width - right)}" '
+                f'y2="{_c(axis_y)}" stroke="{_AXIS}"/>')
+    body.append(f'<g font-size="10" fill="{_MUTED}" text-anchor="middle">')
+    body.extend(_text(scale(t), axis_y + 13, label) for t, label in zip(scale.ticks, scale.labels))
+    body.append("</g>")
+    label_y = axis_y + 28
+    if x_label:
+        body.append(_text((left + width - right) / 2, label_y, x_label, text_anchor="middle",
+                          max_chars=int((width - right - left) / 6.5)))
+    zero = scale(0.0)
+    label_chars_allowed = int((left - 14) / _CHAR_PX)
+    for row, name in enumerate(names):
+        y = top + group * row
+        body.append(_text(left - 8, y + group / 2, name, max_chars=label_chars_allowed,
+                          text_anchor="end", dy="0.35em"))
+        first = y + (group - count * bar) / 2
+        for index, (label, colour, row_values) in enumerate(prepared):
+            value = row_values[row]
+            if value is None:
+                continue
+            x1, x2 = sorted((zero, scale(value)))
+            tooltip = f"{name}{', ' + label if label else ''}: {format_number(value)}"
+            body.append(f'<rect x="{_c(x1)}" y="{_c(first + index * bar)}" '
+                        f'width="{_c(max(x2 - x1, 0.5))}" height="{_c(bar - 1)}" '
+                        f'fill="{_escape(colour)}"><title>{_escape(tooltip)}</title></rect>')
+    return _svg(width, label_y + 8, title, body)

@@ -6,9 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..io import read_json
+from .answer import bottom_line, matchings
+from .health import assess
 from .runner import STUDY_FILE, read_run
 from .tasks import TASKS, DataInfo, ModelInfo
-from .verdicts import judge_claims, summary, task_results
+from .verdicts import health_sentences, judge_claims, summary, task_results
 
 RESULTS_FORMAT = "aevae.study-results/1"
 
@@ -21,13 +23,16 @@ def load_study(out) -> dict:
     return read_json(path)
 
 
-def aggregate(out, since: float | None = None) -> dict:
+def aggregate(out, since: float | None = None, invocation: str | None = None) -> dict:
     """Everything the report shows, as JSON-ready data. Runs not (yet) finished are listed
-    as missing and left out of the figures; runs started before ``since`` (a time.time())
-    count as reused."""
+    as missing and left out of the figures; runs with no interval of work from ``since`` (a
+    time.time()) on count as reused. With ``invocation`` (``run_study``'s mark on its runs),
+    intervals another study marked do not count either: a study sharing the store trained
+    them."""
     study = load_study(out)
     labels = {entry["key"]: entry["label"] for entry in study["roster"]}
     by_entry: dict[str, dict[int, dict]] = {key: {} for key in labels}
+    records: dict[str, dict[int, tuple[dict, dict]]] = {key: {} for key in labels}
     runs = []
     for planned in study["runs"]:
         found = read_run(Path(planned["path"]))
@@ -36,14 +41,21 @@ def aggregate(out, since: float | None = None) -> dict:
             continue
         record, result = found
         intervals = record.get("intervals", [[record["started"], record["finished"]]])
+        marks = record.get("invocations") or []
+        marks = [*marks, *[None] * (len(intervals) - len(marks))]
+        ours = [since is not None and start >= since
+                and (invocation is None or mark is None or mark == invocation)
+                for (start, _), mark in zip(intervals, marks)]
         by_entry[planned["entry"]][int(planned["seed"])] = result["metrics"]
+        records[planned["entry"]][int(planned["seed"])] = (record, result["metrics"])
         runs.append({
             **planned,
             "label": labels[planned["entry"]],
             "status": "finished",
-            "reused": since is None or all(start < since for start, _ in intervals),
-            "trained_now": since is not None and intervals[0][0] >= since,
+            "reused": not any(ours),
+            "trained_now": ours[0],
             "intervals": intervals,
+            "intervals_now": [interval for interval, now in zip(intervals, ours) if now],
             "epochs_run": record["epochs_run"],
             "best_epoch": record["best_epoch"],
             "train_seconds": record["train_seconds"],
@@ -56,20 +68,52 @@ def aggregate(out, since: float | None = None) -> dict:
     info = DataInfo(**study["data_info"])
     models = {key: ModelInfo(**values) for key, values in study["models"].items()}
     measured = {key: seeds for key, seeds in by_entry.items() if seeds}
+    failures = _failures(study, runs)
+    health = assess({key: seeds for key, seeds in records.items() if seeds}, models, failures)
     chosen = {name: TASKS[name] for name in study.get("tasks", TASKS) if name in TASKS}
-    tasks = task_results(measured, models, info, chosen)
+    tasks = task_results(measured, models, info, chosen, health=health)
+    pairs = matchings(study["roster"], study.get("preset"))
+    answers = [{**pair, "bottom_line": bottom_line(tasks, pair["roles"]),
+                "claims": judge_claims(tasks, roles=pair["roles"])} for pair in pairs]
     return {
         "format": RESULTS_FORMAT,
         "study": {key: study[key] for key in ("settings", "budget", "preset", "data",
                                               "shared_options", "roster", "store",
-                                              "metric_groups", "device")},
+                                              "metric_groups", "device", "models")},
         "labels": labels,
         "runs": runs,
         "tasks": tasks,
-        "claims": judge_claims(tasks),
+        # The AE-vs-VAE answer per matching (one, or one per value of a sweep).
+        "answers": answers,
+        "health": health,
+        "health_sentences": health_sentences(health, labels),
+        "claims": answers[0]["claims"] if answers else judge_claims(tasks),
         "summary": summary(tasks, labels),
+        "skipped": [{"task": task["name"], "title": task["title"], "reason": task["skipped"]}
+                    for task in tasks if task["skipped"]],
         "rate_distortion": _rate_distortion(by_entry),
     }
+
+
+def _failures(study: dict, runs: list[dict]) -> dict[str, dict[int, str]]:
+    """Per entry and seed: the error of planned runs the store marks failed (a diverged run)."""
+    missing = [run for run in runs if run["status"] == "missing"]
+    path = Path(study.get("store") or "")
+    if not missing or not path.is_file():
+        return {}
+    from .store import RunStore, StoreError
+
+    failures: dict[str, dict[int, str]] = {}
+    try:
+        with RunStore(path) as store:
+            for run in missing:
+                row = store.get(run["id"])
+                if row is not None and row.status == "failed":
+                    run["error"] = row.error
+                    failures.setdefault(run["entry"], {})[int(run["seed"])] = row.error or ""
+    except (StoreError, OSError):
+        return {}
+    return failures
 
 
 def _rate_distortion(by_entry: dict[str, dict[int, dict]]) -> dict:

@@ -28,8 +28,9 @@ PRESETS = {
         "sweep": None,
     },
     "beta-sweep": {
-        "question": "Rate against distortion: beta-VAE with beta from 0.25 to 8.",
-        "models": ",".join(f"beta_vae:beta={beta:g}" for beta in (0.25, 0.5, 1, 2, 4, 8)),
+        "question": "Rate against distortion: beta-VAE with beta from 0.25 to 8, and the AE "
+        "(beta = 0, no KL term) as the reference each beta is compared with.",
+        "models": "ae," + ",".join(f"beta_vae:beta={beta:g}" for beta in (0.25, 0.5, 1, 2, 4, 8)),
         "sweep": "beta",
     },
 }

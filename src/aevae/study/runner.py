@@ -44,6 +44,16 @@ RUN_FORMAT = 2
 # Share of the data carved out as test (user data without one) and validation splits.
 TEST_FRACTION = 0.2
 VALIDATION_FRACTION = 0.1
+# Names the ``run_study`` call a process works for (its worker processes inherit it): each run
+# records it beside its intervals, so a study counts only the work it did itself, not that of
+# another study sharing the store.
+INVOCATION_VARIABLE = "AEVAE_STUDY_INVOCATION"
+
+
+def current_invocation() -> str | None:
+    import os
+
+    return os.environ.get(INVOCATION_VARIABLE)
 
 
 # ----- the data ------------------------------------------------------------------------------
@@ -135,6 +145,7 @@ def prepare_data(settings: StudySettings) -> PreparedData:
         "split_seed": settings.split_seed,
         "labels": info.labels,
         "class_names": list(dataset.class_names) if dataset.class_names else None,
+        "feature_names": list(dataset.feature_names) if dataset.feature_names else None,
         "dynamic_binarization": dataset.dynamic_binarization,
         "fingerprint": fingerprint(dataset, preparation),
     }
@@ -155,14 +166,16 @@ class RunPlan:
 
 
 def roster_for(settings: StudySettings) -> tuple[list[RosterEntry], dict]:
-    """The entries and, for a preset, its description."""
+    """The entries and, for a preset, its description. A roster given but empty (``--models
+    ""``) is refused, not replaced by the default one."""
     if settings.preset is not None:
         if settings.preset not in PRESETS:
             raise ValueError(f"unknown preset {settings.preset!r}; known: "
                              f"{', '.join(PRESETS)}")
         preset = {"name": settings.preset, **PRESETS[settings.preset]}
-        return parse_roster(settings.models or preset["models"]), preset
-    return parse_roster(settings.models or DEFAULT_ROSTER), {}
+        models = preset["models"] if settings.models is None else settings.models
+        return parse_roster(models), preset
+    return parse_roster(DEFAULT_ROSTER if settings.models is None else settings.models), {}
 
 
 def shared_options(settings: StudySettings, data: PreparedData) -> dict:
@@ -288,6 +301,12 @@ def complete_run(plan: RunPlan, data: PreparedData, settings: StudySettings, sto
     directory = store.run_directory(plan.id)
     record, result = read_run(directory)
     todo = missing_groups(result, groups)
+    if not todo:  # complete, but its row was lost or not marked finished: index it again
+        store.finish(plan.id, metrics=headline_metrics(result["metrics"]),
+                     train_seconds=record["train_seconds"],
+                     evaluation_seconds=record["evaluation_seconds"],
+                     versions=record["versions"], device=record["device"])
+        return record
     device = resolve_device(settings.device)
     model = load(directory, device=device)
     started_at, started = time.time(), time.perf_counter()
@@ -298,8 +317,10 @@ def complete_run(plan: RunPlan, data: PreparedData, settings: StudySettings, sto
     result["seconds"].update(added["seconds"])
     seconds = time.perf_counter() - started
     record["evaluation_seconds"] += seconds
-    record["intervals"] = [*record.get("intervals", [[record["started"], record["finished"]]]),
-                           [started_at, time.time()]]
+    before = record.get("intervals", [[record["started"], record["finished"]]])
+    record["invocations"] = [*record.get("invocations", [None] * len(before)),
+                             current_invocation()]
+    record["intervals"] = [*before, [started_at, time.time()]]
     atomic_write_json(directory / METRICS_FILE, result)
     atomic_write_json(directory / RUN_FILE, record)
     store.finish(plan.id, metrics=headline_metrics(result["metrics"]),
@@ -327,7 +348,8 @@ def execute_run(plan: RunPlan, data: PreparedData, settings: StudySettings, stor
     started_at = time.time()
     started = time.perf_counter()
     model.fit(
-        dataset.train.x, validation=dataset.validation.x, epochs=budget.epochs,
+        dataset.train.x, validation=dataset.validation.x,
+        epochs=budget.epoch_cap(len(dataset.train)),
         batch_size=budget.batch_size, learning_rate=budget.learning_rate, seed=plan.seed,
         patience=budget.patience, out=directory,
         resume=(directory / CHECKPOINT_FILE).exists(), device=device, progress=False,
@@ -352,6 +374,7 @@ def execute_run(plan: RunPlan, data: PreparedData, settings: StudySettings, stor
         "training": {key: value for key, value in budget.to_dict().items()
                      if key != "description"},
         "epochs_run": len(history.epochs),
+        "epoch_cap": budget.epoch_cap(len(dataset.train)),
         "best_epoch": history.best_epoch,
         "history": {key: [record.get(key) for record in history.epochs]
                     for key in ("epoch", "train_loss", "validation_loss",
@@ -364,6 +387,7 @@ def execute_run(plan: RunPlan, data: PreparedData, settings: StudySettings, stor
         "finished": time.time(),
     }
     record["intervals"] = [[record["started"], record["finished"]]]  # spans of work on it
+    record["invocations"] = [current_invocation()]  # the study call of each span
     save_figure_arrays(directory, arrays)
     atomic_write_json(directory / METRICS_FILE, result)
     atomic_write_json(directory / RUN_FILE, record)  # last: its presence means complete
@@ -446,7 +470,13 @@ def run_study(settings: StudySettings, out, *, progress: bool = True,
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     if budget.name == "full":
-        notify(estimate_message(plans, data, budget, store, workers))
+        notify(estimate_message(plans, data, budget, store, workers, groups=groups))
+    import os
+    import uuid
+
+    invocation = uuid.uuid4().hex  # this call's mark on the runs it works on (and its workers)
+    previous_invocation = os.environ.get(INVOCATION_VARIABLE)
+    os.environ[INVOCATION_VARIABLE] = invocation
     try:
         if settings.executor == "ray":
             from .ray_executor import run_on_ray
@@ -458,7 +488,11 @@ def run_study(settings: StudySettings, out, *, progress: bool = True,
     finally:
         torch.set_num_threads(threads)
         store.close()
-    results = aggregate(out, since=study_started)
+        if previous_invocation is None:
+            os.environ.pop(INVOCATION_VARIABLE, None)
+        else:
+            os.environ[INVOCATION_VARIABLE] = previous_invocation
+    results = aggregate(out, since=study_started, invocation=invocation)
     results["timing"] = study_timing(results["runs"], time.perf_counter() - wall_started,
                                      study_started)
     atomic_write_json(out / RESULTS_FILE, results)
@@ -514,10 +548,21 @@ def _join(helpers) -> None:
 
 def study_timing(runs: list[dict], wall_seconds: float, since: float) -> dict:
     """Where the wall time went. Runs of this invocation may overlap (workers): the time any of
-    them was training or evaluating is the union of their intervals; the rest is overhead."""
+    them was training or evaluating is the union of their intervals; the rest is overhead.
+
+    Counted are the runs this invocation worked on (``aggregate``'s ``intervals_now``): those it
+    trained, and those it only evaluated (trained before, evaluated now for new tasks); runs of
+    another study sharing the store, and complete runs only indexed again, are not."""
     executed = [run for run in runs if run.get("status") == "finished" and not run["reused"]]
-    intervals = sorted((start, end) for run in executed for start, end in run["intervals"]
-                       if start >= since)
+    trained = [run for run in executed if run.get("trained_now", True)]
+    evaluated = [run for run in executed if not run.get("trained_now", True)]
+
+    def now(run: dict) -> list:
+        if "intervals_now" in run:
+            return run["intervals_now"]
+        return [interval for interval in run["intervals"] if interval[0] >= since]
+
+    intervals = sorted((start, end) for run in executed for start, end in now(run))
     busy, end = 0.0, -math.inf
     for start, finish in intervals:
         busy += max(finish - max(start, end), 0.0)
@@ -526,11 +571,15 @@ def study_timing(runs: list[dict], wall_seconds: float, since: float) -> dict:
     return {
         "wall_seconds": wall_seconds,
         "busy_seconds": busy,
-        "train_seconds": sum(run["train_seconds"] for run in executed),
-        "evaluation_seconds": sum(run["evaluation_seconds"] for run in executed),
+        "train_seconds": sum(run["train_seconds"] for run in trained),
+        # A run only evaluated now: the time of its new evaluation, not its earlier one.
+        "evaluation_seconds": sum(run["evaluation_seconds"] for run in trained)
+        + sum(end - start for run in evaluated for start, end in now(run)),
         "overhead_seconds": overhead,
         "overhead_fraction": overhead / wall_seconds if wall_seconds > 0 else None,
-        "runs_executed": len(executed),
+        "runs_executed": len(executed),  # trained or evaluated by this invocation
+        "runs_trained": len(trained),
+        "runs_evaluated": len(evaluated),  # trained before, only evaluated now
         "note": "overhead = wall time during which no run of this invocation was training or "
         "evaluating (data loading, planning, the store, starting workers, aggregation, the "
         "report)",
@@ -610,9 +659,72 @@ def work_through(plans, data, settings, store, groups, on_progress=None,
     return executed
 
 
+def _duration(seconds: float) -> str:
+    """A stated time: seconds under a minute (never "0 min"), minutes, hours and minutes."""
+    if seconds < 1:
+        return "under a second"
+    if seconds < 60:
+        return f"about {round(seconds)} s"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"about {hours} h {minutes} min" if hours else f"about {minutes} min"
+
+
+def _evaluation_estimate(neural: list[RunPlan], data: PreparedData, budget: Budget,
+                         step: float, groups: list[str] | None) -> tuple[float, str]:
+    """Seconds of evaluation of the neural runs (all of them, one worker) and what was timed:
+    the importance-sampled log p(x), from a timed forward pass of a probe model's estimator,
+    and the one-class anomaly models' training, from the measured training step, plus their
+    log p(x) scores. The other metric groups are not estimated."""
+    from ..metrics.likelihood import log_likelihood_estimate
+    from ..models import make
+
+    settings = evaluation_settings(budget, 0)
+    wanted = set(METRIC_GROUPS if groups is None else groups)
+    dataset = data.dataset
+    split = dataset.test or dataset.validation or dataset.train
+    examples = len(split) if settings.max_examples is None else min(len(split),
+                                                                     settings.max_examples)
+    likely = [plan for plan in neural if model_class(plan.entry.model).has_likelihood]
+    per_row = 0.0  # seconds per (example, importance sample): a decoder row of the estimator
+    if likely and wanted & {"likelihood", "anomaly"}:
+        probe = make(likely[0].entry.model, **likely[0].options)
+        k = max(1, min(settings.importance_samples, settings.max_rows, 1000))
+        x = split.x[:3]
+        timed = x[1:] if len(x) > 1 else x
+        log_likelihood_estimate(probe, x[:1], k=k, max_rows=settings.max_rows)  # warm-up
+        started = time.perf_counter()
+        log_likelihood_estimate(probe, timed, k=k, max_rows=settings.max_rows)
+        per_row = (time.perf_counter() - started) / (len(timed) * k)
+    seconds, parts = 0.0, []
+    if likely and "likelihood" in wanted:
+        count = examples if settings.likelihood_examples is None else min(
+            examples, settings.likelihood_examples)
+        seconds += len(likely) * count * settings.importance_samples * per_row
+        parts.append(f"log p(x) with k = {settings.importance_samples} on {count} examples "
+                     f"({per_row * 1e6:.1f} us per sample measured here)")
+    labels = dataset.train.labels
+    if ("anomaly" in wanted and data.info.labels and labels is not None
+            and settings.anomaly_training_epochs > 0):
+        classes = len(np.unique(labels))
+        if settings.anomaly_classes is not None:
+            classes = min(classes, settings.anomaly_classes)
+        per_class = min(settings.anomaly_training_examples, math.ceil(len(labels) / classes))
+        steps = settings.anomaly_training_epochs * math.ceil(per_class
+                                                             / settings.anomaly_batch_size)
+        # A step costs about in proportion to its batch.
+        seconds += (len(neural) * classes * steps * step
+                    * settings.anomaly_batch_size / budget.batch_size)
+        seconds += (len(likely) * classes * examples * settings.anomaly_importance_samples
+                    * per_row)
+        parts.append(f"{classes} one-class anomaly models of "
+                     f"{settings.anomaly_training_epochs} epochs per run")
+    return seconds, "; ".join(parts)
+
+
 def estimate_message(plans: list[RunPlan], data: PreparedData, budget: Budget,
-                     store: RunStore, workers: int) -> str:
-    """A stated expectation for a long budget, from timing a few training steps here."""
+                     store: RunStore, workers: int, groups: list[str] | None = None) -> str:
+    """A stated expectation for a long budget, from timing a few training steps and the
+    log p(x) estimator here. ``groups``: the metric groups evaluated (None: all)."""
     from ..models import make
 
     todo = [plan for plan in plans
@@ -636,11 +748,14 @@ def estimate_message(plans: list[RunPlan], data: PreparedData, budget: Budget,
     # not multiply the stated time.
     step = statistics.median(durations[2:])
     steps_per_epoch = math.ceil(len(data.dataset.train) / budget.batch_size)
-    # Validation passes and the one-class anomaly models add about a third at this budget.
-    training = len(neural) * budget.epochs * steps_per_epoch * step * 1.35 / workers
-    hours, minutes = divmod(round(training / 60), 60)
-    spent = f"{hours} h {minutes} min" if hours else f"{minutes} min"
-    return (f"expected time: up to about {spent} of training for {len(neural)} neural run(s) "
-            f"on {workers} worker(s) ({step * 1000:.1f} ms per step measured here, "
-            f"{budget.epochs} epochs at most), plus evaluation; early stopping usually ends "
+    # The validation passes (forward only, on a tenth of the data) add a little.
+    epochs = budget.epoch_cap(len(data.dataset.train))
+    training = len(neural) * epochs * steps_per_epoch * step * 1.1 / workers
+    evaluation, timed = _evaluation_estimate(neural, data, budget, step, groups)
+    evaluation /= workers
+    said = (f"plus {_duration(evaluation)} of evaluation ({timed}; the other metrics "
+            "come on top)" if timed else "plus evaluation")
+    return (f"expected time: up to {_duration(training)} of training for {len(neural)} "
+            f"neural run(s) on {workers} worker(s) ({step * 1000:.1f} ms per step measured "
+            f"here, {epochs} epochs at most), {said}; early stopping usually ends "
             "runs sooner")

@@ -27,6 +27,8 @@ RUN_FILE = "run.json"  # inside each run directory: the row's content, for rebui
 SCHEMA_VERSION = 1
 # A run marked running by a process on another machine counts as abandoned after this long.
 STALE_SECONDS = 6 * 3600
+# The error of a run whose process died while it was marked running (killed, interrupted).
+INTERRUPTED = "interrupted: the process that ran it is gone"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -204,7 +206,9 @@ class RunStore:
     def select(self, *, model: str | None = None, dataset: str | None = None,
                status: str | None = None, budget: str | None = None,
                seed: int | None = None) -> list[RunRow]:
-        """Rows matching every filter given, oldest first."""
+        """Rows matching every filter given, oldest first. Runs left marked running by a
+        process that is gone are first marked failed (``recover_abandoned``)."""
+        self.recover_abandoned()
         clauses, values = [], []
         for column, value in (("model", model), ("dataset", dataset), ("status", status),
                               ("budget", budget), ("seed", seed)):
@@ -216,6 +220,26 @@ class RunStore:
             rows = self._connection.execute(f"SELECT * FROM runs{where} ORDER BY created, id",
                                             values).fetchall()
         return [RunRow.from_sql(row) for row in rows]
+
+    def recover_abandoned(self) -> list[str]:
+        """Mark failed (error ``INTERRUPTED``) the runs marked running whose owner is gone: a
+        study killed or interrupted mid-run. The next study claims them again. Returns their
+        ids."""
+        with self._reported():  # a read first: most stores hold no such run, and stay unwritten
+            if self._connection.execute(
+                    "SELECT 1 FROM runs WHERE status = 'running' LIMIT 1").fetchone() is None:
+                return []
+        with self.transaction() as cursor:
+            rows = cursor.execute("SELECT id, owner, updated FROM runs WHERE status = 'running'"
+                                  ).fetchall()
+            gone = [row["id"] for row in rows
+                    if row["owner"] != _owner() and not _owner_alive(row["owner"], row["updated"])]
+            now = time.time()
+            for run_id in gone:
+                cursor.execute("UPDATE runs SET status = 'failed', error = ?, owner = NULL, "
+                               "updated = ? WHERE id = ? AND status = 'running'",
+                               (INTERRUPTED, now, run_id))
+        return gone
 
     def count_finished(self, run_ids: list[str]) -> int:
         marks = ", ".join("?" for _ in run_ids)

@@ -65,6 +65,9 @@ class Metric:
     min_count: int = 0
     # A remark on a model's figure that still counts (shown beside it), or None.
     caveat: Callable[[ModelInfo, DataInfo], str | None] | None = None
+    # The figure's possible range (None: unbounded on that side); intervals are clipped to it.
+    bounds: tuple[float | None, float | None] = (None, None)
+    short: str = ""  # a few characters for narrow tables; the label when empty
 
     def __post_init__(self):
         if self.direction not in ("lower", "higher"):
@@ -76,8 +79,45 @@ class Metric:
 
 
 @dataclass(frozen=True)
+class Guard:
+    """A second figure a model must not fall far behind on to win its task.
+
+    The best model on ``metric`` (a (task, metric) pair) sets the bar: a model passes when its
+    figure is within ``ratio`` times the best (lower-is-better figures: at most ratio x best;
+    higher-is-better: at least best / ratio) or within ``difference`` of it. ``why`` finishes
+    "it cannot win: ..." and is followed by both figures ("... 0.68 against 0.91 for ae").
+    Verdicts, claims and the bottom line read the same guards."""
+
+    metric: tuple[str, str]
+    why: str
+    ratio: float | None = None
+    difference: float | None = None
+
+    def __post_init__(self):
+        if (self.ratio is None) == (self.difference is None):
+            raise ValueError("a guard takes a ratio or a difference, not both")
+
+    def passes(self, value: float, best: float, direction: str) -> bool:
+        if self.ratio is not None:
+            if direction == "lower":
+                return value <= best * self.ratio if best >= 0 else value <= best / self.ratio
+            return value >= best / self.ratio if best >= 0 else value >= best * self.ratio
+        if direction == "lower":
+            return value <= best + self.difference
+        return value >= best - self.difference
+
+    def bar(self, best: float, direction: str) -> float:
+        """The worst passing value."""
+        if self.ratio is not None:
+            up = (direction == "lower") == (best >= 0)
+            return best * self.ratio if up else best / self.ratio
+        return best + self.difference if direction == "lower" else best - self.difference
+
+
+@dataclass(frozen=True)
 class Task:
-    """A question the study answers; ``metrics[0]`` is the headline figure of its verdict."""
+    """A question the study answers. ``metrics[0]`` is the primary figure of its verdict; a
+    model that fails one of ``guards`` (or the run health checks) wins none of its figures."""
 
     name: str
     title: str
@@ -87,10 +127,22 @@ class Task:
     needs: tuple[str, ...] = ()
     note: str = ""
     extra_groups: tuple[str, ...] = field(default=())
+    goal: str = ""  # the row of the AE-vs-VAE bottom line, e.g. "generate new examples"
+    guards: tuple[Guard, ...] = ()
+
+    @property
+    def primary(self) -> Metric:
+        return self.metrics[0]
 
     @property
     def groups(self) -> set[str]:
-        return set().union(*(metric.groups for metric in self.metrics), self.extra_groups)
+        guard_groups = set()
+        for guard in self.guards:
+            task = TASKS.get(guard.metric[0])
+            if task is not None and task is not self:
+                guard_groups |= metric_named(*guard.metric).groups
+        return set().union(*(metric.groups for metric in self.metrics), self.extra_groups,
+                           guard_groups)
 
 
 TASKS: dict[str, Task] = {}
@@ -101,6 +153,14 @@ def register_task(task: Task) -> Task:
         raise ValueError(f"task {task.name!r} registered twice")
     TASKS[task.name] = task
     return task
+
+
+def metric_named(task: str, name: str, tasks: dict[str, Task] | None = None) -> Metric:
+    """The registered metric ``name`` of ``task`` (KeyError naming both if there is none)."""
+    for metric in (tasks or TASKS)[task].metrics:
+        if metric.name == name:
+            return metric
+    raise KeyError(f"task {task!r} has no metric {name!r}")
 
 
 def lookup(result: dict, path: tuple[str, ...]):
@@ -157,19 +217,40 @@ def untrained_prior(model: ModelInfo, data: DataInfo) -> str | None:
     return None if model.trains_prior else "no trained prior: decoded N(0, I) draws"
 
 
+UNIT_RANGE = (0.0, 1.0)
+POSITIVE = (0.0, None)
+
+
 def sampling_metrics(source: str, what: str, caveat=None) -> tuple[Metric, ...]:
     count = ("generation", "reference_images")
     return (
         Metric(f"{source}_frechet_distance", f"{what}: Fréchet distance",
                (("generation", source, "frechet_distance", "value"),), "lower", digits=4,
-               count=count, min_count=500, caveat=caveat),
+               count=count, min_count=500, caveat=caveat, bounds=POSITIVE, short="FD"),
         Metric(f"{source}_precision", f"{what}: precision",
                (("generation", source, "precision_recall", "precision"),), "higher",
-               count=count, min_count=200),
+               count=count, min_count=200, bounds=UNIT_RANGE),
         Metric(f"{source}_recall", f"{what}: recall",
                (("generation", source, "precision_recall", "recall"),), "higher",
-               count=count, min_count=200),
+               count=count, min_count=200, bounds=UNIT_RANGE),
     )
+
+
+def sampling_guards(task: str, source: str) -> tuple[Guard, ...]:
+    # Precision alone rewards a sampler that covers one corner of the data (a collapsed model
+    # decoding its mean); recall alone, one that sprays noise. Each guards the other.
+    return (
+        Guard((task, f"{source}_recall"), "its samples cover under half as much "
+              "of the data", ratio=2.0),
+        Guard((task, f"{source}_precision"), "under half as large a share of its "
+              "samples looks like data", ratio=2.0),
+    )
+
+
+# Decoded codes are only worth judging if the model reconstructs its inputs: a model whose
+# codes ignore the input lands every code on the prior and every midpoint on the mean.
+RECONSTRUCTION_FLOOR = Guard(("compression", "mse"), "it reconstructs with over three times "
+                             "the error", ratio=3.0)
 
 
 # ----- the registry ----------------------------------------------------------------------------
@@ -179,7 +260,8 @@ register_task(Task(
     "compress data and reconstruct it",
     (
         Metric("mse", "reconstruction MSE", (("reconstruction", "mse", "value"),), "lower",
-               unit="per dimension", digits=4),
+               unit="per dimension", digits=4, bounds=POSITIVE,
+               count=("reconstruction", "examples"), min_count=100, short="MSE"),
         Metric("psnr", "reconstruction PSNR", (("reconstruction", "psnr", "value"),), "higher",
                unit="dB", needs=("unit-interval",)),
         Metric("reconstruction_nll", "reconstruction -log p(x|z)",
@@ -187,6 +269,7 @@ register_task(Task(
                unit="nats per example", applies=same_likelihood),
     ),
     note="Codes are posterior means E[z|x] for the VAE family, g(x) for deterministic models.",
+    goal="compress",
 ))
 
 register_task(Task(
@@ -198,13 +281,15 @@ register_task(Task(
                (("likelihood", "log_likelihood"),), "higher", unit="nats per example",
                digits=4, applies=needs_likelihood,
                spread=("likelihood", "log_likelihood_standard_error"),
-               count=("likelihood", "examples"), min_count=100),
+               count=("likelihood", "examples"), min_count=100, short="log p(x)"),
         Metric("elbo", "ELBO", (("likelihood", "elbo"),), "higher", unit="nats per example",
                digits=4, applies=needs_likelihood,
-               spread=("likelihood", "elbo_standard_error")),
+               spread=("likelihood", "elbo_standard_error"),
+               count=("likelihood", "examples"), min_count=100),
     ),
     note="Deterministic models define no p(x). For PPCA the estimate equals its exact "
     "log-likelihood (reported in its metrics as exact_log_likelihood).",
+    goal="estimate density",
 ))
 
 register_task(Task(
@@ -212,6 +297,8 @@ register_task(Task(
     "Decoding draws z ~ N(0, I): whose samples look most like the data?",
     "generate new examples by sampling the prior",
     sampling_metrics("prior", "prior samples", caveat=untrained_prior),
+    guards=sampling_guards("prior_sampling", "prior"),
+    goal="generate (prior samples)",
     note="Models without a trained prior (deterministic AEs, PCA) are given N(0, I) draws "
     "anyway: that is what sampling a plain AE would mean. Features: a classifier trained on "
     "the data's labels, else the data's principal components.",
@@ -223,6 +310,8 @@ register_task(Task(
     "decoded draws look most like the data?",
     "generate examples from a density fitted to the codes (ex-post)",
     sampling_metrics("ex_post", "ex-post samples"),
+    guards=sampling_guards("ex_post_sampling", "ex_post"),
+    goal="generate (ex-post density)",
     note="Ghosh et al. (2020): any autoencoder becomes a sampler this way.",
 ))
 
@@ -235,13 +324,15 @@ register_task(Task(
         Metric("midpoint_distance", "midpoints: distance to the nearest training example",
                (("interpolation", "midpoint_realism", "value"),), "lower",
                unit="1 = as close as data is to data", count=("interpolation", "pairs"),
-               min_count=50),
+               min_count=50, bounds=POSITIVE, short="midpoint distance"),
         Metric("smoothness", "path evenness: largest / mean step",
                (("interpolation", "smoothness", "value"),), "lower", unit="1 = even"),
         Metric("midpoint_confidence", "midpoints: classifier confidence",
                (("interpolation", "midpoint_realism", "classifier", "mean_confidence"),),
-               "higher", needs=("labels",)),
+               "higher", needs=("labels",), bounds=UNIT_RANGE),
     ),
+    guards=(RECONSTRUCTION_FLOOR,),
+    goal="interpolate",
 ))
 
 register_task(Task(
@@ -252,14 +343,17 @@ register_task(Task(
     (
         Metric("probe_10", "linear probe, 10 labels per class",
                (("structure", "linear_probe", "accuracy", "10"),), "higher", unit="accuracy",
-               count=("structure", "n_test"), min_count=200),
+               count=("structure", "n_test"), min_count=200, bounds=UNIT_RANGE,
+               short="probe, 10/class"),
         Metric("probe_100", "linear probe, 100 labels per class",
                (("structure", "linear_probe", "accuracy", "100"),), "higher", unit="accuracy",
-               count=("structure", "n_test"), min_count=200),
+               count=("structure", "n_test"), min_count=200, bounds=UNIT_RANGE),
         Metric("knn_all", "5-NN, all labels", (("structure", "knn", "accuracy", "all"),),
-               "higher", unit="accuracy", count=("structure", "n_test"), min_count=200),
+               "higher", unit="accuracy", count=("structure", "n_test"), min_count=200,
+               bounds=UNIT_RANGE),
     ),
     needs=("labels",),
+    goal="classify with few labels",
 ))
 
 register_task(Task(
@@ -269,10 +363,13 @@ register_task(Task(
     (
         Metric("kmeans_accuracy", "k-means accuracy (Hungarian)",
                (("structure", "clustering", "accuracy"),), "higher",
-               count=("structure", "n_test"), min_count=200),
-        Metric("kmeans_nmi", "k-means NMI", (("structure", "clustering", "nmi"),), "higher"),
+               count=("structure", "n_test"), min_count=200, bounds=UNIT_RANGE,
+               short="k-means accuracy"),
+        Metric("kmeans_nmi", "k-means NMI", (("structure", "clustering", "nmi"),), "higher",
+               count=("structure", "n_test"), min_count=200, bounds=UNIT_RANGE),
     ),
     needs=("labels",),
+    goal="cluster",
 ))
 
 register_task(Task(
@@ -283,12 +380,14 @@ register_task(Task(
     (
         Metric("anomaly_reconstruction", "AUROC, score = reconstruction error",
                (("anomaly", "auroc", "reconstruction_error", "value"),), "higher",
-               count=("anomaly", "n_evaluation"), min_count=200),
+               count=("anomaly", "n_evaluation"), min_count=200, bounds=UNIT_RANGE, short="AUROC"),
         Metric("anomaly_likelihood", "AUROC, score = -log p(x)",
                (("anomaly", "auroc", "negative_log_likelihood", "value"),), "higher",
-               applies=has_likelihood),
+               applies=has_likelihood, count=("anomaly", "n_evaluation"), min_count=200,
+               bounds=UNIT_RANGE),
     ),
     needs=("labels",),
+    goal="detect anomalies",
     note="One-class protocol: a fresh copy of each model is trained on one class at a time "
     "(the study's budget sets its epochs).",
 ))
@@ -299,12 +398,14 @@ register_task(Task(
     "denoise (reconstruct clean data from corrupted inputs)",
     (
         Metric("denoise_noise", "PSNR after Gaussian noise (std 0.3)",
-               (("denoising", "gaussian_noise", "0.3", "value"),), "higher", unit="dB"),
+               (("denoising", "gaussian_noise", "0.3", "value"),), "higher", unit="dB",
+               short="PSNR, noise 0.3"),
         Metric("denoise_mask", "PSNR after masking half the values",
                (("denoising", "masking", "0.5", "value"),), "higher", unit="dB"),
     ),
     needs=("unit-interval",),
     note="None of the models was trained to denoise; this asks what each gives for free.",
+    goal="denoise",
 ))
 
 register_task(Task(
@@ -314,10 +415,13 @@ register_task(Task(
     (
         Metric("impute_20", "RMSE on the missing entries, 20% missing",
                (("imputation", "by_fraction", "0.2", "rmse"),), "lower", digits=4,
-               count=("imputation", "examples"), min_count=100),
+               count=("imputation", "examples"), min_count=100, bounds=POSITIVE,
+               short="RMSE, 20% missing"),
         Metric("impute_50", "RMSE on the missing entries, 50% missing",
-               (("imputation", "by_fraction", "0.5", "rmse"),), "lower", digits=4),
+               (("imputation", "by_fraction", "0.5", "rmse"),), "lower", digits=4,
+               count=("imputation", "examples"), min_count=100, bounds=POSITIVE),
     ),
+    goal="impute",
     note="Models trained on complete data fill the gaps by iterated reconstruction starting "
     "from the training mean; MIWAE by importance sampling. Filling with the training mean is "
     "in each run's metrics.json for scale.",
@@ -331,12 +435,16 @@ register_task(Task(
     (
         Metric("edit_success", "edits that show the target class",
                (("manipulation", "edit_success"),), "higher", unit="share",
-               count=("manipulation", "edits"), min_count=200),
+               count=("manipulation", "edits"), min_count=200, bounds=UNIT_RANGE,
+               short="edit success"),
         Metric("edit_realism", "edited examples: distance to the nearest training example",
                (("manipulation", "realism", "value"),), "lower",
-               unit="1 = as close as data is to data"),
+               unit="1 = as close as data is to data", bounds=POSITIVE),
     ),
     needs=("labels",),
+    guards=(Guard(("manipulation", "edit_realism"), "its edits lie over 1.5 times as far "
+                  "from the data", ratio=1.5),),
+    goal="edit (latent arithmetic)",
     note="Class vectors from the training codes; every evaluation example is moved to a "
     "randomly chosen other class.",
 ))
@@ -348,11 +456,19 @@ register_task(Task(
     "draw several variants of one input",
     (
         Metric("variation_diversity", "variations: spread", (("variation", "diversity"),),
-               "higher", unit="1 = as far apart as neighbouring data"),
+               "higher", unit="1 = as far apart as neighbouring data", bounds=POSITIVE,
+               short="spread"),
         Metric("variation_faithfulness", "variations that keep the input's class",
-               (("variation", "faithfulness"),), "higher", unit="share"),
+               (("variation", "faithfulness"),), "higher", unit="share", bounds=UNIT_RANGE),
     ),
     needs=("labels",),
+    guards=(
+        Guard(("variation", "variation_faithfulness"), "its variations keep the input's "
+              "class over 5 points less often", difference=0.05),
+        Guard(("variation", "variation_diversity"), "its variations spread under half as far",
+              ratio=2.0),
+    ),
+    goal="vary one input",
     note="A deterministic AE has one code per input: its only variation comes from noise on "
     "its input. Spread alone is no virtue: read it with faithfulness.",
 ))
@@ -365,14 +481,16 @@ register_task(Task(
     (
         Metric("holes", "holes between the codes",
                (("latent", "holes", "value"),), "lower",
-               unit="share of probes off the codes; 0.05 = none"),
+               unit="share of probes off the codes; 0.05 = none", bounds=UNIT_RANGE, short="holes"),
         Metric("prior_mmd", "codes vs N(0, I): MMD²",
                (("latent", "aggregate_posterior_mismatch", "mmd_imq"),
                 ("latent", "prior_mismatch", "mmd_imq")), "lower", digits=4,
-               unit="VAE family: the aggregate posterior"),
+               unit="VAE family: the aggregate posterior", bounds=POSITIVE),
         Metric("active_units", "active units", (("latent", "active_units", "value"),),
-               "higher", digits=0),
+               "higher", digits=0, bounds=POSITIVE),
     ),
+    guards=(RECONSTRUCTION_FLOOR,),
+    goal="latent space",
 ))
 
 register_task(Task(
@@ -381,7 +499,8 @@ register_task(Task(
     "factor, and each factor live in few dimensions?",
     "learn disentangled codes (one factor per dimension)",
     tuple(
-        Metric(name, label, (("disentanglement", "scores", name),), "higher")
+        Metric(name, label, (("disentanglement", "scores", name),), "higher",
+               bounds=UNIT_RANGE)
         for name, label in (
             ("mig", "MIG (mutual information gap)"),
             ("factor_vae_score", "FactorVAE score"),
@@ -398,4 +517,5 @@ register_task(Task(
     note="Locatello et al. (2019)'s protocols (sizes in the run's metrics.json); the codes are "
     "posterior means for the VAE family. Their study found these scores vary more with the "
     "seed than with the model.",
+    goal="disentangle",
 ))

@@ -11,15 +11,28 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .health import describe, dropped_seeds, excluded
 from .statistics import paired_difference, t_interval
-from .tasks import TASKS, DataInfo, Metric, ModelInfo, Task, lookup, missing_needs
+from .tasks import (
+    TASKS,
+    DataInfo,
+    Guard,
+    Metric,
+    ModelInfo,
+    Task,
+    lookup,
+    metric_named,
+    missing_needs,
+)
 
 CLEAR = "clear winner"
 LEVEL = "no clear winner"
 ONE_SEED = "one seed"
 NOT_COMPARED = "not compared"
+UNCONTESTED = "uncontested"  # the only entry that passes the health checks and guards
 
 HOLDS, FAILS, INCONCLUSIVE, NOT_TESTED = "holds", "does not hold", "inconclusive", "not tested"
+PARTLY = "partly tested"  # the parts that ran hold; others could not run
 # Differences smaller than this share of the figure's size are ties, whatever the interval:
 # models that do not depend on the seed (PCA) give zero-width intervals around any difference.
 TOLERANCE = 0.005
@@ -63,9 +76,12 @@ def _group_reason(metrics_by_seed: dict, metric: Metric) -> str | None:
 
 
 def metric_rows(metric: Metric, runs: dict[str, dict[int, dict]],
-                models: dict[str, ModelInfo], data: DataInfo) -> dict[str, dict]:
+                models: dict[str, ModelInfo], data: DataInfo,
+                health: dict | None = None) -> dict[str, dict]:
     """Per roster entry: the per-seed values of ``metric`` with mean, interval and flags, or
-    why the figure does not apply. ``runs`` maps entry key -> seed -> evaluation metrics."""
+    why the figure does not apply. ``runs`` maps entry key -> seed -> evaluation metrics.
+    Intervals are clipped to the figure's possible range (``clipped`` says so); an entry the
+    health checks exclude carries the reasons in ``excluded``."""
     rows = {}
     for key, by_seed in runs.items():
         reason = missing_needs(metric.needs, data)
@@ -74,17 +90,23 @@ def metric_rows(metric: Metric, runs: dict[str, dict[int, dict]],
         if reason is not None:
             rows[key] = {"available": False, "reason": reason}
             continue
-        values = {}
+        values, left_out = {}, {}
+        dropped = dropped_seeds(health, key)
         for seed, metrics in by_seed.items():
             value = _first_present(metrics, metric)
             if isinstance(value, (int, float)) and math.isfinite(value):
-                values[seed] = float(value)
+                (left_out if seed in dropped else values)[seed] = float(value)
         if not values:
             rows[key] = {"available": False,
                          "reason": _group_reason(by_seed, metric) or "not measured"}
             continue
         interval = t_interval(values.values())
         row = {"available": True, "values": values, **interval.to_dict(), "flags": []}
+        if left_out:
+            row["left_out"] = left_out
+            row["flags"].append(f"seed(s) {', '.join(map(str, sorted(left_out)))} left out: "
+                                "the run failed a health check")
+        _clip(row, metric.bounds)
         if metric.caveat is not None and (caveat := metric.caveat(models[key], data)):
             row["caveat"] = caveat
         if metric.spread is not None:
@@ -97,20 +119,49 @@ def metric_rows(metric: Metric, runs: dict[str, dict[int, dict]],
             if counts and min(counts) < metric.min_count:
                 row["flags"].append(f"small sample: {int(min(counts))} examples behind this "
                                     f"figure (at least {metric.min_count} wanted)")
+                row["small_sample"] = int(min(counts))
+        if blocked := excluded(health, key):
+            row["excluded"] = [describe(finding) for finding in blocked]
         rows[key] = row
     return rows
 
 
+def _clip(row: dict, bounds: tuple[float | None, float | None]) -> None:
+    """A t interval knows no range: "0.995 [0.971, 1.02]" for a share. Clip it and say so."""
+    if row.get("low") is None:
+        return
+    lowest, highest = bounds
+    if lowest is not None and row["low"] < lowest:
+        row["low"], row["clipped"] = lowest, True
+    if highest is not None and row["high"] > highest:
+        row["high"], row["clipped"] = highest, True
+
+
+def eligible(row: dict) -> bool:
+    """Whether an entry's figure may win: measured, healthy, and passing the task's guards."""
+    return row["available"] and not row.get("excluded") and not row.get("guard_failures")
+
+
 def decide(rows: dict[str, dict], direction: str) -> dict:
-    """The verdict on one figure: winner, runner-up, paired margin and its interval."""
-    candidates = [key for key, row in rows.items() if row["available"]]
-    if len(candidates) < 2:
-        return {"status": NOT_COMPARED, "reason": "fewer than two models have this figure"}
+    """The verdict on one figure: winner, runner-up, paired margin and its interval, among the
+    entries that may win (``eligible``); the others are listed with why they may not."""
+    available = [key for key, row in rows.items() if row["available"]]
+    candidates = [key for key in available if eligible(rows[key])]
+    barred = {key: rows[key].get("excluded", []) + rows[key].get("guard_failures", [])
+              for key in available if key not in candidates}
     sign = 1.0 if direction == "higher" else -1.0
     order = sorted(candidates, key=lambda key: sign * rows[key]["mean"], reverse=True)
+    if len(candidates) < 2:
+        if len(candidates) == 1 and barred:
+            return {"status": UNCONTESTED, "winner": order[0], "ranking": order,
+                    "barred": barred,
+                    "reason": "the only model that passes the health checks and guards"}
+        return {"status": NOT_COMPARED, "barred": barred,
+                "reason": "fewer than two models have this figure" if not barred else
+                "fewer than two models pass the health checks and guards"}
     winner, runner_up = order[0], order[1]
     paired = paired_difference(rows[winner]["values"], rows[runner_up]["values"])
-    verdict = {"winner": winner, "runner_up": runner_up, "ranking": order}
+    verdict = {"winner": winner, "runner_up": runner_up, "ranking": order, "barred": barred}
     if paired is None:
         return {**verdict, "status": NOT_COMPARED,
                 "reason": "the two leaders share no seed"}
@@ -136,34 +187,172 @@ def decide(rows: dict[str, dict], direction: str) -> dict:
     return verdict
 
 
+def guard_rows(task: Task, runs: dict[str, dict[int, dict]], models: dict[str, ModelInfo],
+               data: DataInfo, health: dict | None) -> list[dict]:
+    """Each guard of ``task`` with every entry's mean on its figure, and the bar the best
+    healthy entry sets."""
+    guards = []
+    for guard in task.guards:
+        metric = metric_named(*guard.metric)
+        if missing_needs(metric.needs, data) is not None:
+            continue
+        rows = metric_rows(metric, runs, models, data, health)
+        means = {key: row["mean"] for key, row in rows.items() if row["available"]}
+        healthy = [key for key in means if not rows[key].get("excluded")]
+        sign = 1.0 if metric.direction == "higher" else -1.0
+        best = max(healthy, key=lambda key: sign * means[key]) if healthy else None
+        guards.append({
+            "metric": list(guard.metric), "label": metric.label, "digits": metric.digits,
+            "direction": metric.direction, "why": guard.why, "means": means, "best": best,
+            "ratio": guard.ratio, "difference": guard.difference,
+            "bar": guard.bar(means[best], metric.direction) if best is not None else None,
+            "failing": sorted(key for key in healthy
+                              if not guard.passes(means[key], means[best], metric.direction)),
+        })
+    return guards
+
+
+def _guard_text(guard: dict, key: str, labels: dict | None = None) -> str:
+    best = guard["best"]
+    name = (labels or {}).get(best, best)
+    return (f"{guard['why']}: {guard['label']} "
+            f"{format_value(guard['means'][key], guard['digits'])} against "
+            f"{format_value(guard['means'][best], guard['digits'])} for {name}")
+
+
 def task_results(runs: dict[str, dict[int, dict]], models: dict[str, ModelInfo],
-                 data: DataInfo, tasks: dict[str, Task] | None = None) -> list[dict]:
-    """Every task: skipped with its reason, or its metrics' rows and verdicts."""
+                 data: DataInfo, tasks: dict[str, Task] | None = None,
+                 health: dict | None = None) -> list[dict]:
+    """Every task: skipped with its reason, or its metrics' rows and verdicts. An entry the
+    health checks exclude, or that fails one of the task's guards on another figure, wins none
+    of the task's figures."""
     results = []
     for task in (tasks or TASKS).values():
         entry = {"name": task.name, "title": task.title, "question": task.question,
-                 "note": task.note}
+                 "note": task.note, "goal": task.goal, "purpose": task.purpose}
         reason = missing_needs(task.needs, data)
         if reason is not None:
-            results.append({**entry, "skipped": reason, "metrics": []})
+            results.append({**entry, "skipped": reason, "metrics": [], "guards": []})
             continue
+        guards = guard_rows(task, runs, models, data, health)
         metrics = []
         for metric in task.metrics:
             reason = missing_needs(metric.needs, data)
             if reason is not None:
                 continue
-            rows = metric_rows(metric, runs, models, data)
+            rows = metric_rows(metric, runs, models, data, health)
+            for guard in guards:
+                if tuple(guard["metric"]) == (task.name, metric.name):
+                    continue  # a figure does not guard itself
+                for key in guard["failing"]:
+                    if key in rows and rows[key]["available"]:
+                        rows[key].setdefault("guard_failures", []).append(
+                            _guard_text(guard, key))
             metrics.append({
                 "name": metric.name,
                 "label": metric.label,
+                "short": metric.short or metric.label,
                 "unit": metric.unit,
                 "direction": metric.direction,
                 "digits": metric.digits,
+                "bounds": list(metric.bounds),
                 "rows": rows,
                 "verdict": decide(rows, metric.direction),
             })
-        results.append({**entry, "skipped": None, "metrics": metrics})
+        results.append({**entry, "skipped": None, "metrics": metrics, "guards": guards})
     return results
+
+
+def compare_pair(task: dict, metric: dict, first: str, second: str) -> dict:
+    """``first`` against ``second`` on one figure of a task result, by the verdicts' rules:
+    health checks first, then the task's guards judged between the two (the better of the pair
+    sets the bar), then the paired difference. ``outcome`` is "first", "second", "level",
+    "one seed" or "not compared"; ``by_default`` marks a result decided by a check, not by the
+    figure."""
+    result = {"first": first, "second": second, "label": metric["label"],
+              "digits": metric["digits"], "direction": metric["direction"]}
+    rows = (metric["rows"].get(first), metric["rows"].get(second))
+    for name, row in zip((first, second), rows):
+        if row is None:
+            return {**result, "outcome": "not compared", "reason": f"{name} is not in the roster"}
+        if not row["available"]:
+            return {**result, "outcome": "not compared", "reason": f"{name}: {row['reason']}"}
+    shared = sorted(set(rows[0]["values"]) & set(rows[1]["values"]))
+    if shared:  # the pair is compared on the seeds both have: show the means on those
+        result.update({"first_mean": _mean(rows[0]["values"], shared),
+                       "second_mean": _mean(rows[1]["values"], shared)})
+        if len(shared) < max(len(rows[0]["values"]), len(rows[1]["values"])):
+            result["shared_seeds"] = shared
+    else:
+        result.update({"first_mean": rows[0]["mean"], "second_mean": rows[1]["mean"]})
+    sick = [(name, row["excluded"]) for name, row in zip((first, second), rows)
+            if row.get("excluded")]
+    if len(sick) == 2:
+        return {**result, "outcome": "not compared",
+                "reason": "; ".join(f"{name}: {reasons[0]}" for name, reasons in sick)}
+    if sick:
+        name, reasons = sick[0]
+        return {**result, "outcome": "second" if name == first else "first",
+                "by_default": "health", "reason": f"{name}: {reasons[0]}"}
+    failing = {first: [], second: []}
+    for guard in task.get("guards", []):
+        if tuple(guard["metric"]) == (task["name"], metric["name"]):
+            continue
+        means = guard["means"]
+        if first not in means or second not in means:
+            continue
+        sign = 1.0 if guard["direction"] == "higher" else -1.0
+        better = max((first, second), key=lambda key: sign * means[key])
+        worse = second if better == first else first
+        pair_guard = {**guard, "best": better}
+        spec = Guard(tuple(guard["metric"]), guard["why"], ratio=guard.get("ratio"),
+                     difference=guard.get("difference"))
+        if not spec.passes(means[worse], means[better], guard["direction"]):
+            failing[worse].append(_guard_text(pair_guard, worse))
+    figure = _paired_outcome(result, rows, metric["direction"])
+    if failing[first] and failing[second]:
+        return {**figure, "outcome": "level", "by_default": "guard",
+                "reason": f"a trade-off: {first} {failing[first][0]}; {second} "
+                f"{failing[second][0]}"}
+    if failing[first] or failing[second]:
+        loser = first if failing[first] else second
+        winner = second if loser == first else first
+        note = f"{loser}: {failing[loser][0]}"
+        if figure["outcome"] == ("first" if winner == first else "second"):
+            return {**figure, "guard_note": note}  # the figure decides; the guard agrees
+        return {**figure, "outcome": "first" if winner == first else "second",
+                "by_default": "guard", "reason": note}
+    return figure
+
+
+def _mean(values: dict, seeds: list) -> float:
+    return sum(values[seed] for seed in seeds) / len(seeds)
+
+
+def _paired_outcome(result: dict, rows: tuple[dict, dict], direction: str) -> dict:
+    """The two entries' paired per-seed difference on the figure alone."""
+    sign = 1.0 if direction == "higher" else -1.0
+    first, second = result["first"], result["second"]
+    paired = paired_difference(rows[0]["values"], rows[1]["values"])
+    if paired is None:
+        return {**result, "outcome": "not compared", "reason": "no seed in common"}
+    interval, differences = paired
+    result = {**result, "difference": interval.mean, "low": interval.low, "high": interval.high,
+              "seeds": len(differences),
+              "seeds_in_favour": sum(sign * value > 0 for value in differences)}
+    if negligible(interval.mean, rows[0]["mean"], rows[1]["mean"]):
+        return {**result, "outcome": "level", "negligible": True,
+                "reason": f"a tie: the difference is under {100 * TOLERANCE:g}% of the figure"}
+    if interval.low is None:
+        return {**result, "outcome": "one seed", "reason": "one seed: no interval",
+                "leader": first if sign * interval.mean > 0 else second}
+    lowest, highest = sorted((sign * interval.low, sign * interval.high))
+    if lowest > 0:
+        return {**result, "outcome": "first"}
+    if highest < 0:
+        return {**result, "outcome": "second"}
+    return {**result, "outcome": "level", "reason": "the interval covers zero",
+            "leader": first if sign * interval.mean > 0 else second}
 
 
 # ----- the source discussion's claims --------------------------------------------------------
@@ -238,113 +427,173 @@ CLAIMS = (
 )
 
 
-def _metric_result(tasks: list[dict], task_name: str, metric_name: str) -> dict | None:
+def _metric_result(tasks: list[dict], task_name: str, metric_name: str
+                   ) -> tuple[dict, dict] | None:
     for task in tasks:
         if task["name"] == task_name:
             for metric in task["metrics"]:
                 if metric["name"] == metric_name:
-                    return metric
+                    return task, metric
     return None
 
 
-def _judge_part(part: ClaimPart, tasks: list[dict]) -> dict:
-    result = {"text": part.text, "relation": part.relation, "first": part.first,
-              "second": part.second}
-    first_metric = _metric_result(tasks, *part.first_metric)
-    second_metric = _metric_result(tasks, *part.second_metric)
-    if first_metric is None or second_metric is None:
-        task = part.first_metric[0] if first_metric is None else part.second_metric[0]
+def _judge_part(part: ClaimPart, tasks: list[dict], roles: dict[str, str]) -> dict:
+    """One part of a claim, by ``compare_pair``: the verdicts' own health checks and guards."""
+    first, second = roles.get(part.first, part.first), roles.get(part.second, part.second)
+    result = {"text": part.text, "relation": part.relation, "first": first, "second": second}
+    found = (_metric_result(tasks, *part.first_metric),
+             _metric_result(tasks, *part.second_metric))
+    if None in found:
+        task = part.first_metric[0] if found[0] is None else part.second_metric[0]
         return {**result, "status": NOT_TESTED, "reason": f"the {task} task did not run"}
-    rows = (first_metric["rows"].get(part.first), second_metric["rows"].get(part.second))
-    for name, row in zip((part.first, part.second), rows):
-        if row is None:
-            return {**result, "status": NOT_TESTED, "reason": f"{name} is not in the roster"}
-        if not row["available"]:
-            return {**result, "status": NOT_TESTED, "reason": f"{name}: {row['reason']}"}
-    sign = 1.0 if first_metric["direction"] == "higher" else -1.0
-    paired = paired_difference(rows[0]["values"], rows[1]["values"])
-    result.update({"first_mean": rows[0]["mean"], "second_mean": rows[1]["mean"],
-                   "digits": first_metric["digits"], "label": first_metric["label"]})
-    if paired is None:
-        return {**result, "status": NOT_TESTED, "reason": "no seed in common"}
-    interval, differences = paired
-    # Oriented so that positive favours the claim's first model.
-    favour = sign * interval.mean
-    result.update({"difference": interval.mean, "low": interval.low, "high": interval.high,
-                   "seeds": len(differences),
-                   "seeds_in_favour": sum(sign * value > 0 for value in differences)})
-    if negligible(interval.mean, rows[0]["mean"], rows[1]["mean"]):
-        tie = HOLDS if part.relation != "better" else INCONCLUSIVE
-        return {**result, "status": tie, "reason": "a tie: the difference is under "
-                f"{100 * TOLERANCE:g}% of the figure"}
-    if interval.low is None:
-        return {**result, "status": INCONCLUSIVE, "reason": "one seed: no interval"}
-    lowest, highest = sorted((sign * interval.low, sign * interval.high))
-    if part.relation == "better":
-        status = HOLDS if lowest > 0 else FAILS if highest < 0 else INCONCLUSIVE
-    else:  # at least as good: not significantly worse, and not behind on average
-        status = FAILS if highest < 0 else HOLDS if favour >= 0 else INCONCLUSIVE
-    return {**result, "status": status}
+    (first_task, first_metric), (_, second_metric) = found
+    if first_metric is second_metric:
+        compared = compare_pair(first_task, first_metric, first, second)
+    else:  # two figures of the same kind from two tasks (ex-post against prior samples)
+        merged = {**first_metric, "rows": {first: first_metric["rows"].get(first),
+                                           second: second_metric["rows"].get(second)}}
+        merged["rows"] = {key: row for key, row in merged["rows"].items() if row is not None}
+        compared = compare_pair({"name": "", "guards": []}, merged, first, second)
+    result.update({key: compared[key] for key in (
+        "first_mean", "second_mean", "digits", "label", "difference", "low", "high", "seeds",
+        "seeds_in_favour") if key in compared})
+    outcome = compared["outcome"]
+    reason = compared.get("reason")
+    if outcome == "not compared":
+        return {**result, "status": NOT_TESTED, "reason": reason}
+    if compared.get("by_default") == "health":  # a failed run says nothing about the claim
+        return {**result, "status": NOT_TESTED, "reason": reason}
+    if outcome == "one seed":
+        return {**result, "status": INCONCLUSIVE, "reason": reason}
+    if outcome == "level":
+        if compared.get("negligible"):
+            tie = HOLDS if part.relation != "better" else INCONCLUSIVE
+            return {**result, "status": tie, "reason": reason}
+        if compared.get("by_default"):
+            return {**result, "status": INCONCLUSIVE, "reason": reason}
+        if part.relation == "better":
+            return {**result, "status": INCONCLUSIVE}
+        favour = compared.get("leader") == first
+        return {**result, "status": HOLDS if favour else INCONCLUSIVE}
+    won = outcome == "first"
+    return {**result, "status": HOLDS if won else FAILS,
+            **({"reason": reason} if reason else {})}
 
 
-def judge_claims(tasks: list[dict], claims: tuple[Claim, ...] = CLAIMS) -> list[dict]:
+def judge_claims(tasks: list[dict], claims: tuple[Claim, ...] = CLAIMS,
+                 roles: dict[str, str] | None = None) -> list[dict]:
+    """Each claim with its parts judged. ``roles`` maps the claims' model names ("ae", "vae")
+    to roster entries (a sweep's "ae:latent_dim=2"); by default they are the entries' keys.
+    A claim holds when every part holds, fails when any part fails, and is "partly tested"
+    when the parts that ran hold and others could not run."""
+    roles = roles or {}
     judged = []
     for claim in claims:
-        parts = [_judge_part(part, tasks) for part in claim.parts]
-        statuses = {part["status"] for part in parts}
+        parts = [_judge_part(part, tasks, roles) for part in claim.parts]
+        statuses = [part["status"] for part in parts]
+        tested = [status for status in statuses if status != NOT_TESTED]
         if FAILS in statuses:
             status = FAILS
-        elif statuses == {HOLDS}:
-            status = HOLDS
-        elif NOT_TESTED in statuses and statuses <= {NOT_TESTED, HOLDS}:
+        elif not tested:
             status = NOT_TESTED
+        elif set(tested) == {HOLDS}:
+            status = HOLDS if len(tested) == len(parts) else PARTLY
         else:
             status = INCONCLUSIVE
-        judged.append({"claim": claim.text, "status": status, "parts": parts})
+        judged.append({"claim": claim.text, "status": status, "parts": parts,
+                       "parts_tested": len(tested)})
     return judged
 
 
 # ----- the answer in words -------------------------------------------------------------------
-SUMMARY_ORDER = ("prior_sampling", "ex_post_sampling", "compression", "likelihood", "few_labels",
-                 "clustering", "anomaly", "denoising", "interpolation", "manipulation",
-                 "variation", "latent_health", "disentanglement")
+def health_sentences(health: dict | None, labels: dict[str, str]) -> list[str]:
+    """One sentence per entry with a health finding: excluded ones first."""
+    from .health import EXCLUDED, PARTLY_EXCLUDED
+
+    sentences = []
+    for key, record in (health or {}).items():
+        findings = record["findings"]
+        if not findings:
+            continue
+        text = "; ".join(describe(finding) for finding in findings)
+        if record["status"] == EXCLUDED:
+            sentences.append(f"{labels.get(key, key)} is not compared: {text}. Its figures are "
+                             "shown, marked, and win nothing.")
+        elif record["status"] == PARTLY_EXCLUDED:
+            seeds = ", ".join(map(str, record["excluded_seeds"]))
+            sentences.append(f"{labels.get(key, key)} is compared on its other seeds: {text}. "
+                             f"Seed(s) {seeds} are left out of its figures, and the pairs "
+                             "it is compared with use the same seeds.")
+        else:
+            sentences.append(f"{labels.get(key, key)}: {text}.")
+    return sorted(sentences, key=lambda sentence: ("is not compared" not in sentence,
+                                                   "other seeds" not in sentence))
+
+
+def _passed_over(metric: dict, verdict: dict, labels: dict[str, str]) -> str:
+    """Barred entries whose figure beats the winner's: said, so a reader knows why."""
+    winner = verdict.get("winner")
+    if winner is None or not verdict.get("barred"):
+        return ""
+    sign = 1.0 if metric["direction"] == "higher" else -1.0
+    best = metric["rows"][winner]["mean"]
+    ahead = []
+    for key, reasons in verdict.get("barred", {}).items():
+        row = metric["rows"][key]
+        if sign * row["mean"] > sign * best:
+            why = ("health check failed" if row.get("excluded") and not row.get("guard_failures")
+                   else reasons[0])
+            ahead.append(f"{labels.get(key, key)} "
+                         f"({format_value(row['mean'], metric['digits'])}: {why})")
+    if not ahead:
+        return ""
+    return " Ahead on the figure but not compared: " + "; ".join(ahead) + "."
+
+
+def verdict_sentence(task: dict, labels: dict[str, str]) -> str:
+    """The task's verdict in words, from its primary figure."""
+    purpose = task.get("purpose") or TASKS[task["name"]].purpose
+    metric = task["metrics"][0]
+    verdict = metric["verdict"]
+    digits = metric["digits"]
+    if verdict["status"] == NOT_COMPARED:
+        return f"To {purpose}: no verdict, {verdict['reason']}."
+    winner = verdict["winner"]
+    first = format_value(metric["rows"][winner]["mean"], digits)
+    if verdict["status"] == UNCONTESTED:
+        barred = verdict["barred"]
+        sick = [labels.get(key, key) for key in barred if metric["rows"][key].get("excluded")]
+        guarded = [labels.get(key, key) for key in barred
+                   if not metric["rows"][key].get("excluded")]
+        why = "; ".join(part for part in (
+            f"{', '.join(sick)} failed a health check" if sick else "",
+            f"{', '.join(guarded)} fail one of the task's guards (see the task's table)"
+            if guarded else "") if part)
+        return (f"To {purpose}, {labels[winner]} by default ({metric['label']} {first}): the "
+                f"only model that passes the health checks and guards ({why}).")
+    runner_up = verdict["runner_up"]
+    second = format_value(metric["rows"][runner_up]["mean"], digits)
+    figure = f"{metric['label']} {first} vs {second}"
+    after = _passed_over(metric, verdict, labels)
+    if verdict["status"] == ONE_SEED:
+        return (f"To {purpose}, {labels[winner]} leads {labels[runner_up]} "
+                f"({figure}; one seed, so no interval).{after}")
+    margin = (f"difference {format_value(verdict['difference'], digits)} "
+              f"[{format_value(verdict['low'], digits)}, "
+              f"{format_value(verdict['high'], digits)}]")
+    if verdict["status"] == CLEAR:
+        seeds = ("ahead in every seed" if verdict["every_seed"] else
+                 f"ahead in {verdict['seeds_ahead']} of {verdict['seeds']} seeds")
+        return (f"To {purpose}, prefer {labels[winner]}: {figure} for {labels[runner_up]}, the "
+                f"runner-up ({margin}, {seeds}).{after}")
+    if verdict["negligible"]:
+        return (f"To {purpose}, {labels[winner]} and {labels[runner_up]} are level on this "
+                f"data: {figure}, a difference under {100 * TOLERANCE:g}% of the figure.{after}")
+    return (f"To {purpose}, {labels[winner]} and {labels[runner_up]} are level on this data: "
+            f"{figure}, {margin} covers zero.{after}")
 
 
 def summary(tasks: list[dict], labels: dict[str, str]) -> list[str]:
-    """One sentence per task, from its headline verdict."""
-    by_name = {task["name"]: task for task in tasks}
-    sentences = []
-    for name in SUMMARY_ORDER:
-        task = by_name.get(name)
-        if task is None or task["skipped"] or not task["metrics"]:
-            continue
-        metric = task["metrics"][0]
-        verdict = metric["verdict"]
-        if verdict["status"] == NOT_COMPARED:
-            continue
-        purpose = TASKS[name].purpose
-        winner, runner_up = verdict["winner"], verdict["runner_up"]
-        digits = metric["digits"]
-        first = format_value(metric["rows"][winner]["mean"], digits)
-        second = format_value(metric["rows"][runner_up]["mean"], digits)
-        figure = f"{metric['label']} {first} vs {second}"
-        if verdict["status"] == ONE_SEED:
-            sentences.append(f"To {purpose}, {labels[winner]} leads {labels[runner_up]} "
-                             f"({figure}; one seed, so no interval).")
-            continue
-        margin = (f"difference {format_value(verdict['difference'], digits)} "
-                  f"[{format_value(verdict['low'], digits)}, "
-                  f"{format_value(verdict['high'], digits)}]")
-        if verdict["status"] == CLEAR:
-            seeds = ("ahead in every seed" if verdict["every_seed"] else
-                     f"ahead in {verdict['seeds_ahead']} of {verdict['seeds']} seeds")
-            sentences.append(f"To {purpose}, prefer {labels[winner]}: {figure} for "
-                             f"{labels[runner_up]}, the runner-up ({margin}, {seeds}).")
-        elif verdict["negligible"]:
-            sentences.append(f"To {purpose}, {labels[winner]} and {labels[runner_up]} are "
-                             f"level on this data: {figure}, a difference under "
-                             f"{100 * TOLERANCE:g}% of the figure.")
-        else:
-            sentences.append(f"To {purpose}, {labels[winner]} and {labels[runner_up]} are "
-                             f"level on this data: {figure}, {margin} covers zero.")
-    return sentences
+    """One sentence per task that ran, in the registry's order, from its primary verdict."""
+    return [verdict_sentence(task, labels) for task in tasks
+            if not task.get("skipped") and task["metrics"]]

@@ -1,0 +1,204 @@
+"""The study's answer as terminal text: the AE-vs-VAE bottom line first, then health, the
+verdicts per task, the claims and the table of headline figures.
+
+Plain strings only (no numpy, no matplotlib), so the CLI can print tables without the cost of
+importing the study's machinery.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+
+def format_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(header, widths))]
+    lines.append("  ".join("-" * width for width in widths))
+    lines += ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths))
+              for row in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def wrapped_table(header: list[str], rows: list[list[str]], width: int = 100) -> str:
+    """A table whose last column wraps so that no line runs past ``width`` characters."""
+    fixed = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header) - 1)]
+    room = max(30, width - sum(fixed) - 2 * len(fixed))
+    wrapped = []
+    for row in rows:
+        lines = textwrap.wrap(str(row[-1]), room) or [""]
+        wrapped.append([*row[:-1], lines[0]])
+        wrapped += [[""] * (len(row) - 1) + [line] for line in lines[1:]]
+    return format_table(header, wrapped)
+
+
+def _value(value, digits: int) -> str:
+    from ..study.verdicts import format_value
+
+    return format_value(value, digits) if value is not None else "n/a"
+
+
+def bottom_line_rows(answer: dict, labels: dict[str, str], short: bool = False
+                     ) -> tuple[list[str], list[list[str]], list[str]]:
+    """Header, rows and notes of one matching's AE-vs-VAE table (text and HTML). A row decided
+    by a check, not by its figure, points to a note saying which; ``short`` uses the figures'
+    short names (terminal)."""
+    from ..study.answer import margin_text, row_verdict
+
+    roles = answer["roles"]
+    header = ["goal", "figure", labels.get(roles["ae"], roles["ae"]),
+              labels.get(roles["vae"], roles["vae"]), "better", "margin [95% CI]",
+              "best of the roster"]
+    rows, notes = [], []
+    for row in answer["bottom_line"]:
+        if row["outcome"] == "skipped":
+            notes.append(f"{row['goal']}: not measured, {row['reason']}")
+            rows.append([row["goal"], "", "", "", "not measured", f"[{len(notes)}]", ""])
+            continue
+        arrow = "↑" if row["direction"] == "higher" else "↓"
+        figure = row["short"] if short else row["label"]
+        cells = [row["goal"], f"{figure} {arrow}"]
+        for role in ("ae", "vae"):
+            text = _value(row.get(role), row["digits"])
+            if row.get(f"{role}_excluded"):
+                text += " ✗"
+            cells.append(text)
+        margin = margin_text(row)
+        if not margin and row.get("reason") and not row.get("negligible"):
+            notes.append(f"{row['goal']}: {row['reason']}")
+            margin = f"[{len(notes)}]"
+        cells += [row_verdict(row, labels, roles), margin, _best_text(row, labels)]
+        rows.append(cells)
+    return header, rows, notes
+
+
+def _best_text(row: dict, labels: dict[str, str]) -> str:
+    if "best" not in row:
+        return ""
+    text = f"{labels.get(row['best'], row['best'])} {_value(row['best_value'], row['digits'])}"
+    if row.get("best_status") not in ("clear winner", "uncontested"):
+        text += " (level with the next)"
+    return text
+
+
+def sweep_rows(answers: list[dict], labels: dict[str, str]
+               ) -> tuple[list[str], list[list[str]]]:
+    """One row per goal, one column per swept value: which of the pair is better there."""
+    from ..study.answer import row_verdict
+
+    header = ["goal", *[answer["label"] for answer in answers]]
+    goals = [row["goal"] for row in answers[0]["bottom_line"]]
+    rows = []
+    for index, goal in enumerate(goals):
+        rows.append([goal, *[row_verdict(answer["bottom_line"][index], labels, answer["roles"])
+                             for answer in answers]])
+    return header, rows
+
+
+def study_text(results: dict) -> str:
+    """Everything ``aevae compare`` prints after the study."""
+    from ..study.answer import in_short
+
+    labels = results["labels"]
+    answers = results.get("answers") or []
+    seeds = results["study"]["settings"]["seeds"]
+    data = results["study"]["data"]
+    lines = []
+    if len(answers) == 1:
+        answer = answers[0]
+        ae, vae = (labels[answer["roles"][role]] for role in ("ae", "vae"))
+        lines.append(f"AE or VAE on this data? {ae} against {vae} on {data['name']}, mean over "
+                     f"{seeds} seed(s); margin = the better minus the other, 95% interval over "
+                     "seeds of paired differences.")
+        header, rows, notes = bottom_line_rows(answer, labels, short=True)
+        lines.append(format_table(header, rows))
+        lines += [f"[{index}] {note}" for index, note in enumerate(notes, 1)]
+        if any(row.get(f"{role}_excluded") for row in answer["bottom_line"]
+               for role in ("ae", "vae")):
+            lines.append("✗ failed a health check (below): shown, not compared")
+        lines.append("In short: " + in_short(answer["bottom_line"], labels, answer["roles"]))
+    elif answers:
+        lines.append(f"AE or VAE on this data? The better of the pair at each "
+                     f"{results['study']['preset'].get('sweep')}, {seeds} seed(s):")
+        lines.append(format_table(*sweep_rows(answers, labels)))
+    else:
+        lines.append("AE or VAE on this data? The roster has no AE and VAE to compare (name "
+                     "`ae` and `vae` in --models); the verdicts below compare the whole roster.")
+    lines.append(f"\nDecoder likelihood: {data['likelihood']} ({data['likelihood_reason']}).")
+    if results.get("health_sentences"):
+        lines.append("\nHealth checks (made before any verdict):")
+        lines += [f"- {sentence}" for sentence in results["health_sentences"]]
+    small = small_samples(results)
+    if small:
+        lines.append(f"\nSmall sample: {small}")
+    lines.append(f"\nVerdicts by task ({len(labels)} models):")
+    lines += [f"- {sentence}" for sentence in results["summary"]]
+    if results.get("skipped"):
+        lines.append("Skipped: " + "; ".join(f"{item['title'].lower()} ({item['reason']})"
+                                            for item in results["skipped"]) + ".")
+    lines += _claims_lines(results, labels)
+    lines.append("")
+    lines.append(format_table(["headline figure (mean over seeds)", *labels.values()],
+                              _headline_rows(results)))
+    timing = results.get("timing")
+    if timing:
+        lines.append(f"\n{timing['runs_executed']} run(s) trained or evaluated now, wall time "
+                     f"{timing['wall_seconds']:.0f} s (study overhead "
+                     f"{100 * (timing['overhead_fraction'] or 0):.1f}%)")
+    return "\n".join(lines)
+
+
+def _claims_lines(results: dict, labels: dict[str, str]) -> list[str]:
+    answers = results.get("answers") or []
+    if len(answers) > 1:
+        header = ["claim", *[answer["label"] for answer in answers]]
+        rows = [[claim["claim"], *[answer["claims"][index]["status"] for answer in answers]]
+                for index, claim in enumerate(answers[0]["claims"])]
+        return ["\nThe source discussion's claims, at each value of the sweep:",
+                format_table(header, rows)]
+    lines = ["\nThe source discussion's claims:"]
+    for claim in results["claims"]:
+        status = claim["status"]
+        if status == "partly tested":
+            status += f" ({claim['parts_tested']} of {len(claim['parts'])} parts hold)"
+        lines.append(f"- {status}: {claim['claim']}")
+    return lines
+
+
+def _headline_rows(results: dict) -> list[list[str]]:
+    labels = results["labels"]
+    rows = []
+    for task in results["tasks"]:
+        if task["skipped"] or not task["metrics"]:
+            continue
+        metric = task["metrics"][0]
+        arrow = "higher" if metric["direction"] == "higher" else "lower"
+        cells = [f"{metric['label']} ({arrow} is better)"]
+        for key in labels:
+            row = metric["rows"].get(key)
+            text = _value(row["mean"], metric["digits"]) if row and row["available"] else "n/a"
+            if row and row.get("excluded"):
+                text += "*"
+            cells.append(text)
+        rows.append(cells)
+    if any(row[1:] and any(cell.endswith("*") for cell in row[1:]) for row in rows):
+        rows.append(["* failed a health check: shown, not compared", *[""] * len(labels)])
+    return rows
+
+
+def small_samples(results: dict) -> str:
+    """One sentence on figures resting on too few examples, or ""."""
+    flagged: dict[str, int] = {}
+    for task in results["tasks"]:
+        for metric in task["metrics"]:
+            counts = [row.get("small_sample") for row in metric["rows"].values()
+                      if row.get("available") and row.get("small_sample") is not None]
+            if counts:
+                flagged[task["title"].lower()] = min(counts + [flagged.get(
+                    task["title"].lower(), counts[0])])
+    if not flagged:
+        return ""
+    splits = results["study"]["data"].get("splits", {})
+    where = f" (the test split holds {splits['test']:,} examples)" if "test" in splits else ""
+    return (f"figures of {len(flagged)} task(s) rest on as few as {min(flagged.values())} "
+            f"examples{where}, so their intervals are wide and their verdicts fragile: "
+            + ", ".join(flagged) + ".")

@@ -1,0 +1,158 @@
+"""The bottom line: "AE or VAE on this data?", one row per goal, before anything else.
+
+Which roster entries play "the AE" and "the VAE" is a *matching*: the entries named ``ae`` and
+``vae``; in a sweep preset, one pair per swept value (``ae:latent_dim=2`` with
+``vae:latent_dim=2``; in the beta sweep the beta-VAE at each beta against the AE). The claims of
+the source discussion are judged per matching too. Each row compares the two on the task's
+primary figure with ``compare_pair``, the verdicts' own rule (health checks, guards, paired
+intervals), so the bottom line, the verdicts and the claims cannot disagree.
+"""
+
+from __future__ import annotations
+
+from .verdicts import CLEAR, LEVEL, ONE_SEED, UNCONTESTED, compare_pair, format_value
+
+ROLES = ("ae", "vae")
+# Entries that may play the VAE in a beta sweep, besides "vae" itself.
+VAE_FAMILY = ("vae", "beta_vae")
+
+
+def matchings(roster: list[dict], preset: dict | None) -> list[dict]:
+    """[{"label": None or "latent_dim=2", "value": swept value, "roles": {"ae": key,
+    "vae": key}}]; empty when the roster has no AE-VAE pair."""
+    option = (preset or {}).get("sweep")
+    if option:
+        values = sorted({entry["options"][option] for entry in roster
+                         if option in entry["options"]}, key=float)
+        found = []
+        for value in values:
+            ae = _pick(roster, ("ae",), option, value)
+            vae = _pick(roster, ("vae",), option, value) or _pick(roster, VAE_FAMILY, option,
+                                                                   value)
+            if ae and vae:
+                found.append({"label": f"{option}={value:g}" if isinstance(value, float)
+                              else f"{option}={value}", "value": value,
+                              "roles": {"ae": ae, "vae": vae}})
+        return found
+    keys = {entry["key"] for entry in roster}
+    roles = {}
+    for role in ROLES:
+        if role in keys:
+            roles[role] = role
+            continue
+        same = [entry["key"] for entry in roster if entry["model"] == role]
+        if len(same) == 1:
+            roles[role] = same[0]
+    if len(roles) < 2:
+        return []
+    return [{"label": None, "value": None, "roles": roles}]
+
+
+def _pick(roster: list[dict], models: tuple[str, ...], option: str, value) -> str | None:
+    """The entry of one of ``models`` swept to ``value``; else that model's one unswept entry
+    (the beta sweep's AE has no beta)."""
+    for entry in roster:
+        if entry["model"] in models and entry["options"].get(option) == value:
+            return entry["key"]
+    plain = [entry["key"] for entry in roster
+             if entry["model"] in models and option not in entry["options"]]
+    return plain[0] if len(plain) == 1 and models == ("ae",) else None
+
+
+def bottom_line(tasks: list[dict], roles: dict[str, str]) -> list[dict]:
+    """One row per task (goal): the AE's and the VAE's primary figure, which is better and by
+    how much, and the best entry of the whole roster where it is neither."""
+    ae, vae = roles["ae"], roles["vae"]
+    rows = []
+    for task in tasks:
+        row = {"task": task["name"], "goal": task.get("goal") or task["title"]}
+        if task.get("skipped") or not task["metrics"]:
+            rows.append({**row, "outcome": "skipped",
+                         "reason": task.get("skipped") or "no figure measured"})
+            continue
+        metric = task["metrics"][0]
+        pair = compare_pair(task, metric, ae, vae)
+        row.update({"label": metric["label"], "short": metric.get("short", metric["label"]),
+                    "digits": metric["digits"], "direction": metric["direction"],
+                    "outcome": pair["outcome"], "ae": pair.get("first_mean"),
+                    "vae": pair.get("second_mean"), "reason": pair.get("reason"),
+                    "by_default": pair.get("by_default"),
+                    "negligible": pair.get("negligible", False)})
+        for role, key in (("ae", ae), ("vae", vae)):
+            source = metric["rows"].get(key) or {}
+            if not source.get("available", False):
+                row[f"{role}_reason"] = source.get("reason", "not in the roster")
+            if source.get("excluded"):
+                row[f"{role}_excluded"] = source["excluded"][0]
+        measured = [key for key in (ae, vae) if (metric["rows"].get(key) or {}).get("available")]
+        if pair["outcome"] == "not compared" and len(measured) == 1 and not (
+                metric["rows"][measured[0]].get("excluded")):
+            # Only one of the two has the figure (a likelihood): it answers by itself.
+            row["outcome"] = "only"
+            row["ae" if measured[0] == ae else "vae"] = metric["rows"][measured[0]]["mean"]
+            pair = {**pair, "leader": measured[0]}
+        winner = {"first": ae, "second": vae}.get(pair["outcome"]) or pair.get("leader")
+        row["better"] = {ae: "ae", vae: "vae"}.get(winner)
+        if "difference" in pair:
+            # Oriented as the better (or leading) model minus the other.
+            flip = row["better"] == "vae"
+            difference, low, high = pair["difference"], pair.get("low"), pair.get("high")
+            if flip:
+                difference = -difference
+                low, high = (-high, -low) if low is not None else (None, None)
+            row.update({"difference": difference, "low": low, "high": high,
+                        "seeds": pair.get("seeds"), "seeds_in_favour": pair.get(
+                            "seeds_in_favour") if not flip else
+                        pair["seeds"] - pair["seeds_in_favour"]})
+        verdict = metric["verdict"]
+        best = verdict.get("winner")
+        if best is not None and best not in (ae, vae) and verdict["status"] in (
+                CLEAR, LEVEL, ONE_SEED, UNCONTESTED):
+            row["best"] = best
+            row["best_value"] = metric["rows"][best]["mean"]
+            row["best_status"] = verdict["status"]
+        rows.append(row)
+    return rows
+
+
+def row_verdict(row: dict, labels: dict[str, str], roles: dict[str, str]) -> str:
+    """The "better" cell in words: "vae", "vae (ae not compared: ...)", "level", ..."""
+    outcome = row["outcome"]
+    if outcome == "skipped":
+        return "not measured"
+    if outcome == "not compared":
+        return "not compared"
+    name = labels.get(roles.get(row.get("better") or "", ""), row.get("better"))
+    if outcome in ("first", "second"):
+        return f"{name}" + (" (by default)" if row.get("by_default") else "")
+    if outcome == "only":
+        return f"{name} (only one)"
+    if outcome == "one seed":
+        return f"{name} leads (one seed)"
+    return "tie" if row.get("negligible") else "level"
+
+
+def margin_text(row: dict) -> str:
+    """The margin with its interval; "" where a check decided or the figures tie."""
+    if "difference" not in row or row.get("by_default") or row.get("negligible"):
+        return ""
+    digits = row["digits"]
+    text = format_value(row["difference"], digits)
+    if row.get("low") is not None:
+        text += f" [{format_value(row['low'], digits)}, {format_value(row['high'], digits)}]"
+    return text
+
+
+def in_short(rows: list[dict], labels: dict[str, str], roles: dict[str, str]) -> str:
+    """"vae for: generate ...; ae for: compress ...; level: ..." (clear results only)."""
+    groups: dict[str, list[str]] = {"ae": [], "vae": [], "level": []}
+    for row in rows:
+        if row["outcome"] in ("first", "second", "only") and row.get("better"):
+            groups[row["better"]].append(row["goal"])
+        elif row["outcome"] == "level":
+            groups["level"].append(row["goal"])
+    parts = [f"{labels.get(roles[role], roles[role])} for: {', '.join(goals)}"
+             for role, goals in (("vae", groups["vae"]), ("ae", groups["ae"])) if goals]
+    if groups["level"]:
+        parts.append(f"no clear difference for: {', '.join(groups['level'])}")
+    return "; ".join(parts) + "." if parts else "no goal separates them on this data."
