@@ -190,8 +190,8 @@ def test_tensorboard_events_are_readable_and_cheap(tmp_path, capsys):
     scalars = accumulator.Tags()["scalars"]
     assert {"loss/train", "loss/validation", "kl/validation", "training/kl_weight"} <= set(scalars)
     assert [event.step for event in accumulator.Scalars("loss/train")] == [1, 2, 3]
-    # Epochs of a few milliseconds leave no 2% budget for sample grids: they are skipped.
-    assert "samples/prior" not in accumulator.Tags()["images"]
+    # Epochs of a few milliseconds leave no 2% budget for sample grids: only the last has one.
+    assert [event.step for event in accumulator.Images("samples/prior")] == [3]
 
 
 def test_tracking_logs_grids_and_kl_per_dimension_when_the_budget_allows(digits, tmp_path):
@@ -215,3 +215,82 @@ def test_tracking_logs_grids_and_kl_per_dimension_when_the_budget_allows(digits,
     assert {f"kl_per_dimension/{index}" for index in range(3)} <= set(
         accumulator.Tags()["scalars"])
     assert accumulator.Scalars("training/logging_share")[0].value < 0.02
+
+
+def test_train_chooses_the_likelihood_and_standardises_real_values_like_compare(tmp_path,
+                                                                                 capsys):
+    generator = np.random.default_rng(0)
+    values = generator.standard_normal((400, 3)) @ generator.standard_normal((3, 6)) * 5 + 20
+    np.save(tmp_path / "x.npy", values.astype(np.float32))
+    base = ["train", "vae", "--data", str(tmp_path / "x.npy"), "--epochs", "2", "--hidden", "8",
+            "--latent-dim", "2"]
+    code, _, err = run(capsys, *base, "--out", str(tmp_path / "auto"))
+    assert code == 0 and "likelihood gaussian-learned (real-valued data" in err
+    assert "standardised" in err
+    config = json.loads((tmp_path / "auto" / "config.json").read_text())
+    assert config["config"]["likelihood"] == "gaussian-learned"
+    preparation = json.loads((tmp_path / "auto" / "data.json").read_text())["preparation"]
+    assert preparation["transform"].startswith("standardised") and len(preparation["mean"]) == 6
+    assert np.allclose(preparation["mean"], values[:360].mean(axis=0), atol=3)
+    # A Gaussian given on the command line trains on standardised values too.
+    code, _, err = run(capsys, *base, "--likelihood", "gaussian", "--out", str(tmp_path / "g"))
+    assert code == 0 and "gaussian (chosen on the command line)" in err
+    assert "mean" in json.loads((tmp_path / "g" / "data.json").read_text())["preparation"]
+    # evaluate (and reconstruct, traverse) redo the recorded rescaling: errors of order 1,
+    # not of the raw values' scale (an MSE of about 75 when trained on them).
+    code, _, _ = run(capsys, "evaluate", str(tmp_path / "auto"), "--metrics", "reconstruction")
+    metrics = json.loads((tmp_path / "auto" / "metrics.json").read_text())["metrics"]
+    assert code == 0 and metrics["reconstruction"]["mse"]["value"] < 3
+    assert metrics["reconstruction"]["mean_baseline_mse"] < 3
+    # Resuming keeps (and redoes) the recorded preparation.
+    code, _, _ = run(capsys, *base, "--epochs", "3", "--resume", "--quiet", "--out",
+                     str(tmp_path / "auto"))
+    assert code == 0
+    assert json.loads((tmp_path / "auto" / "data.json").read_text())["preparation"] == preparation
+    # Values in [0, 1] keep the Bernoulli decoder, unscaled.
+    np.save(tmp_path / "unit.npy", generator.uniform(size=(200, 4)).astype(np.float32))
+    code, _, err = run(capsys, "train", "ae", "--data", str(tmp_path / "unit.npy"), "--epochs",
+                       "1", "--hidden", "8", "--out", str(tmp_path / "unit"))
+    assert code == 0 and "likelihood bernoulli (values lie in [0, 1]" in err
+    assert json.loads((tmp_path / "unit" / "data.json").read_text())["preparation"] == {
+        "transform": "none"}
+    # Bernoulli asked for on real values is still refused, nothing written.
+    code, _, err = run(capsys, *base, "--likelihood", "bernoulli", "--out", str(tmp_path / "b"))
+    assert code == 2 and err.startswith("aevae: error:") and len(err.splitlines()) == 1
+    assert not (tmp_path / "b").exists()
+
+
+def test_resuming_moves_metrics_of_older_weights_aside(tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["train", "ae", "--data", "digits", "--hidden", "8", "--latent-dim", "2", "--out",
+            str(out), "--quiet"]
+    assert run(capsys, *base, "--epochs", "1")[0] == 0
+    assert run(capsys, "evaluate", str(out), "--metrics", "reconstruction", "--quiet")[0] == 0
+    weights = json.loads((out / "metrics.json").read_text())["weights"]
+    assert weights["epochs"] == 1 and len(weights["sha256"]) == 64
+    # Resuming to where it already is changes nothing: the figures stay.
+    assert run(capsys, *base, "--epochs", "1", "--resume")[0] == 0
+    assert (out / "metrics.json").is_file() and not (out / "metrics.stale.json").exists()
+    code, _, err = run(capsys, *base, "--epochs", "2", "--resume")
+    assert code == 0 and "moved" in err and "after 1 epochs" in err and "after 2" in err
+    assert not (out / "metrics.json").exists()
+    assert json.loads((out / "metrics.stale.json").read_text())["weights"] == weights
+    assert run(capsys, "evaluate", str(out), "--metrics", "reconstruction", "--quiet")[0] == 0
+    assert json.loads((out / "metrics.json").read_text())["weights"]["epochs"] == 2
+
+
+def test_tensorboard_on_a_one_epoch_run_has_kl_per_dimension_and_a_sample_grid(tmp_path,
+                                                                                capsys):
+    event_accumulator = pytest.importorskip(
+        "tensorboard.backend.event_processing.event_accumulator")
+    assert run(capsys, "train", "vae", "--data", "digits", "--latent-dim", "3", "--hidden", "8",
+               "--epochs", "1", "--out", str(tmp_path / "run"), "--quiet", "--tensorboard",
+               str(tmp_path / "events"))[0] == 0
+    accumulator = event_accumulator.EventAccumulator(str(tmp_path / "events"))
+    accumulator.Reload()
+    scalars = set(accumulator.Tags()["scalars"])
+    assert {f"kl_per_dimension/{index}" for index in range(3)} <= scalars
+    assert [event.step for event in accumulator.Scalars("kl_per_dimension/0")] == [1]
+    images = accumulator.Images("samples/prior")
+    assert [event.step for event in images] == [1]
+    assert images[0].encoded_image_string[:8] == b"\x89PNG\r\n\x1a\n"

@@ -54,6 +54,11 @@ def test_study_writes_results_report_and_store(digits_study):
     [answer] = results["answers"]
     assert answer["roles"] == {"ae": "ae", "vae": "vae"}
     assert [row["task"] for row in answer["bottom_line"]] == names
+    # No figure is won by a model the health checks exclude.
+    for task in results["tasks"]:
+        for metric in task["metrics"]:
+            winner = metric["verdict"].get("winner")
+            assert winner is None or not metric["rows"][winner].get("excluded")
     timing = results["timing"]
     assert timing["runs_executed"] == 8
     assert timing["overhead_seconds"] >= 0 and 0 <= timing["overhead_fraction"] < 1
@@ -152,14 +157,19 @@ def test_a_killed_study_resumes_and_trains_only_the_missing_runs(tmp_path, tiny_
         process.wait()
     assert finished, "the study finished no run in time"
     assert process.returncode == -signal.SIGKILL
-    kept = {run_id: (out / "runs" / run_id / "metrics.json").read_bytes() for run_id in finished}
+    # What the kill left complete on disk (run.json is written last): a run killed between its
+    # run.json and the store's "finished" is complete too, and is reused, not retrained.
+    complete = [path.name for path in (out / "runs").iterdir()
+                if (path / "run.json").is_file() and (path / "metrics.json").is_file()]
+    assert set(finished) <= set(complete)
+    kept = {run_id: (out / "runs" / run_id / "metrics.json").read_bytes() for run_id in complete}
 
     settings = StudySettings(data="digits", models="ae,vae", seeds=2,
                              budget=Budget(**{**slower, "evaluation": evaluation}))
     results = run_study(settings, out, progress=False)
     assert len(results["runs"]) == 4
     assert all(run["status"] == "finished" for run in results["runs"])
-    assert results["timing"]["runs_executed"] == 4 - len(finished)
+    assert results["timing"]["runs_executed"] == 4 - len(kept)
     for run in results["runs"]:
         assert run["reused"] == (run["id"] in kept)
     for run_id, content in kept.items():

@@ -482,3 +482,18 @@ def test_sweeps_match_ae_and_vae_per_value():
     assert matchings(roster("ae:latent_dim=4,vae:latent_dim=4"), None)[0]["roles"] == {
         "ae": "ae:latent_dim=4", "vae": "vae:latent_dim=4"}
     assert matchings(roster("pca,vae"), None) == []
+
+
+def test_a_guard_counts_against_the_claimed_model_never_for_it():
+    # The AE's variants barely spread (it fails the spread guard), but that does not make the
+    # VAE's far less faithful variants "at least as faithful".
+    tasks, _ = studied({
+        "ae": {("variation", "variation_diversity"): 0.4,
+               ("variation", "variation_faithfulness"): 0.99},
+        "vae": {("variation", "variation_diversity"): 3.4,
+                ("variation", "variation_faithfulness"): 0.70}})
+    claims = {claim["claim"]: claim for claim in judge_claims(tasks)}
+    spread, faithful = claims["The VAE's stochastic codes give varied yet faithful variants of "
+                              "one input."]["parts"]
+    assert spread["status"] == FAILS and "keep the input's class" in spread["reason"]
+    assert faithful["status"] == FAILS and "reason" not in faithful

@@ -15,6 +15,23 @@ from .models import (  # noqa: E402
     make,
 )
 
+# Subpackages imported on first use (PEP 562), so `import aevae` stays quick while
+# `aevae.metrics.dci(...)` and `aevae.study.run_study(...)` work after it.
+SUBPACKAGES = ("metrics", "ex_post", "sklearn", "study")
+
+
+def __getattr__(name: str):
+    if name in SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *SUBPACKAGES})
+
+
 __all__ = [
     "AE",
     "VAE",

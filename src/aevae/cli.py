@@ -107,10 +107,11 @@ def _load_run_data(run: Path, data: str | None, data_dir: str | None):
     return apply_preparation(dataset, saved.get("preparation", {}))
 
 
-def _load_model(run: Path):
+def _load_model(run: Path, device: str = "cpu"):
     from .models import load
+    from .training import resolve_device
 
-    return load(run)
+    return load(run, device=resolve_device(device))
 
 
 # ----- commands -----------------------------------------------------------------------------
@@ -246,14 +247,9 @@ NOT_SAVED = ("command", "handler", "help", "config", "save_config", "quiet")
 
 
 def _available_memory() -> int | None:
-    try:
-        with open("/proc/meminfo") as info:
-            for line in info:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+    from .training.devices import available_memory
+
+    return available_memory()
 
 
 def _stream_source(arguments, record: dict):
@@ -302,9 +298,58 @@ def _compile_setting(text: str) -> bool | str:
     return {"on": True, "off": False}.get(text, text)
 
 
+def _prepare_values(dataset, arguments, options: dict, record: dict, model):
+    """What `aevae compare` does before training, for a new run: the likelihood chosen from the
+    values unless given (set in ``options``), real values standardised with the training
+    split's statistics (recorded in ``record``, the run's data.json). A resumed run redoes its
+    recorded preparation."""
+    from .data.preparation import apply_preparation, choose_likelihood, standardise, value_kind
+    from .models import model_class
+
+    if model is not None:
+        return apply_preparation(dataset, record.get("preparation", {}))
+    values = value_kind(dataset.train.x)
+    requested = options.get("likelihood")
+    likelihood, reason = choose_likelihood(values, requested)
+    # pca and ppca take no likelihood option: they are fitted to the values as they are.
+    settable = getattr(model_class(arguments.model), "shares_network", True)
+    if settable and requested is None:
+        options["likelihood"] = likelihood
+    if settable and likelihood == "bernoulli" and values == "real":
+        low, high = dataset.value_range
+        raise UsageError(f"{dataset.name}: a bernoulli likelihood needs values in [0, 1], but "
+                         f"they span {low:g} to {high:g}; use --likelihood gaussian-learned, or "
+                         "leave --likelihood out to choose from the values")
+    notes = [f"likelihood {likelihood} ({reason})"] if settable else []
+    record["preparation"] = {"transform": "none"}
+    if values == "real" and (likelihood != "bernoulli" or not settable):
+        dataset, record["preparation"] = standardise(dataset)
+        notes.append(record["preparation"]["transform"] + " (recorded in data.json; "
+                     "evaluate, reconstruct and traverse redo it)")
+    if notes and not arguments.quiet:
+        print(f"{dataset.name}: {values} values: " + "; ".join(notes), file=sys.stderr)
+    return dataset
+
+
+def _fit(model, train_x, validation, fields: dict, arguments, record: dict, out: Path,
+         dataset) -> None:
+    from .data.loading import DATA_FILE
+
+    model.fit(
+        train_x, validation=validation, epochs=arguments.epochs, **fields,
+        batch_size=arguments.batch_size, learning_rate=arguments.learning_rate,
+        seed=record["seed"], out=out, resume=arguments.resume, patience=arguments.patience,
+        gradient_clip=arguments.gradient_clip, kl_schedule=arguments.kl_schedule,
+        batch_transform=dataset.binarize if dataset and dataset.dynamic_binarization else None,
+        device=arguments.device, progress=not arguments.quiet,
+        run_files={DATA_FILE: record},  # written with the first checkpoint, not before
+        log_dir=arguments.tensorboard, precision=arguments.precision,
+        compile=_compile_setting(arguments.compile),
+    )
+
+
 def command_train(arguments) -> int:
     from .data import load_dataset
-    from .data.loading import DATA_FILE
     from .io import write_toml
     from .models import make
     from .models.base import CONFIG_FILE, build_saved
@@ -335,6 +380,8 @@ def command_train(arguments) -> int:
             validation_fraction=record["validation_fraction"], seed=record["seed"],
             limit=record["limit"],
         )
+        if dataset.train.lengths is None:
+            dataset = _prepare_values(dataset, arguments, options, record, model)
         train_x, shape = dataset.train.x, dataset.shape
         validation = dataset.validation.x if dataset.validation is not None else None
     if model is None:
@@ -356,17 +403,11 @@ def command_train(arguments) -> int:
         fields["labels"] = dataset.train.labels
         if validation is not None:
             validation = Batch(validation, labels=dataset.validation.labels)
-    model.fit(
-        train_x, validation=validation, epochs=arguments.epochs, **fields,
-        batch_size=arguments.batch_size, learning_rate=arguments.learning_rate,
-        seed=record["seed"], out=out, resume=arguments.resume, patience=arguments.patience,
-        gradient_clip=arguments.gradient_clip, kl_schedule=arguments.kl_schedule,
-        batch_transform=dataset.binarize if dataset and dataset.dynamic_binarization else None,
-        device=arguments.device, progress=not arguments.quiet,
-        run_files={DATA_FILE: record},  # written with the first checkpoint, not before
-        log_dir=arguments.tensorboard, precision=arguments.precision,
-        compile=_compile_setting(arguments.compile),
-    )
+    try:
+        _fit(model, train_x, validation, fields, arguments, record, out, dataset)
+    finally:  # also after an interrupted resume: its finished epochs replaced the weights
+        if resumed is not None and is_main_process():
+            _set_aside_stale_metrics(out)
     if not is_main_process():  # under torchrun, rank 0 reports and writes
         return 0
     if arguments.save_config:
@@ -380,6 +421,62 @@ def command_train(arguments) -> int:
              if key.startswith(("train_loss", "validation_loss"))}
     print(f"trained {model.name} for {last['epoch']} epochs: {shown}; saved in {out}")
     return 0
+
+
+METRICS_FILE = "metrics.json"
+STALE_METRICS_FILE = "metrics.stale.json"
+
+
+def _weights_record(run: Path) -> dict | None:
+    """Which weights a run holds: the epochs trained (rows of history.csv) and the sha256 of
+    model.safetensors. `aevae evaluate` records it in metrics.json; a resumed run whose weights
+    no longer match moves that file aside."""
+    import hashlib
+
+    from .models.base import WEIGHTS_FILE
+    from .training import HISTORY_FILE
+
+    weights = run / WEIGHTS_FILE
+    if not weights.is_file():
+        return None
+    with open(weights, "rb") as stream:
+        digest = hashlib.file_digest(stream, "sha256").hexdigest()
+    history = run / HISTORY_FILE
+    epochs = (max(0, len(history.read_text().splitlines()) - 1) if history.is_file() else None)
+    return {"file": WEIGHTS_FILE, "epochs": epochs, "sha256": digest}
+
+
+def _stale_metrics(run: Path) -> str | None:
+    """Why RUN/metrics.json describes other weights than the run holds now (None if it does,
+    or if there is none)."""
+    from .io import read_json
+    from .models.base import WEIGHTS_FILE
+
+    path, current = run / METRICS_FILE, _weights_record(run)
+    if not path.is_file() or current is None:
+        return None
+    try:
+        recorded = read_json(path).get("weights")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if isinstance(recorded, dict) and "sha256" in recorded:
+        if recorded["sha256"] == current["sha256"]:
+            return None
+        return (f"it measured the weights after {recorded.get('epochs')} epochs, the run now "
+                f"holds those after {current['epochs']}")
+    # Written before metrics.json recorded its weights: the file times tell.
+    if path.stat().st_mtime >= (run / WEIGHTS_FILE).stat().st_mtime:
+        return None
+    return f"it is older than the weights, which are now those after {current['epochs']} epochs"
+
+
+def _set_aside_stale_metrics(run: Path) -> None:
+    reason = _stale_metrics(run)
+    if reason is None:
+        return
+    os.replace(run / METRICS_FILE, run / STALE_METRICS_FILE)
+    print(f"note: moved {run / METRICS_FILE} to {STALE_METRICS_FILE}: {reason}; run "
+          f"`aevae evaluate {run}` to measure the new weights", file=sys.stderr)
 
 
 def command_evaluate(arguments) -> int:
@@ -396,7 +493,8 @@ def command_evaluate(arguments) -> int:
         raise UsageError(f"unknown metric group(s) {', '.join(unknown)}; known: "
                          f"{', '.join(METRIC_GROUPS)}")
     run = Path(arguments.run)
-    model = _load_model(run)
+    model = _load_model(run, arguments.device)
+    weights = _weights_record(run)
     dataset = _load_run_data(run, arguments.data, arguments.data_dir)
     options = dict(BUDGETS[arguments.budget].evaluation)
     for name in ("importance_samples", "likelihood_examples", "generated_samples",
@@ -416,6 +514,7 @@ def command_evaluate(arguments) -> int:
 
     result = evaluate(model, dataset, metrics=metrics, settings=settings,
                       progress=None if arguments.quiet else report)
+    result["weights"] = weights  # so a later resume can tell these figures stale
     # A study's run (it has run.json) keeps its metrics.json: the study's results read it.
     default = "evaluation.json" if (run / RUN_FILE).is_file() else "metrics.json"
     out = Path(arguments.out) if arguments.out else run / default
@@ -504,24 +603,109 @@ def _write_examples(values, out: str, title: str, columns: int | None = None) ->
         rows = "\n".join(",".join(f"{value:.7g}" for value in row) for row in flat)
         atomic_write_text(out, header + "\n" + rows + "\n")
     else:
+        _check_grid_size(len(values), out, out)
         save_image_grid(values, out, title=title, columns=columns)
 
 
+# Images in one grid: more are too small to see, and matplotlib runs out of memory drawing them.
+IMAGE_GRID_LIMIT = 10_000
+# Values drawn and written at a time when an array output is written in chunks (64 MiB).
+CHUNK_VALUES = 2**24
+
+
+def _check_grid_size(count: int, out: str, what: str) -> None:
+    if count > IMAGE_GRID_LIMIT:
+        raise UsageError(f"{what}: an image grid shows at most {IMAGE_GRID_LIMIT:,} images, "
+                         f"not {count:,}; write the values to {Path(out).stem}.npy instead")
+
+
+def _check_disk_space(out: str, kind: str, values: int) -> None:
+    """Refuse an array output the disk cannot hold, before anything is drawn."""
+    import shutil
+
+    needed = values * (4 if kind == "npy" else 2)  # float32; a CSV value takes two characters
+    folder = Path(out).absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return
+    if needed > free:
+        raise UsageError(f"{out} would take at least {needed / 2**30:,.1f} GiB; {folder} has "
+                         f"{free / 2**30:,.1f} GiB free")
+
+
+def _write_drawn(draw, count: int, rows: int, out: str, kind: str) -> None:
+    """``count`` examples drawn ``rows`` at a time by ``draw(start, stop)`` into a .npy or .csv
+    file, chunk by chunk, so memory stays bounded whatever the count."""
+    import numpy as np
+
+    from .io import atomic_output
+
+    with atomic_output(out) as temporary:
+        if kind == "npy":
+            array = None
+            for start in range(0, count, rows):
+                chunk = draw(start, min(count, start + rows))
+                if array is None:
+                    array = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.float32,
+                                                      shape=(count, *chunk.shape[1:]))
+                array[start:start + len(chunk)] = chunk
+            array.flush()
+            del array
+            return
+        with open(temporary, "w", encoding="utf-8") as file:
+            for start in range(0, count, rows):
+                flat = draw(start, min(count, start + rows))
+                flat = flat.reshape(len(flat), -1)
+                if start == 0:
+                    file.write(",".join(f"x{index}" for index in range(flat.shape[1])) + "\n")
+                file.writelines(",".join(f"{value:.7g}" for value in row) + "\n"
+                                for row in flat)
+
+
 def command_sample(arguments) -> int:
+    import math
+
+    import numpy as np
+
+    from .models.base import check_sample_request
+
     if arguments.n < 1:
         raise UsageError(f"-n must be at least 1, got {arguments.n}")
-    _check_array_or_image(arguments.out)
-    model = _load_model(Path(arguments.run))
+    kind = _check_array_or_image(arguments.out)
+    if kind not in ("npy", "csv"):
+        _check_grid_size(arguments.n, arguments.out, f"-n {arguments.n}")
+    check_sample_request(arguments.n, arguments.seed)
+    model = _load_model(Path(arguments.run), arguments.device)
+    options = {}
     if arguments.label is not None:
         if "labels" not in model.uses:
             raise UsageError(f"{model.name} is not conditioned on a label; --label needs a "
                              "cvae, conditional_ae or m2 run")
-        samples = model.sample(arguments.n, labels=arguments.label, seed=arguments.seed)
+        options["labels"] = arguments.label
         what = f"samples of class {arguments.label}"
     else:
-        samples = model.sample(arguments.n, seed=arguments.seed)
         what = "samples from the prior"
-    _write_examples(samples, arguments.out, f"{model.name}: {what}")
+    if kind not in ("npy", "csv"):
+        samples = model.sample(arguments.n, seed=arguments.seed, **options)
+        _write_examples(samples, arguments.out, f"{model.name}: {what}")
+    else:
+        size = math.prod(model.input_shape)
+        _check_disk_space(arguments.out, kind, arguments.n * size)
+        rows = max(1, CHUNK_VALUES // size)
+        # The first chunk draws with --seed itself (so a small -n is one draw, as before);
+        # later chunks with seeds derived from it.
+        seeds = [arguments.seed]
+        if arguments.n > rows:
+            seeds += [int(seed) for seed in np.random.SeedSequence(arguments.seed)
+                      .generate_state(math.ceil(arguments.n / rows) - 1, np.uint64)]
+
+        def draw(start: int, stop: int):
+            return model.sample(stop - start, seed=seeds[start // rows], **options)
+
+        _write_drawn(draw, arguments.n, rows, arguments.out, kind)
     print(f"wrote {arguments.n} {what} to {arguments.out}")
     return 0
 
@@ -707,6 +891,17 @@ def command_runs(arguments) -> int:
     with RunStore(path) as store:
         rows = store.select(model=arguments.model, dataset=arguments.dataset,
                             status=arguments.status, budget=arguments.budget, seed=arguments.seed)
+    if arguments.metric:
+        from .study.tasks import TASKS
+
+        # The rows' headline figures (aevae.study.runner.headline_metrics), and every figure a
+        # task defines (so a name stays known while no run has it yet).
+        known = {f"{task.name}.{metric.name}" for task in TASKS.values()
+                 for metric in task.metrics}
+        known.update(name for row in rows for name in row.metrics or {})
+        if arguments.metric not in known:
+            raise UsageError(f"--metric {arguments.metric}: unknown figure; known: "
+                             f"{', '.join(sorted(known))}")
     table = []
     for row in rows:
         seconds = sum(value or 0.0 for value in (row.train_seconds, row.evaluation_seconds))
@@ -832,14 +1027,19 @@ def build_parser() -> argparse.ArgumentParser:
                           help="epochs of the per-class models of the one-class anomaly "
                           "protocol (0: score with the given model instead, not one-class)")
     evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda")
     evaluate.add_argument("--quiet", action="store_true", help="no progress lines")
     evaluate.add_argument("--out", help="where to write the JSON (default RUN/metrics.json)")
     evaluate.set_defaults(handler=command_evaluate)
 
     sample = commands.add_parser("sample", help="decode draws from the prior into an image grid")
-    sample.add_argument("run")
-    sample.add_argument("-n", type=int, default=64)
-    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("run", help="run directory (the --out of `aevae train`)")
+    sample.add_argument("-n", type=int, default=64, help="how many samples to draw (an image "
+                        f"shows at most {IMAGE_GRID_LIMIT:,}; .npy and .csv take any number)")
+    sample.add_argument("--seed", type=int, default=0,
+                        help="seeds the draws: the same seed gives the same samples "
+                        "(default: 0)")
+    sample.add_argument("--device", default="auto", help="auto, cpu or cuda")
     sample.add_argument("--label", type=int, help="generate this class (conditional models)")
     sample.add_argument("--out", required=True,
                         help="an image (.png, .jpg, .pdf, .svg) or the sampled values "
@@ -994,6 +1194,54 @@ def _error_message(error: BaseException) -> str:
     return text.splitlines()[0] if text.strip() else type(error).__name__
 
 
+# Options that must be at least a value, by name (whichever commands take them).
+AT_LEAST = {"importance_samples": 1, "likelihood_examples": 1, "generated_samples": 1,
+            "max_examples": 1, "anomaly_epochs": 0}
+
+
+def _existing_part(path: Path) -> Path:
+    """``path``, or its nearest ancestor that exists (what a write there would create under)."""
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _check_arguments(arguments) -> None:
+    """Checks of single options, each naming the flag and its value, made before a command
+    loads, computes or writes anything."""
+    from .schedules import make_schedule
+
+    for name, minimum in AT_LEAST.items():
+        value = getattr(arguments, name, None)
+        if value is not None and value < minimum:
+            raise UsageError(f"--{name.replace('_', '-')} {value}: must be at least {minimum}")
+    schedule = getattr(arguments, "kl_schedule", None)
+    if schedule is not None:
+        try:
+            make_schedule(schedule)
+        except ValueError:
+            raise UsageError(f"--kl-schedule {schedule}: expected a number (a constant weight), "
+                             "linear:STEPS or cyclical:PERIOD[:RAMP_FRACTION], with STEPS and "
+                             "PERIOD numbers of steps") from None
+    if arguments.command in ("train", "compare") and arguments.out is not None:
+        existing = _existing_part(Path(arguments.out))
+        if not existing.is_dir():
+            what = "run" if arguments.command == "train" else "study"
+            raise UsageError(f"--out {arguments.out}: {existing} is a file, not a folder (the "
+                             f"{what} is written in a folder)")
+    if arguments.command == "evaluate":
+        # Checked before the metrics are computed, which can take many minutes.
+        if arguments.out is not None and Path(arguments.out).is_dir():
+            raise UsageError(f"--out {arguments.out}: is a folder; evaluate writes a JSON file")
+        run = Path(arguments.run)
+        folder = _existing_part(Path(arguments.out).parent if arguments.out else run)
+        if (arguments.out is not None or run.is_dir()) and not os.access(folder,
+                                                                           os.W_OK | os.X_OK):
+            raise UsageError(f"cannot write the evaluation in {folder}: the folder is not "
+                             "writable (pass --out FILE in another folder)")
+
+
 def _config_defaults(parser: argparse.ArgumentParser, argv: list[str]) -> None:
     """Options from `train --config FILE` become the train command's defaults, so anything
     also given on the command line wins. Unknown names are an error naming the file."""
@@ -1003,6 +1251,9 @@ def _config_defaults(parser: argparse.ArgumentParser, argv: list[str]) -> None:
     known, _ = train.parse_known_args(argv[1:])
     if not known.config:
         return
+    if not Path(known.config).is_file():
+        problem = "is a folder" if Path(known.config).is_dir() else "no such file"
+        raise UsageError(f"--config {known.config}: {problem}")
     values = read_toml(known.config)
     names = {action.dest for action in train._actions} - set(NOT_SAVED)
     unknown = sorted(set(values) - names)
@@ -1024,10 +1275,11 @@ def main(argv: list[str] | None = None) -> int:
         if argv[:1] == ["train"]:
             _config_defaults(parser, argv)
     except _bad_input_errors() as error:
-        print(f"aevae: error: {str(error).splitlines()[0]}", file=sys.stderr)
+        print(f"aevae: error: {_error_message(error)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     arguments = parser.parse_args(argv)
     try:
+        _check_arguments(arguments)
         return arguments.handler(arguments)
     except KeyboardInterrupt:
         print("aevae: interrupted; the last completed epoch is saved in the run directory",

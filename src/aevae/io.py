@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -54,6 +55,29 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         if isinstance(error, OSError) and error.errno is not None:
             # Name the file being written (a full disk or a read-only folder), not the
             # temporary one; OSError(errno, ...) keeps the subclass (PermissionError, ...).
+            reason = error.strerror or os.strerror(error.errno)
+            raise OSError(error.errno, reason, os.fspath(path)) from None
+        raise
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike):
+    """A temporary file beside ``path`` to fill at leisure (a memory map, rows written in
+    chunks): renamed over ``path`` when the block ends, removed if it raises. Yields its path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
+                                         dir=path.parent)
+    os.close(handle)
+    try:
+        os.chmod(temporary, new_file_mode(path))
+        yield Path(temporary)
+        with open(temporary, "rb+") as file:
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException as error:
+        Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.errno is not None:
             reason = error.strerror or os.strerror(error.errno)
             raise OSError(error.errno, reason, os.fspath(path)) from None
         raise

@@ -6,6 +6,7 @@ multiply. A schedule is any callable ``step -> weight``; these are the common on
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -57,15 +58,15 @@ def make_schedule(spec: str | float | None):
     if isinstance(spec, (int, float)):
         return Constant(float(spec))
     kind, _, rest = str(spec).partition(":")
-    arguments = [float(part) for part in rest.split(":") if part]
     try:
+        arguments = [float(part) for part in rest.split(":") if part]
         if kind == "linear":
             return LinearWarmup(int(arguments[0]), *arguments[1:])
         if kind == "cyclical":
             return Cyclical(int(arguments[0]), *arguments[1:])
-        if not rest:
+        if not rest and math.isfinite(float(kind)):
             return Constant(float(kind))
-    except (IndexError, TypeError, ValueError):
+    except (IndexError, TypeError, ValueError, OverflowError):
         pass
     raise ValueError(
         f"bad KL schedule {spec!r}; use a number, linear:STEPS or cyclical:PERIOD[:RAMP_FRACTION]"

@@ -3,7 +3,8 @@
 Each epoch logs the loss terms (training and validation), the KL weight and the epoch's time;
 the KL of each latent dimension (models with a posterior) and a grid of decoded prior samples
 (image data) are logged too, as long as all logging stays within ``budget`` (2%) of the time
-spent training: on tiny epochs the heavy items are thinned out instead of slowing training.
+spent training: on tiny epochs the heavy items are thinned out instead of slowing training, but
+the last epoch always gets them (at ``close``), so even a one-epoch run has both.
 Needs the optional ``tensorboard`` package (``pip install aevae[tensorboard]``).
 """
 
@@ -38,6 +39,8 @@ class TensorBoardLogger:
         # What the per-dimension KL and the sample grid cost, measured after each time; the
         # first guess covers importing the image encoder.
         self.heavy_seconds = 0.25
+        # The last epoch's model, validation data and step, until its heavy items are logged.
+        self.pending: tuple | None = None
 
     def epoch_end(self, model, record: dict, validation: torch.Tensor | None) -> None:
         started = time.perf_counter()
@@ -49,10 +52,12 @@ class TensorBoardLogger:
                 self.writer.add_scalar(f"{name}/{split}", value, epoch)
         self.writer.add_scalar("training/kl_weight", record["kl_weight"], epoch)
         self.writer.add_scalar("training/seconds_per_epoch", record["seconds"], epoch)
+        self.pending = (model, validation, epoch)
         if self._affordable(started):
             heavy_started = time.perf_counter()
             self._heavy(model, validation, epoch)
             self.heavy_seconds = time.perf_counter() - heavy_started
+            self.pending = None
         # No flush here: the writer's own thread writes the queue out (and close() does).
         self.logging_seconds += time.perf_counter() - started
 
@@ -62,6 +67,14 @@ class TensorBoardLogger:
         return spent <= self.budget * self.training_seconds
 
     def _heavy(self, model, validation: torch.Tensor | None, epoch: int) -> None:
+        training = model.training
+        model.eval()  # batch norm's running statistics stay training's own
+        try:
+            self._log_heavy(model, validation, epoch)
+        finally:
+            model.train(training)
+
+    def _log_heavy(self, model, validation: torch.Tensor | None, epoch: int) -> None:
         if model.has_likelihood and validation is not None:
             usage = model.dimension_usage(validation[:KL_EXAMPLES])
             for dimension, value in enumerate(np.asarray(usage)):
@@ -75,6 +88,11 @@ class TensorBoardLogger:
             self.writer.add_image("samples/prior", grid, epoch, dataformats=layout)
 
     def close(self) -> None:
+        if self.pending is not None:  # the final state is logged whatever the budget
+            started = time.perf_counter()
+            self._heavy(*self.pending)
+            self.pending = None
+            self.logging_seconds += time.perf_counter() - started
         self.writer.add_scalar("training/logging_share", self.logging_seconds
                                / max(self.training_seconds, 1e-9), 0)
         self.writer.close()

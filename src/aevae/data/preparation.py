@@ -24,6 +24,21 @@ def value_kind(x: np.ndarray) -> str:
     return "real"
 
 
+def choose_likelihood(values: str, requested: str | None) -> tuple[str, str]:
+    """(likelihood, why) for data of ``value_kind`` ``values``: ``requested`` when given, else
+    Bernoulli for values in [0, 1] and a learned-variance Gaussian (on standardised values) for
+    real ones. ``aevae compare`` and ``aevae train`` both choose with it."""
+    if requested is not None:
+        return requested, "chosen on the command line"
+    if values == "binary":
+        return "bernoulli", "the data is binary"
+    if values == "unit-interval":
+        return "bernoulli", ("values lie in [0, 1] (grey levels): the usual Bernoulli decoder, "
+                             "whose log-likelihoods are then not those of a proper density")
+    return "gaussian-learned", ("real-valued data: a Gaussian decoder with a learned variance, "
+                                "on standardised values")
+
+
 def data_kind(shape: tuple[int, ...]) -> str:
     """"images" for (C, H, W) examples, "tabular" for flat vectors, else "arrays"."""
     if len(shape) == 3:

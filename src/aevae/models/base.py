@@ -35,6 +35,7 @@ from ..io import (
 )
 from ..likelihoods import LIKELIHOODS, make_likelihood
 from ..nets import NETWORKS, build_decoder, build_encoder
+from ..nets.registry import estimated_parameters
 from ..priors import PRIORS, make_prior
 from .registry import model_class
 
@@ -176,6 +177,30 @@ def check_sample_request(n, seed) -> None:
         raise ValueError(f"seed must be None or an integer in [0, 2**64), got {seed!r}")
 
 
+def check_model_size(config) -> None:
+    """ValueError naming the option when the networks' parameters alone would not fit in the
+    memory available now: said before any tensor is allocated, not by the allocator."""
+    from ..training.devices import available_memory
+
+    parameters = estimated_parameters(config.network, config.input_shape, config.latent_dim,
+                                      config.hidden, config.activation)
+    needed = 4 * parameters  # float32
+    available = available_memory()
+    if available is None or needed <= available:
+        return
+    widest = max(config.hidden, default=0)
+    if config.latent_dim >= widest:
+        culprit = f"latent_dim {config.latent_dim}"
+    elif widest >= math.prod(config.input_shape):
+        culprit = f"hidden {','.join(map(str, config.hidden))}"
+    else:
+        culprit = (f"input_shape {tuple(config.input_shape)} with hidden "
+                   f"{','.join(map(str, config.hidden))}")
+    raise ValueError(f"{culprit} needs up to {needed / 2**30:,.0f} GiB for the model's "
+                     f"{parameters:.2g} parameters; this machine has "
+                     f"{available / 2**30:,.0f} GiB of memory available")
+
+
 @dataclass
 class AutoencoderConfig:
     """Options every model shares. Saved as JSON beside the weights; all ``load`` needs."""
@@ -243,7 +268,9 @@ class AutoencoderConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_options(cls, options: dict):
+    def from_options(cls, options: dict, *, check_size: bool = True):
+        """The config ``options`` describe, checked; with ``check_size``, also that the
+        networks' parameters fit in the memory available (before anything is allocated)."""
         fields = dataclasses.fields(cls)
         known = {f.name for f in fields}
         unknown = sorted(set(options) - known)
@@ -256,7 +283,10 @@ class AutoencoderConfig:
                    and f.default_factory is dataclasses.MISSING]
         if missing:
             raise ValueError(f"missing option(s) {', '.join(missing)}")
-        return cls(**options)
+        config = cls(**options)
+        if check_size:
+            check_model_size(config)
+        return config
 
 
 @dataclass
@@ -669,7 +699,9 @@ def _read_config(path: Path) -> tuple[type[Autoencoder], AutoencoderConfig, dict
         if not isinstance(description.get("model"), str):
             raise ValueError("expected the key 'model' to name a model")
         cls = model_class(description["model"])
-        config = cls.Config.from_options(description["config"])
+        # Sizes are checked against the weights first (build_saved): a file asking for more
+        # than the weights hold is damaged, whatever the memory.
+        config = cls.Config.from_options(description["config"], check_size=False)
     except (ValueError, TypeError) as error:
         raise CorruptFileError(f"{path}: {error}") from None
     return cls, config, description
@@ -718,6 +750,7 @@ def build_saved(directory, *, encoder: nn.Module | None = None,
             with torch.device("meta"):
                 outline = cls(config, encoder=encoder, decoder=decoder)
             _check_weights_fit(outline.state_dict(), state, weights_path)
+        check_model_size(config)
         return cls(config, encoder=encoder, decoder=decoder)
     except (ValueError, TypeError) as error:
         if isinstance(error, CorruptFileError):

@@ -115,4 +115,5 @@ register_network(
     "convolutional, for square images up to 64x64 (28x28 and 64x64 native, smaller padded)",
     ConvEncoder,
     ConvDecoder,
+    widths=lambda hidden: hidden[:1] or (256,),  # one dense layer beside small convolutions
 )

@@ -90,6 +90,7 @@ register_network(
     "one affine map each way (linear AE: PCA / probabilistic PCA / factor analysis cases)",
     _linear_encoder,
     _linear_decoder,
+    widths=lambda hidden: (),
 )
 
 
@@ -111,4 +112,5 @@ register_network(
     "1200-1200-1200 tanh (fixed widths: hidden and activation do not apply)",
     _study_encoder,
     _study_decoder,
+    widths=lambda hidden: (1200, 1200, 1200),
 )

@@ -92,4 +92,5 @@ register_network(
     "decoder reading the previous step and z (width: the first hidden size)",
     _recurrent_encoder,
     _recurrent_decoder,
+    widths=lambda hidden: hidden[:1] or (256,),
 )

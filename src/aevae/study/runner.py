@@ -25,6 +25,7 @@ import torch
 from .. import __version__
 from ..data import Dataset, load_dataset
 from ..data.loading import DATA_FILE, absolute_path, recorded_data, recorded_labels
+from ..data.preparation import choose_likelihood as _choose_likelihood
 from ..data.preparation import data_kind, standardise, value_kind
 from ..io import atomic_write_json, read_json
 from ..metrics.evaluate import METRIC_GROUPS, EvaluationContext, EvaluationSettings, evaluate
@@ -62,18 +63,6 @@ class PreparedData:
     dataset: Dataset
     info: DataInfo
     description: dict
-
-
-def _choose_likelihood(values: str, requested: str | None) -> tuple[str, str]:
-    if requested is not None:
-        return requested, "chosen on the command line"
-    if values == "binary":
-        return "bernoulli", "the data is binary"
-    if values == "unit-interval":
-        return "bernoulli", ("values lie in [0, 1] (grey levels): the usual Bernoulli decoder, "
-                             "whose log-likelihoods are then not those of a proper density")
-    return "gaussian-learned", ("real-valued data: a Gaussian decoder with a learned variance, "
-                                "on standardised values")
 
 
 def fingerprint(dataset: Dataset, preparation: dict) -> str:
@@ -534,7 +523,9 @@ def _start_worker(settings: StudySettings, out: Path):
 
     payload = json.dumps({"settings": settings.to_dict(), "out": str(out),
                           "parent": os.getpid()})
-    return subprocess.Popen([sys.executable, "-m", "aevae.study.worker", payload],
+    from .worker import COMMAND
+
+    return subprocess.Popen([sys.executable, "-c", COMMAND, payload],
                             stdout=subprocess.DEVNULL)
 
 

@@ -310,6 +310,8 @@ def compare_pair(task: dict, metric: dict, first: str, second: str) -> dict:
         if not spec.passes(means[worse], means[better], guard["direction"]):
             failing[worse].append(_guard_text(pair_guard, worse))
     figure = _paired_outcome(result, rows, metric["direction"])
+    figure["figure_outcome"] = figure["outcome"]
+    figure["guard_failures"] = {key: texts for key, texts in failing.items() if texts}
     if failing[first] and failing[second]:
         return {**figure, "outcome": "level", "by_default": "guard",
                 "reason": f"a trade-off: {first} {failing[first][0]}; {second} "
@@ -320,6 +322,7 @@ def compare_pair(task: dict, metric: dict, first: str, second: str) -> dict:
         note = f"{loser}: {failing[loser][0]}"
         if figure["outcome"] == ("first" if winner == first else "second"):
             return {**figure, "guard_note": note}  # the figure decides; the guard agrees
+        # As in the verdicts: a model that fails a guard cannot win, so the other does.
         return {**figure, "outcome": "first" if winner == first else "second",
                 "by_default": "guard", "reason": note}
     return figure
@@ -463,14 +466,20 @@ def _judge_part(part: ClaimPart, tasks: list[dict], roles: dict[str, str]) -> di
         return {**result, "status": NOT_TESTED, "reason": reason}
     if compared.get("by_default") == "health":  # a failed run says nothing about the claim
         return {**result, "status": NOT_TESTED, "reason": reason}
+    # A guard counts against the model claimed to be better (its lead on the figure means
+    # nothing when it fails the guard), never for it: the other's weakness on another figure
+    # does not make it better on this one.
+    failures = compared.get("guard_failures", {})
+    if failures.get(first):
+        return {**result, "status": FAILS, "reason": f"{first}: {failures[first][0]}"}
+    outcome = compared.get("figure_outcome", outcome)
+    reason = None if failures else reason
     if outcome == "one seed":
         return {**result, "status": INCONCLUSIVE, "reason": reason}
     if outcome == "level":
         if compared.get("negligible"):
             tie = HOLDS if part.relation != "better" else INCONCLUSIVE
-            return {**result, "status": tie, "reason": reason}
-        if compared.get("by_default"):
-            return {**result, "status": INCONCLUSIVE, "reason": reason}
+            return {**result, "status": tie, "reason": compared.get("reason")}
         if part.relation == "better":
             return {**result, "status": INCONCLUSIVE}
         favour = compared.get("leader") == first

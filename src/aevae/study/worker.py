@@ -55,11 +55,25 @@ def work(settings: dict, out: str, stop=None) -> list[str]:
         store.close()
 
 
+# How run_study starts a worker (``python -c COMMAND PAYLOAD``): Ctrl-C reaches the whole
+# process group, so a worker still importing torch (seconds) leaves at once, without a traceback.
+COMMAND = ("import os, signal, sys\n"
+           "signal.signal(signal.SIGINT, lambda *_: os._exit(130))\n"
+           "from aevae.study.worker import main\n"
+           "sys.exit(main(sys.argv[1]))\n")
+
+
 def main(payload: str) -> int:
     request = json.loads(payload)
     die_with_parent(request["parent"])
-    work(request["settings"], request["out"],
-         stop=lambda: os.getppid() != request["parent"])
+    try:
+        # Past the imports, an interrupt releases the run being done (run_study's parent says
+        # "interrupted"); the worker ends quietly.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        work(request["settings"], request["out"],
+             stop=lambda: os.getppid() != request["parent"])
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 

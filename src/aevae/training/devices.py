@@ -34,6 +34,19 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return resolved
 
 
+def available_memory() -> int | None:
+    """Bytes of memory the system could give this process now (Linux's MemAvailable), or None
+    where it does not say."""
+    try:
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def fits_on_device(nbytes: int, device: torch.device) -> bool:
     """Whether data of ``nbytes`` may live on ``device`` for the whole run: always on the CPU;
     on a GPU when it takes at most half of the free memory (the rest is for the model)."""
