@@ -443,3 +443,17 @@ def test_the_full_budgets_estimate_states_seconds_and_evaluation(tmp_path):
                                    groups=metric_groups(data.info, study_tasks(settings)))
     assert " 0 min" not in message and "of training for 2 neural run(s)" in message
     assert "of evaluation (log p(x) with k = 5000" in message and "anomaly" in message
+
+
+def test_the_terminal_answer_starts_with_the_bottom_line(digits_study):
+    from aevae.cli import _study_summary
+
+    _, _, results = digits_study
+    text = _study_summary(results)
+    lines = text.splitlines()
+    assert lines[0].startswith("AE or VAE on this data? ae against vae on digits")
+    assert lines[1].split()[:4] == ["goal", "figure", "ae", "vae"]
+    assert lines[3].startswith("compress ")
+    assert "In short: " in text and "Decoder likelihood: bernoulli" in text
+    assert "Not measured on this data: disentangle" in text  # skipped tasks, with the reason
+    assert text.index("In short: ") < text.index("Verdicts by task") < text.index("claims")

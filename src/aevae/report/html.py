@@ -178,7 +178,7 @@ def claims_table(results: dict) -> str:
 def bottom_line_section(results: dict) -> str:
     """The first thing on the page: AE or VAE on this data, one row per goal."""
     from ..study.answer import in_short
-    from .text import bottom_line_rows, sweep_rows
+    from .text import bottom_line_rows, not_measured, sweep_rows
 
     labels = results["labels"]
     answers = results.get("answers") or []
@@ -197,6 +197,8 @@ def bottom_line_section(results: dict) -> str:
         if notes:
             parts.append("<ol class='muted'>" + "".join(f"<li>{e(note)}</li>" for note in notes)
                          + "</ol>")
+        if skipped := not_measured(answer):
+            parts.append(f"<p class='muted'>{e(skipped)}</p>")
         parts.append("<p class='muted'>Each goal's primary figure, mean over seeds (↑ higher "
                      "is better, ↓ lower). Margin: the better minus the other, with the 95% "
                      "Student-t interval of paired per-seed differences; \"level\" when it "
@@ -247,7 +249,7 @@ def task_section(task: dict, labels: dict) -> str:
     header = ["model"] + [f"{metric['label']} ({_better(metric)}"
                           + (f"; {metric['unit']}" if metric["unit"] else "") + ")"
                           for metric in metrics]
-    flags = []
+    flags: dict[tuple[str, str], list[str]] = {}  # (figure, flag) -> the models it concerns
     rows = []
     guarded: dict[str, str] = {}
     clipped = False
@@ -277,7 +279,8 @@ def task_section(task: dict, labels: dict) -> str:
             if row.get("caveat"):
                 text += f' <span class="muted">({e(row["caveat"])})</span>'
             if row["flags"]:
-                flags.extend(f"{label}, {metric['label']}: {flag}" for flag in row["flags"])
+                for flag in row["flags"]:
+                    flags.setdefault((metric["label"], flag), []).append(label)
                 text += ' <span class="flag" title="see the notes below">⚠</span>'
             cells.append(text)
         rows.append(cells)
@@ -291,8 +294,11 @@ def task_section(task: dict, labels: dict) -> str:
         parts.append("<ul>" + "".join(f'<li class="flag">✗ {e(label)}: {e(reason)}</li>'
                                       for label, reason in guarded.items()) + "</ul>")
     if flags:
-        parts.append("<ul>" + "".join(f'<li class="flag">⚠ {e(flag)}</li>' for flag in flags)
-                     + "</ul>")
+        shown = len([key for key in labels if any(key in metric["rows"] for metric in metrics)])
+        parts.append("<ul>" + "".join(
+            f'<li class="flag">⚠ {e(figure)}: {e(flag)} '
+            f'({e("every model" if len(who) == shown > 1 else ", ".join(who))})</li>'
+            for (figure, flag), who in flags.items()) + "</ul>")
     headline = metrics[0] if metrics else None
     if headline is not None:
         parts.append(f'<div class="chart">{interval_figure(headline, labels)}</div>')

@@ -50,9 +50,7 @@ def bottom_line_rows(answer: dict, labels: dict[str, str], short: bool = False
               "best of the roster"]
     rows, notes = [], []
     for row in answer["bottom_line"]:
-        if row["outcome"] == "skipped":
-            notes.append(f"{row['goal']}: not measured, {row['reason']}")
-            rows.append([row["goal"], "", "", "", "not measured", f"[{len(notes)}]", ""])
+        if row["outcome"] == "skipped":  # said once, grouped by reason: not_measured()
             continue
         arrow = "↑" if row["direction"] == "higher" else "↓"
         figure = row["short"] if short else row["label"]
@@ -69,6 +67,18 @@ def bottom_line_rows(answer: dict, labels: dict[str, str], short: bool = False
         cells += [row_verdict(row, labels, roles), margin, _best_text(row, labels)]
         rows.append(cells)
     return header, rows, notes
+
+
+def not_measured(answer: dict) -> str:
+    """"Not measured on this data: cluster, ... (the data has no labels); ..." or ""."""
+    reasons: dict[str, list[str]] = {}
+    for row in answer["bottom_line"]:
+        if row["outcome"] == "skipped":
+            reasons.setdefault(row["reason"], []).append(row["goal"])
+    if not reasons:
+        return ""
+    return "Not measured on this data: " + "; ".join(
+        f"{', '.join(goals)} ({reason})" for reason, goals in reasons.items()) + "."
 
 
 def _best_text(row: dict, labels: dict[str, str]) -> str:
@@ -112,6 +122,8 @@ def study_text(results: dict) -> str:
         header, rows, notes = bottom_line_rows(answer, labels, short=True)
         lines.append(format_table(header, rows))
         lines += [f"[{index}] {note}" for index, note in enumerate(notes, 1)]
+        if skipped := not_measured(answer):
+            lines.append(skipped)
         if any(row.get(f"{role}_excluded") for row in answer["bottom_line"]
                for role in ("ae", "vae")):
             lines.append("✗ failed a health check (below): shown, not compared")
