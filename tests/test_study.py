@@ -457,3 +457,29 @@ def test_the_terminal_answer_starts_with_the_bottom_line(digits_study):
     assert "In short: " in text and "Decoder likelihood: bernoulli" in text
     assert "Not measured on this data: disentangle" in text  # skipped tasks, with the reason
     assert text.index("In short: ") < text.index("Verdicts by task") < text.index("claims")
+
+
+def test_every_registered_figure_reads_a_key_that_evaluate_writes(digits_study):
+    """A task reads its figures through paths into evaluate()'s result: a renamed key would
+    turn a figure into "not measured" everywhere. On digits (labels, values in [0, 1]) every
+    figure of every task but disentanglement must be measured for some model, and so must each
+    guard's figure."""
+    from aevae.study.tasks import TASKS, metric_named
+
+    _, _, results = digits_study
+    ran = {task["name"]: task for task in results["tasks"]}
+    assert set(ran) == set(TASKS)
+    for name, task in ran.items():
+        if name == "disentanglement":
+            assert task["skipped"]
+            continue
+        assert not task["skipped"], name
+        for metric in task["metrics"]:
+            measured = [row for row in metric["rows"].values() if row["available"]]
+            reasons = {row.get("reason") for row in metric["rows"].values()}
+            assert measured and "not measured" not in reasons, (name, metric["name"], reasons)
+        for guard in TASKS[name].guards:
+            metric_named(*guard.metric)  # the guard names a registered figure
+            assert any(key in results["labels"] for key in
+                       next(item for item in task["guards"]
+                            if tuple(item["metric"]) == guard.metric)["means"])

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
+import shutil
 import tempfile
 import urllib.error
 import urllib.request
@@ -92,19 +94,23 @@ def verify_files(folder: str, directory: str | os.PathLike) -> None:
             raise DataError(f"md5 mismatch for {path}: expected {remote.md5}, got {actual}")
 
 
-def download_file(remote: RemoteFile, directory: str | os.PathLike) -> Path:
-    """Download ``remote`` into ``directory``: temporary file, md5 check, then os.replace."""
+def download_file(remote: RemoteFile, directory: str | os.PathLike,
+                  staging: str | os.PathLike | None = None) -> Path:
+    """Download ``remote`` into ``directory``: temporary file, md5 check, then os.replace.
+    With ``staging`` (an existing folder), the file goes there instead; messages still name
+    ``directory``, where it is meant to end up."""
     directory = Path(directory)
-    target = directory / remote.name
+    into = directory if staging is None else Path(staging)
+    target = into / remote.name
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        into.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise DataError(f"cannot create data directory {directory}: {error.strerror}") from None
-    logger.info("downloading %s to %s", remote.url, target)
+    logger.info("downloading %s to %s", remote.url, directory / remote.name)
     digest = hashlib.md5()
     temporary = None
     try:
-        handle, temporary = tempfile.mkstemp(dir=directory, prefix=remote.name, suffix=".partial")
+        handle, temporary = tempfile.mkstemp(dir=into, prefix=remote.name, suffix=".partial")
         os.fchmod(handle, new_file_mode(target))  # not mkstemp's 0600
         with os.fdopen(handle, "wb") as output:
             with urllib.request.urlopen(remote.url, timeout=TIMEOUT_SECONDS) as response:
@@ -151,9 +157,47 @@ def ensure_files(
             f"set {ENVIRONMENT_VARIABLE} to a folder containing {folder}/, pass data_dir, "
             "or allow downloading"
         )
-    for remote in missing:
-        download_file(remote, directory)
+    if missing:
+        _download_all(missing, directory)
     return directory
+
+
+def _download_all(missing: list[RemoteFile], directory: Path) -> None:
+    """Download ``missing`` into ``directory``. The files arrive in a staging folder beside it
+    (same file system); ``directory`` and its parents are created only once every file has
+    arrived and been checked. A failure leaves the disk as it was: no folder, no file."""
+    existing = directory.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise DataError(f"cannot create data directory {directory}: {existing} is not a folder")
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=".aevae-download-", dir=existing))
+    except OSError as error:
+        raise DataError(f"cannot create data directory {directory}: {error.strerror}") from None
+    created = [folder for folder in (directory.absolute(), *directory.absolute().parents)
+               if not folder.exists()]  # innermost first
+    placed = []
+    try:
+        for remote in missing:
+            download_file(remote, directory, staging=staging)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            for remote in missing:
+                os.replace(staging / remote.name, directory / remote.name)
+                placed.append(directory / remote.name)
+        except OSError as error:
+            raise DataError(f"cannot write data directory {directory}: {error.strerror}"
+                            ) from None
+    except BaseException:
+        for path in placed:
+            path.unlink(missing_ok=True)
+        for folder in created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty: another process may have put files there
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 @dataclass(frozen=True)

@@ -159,7 +159,11 @@ def decide(rows: dict[str, dict], direction: str) -> dict:
         return {"status": NOT_COMPARED, "barred": barred,
                 "reason": "fewer than two models have this figure" if not barred else
                 "fewer than two models pass the health checks and guards"}
-    winner, runner_up = order[0], order[1]
+    winner = order[0]
+    # The runner-up: the next entry that shares a seed with the winner (entries compared on
+    # fewer seeds after a failed health check may share none).
+    runner_up = next((key for key in order[1:] if set(rows[key]["values"])
+                      & set(rows[winner]["values"])), order[1])
     paired = paired_difference(rows[winner]["values"], rows[runner_up]["values"])
     verdict = {"winner": winner, "runner_up": runner_up, "ranking": order, "barred": barred}
     if paired is None:
