@@ -33,7 +33,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_FILES = ["tests/test_properties.py", "tests/test_store.py", "tests/test_crashes.py",
-              "tests/test_reliability.py", "tests/test_fuzz_corpus.py"]
+              "tests/test_reliability.py", "tests/test_fuzz_corpus.py", "tests/test_cli.py",
+              "tests/test_distributed.py"]
 
 
 def run_tests(work: Path, arguments) -> tuple[Path, Path, float, int]:
@@ -307,7 +308,12 @@ loadable, and resume once there is room again.
 
 {simple_section(events, "store", "case")}
 
-## Regression tests: one per bug fixed in this campaign
+## Regression tests: one per bug fixed
+
+Each bug found by the campaign, and each edge a new user hit on a fresh clone (huge sizes,
+flags named in their errors, refused commands that leave nothing behind, train choosing the
+likelihood as compare does, stale metrics after a resume, a SIGABRT at torchrun's exit), has a
+test marked `regression`:
 
 {table(["test", "outcome"], regression_rows)}
 
@@ -315,7 +321,8 @@ loadable, and resume once there is room again.
 
 `tests/test_reliability.py` holds the hostile and damaged run files (truncated weights, configs
 naming code, pickles where aevae expects its own files, refused commands that must change no
-file); the other files are described above.
+file); `tests/test_cli.py` the command line's edges; `tests/test_distributed.py` two processes
+under torchrun; the other files are described above.
 
 {tests_section(results)}
 """

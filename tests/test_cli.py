@@ -124,7 +124,8 @@ def test_sample_writes_arrays_and_traverse_writes_a_grid(trained_run, tmp_path, 
     [
         (["train", "nope", "--data", "digits", "--out", "{tmp}/a"], "unknown model 'nope'"),
         (["train", "vae", "--data", "{tmp}/missing.npy", "--out", "{tmp}/b"], "missing.npy"),
-        (["train", "vae", "--data", "{tmp}/big.npy", "--out", "{tmp}/c"], r"[0, 1]"),
+        (["train", "vae", "--data", "{tmp}/big.npy", "--likelihood", "bernoulli", "--out",
+          "{tmp}/c"], r"[0, 1]"),  # without --likelihood: a Gaussian, on standardised values
         (["train", "vae", "--data", "{tmp}/nan.npy", "--out", "{tmp}/d"], "NaN"),
         (["train", "vae", "--data", "digits", "--latent-dim", "0", "--out", "{tmp}/e"],
          "latent_dim"),
@@ -217,6 +218,7 @@ def test_tracking_logs_grids_and_kl_per_dimension_when_the_budget_allows(digits,
     assert accumulator.Scalars("training/logging_share")[0].value < 0.02
 
 
+@pytest.mark.regression
 def test_train_chooses_the_likelihood_and_standardises_real_values_like_compare(tmp_path,
                                                                                  capsys):
     generator = np.random.default_rng(0)
@@ -260,6 +262,7 @@ def test_train_chooses_the_likelihood_and_standardises_real_values_like_compare(
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.regression
 def test_resuming_moves_metrics_of_older_weights_aside(tmp_path, capsys):
     out = tmp_path / "run"
     base = ["train", "ae", "--data", "digits", "--hidden", "8", "--latent-dim", "2", "--out",
@@ -279,6 +282,7 @@ def test_resuming_moves_metrics_of_older_weights_aside(tmp_path, capsys):
     assert json.loads((out / "metrics.json").read_text())["weights"]["epochs"] == 2
 
 
+@pytest.mark.regression
 def test_tensorboard_on_a_one_epoch_run_has_kl_per_dimension_and_a_sample_grid(tmp_path,
                                                                                 capsys):
     event_accumulator = pytest.importorskip(
@@ -294,3 +298,292 @@ def test_tensorboard_on_a_one_epoch_run_has_kl_per_dimension_and_a_sample_grid(t
     images = accumulator.Images("samples/prior")
     assert [event.step for event in images] == [1]
     assert images[0].encoded_image_string[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.regression
+def test_import_aevae_gives_its_subpackages_lazily():
+    code = ("import sys, aevae\n"
+            "assert not {'aevae.metrics', 'aevae.study'} & set(sys.modules)\n"
+            "assert callable(aevae.metrics.dci) and callable(aevae.metrics.evaluate.evaluate)\n"
+            "assert aevae.study.StudySettings and aevae.ex_post and aevae.sklearn\n"
+            "assert {'metrics', 'study'} <= set(dir(aevae))\n"
+            "try:\n    aevae.no_such_thing\nexcept AttributeError:\n    print('ok')\n")
+    finished = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=120)
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.strip() == "ok"
+
+
+
+def _one_error_line(code, err, *parts):
+    assert code == 2, err
+    assert err.startswith("aevae: error: ") and err.count("\n") == 1, err
+    for part in parts:
+        assert part in err, (part, err)
+
+
+@pytest.mark.regression
+def test_a_model_too_large_for_the_memory_is_refused_before_allocating(tmp_path, capsys,
+                                                                      monkeypatch):
+    import aevae.training.devices
+    from aevae.models import model_class
+
+    monkeypatch.setattr(aevae.training.devices, "available_memory", lambda: 8 * 2**30)
+    np.save(tmp_path / "ok.npy", np.random.default_rng(0).random((50, 20), np.float32))
+    code, _, err = run(capsys, "train", "ae", "--data", str(tmp_path / "ok.npy"),
+                       "--latent-dim", "100000000", "--out", str(tmp_path / "R"), "--quiet")
+    _one_error_line(code, err, "latent_dim 100000000 needs up to", "GiB",
+                    "this machine has 8 GiB of memory available")
+    assert not (tmp_path / "R").exists()
+    # What compare checks for each roster entry before anything trains, and --hidden too.
+    with pytest.raises(ValueError, match="latent_dim 100000000 needs"):
+        model_class("vae").Config.from_options({"input_shape": (20,), "latent_dim": 10**8})
+    with pytest.raises(ValueError, match="hidden 100000,100000 needs"):
+        model_class("vae").Config.from_options({"input_shape": (20,),
+                                                "hidden": (100_000, 100_000)})
+    model_class("vae").Config.from_options({"input_shape": (784,), "hidden": (512, 256)})
+
+
+@pytest.mark.regression
+def test_sample_caps_image_grids_and_writes_large_arrays_in_chunks(trained_run, tmp_path,
+                                                                   capsys, monkeypatch):
+    import shutil
+
+    import aevae.cli
+
+    code, _, err = run(capsys, "sample", str(trained_run), "-n", "2000000", "--out",
+                       str(tmp_path / "n.png"))
+    _one_error_line(code, err, "-n 2000000", "at most 10,000 images", "n.npy")
+    assert list(tmp_path.iterdir()) == []
+    # Drawn and written three examples at a time; the first chunk is the draw of -n 3.
+    monkeypatch.setattr(aevae.cli, "CHUNK_VALUES", 3 * 64)
+    assert run(capsys, "sample", str(trained_run), "-n", "3", "--out",
+               str(tmp_path / "three.npy"))[0] == 0
+    assert run(capsys, "sample", str(trained_run), "-n", "10", "--out",
+               str(tmp_path / "ten.npy"))[0] == 0
+    assert run(capsys, "sample", str(trained_run), "-n", "10", "--out",
+               str(tmp_path / "ten.csv"))[0] == 0
+    ten = np.load(tmp_path / "ten.npy")
+    assert ten.shape == (10, 1, 8, 8) and ten.dtype == np.float32
+    np.testing.assert_array_equal(ten[:3], np.load(tmp_path / "three.npy"))
+    assert not np.array_equal(ten[3:6], ten[:3])  # later chunks draw with other seeds
+    table = np.loadtxt(tmp_path / "ten.csv", delimiter=",", skiprows=1)
+    np.testing.assert_allclose(table, ten.reshape(10, -1), rtol=1e-5, atol=1e-6)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["ten.csv", "ten.npy",
+                                                                "three.npy"]
+    # An array the disk cannot hold is refused before anything is drawn.
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(
+        100, 100 - 1000, 1000))
+    code, _, err = run(capsys, "sample", str(trained_run), "-n", "100000000", "--out",
+                       str(tmp_path / "huge.npy"))
+    _one_error_line(code, err, "huge.npy would take at least 23.8 GiB", "free")
+    assert not (tmp_path / "huge.npy").exists()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc, uses killpg")
+@pytest.mark.regression
+def test_ctrl_c_early_in_compare_prints_no_traceback(tmp_path):
+    import os
+    import signal
+    import time
+    from pathlib import Path
+
+    source = str(Path(__file__).resolve().parents[1] / "src")
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [source, os.environ.get("PYTHONPATH")])), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aevae.cli", "compare", "--data", "digits", "--models", "ae,vae",
+         "--seeds", "1", "--epochs", "1", "--workers", "2", "--out", str(tmp_path / "D"),
+         "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=environment, start_new_session=True)  # its own process group, as in a terminal
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    started = time.monotonic()
+    # Like Ctrl-C in a terminal, to the whole group: once the worker process exists (it is
+    # then still importing torch), or after 3 s if none does.
+    while time.monotonic() - started < 60 and process.poll() is None:
+        if time.monotonic() - started > 3 and (not children.exists()
+                                               or children.read_text().strip()):
+            break
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert "Traceback" not in err, err
+    assert process.returncode != 0 and "interrupted" in err, (process.returncode, err)
+
+
+@pytest.mark.parametrize(
+    "arguments, parts",
+    [
+        (["train", "ae", "--data", "digits", "--kl-schedule", "linear:abc", "--out", "{tmp}/k"],
+         ["--kl-schedule linear:abc", "linear:STEPS"]),
+        (["evaluate", "{run}", "--max-examples", "0"], ["--max-examples 0", "at least 1"]),
+        (["evaluate", "{run}", "--importance-samples", "-5"],
+         ["--importance-samples -5", "at least 1"]),
+        (["train", "ae", "--data", "digits", "--out", "{tmp}/afile"],
+         ["--out {tmp}/afile", "is a file, not a folder"]),
+        (["compare", "--out", "{tmp}/afile"], ["--out {tmp}/afile", "is a file, not a folder"]),
+        (["train", "--config", "{tmp}/nothere.toml"], ["--config {tmp}/nothere.toml",
+                                                       "no such file"]),
+    ],
+)
+@pytest.mark.regression
+def test_bad_values_are_named_with_their_flag(trained_run, tmp_path, capsys, arguments, parts):
+    (tmp_path / "afile").write_text("not a folder\n")
+    before = sorted(path.name for path in trained_run.iterdir())
+
+    def filled(text):
+        return text.format(tmp=tmp_path, run=trained_run)
+
+    code, _, err = run(capsys, *map(filled, arguments))
+    _one_error_line(code, err, *map(filled, parts))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["afile"]
+    assert sorted(path.name for path in trained_run.iterdir()) == before
+
+
+@pytest.mark.regression
+def test_sample_and_evaluate_take_a_device_and_sample_help_explains(trained_run, tmp_path,
+                                                                     capsys):
+    with pytest.raises(SystemExit):
+        main(["sample", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "run directory" in text and "how many samples to draw" in text
+    assert "seeds the draws" in text and "--device DEVICE auto, cpu or cuda" in text
+    for command in (["sample", str(trained_run), "--out", str(tmp_path / "s.png")],
+                    ["evaluate", str(trained_run), "--metrics", "reconstruction"]):
+        code, _, err = run(capsys, *command, "--device", "gpu")
+        _one_error_line(code, err, "unknown device 'gpu'")
+    assert run(capsys, "sample", str(trained_run), "-n", "4", "--device", "cpu", "--out",
+               str(tmp_path / "s.png"))[0] == 0
+    code, _, err = run(capsys, "evaluate", str(trained_run), "--metrics", "reconstruction",
+                       "--device", "cpu", "--out", str(tmp_path / "m.json"), "--quiet")
+    assert code == 0, err
+    assert "reconstruction" in json.loads((tmp_path / "m.json").read_text())["metrics"]
+
+
+@pytest.mark.regression
+def test_runs_refuses_an_unknown_metric(tmp_path, capsys):
+    from aevae.study.store import STORE_FILE, RunStore
+
+    with RunStore(tmp_path / STORE_FILE) as store:
+        store.claim("r1", {"entry": "vae", "model": "vae", "options": {}, "dataset": "digits",
+                           "data_fingerprint": "f", "seed": 0, "budget": "quick"})
+        store.finish("r1", metrics={"compression.mse": 0.5}, train_seconds=1.0,
+                     evaluation_seconds=1.0, versions={}, device="cpu")
+    code, out, _ = run(capsys, "runs", str(tmp_path), "--metric", "compression.mse")
+    assert code == 0 and "0.5" in out
+    code, _, err = run(capsys, "runs", str(tmp_path), "--metric", "nonsense.x")
+    _one_error_line(code, err, "--metric nonsense.x", "known:", "compression.mse",
+                    "prior_sampling.prior_frechet_distance")
+
+
+@pytest.mark.parametrize("where", ["missing", "empty", "cache"])
+@pytest.mark.regression
+def test_a_failed_download_leaves_no_folder(tmp_path, capsys, monkeypatch, where):
+    import urllib.error
+    import urllib.request
+
+    def unreachable(url, timeout=None):
+        raise urllib.error.URLError("no route to host")
+
+    monkeypatch.setattr(urllib.request, "urlopen", unreachable)
+    monkeypatch.delenv("AEVAE_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "empty").mkdir()
+    data_dir = {"missing": ["--data-dir", str(tmp_path / "nonexistent" / "dir")],
+                "empty": ["--data-dir", str(tmp_path / "empty")], "cache": []}[where]
+    code, _, err = run(capsys, "train", "ae", "--data", "mnist", *data_dir, "--out",
+                       str(tmp_path / "R"))
+    _one_error_line(code, err, "could not download", "no route to host")
+    assert sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*")) == [
+        "cache", "empty"]
+
+
+@pytest.mark.regression
+def test_evaluate_refuses_a_read_only_output_before_computing(trained_run, tmp_path, capsys,
+                                                              monkeypatch):
+    import os
+
+    import aevae.cli
+
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    if os.geteuid() == 0:  # root writes anywhere: say the folder is read-only, as a mount is
+        writable = os.access
+        monkeypatch.setattr(aevae.cli.os, "access", lambda path, mode: os.path.abspath(
+            path) != str(folder) and writable(path, mode))
+    try:
+        code, _, err = run(capsys, "evaluate", str(trained_run), "--out",
+                           str(folder / "m.json"))
+    finally:
+        folder.chmod(0o755)
+    _one_error_line(code, err, f"cannot write the evaluation in {folder}", "not writable")
+    assert list(folder.iterdir()) == []
+
+
+@pytest.mark.regression
+def test_image_size_resizes_a_folder_of_mixed_sizes_and_the_run_records_it(tmp_path, capsys,
+                                                                          monkeypatch):
+    image = pytest.importorskip("PIL.Image")
+    generator = np.random.default_rng(0)
+    for index in range(40):
+        side = 10 if index % 2 else 12
+        pixels = (generator.uniform(size=(side, side)) * 255).astype(np.uint8)
+        (tmp_path / "faces" / str(index % 2)).mkdir(parents=True, exist_ok=True)
+        image.fromarray(pixels).save(tmp_path / "faces" / str(index % 2) / f"{index}.png")
+    base = ["train", "ae", "--data", str(tmp_path / "faces"), "--epochs", "1", "--hidden", "8",
+            "--latent-dim", "2", "--quiet"]
+    code, _, err = run(capsys, *base, "--out", str(tmp_path / "refused"))
+    assert code == 2 and len(err.splitlines()) == 1 and "--image-size HxW" in err
+    assert not (tmp_path / "refused").exists()
+    code, _, err = run(capsys, *base, "--image-size", "8by8", "--out", str(tmp_path / "bad"))
+    assert code == 2 and "HEIGHTxWIDTH" in err and not (tmp_path / "bad").exists()
+    out = tmp_path / "run"
+    assert run(capsys, *base, "--image-size", "8x9", "--out", str(out))[0] == 0
+    assert json.loads((out / "data.json").read_text())["image_size"] == "8x9"
+    assert json.loads((out / "config.json").read_text())["config"]["input_shape"] == [1, 8, 9]
+    # evaluate and reconstruct load the run's data the same way, without being told again.
+    code, _, _ = run(capsys, "evaluate", str(out), "--metrics", "reconstruction", "--quiet")
+    assert code == 0
+    assert run(capsys, "reconstruct", str(out), "--out", str(tmp_path / "r.png"))[0] == 0
+    code, _, err = run(capsys, *base, "--image-size", "10x10", "--epochs", "2", "--resume",
+                       "--out", str(out))
+    assert code == 2 and "--image-size 8x9" in err
+    # compare hands it to the study's data loading.
+    from aevae.study import runner
+
+    seen = {}
+
+    def fake_run_study(settings, out, **options):
+        seen["settings"] = settings
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(runner, "run_study", fake_run_study)
+    code, _, err = run(capsys, "compare", "--data", str(tmp_path / "faces"), "--image-size",
+                       "8x9", "--out", str(tmp_path / "study"))
+    assert code == 2 and seen["settings"].image_size == "8x9"
+
+
+@pytest.mark.regression
+def test_evaluate_caps_large_data_by_default_and_full_runs_the_protocol(tmp_path, capsys):
+    generator = np.random.default_rng(0)
+    np.save(tmp_path / "big.npy", (generator.uniform(size=(150, 32, 32)) > 0.5).astype(np.uint8))
+    out = tmp_path / "run"
+    assert run(capsys, "train", "ae", "--data", str(tmp_path / "big.npy"), "--epochs", "1",
+               "--hidden", "8", "--latent-dim", "2", "--out", str(out), "--quiet")[0] == 0
+    code, printed, err = run(capsys, "evaluate", str(out), "--metrics",
+                             "reconstruction,latent")
+    assert code == 0 and "estimated about" in err and "is large (1x32x32" in err
+    assert "--full runs the quick protocol as is" in err and "capped" in printed
+    settings = json.loads((out / "metrics.json").read_text())["settings"]
+    assert settings["max_examples"] == 1000 and settings["classifier_min_steps"] == 200
+    # What the command line gives explicitly wins over a cap.
+    assert run(capsys, "evaluate", str(out), "--metrics", "latent", "--quiet",
+               "--max-examples", "1500")[0] == 0
+    assert json.loads((out / "metrics.json").read_text())["settings"]["max_examples"] == 1500
+    code, printed, err = run(capsys, "evaluate", str(out), "--metrics", "latent", "--full")
+    assert code == 0 and "is large" not in err and "capped" not in printed
+    settings = json.loads((out / "metrics.json").read_text())["settings"]
+    assert settings["max_examples"] == 2000 and settings["classifier_min_steps"] == 600

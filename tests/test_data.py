@@ -721,3 +721,38 @@ def test_user_data_limit_keeps_the_first_examples(tmp_path):
     dataset = load_dataset(str(tmp_path / "x.npy"), limit=5)
     np.testing.assert_array_equal(dataset.train.x, x[:5])
     assert dataset.value_range == (0.0, 9.0)
+
+
+def test_image_folder_of_mixed_sizes_loads_resized_with_image_size(tmp_path):
+    pytest.importorskip("PIL")
+    write_image(tmp_path / "mixed" / "a.png", np.full((4, 6), 200, dtype=np.uint8))
+    write_image(tmp_path / "mixed" / "b.png", np.zeros((5, 7), dtype=np.uint8))
+    with pytest.raises(DataError, match="images differ in size: .* --image-size HxW"):
+        load_dataset(str(tmp_path / "mixed"))
+    for size in ("8x10", (8, 10)):
+        dataset = load_dataset(str(tmp_path / "mixed"), image_size=size)
+        assert dataset.shape == (1, 8, 10) and len(dataset.train.x) == 2
+        np.testing.assert_allclose(dataset.train.x[0], 200 / 255, rtol=1e-6)
+        np.testing.assert_allclose(dataset.train.x[1], 0.0)
+    for bad in ("8by10", "0x8", "8x", (8,)):
+        with pytest.raises(DataError, match="image size must be HEIGHTxWIDTH"):
+            load_dataset(str(tmp_path / "mixed"), image_size=bad)
+    np.save(tmp_path / "x.npy", np.zeros((4, 3), dtype=np.float32))
+    with pytest.raises(DataError, match="not an image folder"):
+        load_dataset(str(tmp_path / "x.npy"), image_size="8x8")
+    with pytest.raises(DataError, match="not an image folder"):
+        load_dataset("digits", image_size="8x8")
+
+
+def test_undo_preparation_inverts_standardise():
+    from aevae.data.containers import Split as DataSplit
+    from aevae.data.preparation import apply_preparation, standardise, undo_preparation
+
+    x = np.random.default_rng(0).normal(5.0, 3.0, size=(50, 4)).astype(np.float32)
+    dataset = assemble_dataset("x", DataSplit(x), None, None, description="x")
+    prepared, record = standardise(dataset)
+    np.testing.assert_allclose(undo_preparation(prepared.train.x, record), x, rtol=1e-5,
+                               atol=1e-5)
+    again = apply_preparation(dataset, record)
+    np.testing.assert_allclose(again.train.x, prepared.train.x)
+    assert undo_preparation(x, {"transform": "none"}) is x

@@ -240,3 +240,37 @@ def test_cli_evaluate_writes_metrics_json(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "log p(x), importance sampled" in printed and "metrics.json" in printed
     assert "Compression" in printed and "reconstruction MSE" in printed
+
+
+def test_estimates_count_each_groups_own_work(vae, digits):
+    from aevae.metrics.evaluate import (
+        estimate_seconds,
+        large_data,
+        measure_speeds,
+        practical_settings,
+    )
+
+    settings = EvaluationSettings(anomaly_training_epochs=2, anomaly_classes=2,
+                                  importance_samples=50)
+    names = [name for name, _ in available_metric_groups()]
+    speeds = measure_speeds(vae, digits, names, settings)
+    assert speeds.classifier_step > 0 and speeds.model_step > 0 and speeds.encode > 0
+    estimates, parts = estimate_seconds(vae, digits, names, settings, speeds)
+    assert set(estimates) == set(names) and all(value > 0 for value in estimates.values())
+    # The feature classifier is paid by the first group that trains it, the one-class models
+    # by anomaly; the longer protocol costs more.
+    assert estimates["generation"] >= parts["feature classifier"]
+    assert estimates["anomaly"] >= parts["one-class models"] > 0
+    longer = EvaluationSettings(anomaly_training_epochs=20, anomaly_classes=2,
+                                importance_samples=500)
+    slower, _ = estimate_seconds(vae, digits, names, longer, speeds)
+    assert slower["anomaly"] > estimates["anomaly"]
+    assert slower["likelihood"] > estimates["likelihood"]
+    # Caps only ever lower a setting; MNIST-sized data is not "large", 32 x 32 images are.
+    capped = practical_settings(EvaluationSettings(max_examples=500))
+    assert capped.max_examples == 500 and capped.generated_samples == 1000
+    assert capped.classifier_min_steps == 200 and capped.max_train_examples == 10000
+    assert not large_data(digits)
+    big = assemble_dataset("big", Split(np.zeros((20, 1, 32, 32), np.float32)), None, None,
+                           description="32 x 32 images")
+    assert large_data(big)

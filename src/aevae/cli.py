@@ -59,6 +59,7 @@ DATA_RECORD = {
     "validation_fraction": ((int, float), "a number"),
     "seed": ((int,), "an integer"),
     "limit": ((int, type(None)), "an integer or null"),
+    "image_size": ((str, type(None)), "HEIGHTxWIDTH or null"),
     # Written by a study's runs: the test split it carved and the rescaling it trained on.
     "test_fraction": ((int, float), "a number"),
     "preparation": ((dict,), "an object"),
@@ -83,7 +84,8 @@ def _read_data_record(run: Path) -> dict:
     return record
 
 
-def _load_run_data(run: Path, data: str | None, data_dir: str | None):
+def _load_run_data(run: Path, data: str | None, data_dir: str | None,
+                   image_size: str | None = None):
     from .data import load_dataset
     from .data.loading import recorded_data
     from .data.preparation import apply_preparation
@@ -94,7 +96,12 @@ def _load_run_data(run: Path, data: str | None, data_dir: str | None):
         raise UsageError(f"{run} does not record its data; pass --data NAME_OR_PATH")
     if data is not None and (saved.get("data") is None
                              or recorded_data(data) != recorded_data(saved["data"])):
-        return load_dataset(data, data_dir=data_dir)
+        # Other data, at the image size and on the scale the model was trained on.
+        if image_size is None and Path(data).expanduser().is_dir():
+            image_size = saved.get("image_size")
+        return apply_preparation(load_dataset(data, data_dir=data_dir, image_size=image_size),
+                                 saved.get("preparation", {}))
+    image_size = image_size or saved.get("image_size")
     # The same splits and values as in training, so the held-out part stays held out.
     dataset = load_dataset(
         name,
@@ -103,6 +110,7 @@ def _load_run_data(run: Path, data: str | None, data_dir: str | None):
         validation_fraction=saved.get("validation_fraction", 0.0),
         test_fraction=saved.get("test_fraction", 0.0),
         seed=saved.get("seed", 0),
+        image_size=image_size,
     )
     return apply_preparation(dataset, saved.get("preparation", {}))
 
@@ -185,6 +193,14 @@ def _shown(values: dict) -> str:
     return " ".join(f"--{key.replace('_', '-')} {value}" for key, value in values.items())
 
 
+def _image_size_text(text: str | None) -> str | None:
+    """--image-size as data.json records it: "HxW" (checked), or None."""
+    from .data.loading import parse_image_size
+
+    size = parse_image_size(text)
+    return None if size is None else f"{size[0]}x{size[1]}"
+
+
 def _data_record(arguments, resumed: Path | None) -> dict:
     """What data.json records: the data as given (paths absolute). Resuming, the run's own
     record, which the command may repeat but not change."""
@@ -197,6 +213,7 @@ def _data_record(arguments, resumed: Path | None) -> dict:
         "validation_fraction": arguments.validation_fraction,
         "seed": arguments.seed,
         "limit": arguments.limit,
+        "image_size": _image_size_text(arguments.image_size),
     }
     saved = _read_data_record(resumed) if resumed is not None else {}
     if not saved:
@@ -205,7 +222,7 @@ def _data_record(arguments, resumed: Path | None) -> dict:
     # Older runs recorded paths as typed; compare them as absolute paths too.
     recorded = {**SPLIT_DEFAULTS, **saved, "data": recorded_data(saved["data"]),
                 "labels": recorded_labels(saved.get("labels"))}
-    changed = [key for key in ("data", "labels", *SPLIT_DEFAULTS)
+    changed = [key for key in ("data", "labels", "image_size", *SPLIT_DEFAULTS)
                if given[key] is not None and given[key] != recorded.get(key)]
     if changed:
         raise UsageError(
@@ -269,6 +286,9 @@ def _stream_source(arguments, record: dict):
                   file=sys.stderr)
     if not wanted:
         return None
+    if record.get("image_size") is not None:
+        raise UsageError("--stream reads images at their own size; --image-size needs them "
+                         "loaded (leave out --stream)")
     if record["labels"] is not None:
         raise UsageError("--stream reads x only: labels need the data in memory")
     fraction, seed = record["validation_fraction"], record["seed"]
@@ -302,12 +322,12 @@ def _prepare_values(dataset, arguments, options: dict, record: dict, model):
     """What `aevae compare` does before training, for a new run: the likelihood chosen from the
     values unless given (set in ``options``), real values standardised with the training
     split's statistics (recorded in ``record``, the run's data.json). A resumed run redoes its
-    recorded preparation."""
+    recorded preparation. Returns the dataset and a line saying what was chosen (or None)."""
     from .data.preparation import apply_preparation, choose_likelihood, standardise, value_kind
     from .models import model_class
 
     if model is not None:
-        return apply_preparation(dataset, record.get("preparation", {}))
+        return apply_preparation(dataset, record.get("preparation", {})), None
     values = value_kind(dataset.train.x)
     requested = options.get("likelihood")
     likelihood, reason = choose_likelihood(values, requested)
@@ -326,9 +346,8 @@ def _prepare_values(dataset, arguments, options: dict, record: dict, model):
         dataset, record["preparation"] = standardise(dataset)
         notes.append(record["preparation"]["transform"] + " (recorded in data.json; "
                      "evaluate, reconstruct and traverse redo it)")
-    if notes and not arguments.quiet:
-        print(f"{dataset.name}: {values} values: " + "; ".join(notes), file=sys.stderr)
-    return dataset
+    # Returned, to be printed once every check has passed: bad input stays one line.
+    return dataset, (f"{dataset.name}: {values} values: " + "; ".join(notes) if notes else None)
 
 
 def _fit(model, train_x, validation, fields: dict, arguments, record: dict, out: Path,
@@ -370,7 +389,7 @@ def command_train(arguments) -> int:
     if resumed is not None:
         model = build_saved(out)
         _check_resumable(out, model, arguments.model, options)
-    stream = _stream_source(arguments, record)
+    stream, note = _stream_source(arguments, record), None
     if stream is not None:
         train_x, validation = stream
         shape, dataset = train_x.example_shape, None
@@ -378,10 +397,10 @@ def command_train(arguments) -> int:
         dataset = load_dataset(
             record["data"], data_dir=record["data_dir"], labels=record["labels"],
             validation_fraction=record["validation_fraction"], seed=record["seed"],
-            limit=record["limit"],
+            limit=record["limit"], image_size=record.get("image_size"),
         )
         if dataset.train.lengths is None:
-            dataset = _prepare_values(dataset, arguments, options, record, model)
+            dataset, note = _prepare_values(dataset, arguments, options, record, model)
         train_x, shape = dataset.train.x, dataset.shape
         validation = dataset.validation.x if dataset.validation is not None else None
     if model is None:
@@ -403,6 +422,8 @@ def command_train(arguments) -> int:
         fields["labels"] = dataset.train.labels
         if validation is not None:
             validation = Batch(validation, labels=dataset.validation.labels)
+    if note and not arguments.quiet:
+        print(note, file=sys.stderr)
     try:
         _fit(model, train_x, validation, fields, arguments, record, out, dataset)
     finally:  # also after an interrupted resume: its finished epochs replaced the weights
@@ -483,7 +504,16 @@ def command_evaluate(arguments) -> int:
     import time
 
     from .io import atomic_write_json
-    from .metrics.evaluate import METRIC_GROUPS, EvaluationSettings, evaluate
+    from .metrics.evaluate import (
+        METRIC_GROUPS,
+        PRACTICAL_CAPS,
+        EvaluationSettings,
+        estimate_seconds,
+        evaluate,
+        large_data,
+        measure_speeds,
+        practical_settings,
+    )
     from .study.settings import BUDGETS
     from .study.store import RUN_FILE
 
@@ -495,20 +525,42 @@ def command_evaluate(arguments) -> int:
     run = Path(arguments.run)
     model = _load_model(run, arguments.device)
     weights = _weights_record(run)
-    dataset = _load_run_data(run, arguments.data, arguments.data_dir)
-    options = dict(BUDGETS[arguments.budget].evaluation)
+    dataset = _load_run_data(run, arguments.data, arguments.data_dir, arguments.image_size)
+    given = {}
     for name in ("importance_samples", "likelihood_examples", "generated_samples",
                  "max_examples"):
         if getattr(arguments, name) is not None:
-            options[name] = getattr(arguments, name)
+            given[name] = getattr(arguments, name)
     if arguments.anomaly_epochs is not None:
-        options["anomaly_training_epochs"] = arguments.anomaly_epochs
-    settings = EvaluationSettings(**options, seed=arguments.seed)
+        given["anomaly_training_epochs"] = arguments.anomaly_epochs
+    protocol = EvaluationSettings(**{**BUDGETS[arguments.budget].evaluation, **given},
+                                  seed=arguments.seed)
+    settings, capped = protocol, not arguments.full and large_data(dataset)
+    if capped:  # what the command line gives explicitly still wins
+        settings = dataclasses.replace(practical_settings(protocol), **given)
+        capped = settings != protocol
+    names = metrics or list(METRIC_GROUPS)
+    estimates = {}
+    if not arguments.quiet:
+        speeds = measure_speeds(model, dataset, names, settings)
+        estimates, parts = estimate_seconds(model, dataset, names, settings, speeds)
+        shown = ", ".join(f"{part} {seconds:.0f} s" for part, seconds in parts.items()
+                          if seconds >= 1)
+        print(f"estimated about {sum(estimates.values()):.0f} s on this machine"
+              + (f" ({shown})" if shown else ""), file=sys.stderr, flush=True)
+        if capped:
+            uncapped = sum(estimate_seconds(model, dataset, names, protocol, speeds)[0].values())
+            changed = ", ".join(f"{name} {getattr(settings, name)}" for name in PRACTICAL_CAPS
+                                if getattr(settings, name) != getattr(protocol, name))
+            print(f"{dataset.name} is large ({'x'.join(map(str, dataset.shape))} values an "
+                  f"example): capped at {changed}; --full runs the {arguments.budget} protocol "
+                  f"as is (about {uncapped:.0f} s here)", file=sys.stderr, flush=True)
     started = time.perf_counter()
 
     def report(name: str, done: int, total: int, seconds: float) -> None:
         elapsed = time.perf_counter() - started
-        remaining = elapsed / done * (total - done)
+        # Each remaining group's own estimate: the groups differ by orders of magnitude.
+        remaining = sum(estimates.get(later, 0.0) for later in names[done:])
         print(f"[{done}/{total}] {name}: {seconds:.1f} s (elapsed {elapsed:.0f} s, about "
               f"{remaining:.0f} s to go)", file=sys.stderr, flush=True)
 
@@ -521,7 +573,8 @@ def command_evaluate(arguments) -> int:
     atomic_write_json(out, result)
     print(_evaluation_table(result, model))
     print(f"\n{result['examples']} {result['split']} examples of {dataset.name} "
-          f"({arguments.budget} settings); every figure with its settings in {out}")
+          f"({arguments.budget} settings{', capped' if capped else ''}); every figure with "
+          f"its settings in {out}")
     return 0
 
 
@@ -850,7 +903,7 @@ def command_compare(arguments) -> int:
         likelihood=arguments.likelihood,
         device=arguments.device, store=arguments.store, workers=arguments.workers,
         executor=arguments.executor,
-        tasks=arguments.tasks,
+        tasks=arguments.tasks, image_size=arguments.image_size,
     )
     results = run_study(settings, arguments.out, progress=not arguments.quiet,
                         notify=lambda message: print(message, file=sys.stderr))
@@ -928,6 +981,10 @@ class _DefaultsFormatter(argparse.HelpFormatter):
         return f"{text} (default: %(default)s)".strip()
 
 
+IMAGE_SIZE_HELP = ("resize the images of an image folder to HEIGHTxWIDTH as they are read, "
+                   "e.g. 64x64 (needed when they differ in size; a run records it)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -946,15 +1003,17 @@ def build_parser() -> argparse.ArgumentParser:
             return command
 
 
-    def data_options(command, required=False):
+    def data_options(command, required=False, image_size=False):
         command.add_argument("--data", required=required,
                              help="dataset name (see `aevae datasets`) or a path")
         command.add_argument("--data-dir", help="data directory (default: $AEVAE_DATA_DIR, "
                              "else ~/.cache/aevae)")
+        if image_size:
+            command.add_argument("--image-size", metavar="HxW", help=IMAGE_SIZE_HELP)
 
     train = commands.add_parser("train", help="train a model and save its run directory")
     train.add_argument("model", nargs="?", help="model name (see `aevae models`); or in --config")
-    data_options(train)
+    data_options(train, image_size=True)
     train.add_argument("--labels", help="labels for user data: a .npy file or a CSV column")
     train.add_argument("--out", help="run directory to write (required; or in --config)")
     train.add_argument("--config", help="a TOML file of these options (names with underscores, "
@@ -1007,7 +1066,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "evaluate", help="measure a trained model; writes metrics.json")
     evaluate.add_argument("run", help="run directory")
-    data_options(evaluate)
+    data_options(evaluate, image_size=True)
     evaluate.add_argument("--metrics", help="comma-separated metric groups, of: "
                           f"{', '.join(METRIC_GROUP_NAMES)} (default: all)")
     evaluate.add_argument("--budget", choices=["quick", "full"], default="quick",
@@ -1026,6 +1085,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--anomaly-epochs", type=int,
                           help="epochs of the per-class models of the one-class anomaly "
                           "protocol (0: score with the given model instead, not one-class)")
+    evaluate.add_argument("--full", action="store_true",
+                          help="on large data (32x32 values an example or more, or over "
+                          "100,000 examples) run the budget's protocol as is, instead of "
+                          "capping examples, samples, feature-classifier steps and one-class "
+                          "models to keep it to minutes")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda")
     evaluate.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -1119,6 +1183,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="dataset name (see `aevae datasets`) or a .npy/.npz/.csv/image "
                          "folder path")
     compare.add_argument("--data-dir", help="data directory for named datasets")
+    compare.add_argument("--image-size", metavar="HxW", help=IMAGE_SIZE_HELP)
     compare.add_argument("--labels", help="labels for user data: a .npy file or a CSV column")
     compare.add_argument("--out", default="aevae-compare", help="study directory")
     compare.add_argument("--models", help="roster, e.g. vae,beta_vae:beta=2,iwae:"

@@ -58,13 +58,33 @@ def _read_amat_data(path: Path, labels: str | None) -> ArrayData:
     return ArrayData(values, None if labels is None else read_labels_file(labels), None)
 
 
-def _read_folder_data(path: Path, labels: str | None) -> ArrayData:
+def parse_image_size(text: str | tuple[int, int] | None) -> tuple[int, int] | None:
+    """(height, width) from "HxW" (e.g. "64x64"), or a pair as is; None stays None."""
+    if text is None:
+        return None
+    if isinstance(text, str):
+        height, separator, width = text.lower().partition("x")
+        if separator and height.strip().isdigit() and width.strip().isdigit():
+            size = (int(height), int(width))
+        else:
+            size = None
+    else:
+        size = tuple(text) if len(text) == 2 and all(_is_number(value, numbers.Integral)
+                                                     for value in text) else None
+    if size is None or min(size) < 1 or max(size) > 4096:
+        raise DataError(f"image size must be HEIGHTxWIDTH in pixels (1 to 4096 each), e.g. "
+                        f"64x64; got {text!r}")
+    return int(size[0]), int(size[1])
+
+
+def _read_folder_data(path: Path, labels: str | None,
+                      image_size: tuple[int, int] | None = None) -> ArrayData:
     if labels is not None:
         raise DataError(
             f"the labels option does not apply to the image folder {path}: "
             "labels come from subfolder names"
         )
-    return read_image_folder(path)
+    return read_image_folder(path, size=image_size)
 
 
 # File suffix -> reader(path, labels option).
@@ -88,6 +108,7 @@ def load_dataset(
     test_fraction: float = 0.0,
     seed: int = 0,
     limit: int | None = None,
+    image_size: str | tuple[int, int] | None = None,
 ) -> Dataset:
     """Load a named dataset (see :func:`list_datasets`) or user data from a path.
 
@@ -100,7 +121,9 @@ def load_dataset(
     none (user data); datasets with their own test split keep it. ``validation_fraction`` > 0
     then moves that fraction of the rest, chosen by ``seed``, to a validation split (datasets
     with a predefined validation split keep theirs). ``limit`` then keeps the first ``limit``
-    train examples. Every problem raises DataError.
+    train examples. ``image_size`` ("HxW" or (height, width)) resizes the images of an image
+    folder as they are read (folders with images of several sizes need it). Every problem
+    raises DataError.
     """
     for name, fraction in (("validation_fraction", validation_fraction),
                            ("test_fraction", test_fraction)):
@@ -113,6 +136,10 @@ def load_dataset(
         raise DataError(f"seed must be an integer in [0, 2**32); got {seed!r}")
     text = os.fspath(name_or_path)
     registered = find_dataset(text)
+    size = parse_image_size(image_size)
+    if size is not None and (registered is not None or not Path(text).expanduser().is_dir()):
+        raise DataError(f"the image size option resizes the images of a folder; {text} is not "
+                        "an image folder")
     if registered is not None:
         if labels is not None:
             raise DataError(
@@ -125,7 +152,7 @@ def load_dataset(
         )
         dataset = registered.builder(source)
     else:
-        dataset = _load_user_data(text, labels)
+        dataset = _load_user_data(text, labels, size)
     return _finish(dataset, validation_fraction, test_fraction, seed, limit)
 
 
@@ -133,7 +160,8 @@ def _is_number(value, kind: type) -> bool:
     return isinstance(value, kind) and not isinstance(value, (bool, np.bool_))
 
 
-def _load_user_data(text: str, labels: str | None) -> Dataset:
+def _load_user_data(text: str, labels: str | None,
+                    image_size: tuple[int, int] | None = None) -> Dataset:
     path = Path(text).expanduser()
     known = ", ".join(name for name, _ in list_datasets())
     if not path.exists():
@@ -152,7 +180,7 @@ def _load_user_data(text: str, labels: str | None) -> Dataset:
                 f"cannot read {path}: unsupported file type {path.suffix!r}; "
                 f"use {formats} or a folder of images"
             )
-    data = reader(path, labels)
+    data = reader(path, labels, image_size) if image_size is not None else reader(path, labels)
     x = validate_array(data.x, name=str(path))
     if np.asarray(data.x).dtype == np.uint8:
         x /= 255.0

@@ -83,6 +83,19 @@ def apply_preparation(dataset: Dataset, record: dict) -> Dataset:
     return _rescaled(dataset, mean, scale)
 
 
+def undo_preparation(values: np.ndarray, record: dict) -> np.ndarray:
+    """``values`` (examples the model produced, e.g. samples) back in the data's own units:
+    the inverse of a ``standardise`` record's rescaling (unchanged for a record without one)."""
+    if "mean" not in record:
+        return values
+    mean, scale = np.asarray(record["mean"], np.float64), np.asarray(record["scale"], np.float64)
+    if mean.size == 1:
+        mean, scale = mean[0], scale[0]
+    else:
+        mean, scale = mean.reshape(values.shape[1:]), scale.reshape(values.shape[1:])
+    return (values * scale + mean).astype(np.float32)
+
+
 def _rescaled(dataset: Dataset, mean, scale) -> Dataset:
     def rescale(split: Split | None) -> Split | None:
         if split is None:

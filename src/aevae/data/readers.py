@@ -461,11 +461,13 @@ def _label_column(
 # ---------------------------------------------------------------- image folders
 
 
-def read_image_folder(folder: str | os.PathLike) -> ArrayData:
+def read_image_folder(folder: str | os.PathLike,
+                      size: tuple[int, int] | None = None) -> ArrayData:
     """All images in ``folder``, as uint8 (N, H, W) grey or (N, H, W, 3) colour.
 
     Images in subfolders are labelled by subfolder name (sorted, index 0 first); images
-    directly in ``folder`` have no labels. All images must have the same size.
+    directly in ``folder`` have no labels. All images must have the same size, unless ``size``
+    = (height, width) is given: each is then resized to it (bilinear) as it is read.
     """
     folder = Path(folder)
     try:
@@ -506,7 +508,7 @@ def read_image_folder(folder: str | os.PathLike) -> ArrayData:
         class_names, files, labels = None, top_level, None
 
     pixels: list[np.ndarray] = []
-    size = None
+    size, resize_to = None, None if size is None else (int(size[0]), int(size[1]))
     for file in files:
         try:
             with Image.open(file) as image:
@@ -519,13 +521,17 @@ def read_image_folder(folder: str | os.PathLike) -> ArrayData:
             raise DataError(
                 f"cannot read image {file}: {_one_line(error) or type(error).__name__}"
             ) from None
+        if resize_to is not None and values.shape[:2] != resize_to:
+            values = np.asarray(Image.fromarray(values).resize(
+                (resize_to[1], resize_to[0]), Image.Resampling.BILINEAR), dtype=np.uint8)
         height, width = values.shape[:2]
         if size is None:
             size, first_file = (width, height), file
         elif (width, height) != size:
             raise DataError(
                 f"images differ in size: {file} is {width}x{height} "
-                f"but {first_file} is {size[0]}x{size[1]} (width x height)"
+                f"but {first_file} is {size[0]}x{size[1]} (width x height); resize them "
+                "all as they are read with --image-size HxW (image_size= in load_dataset)"
             )
         pixels.append(values)
     if any(array.ndim == 3 for array in pixels):

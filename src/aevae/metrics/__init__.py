@@ -138,3 +138,13 @@ __all__ = [
     "tabulate_representation",
     "train_feature_classifier",
 ]
+
+
+def __getattr__(name: str):
+    # The model adapter, on first use (the cores here need no model): makes
+    # `aevae.metrics.evaluate.evaluate(model, dataset)` work after a plain `import aevae`.
+    if name == "evaluate":
+        import importlib
+
+        return importlib.import_module(".evaluate", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,6 +11,8 @@ denoising (``available_metric_groups()`` lists them with one line each).
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -58,6 +60,10 @@ class EvaluationSettings:
     ex_post_components: int = 10  # Gaussian mixture fitted to training codes (Ghosh et al.)
     # every group
     max_examples: int | None = None  # cap on evaluation examples: a seeded random subset
+    # cap on the training examples read (training codes, ex-post mixture, feature classifier,
+    # structure's probes, manipulation's class centres): a seeded random subset
+    max_train_examples: int | None = None
+    classifier_min_steps: int = 600  # the feature classifier's least Adam steps
     seed: int = 0
     cache_dir: str | None = None  # feature-classifier cache; None: the user cache directory
     # structure
@@ -114,6 +120,14 @@ class EvaluationContext:
         return split
 
     @property
+    def train_split(self) -> Split:
+        """The training split, or a seeded random subset of ``max_train_examples`` of it."""
+        train, cap = self.dataset.train, self.settings.max_train_examples
+        if cap is not None and len(train.x) > cap:
+            train = train.take(random_subset(len(train.x), cap, self.settings.seed, stream=11))
+        return train
+
+    @property
     def split_name(self) -> str:
         for name in ("test", "validation", "train"):
             if getattr(self.dataset, name) is not None:
@@ -133,7 +147,7 @@ class EvaluationContext:
 
     def train_x(self) -> np.ndarray:
         """Training data as the model saw it (binarized once, with the seed, if dynamic)."""
-        return self.once("train_x", lambda: self._as_model_sees(self.dataset.train.x, 1))
+        return self.once("train_x", lambda: self._as_model_sees(self.train_split.x, 1))
 
     def codes(self, split: str = "evaluation") -> np.ndarray:
         def make():
@@ -144,12 +158,14 @@ class EvaluationContext:
 
     def classifier(self):
         def make():
-            train = self.dataset.train
+            train = self.train_split
             if train.labels is None:
                 return None
             cache = Path(self.settings.cache_dir) if self.settings.cache_dir else _cache_dir()
+            steps = self.settings.classifier_min_steps
             return load_or_train_feature_classifier(
-                self.dataset.name, train.x, train.labels, cache, seed=self.settings.seed
+                self.dataset.name, train.x, train.labels, cache, seed=self.settings.seed,
+                **({} if steps == 600 else {"min_steps": steps}),  # 600: keeps cached ones
             )
 
         return self.once("classifier", make)
@@ -167,7 +183,7 @@ class EvaluationContext:
         binarized dataset, like the decoder means they are compared with)."""
 
         def make():
-            train = self.dataset.train.x
+            train = self.train_split.x
             count = min(len(train), self.settings.reference_images)
             generator = np.random.default_rng([self.settings.seed, 2])
             return train[np.sort(generator.choice(len(train), size=count, replace=False))]
@@ -395,7 +411,7 @@ def _generation(context: EvaluationContext) -> dict:
 )
 def _structure(context: EvaluationContext) -> dict:
     settings = context.settings
-    train_labels = context.dataset.train.labels
+    train_labels = context.train_split.labels
     test_labels = context.evaluation_split.labels
     if train_labels is None or test_labels is None:
         return _unavailable("the dataset has no labels")
@@ -676,7 +692,7 @@ def _reference_features(context: EvaluationContext) -> np.ndarray:
 )
 def _manipulation(context: EvaluationContext) -> dict:
     settings, model = context.settings, context.model
-    train_labels = context.dataset.train.labels
+    train_labels = context.train_split.labels
     split = context.evaluation_split
     if train_labels is None or split.labels is None or context.classifier() is None:
         return _unavailable("the dataset has no labels to define class vectors with")
@@ -795,6 +811,183 @@ def _disentanglement(context: EvaluationContext) -> dict:
     report = disentanglement_report(truth, representation, seed=settings.seed, **sizes)
     return {"available": True, **report, "sizes": sizes, "tabulated": tabulated,
             "codes": _code_description(model)}
+
+
+# ----- how long an evaluation takes ----------------------------------------------------------
+# Groups that train the feature classifier first (unless it is cached) and read training codes.
+CLASSIFIER_GROUPS = ("generation", "manipulation", "variation")
+TRAIN_CODE_GROUPS = ("generation", "structure", "manipulation")
+# What a practical default caps (each a maximum, never a raise): it keeps an evaluation of a
+# large image dataset to minutes on two cores; `aevae evaluate --full` runs the protocol as is.
+PRACTICAL_CAPS = {
+    "max_examples": 1000,
+    "likelihood_examples": 500,
+    "generated_samples": 1000,
+    "reference_images": 1000,
+    "max_train_examples": 10000,
+    "classifier_min_steps": 200,
+    "anomaly_training_epochs": 10,
+    "anomaly_classes": 3,
+    "interpolation_pairs": 50,
+    "imputation_examples": 500,
+    "manipulation_examples": 500,
+}
+
+
+def large_data(dataset: Dataset) -> bool:
+    """Whether ``dataset`` is large enough for the practical caps: examples of 32 x 32 values or
+    more (the feature classifier's convolutions then cost seconds a step on a CPU), or over
+    100,000 training examples. MNIST (28 x 28, 60,000) is not; dSprites and CIFAR are."""
+    return math.prod(dataset.shape) >= 1024 or len(dataset.train.x) > 100_000
+
+
+def practical_settings(settings: EvaluationSettings) -> EvaluationSettings:
+    """``settings`` with each of ``PRACTICAL_CAPS`` as an upper bound (None counts as no
+    bound, so it is capped too)."""
+    changes = {}
+    for name, cap in PRACTICAL_CAPS.items():
+        value = getattr(settings, name)
+        if value is None or value > cap:
+            changes[name] = cap
+    return dataclasses.replace(settings, **changes)
+
+
+@dataclass
+class Speeds:
+    """Seconds this model takes on this machine, measured once: per example encoded and
+    decoded, per Adam step of the feature classifier (batch 256) and of a fresh model."""
+
+    encode: float
+    decode: float
+    decode_rows: float  # per code decoded in the importance sampler's large batches
+    classifier_step: float | None = None
+    model_step: float | None = None
+    model_fit: float = 0.0  # what one fit call costs beyond its steps
+
+
+def _seconds(function: Callable) -> float:
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
+
+
+def measure_speeds(model: Autoencoder, dataset: Dataset, names: list[str] | None = None,
+                   settings: EvaluationSettings | None = None) -> Speeds:
+    """Time a batch through the encoder and the decoder, and (when the groups need them) two
+    steps of the feature classifier and two of a fresh copy of the model: a few seconds."""
+    from ..models import make
+    from .classifier import train_feature_classifier
+
+    settings = settings or EvaluationSettings()
+    names = list(METRIC_GROUPS) if names is None else list(names)
+    model.eval()
+    x = dataset.train.x[:256]
+    model.encode(x[:8])  # the first call pays one-off costs
+    encode = _seconds(lambda: model.encode(x)) / len(x)
+    codes = np.asarray(model.encode(x), dtype=np.float32)
+    decode = _seconds(lambda: model.decode(codes)) / len(x)
+    rows = np.repeat(codes, max(1, 2048 // len(codes)), axis=0)
+    decode_rows = _seconds(lambda: model.decode(rows)) / len(rows)
+    speeds = Speeds(encode, decode, decode_rows)
+    labels = dataset.train.labels
+    if labels is not None and any(name in CLASSIFIER_GROUPS for name in names):
+        classes = int(labels.max()) + 1
+
+        def steps(count: int) -> float:  # one step per 256 examples
+            return _seconds(lambda: train_feature_classifier(
+                dataset.train.x[:count], labels[:count], epochs=1, holdout_fraction=0.0,
+                n_classes=classes))
+
+        with torch.random.fork_rng():
+            if len(dataset.train.x) >= 1024:
+                steps(256)  # the first steps set up the convolutions: not the usual pace
+                speeds.classifier_step = max((steps(1024) - steps(256)) / 3, 1e-4)
+            else:
+                speeds.classifier_step = steps(len(dataset.train.x))
+    if labels is not None and "anomaly" in names and settings.anomaly_training_epochs > 0:
+        batch = settings.anomaly_batch_size
+
+        def fit(count: int) -> float:  # one step per batch
+            fresh = make(model.name, **model.config.to_dict()).to(model.device)
+            return _seconds(lambda: fresh.fit(dataset.train.x[:count], epochs=1,
+                                              batch_size=batch, device=model.device,
+                                              progress=False))
+
+        with torch.random.fork_rng():
+            fit(batch)  # likewise
+            one = fit(batch)
+            if len(dataset.train.x) >= 3 * batch:
+                speeds.model_step = max((fit(3 * batch) - one) / 2, 1e-4)
+                speeds.model_fit = max(one - speeds.model_step, 0.0)
+            else:
+                speeds.model_step = one
+    return speeds
+
+
+def estimate_seconds(model: Autoencoder, dataset: Dataset, names: list[str] | None = None,
+                     settings: EvaluationSettings | None = None, speeds: Speeds | None = None,
+                     ) -> tuple[dict[str, float], dict[str, float]]:
+    """(seconds per metric group, seconds of its largest parts) an ``evaluate`` call should
+    take: the work each group does (examples encoded and decoded, importance samples, the
+    feature classifier's and the one-class models' training steps) at the measured
+    ``speeds``. A cached feature classifier makes it quicker than estimated."""
+    settings = settings or EvaluationSettings()
+    names = list(METRIC_GROUPS) if names is None else list(names)
+    speeds = speeds or measure_speeds(model, dataset, names, settings)
+    context = EvaluationContext(model, dataset, settings)
+    split, train = context.evaluation_split, context.train_split
+    n, n_train = len(split.x), len(train.x)
+    both = speeds.encode + speeds.decode
+    labelled = train.labels is not None and split.labels is not None
+    parts: dict[str, float] = {}
+    if labelled and speeds.classifier_step is not None:
+        steps_per_epoch = math.ceil(0.9 * n_train / 256)
+        steps = max(3 * steps_per_epoch, math.ceil(settings.classifier_min_steps
+                                                   / steps_per_epoch) * steps_per_epoch)
+        parts["feature classifier"] = steps * speeds.classifier_step
+    feature = (speeds.classifier_step or 0.0) / 256 / 3  # one example through it, no gradient
+    parts["training codes"] = n_train * speeds.encode
+    if labelled and speeds.model_step is not None and "anomaly" in names:
+        classes = len(np.unique(split.labels))
+        if settings.anomaly_classes is not None:
+            classes = min(classes, settings.anomaly_classes)
+        per_class = min(settings.anomaly_training_examples, math.ceil(n_train / max(classes, 1)))
+        steps = settings.anomaly_training_epochs * math.ceil(per_class
+                                                             / settings.anomaly_batch_size)
+        parts["one-class models"] = classes * (
+            speeds.model_fit + steps * speeds.model_step
+            + n * (settings.anomaly_importance_samples * speeds.decode_rows + 3 * both))
+    likely = min(n, settings.likelihood_examples or n)
+    samples = settings.generated_samples
+    work = {
+        "reconstruction": 3 * n * both,
+        "likelihood": (likely * (settings.importance_samples + sum(settings.bound_samples))
+                       * speeds.decode_rows) if model.has_likelihood else 0.0,
+        "latent": 2 * n * speeds.encode,
+        "generation": (3 * samples * (speeds.decode + 2 * feature)
+                       + min(n_train, settings.reference_images) * feature),
+        "structure": 1.0,
+        "interpolation": settings.interpolation_pairs * (settings.interpolation_steps + 2) * both,
+        "anomaly": parts.get("one-class models", 0.0),
+        "denoising": (len(settings.noise_levels) + len(settings.mask_fractions)) * n * both,
+        "imputation": 20 * len(settings.missing_fractions) * min(n, settings.imputation_examples)
+        * both,
+        "manipulation": min(n, settings.manipulation_examples) * (both + feature),
+        "variation": settings.variation_examples * settings.variations * (both + feature),
+        "disentanglement": ((settings.disentanglement_train_points
+                             + settings.disentanglement_test_points) * speeds.encode + 2.0)
+        if dataset.ground_truth is not None else 0.0,
+    }
+    estimates = {name: 0.2 + work.get(name, 1.0) for name in names}
+    # The classifier and the training codes are paid by the first group that needs them.
+    for part, groups in (("feature classifier", CLASSIFIER_GROUPS),
+                         ("training codes", TRAIN_CODE_GROUPS)):
+        first = next((name for name in names if name in groups), None)
+        if first is None or part not in parts:
+            parts.pop(part, None)
+            continue
+        estimates[first] += parts[part]
+    return estimates, parts
 
 
 def available_metric_groups() -> list[tuple[str, str]]:

@@ -67,7 +67,7 @@ def bottom_line(tasks: list[dict], roles: dict[str, str]) -> list[dict]:
     for task in tasks:
         row = {"task": task["name"], "goal": task.get("goal") or task["title"]}
         if task.get("skipped") or not task["metrics"]:
-            rows.append({**row, "outcome": "skipped",
+            rows.append({**row, "outcome": "skipped", "better": None,
                          "reason": task.get("skipped") or "no figure measured"})
             continue
         metric = task["metrics"][0]

@@ -90,6 +90,7 @@ def data_record(settings: StudySettings, data: PreparedData) -> dict:
         "test_fraction": TEST_FRACTION,
         "seed": settings.split_seed,
         "limit": None,
+        "image_size": settings.image_size,
         "preparation": data.description["preparation"],
     }
 
@@ -102,7 +103,8 @@ def prepare_data(settings: StudySettings) -> PreparedData:
         warnings.simplefilter("ignore")  # datasets with their own validation split keep it
         dataset = load_dataset(settings.data, data_dir=settings.data_dir, labels=settings.labels,
                                validation_fraction=VALIDATION_FRACTION,
-                               test_fraction=TEST_FRACTION, seed=settings.split_seed)
+                               test_fraction=TEST_FRACTION, seed=settings.split_seed,
+                               image_size=settings.image_size)
     if dataset.train.lengths is not None:
         raise ValueError(f"{dataset.name} holds padded sequences of different lengths: the study "
                          "compares models on fixed-size examples; see benchmarks/sequences.py "

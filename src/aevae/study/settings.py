@@ -107,6 +107,7 @@ class StudySettings:
     workers: int | None = None  # processes working at once; None: one per CPU core (max 4)
     executor: str = "local"  # "local" processes, or "ray": tasks on a Ray cluster
     split_seed: int = 0  # validation / test carving: the same for every seed and model
+    image_size: str | None = None  # "HxW": resize an image folder's images as they are read
 
     def __post_init__(self):
         if isinstance(self.budget, dict):  # read back from JSON
