@@ -249,6 +249,12 @@ def test_train_chooses_the_likelihood_and_standardises_real_values_like_compare(
                      str(tmp_path / "auto"))
     assert code == 0
     assert json.loads((tmp_path / "auto" / "data.json").read_text())["preparation"] == preparation
+    # Samples come back in the data's own units (around 20), not standardised ones (around 0).
+    code, _, _ = run(capsys, "sample", str(tmp_path / "auto"), "-n", "500", "--out",
+                     str(tmp_path / "samples.npy"))
+    samples = np.load(tmp_path / "samples.npy")
+    assert code == 0 and samples.shape == (500, 6)
+    assert np.allclose(samples.mean(axis=0), values.mean(axis=0), atol=0.5 * values.std(axis=0))
     # Values in [0, 1] keep the Bernoulli decoder, unscaled.
     np.save(tmp_path / "unit.npy", generator.uniform(size=(200, 4)).astype(np.float32))
     code, _, err = run(capsys, "train", "ae", "--data", str(tmp_path / "unit.npy"), "--epochs",

@@ -731,7 +731,11 @@ def command_sample(arguments) -> int:
     if kind not in ("npy", "csv"):
         _check_grid_size(arguments.n, arguments.out, f"-n {arguments.n}")
     check_sample_request(arguments.n, arguments.seed)
+    from .data.preparation import undo_preparation
+
     model = _load_model(Path(arguments.run), arguments.device)
+    # A model trained on standardised values samples in those units: give the data's own.
+    preparation = _read_data_record(Path(arguments.run)).get("preparation") or {}
     options = {}
     if arguments.label is not None:
         if "labels" not in model.uses:
@@ -743,6 +747,7 @@ def command_sample(arguments) -> int:
         what = "samples from the prior"
     if kind not in ("npy", "csv"):
         samples = model.sample(arguments.n, seed=arguments.seed, **options)
+        samples = undo_preparation(samples, preparation)
         _write_examples(samples, arguments.out, f"{model.name}: {what}")
     else:
         size = math.prod(model.input_shape)
@@ -756,7 +761,8 @@ def command_sample(arguments) -> int:
                       .generate_state(math.ceil(arguments.n / rows) - 1, np.uint64)]
 
         def draw(start: int, stop: int):
-            return model.sample(stop - start, seed=seeds[start // rows], **options)
+            drawn = model.sample(stop - start, seed=seeds[start // rows], **options)
+            return undo_preparation(drawn, preparation)
 
         _write_drawn(draw, arguments.n, rows, arguments.out, kind)
     print(f"wrote {arguments.n} {what} to {arguments.out}")
