@@ -180,14 +180,20 @@ def test_a_saved_config_repeats_a_run_bit_for_bit(tmp_path, capsys, monkeypatch)
     assert code == 2 and "train needs model" in err
 
 
-def test_tensorboard_events_are_readable_and_cheap(tmp_path, capsys):
+def _tensorboard_run(capsys, tmp_path, hidden: str, epochs: str):
+    """Train a small VAE on digits with --tensorboard; its events, read back."""
     event_accumulator = pytest.importorskip(
         "tensorboard.backend.event_processing.event_accumulator")
-    assert run(capsys, "train", "vae", "--data", "digits", "--latent-dim", "3", "--hidden", "16",
-               "--epochs", "3", "--out", str(tmp_path / "run"), "--quiet", "--tensorboard",
+    assert run(capsys, "train", "vae", "--data", "digits", "--latent-dim", "3", "--hidden", hidden,
+               "--epochs", epochs, "--out", str(tmp_path / "run"), "--quiet", "--tensorboard",
                str(tmp_path / "events"))[0] == 0
     accumulator = event_accumulator.EventAccumulator(str(tmp_path / "events"))
     accumulator.Reload()
+    return accumulator
+
+
+def test_tensorboard_events_are_readable_and_cheap(tmp_path, capsys):
+    accumulator = _tensorboard_run(capsys, tmp_path, "16", "3")
     scalars = accumulator.Tags()["scalars"]
     assert {"loss/train", "loss/validation", "kl/validation", "training/kl_weight"} <= set(scalars)
     assert [event.step for event in accumulator.Scalars("loss/train")] == [1, 2, 3]
@@ -291,13 +297,7 @@ def test_resuming_moves_metrics_of_older_weights_aside(tmp_path, capsys):
 @pytest.mark.regression
 def test_tensorboard_on_a_one_epoch_run_has_kl_per_dimension_and_a_sample_grid(tmp_path,
                                                                                 capsys):
-    event_accumulator = pytest.importorskip(
-        "tensorboard.backend.event_processing.event_accumulator")
-    assert run(capsys, "train", "vae", "--data", "digits", "--latent-dim", "3", "--hidden", "8",
-               "--epochs", "1", "--out", str(tmp_path / "run"), "--quiet", "--tensorboard",
-               str(tmp_path / "events"))[0] == 0
-    accumulator = event_accumulator.EventAccumulator(str(tmp_path / "events"))
-    accumulator.Reload()
+    accumulator = _tensorboard_run(capsys, tmp_path, "8", "1")
     scalars = set(accumulator.Tags()["scalars"])
     assert {f"kl_per_dimension/{index}" for index in range(3)} <= scalars
     assert [event.step for event in accumulator.Scalars("kl_per_dimension/0")] == [1]

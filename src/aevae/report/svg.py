@@ -62,6 +62,21 @@ def _truncate(text: str, max_chars: int) -> str:
     return text if len(text) <= max_chars else text[: max_chars - 1] + "\u2026"
 
 
+def _bottom_axis(scale, left: float, right: float, top: float, axis_y: float) -> list[str]:
+    """A horizontal value axis under rows: grid lines at the ticks, the axis, the labels."""
+    return [
+        f'<g stroke="{_GRID}">',
+        *(f'<line x1="{_c(scale(t))}" y1="{_c(top)}" x2="{_c(scale(t))}" y2="{_c(axis_y)}"/>'
+          for t in scale.ticks),
+        "</g>",
+        f'<line x1="{_c(left)}" y1="{_c(axis_y)}" x2="{_c(right)}" y2="{_c(axis_y)}" '
+        f'stroke="{_AXIS}"/>',
+        f'<g font-size="10" fill="{_MUTED}" text-anchor="middle">',
+        *(_text(scale(t), axis_y + 13, label) for t, label in zip(scale.ticks, scale.labels)),
+        "</g>",
+    ]
+
+
 def _text(x: float, y: float, text, *, max_chars: int | None = None, **attributes) -> str:
     """A <text> element, truncated with an ellipsis past max_chars (full text as a tooltip)."""
     text = str(text)
@@ -382,16 +397,7 @@ def interval_chart(rows: Sequence[Mapping], *, title: str, axis_label: str,
     if values:
         scale = _Axis(values).place(plot_left, plot_right)
         axis_y = rows_bottom + 4
-        body.append(f'<g stroke="{_GRID}">')
-        body.extend(f'<line x1="{_c(scale(t))}" y1="{_c(top)}" x2="{_c(scale(t))}" '
-                    f'y2="{_c(axis_y)}"/>' for t in scale.ticks)
-        body.append("</g>")
-        body.append(f'<line x1="{_c(plot_left)}" y1="{_c(axis_y)}" x2="{_c(plot_right)}" '
-                    f'y2="{_c(axis_y)}" stroke="{_AXIS}"/>')
-        body.append(f'<g font-size="10" fill="{_MUTED}" text-anchor="middle">')
-        body.extend(_text(scale(t), axis_y + 13, label)
-                    for t, label in zip(scale.ticks, scale.labels))
-        body.append("</g>")
+        body.extend(_bottom_axis(scale, plot_left, plot_right, top, axis_y))
         label_y = axis_y + 28
         middle = (plot_left + plot_right) / 2
         body.append(_text(middle, label_y, axis_label, text_anchor="middle",
@@ -751,15 +757,7 @@ def bar_chart(categories: Sequence, series: Sequence[Mapping], *, title: str, x_
 
     scale = _Axis([0.0, *values]).place(left, width - right)
     axis_y = rows_bottom + 4
-    body.append(f'<g stroke="{_GRID}">')
-    body.extend(f'<line x1="{_c(scale(t))}" y1="{_c(top)}" x2="{_c(scale(t))}" '
-                f'y2="{_c(axis_y)}"/>' for t in scale.ticks)
-    body.append("</g>")
-    body.append(f'<line x1="{_c(left)}" y1="{_c(axis_y)}" x2="{_c(width - right)}" '
-                f'y2="{_c(axis_y)}" stroke="{_AXIS}"/>')
-    body.append(f'<g font-size="10" fill="{_MUTED}" text-anchor="middle">')
-    body.extend(_text(scale(t), axis_y + 13, label) for t, label in zip(scale.ticks, scale.labels))
-    body.append("</g>")
+    body.extend(_bottom_axis(scale, left, width - right, top, axis_y))
     label_y = axis_y + 28
     if x_label:
         body.append(_text((left + width - right) / 2, label_y, x_label, text_anchor="middle",
