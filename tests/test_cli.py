@@ -593,3 +593,70 @@ def test_evaluate_caps_large_data_by_default_and_full_runs_the_protocol(tmp_path
     assert code == 0 and "is large" not in err and "capped" not in printed
     settings = json.loads((out / "metrics.json").read_text())["settings"]
     assert settings["max_examples"] == 2000 and settings["classifier_min_steps"] == 600
+
+
+def test_help_names_every_registered_item():
+    """The CLI's lists come from the registries: a newly registered network, preset, metric
+    group, budget, task or model shows up in the matching --help text or choices."""
+    from aevae.cli import build_parser
+    from aevae.metrics.evaluate import METRIC_GROUPS
+    from aevae.models import MODELS
+    from aevae.nets import NETWORKS
+    from aevae.study.roster import PRESETS
+    from aevae.study.settings import BUDGETS
+    from aevae.study.tasks import TASKS
+
+    commands = build_parser().commands
+
+    def option(command: str, flag: str):
+        return next(action for action in commands[command]._actions if flag in
+                    action.option_strings)
+
+    helps = {name: " ".join(command.format_help().split()) for name, command in
+             commands.items()}
+    expected = [("train", MODELS, None), ("train", NETWORKS, "--network"),
+                ("compare", NETWORKS, "--network"), ("compare", PRESETS, "--preset"),
+                ("evaluate", METRIC_GROUPS, "--metrics"), ("compare", TASKS, "--tasks")]
+    expected += [(command, BUDGETS, "--budget") for command in ("evaluate", "compare", "runs")]
+    for command, registry, flag in expected:
+        choices = option(command, flag).choices if flag else None
+        for name in registry:
+            assert name in (choices or ()) or f" {name}," in helps[command] \
+                or f" {name} " in helps[command], (command, flag, name)
+
+
+def test_closed_form_run_is_complete_and_evaluates(tmp_path, capsys):
+    out = tmp_path / "pca"
+    code, printed, err = run(capsys, "train", "pca", "--data", "digits", "--out", str(out))
+    assert code == 0, err
+    # The same run directory a neural run gets: data.json (so evaluate finds the data and its
+    # split) and training.json (what the closed-form solve was given).
+    assert {"config.json", "model.safetensors", "history.csv", "data.json",
+            "training.json"} <= {path.name for path in out.iterdir()}
+    training = json.loads((out / "training.json").read_text())
+    assert "closed form" in training["fit"] and training["epochs"] is None
+    assert training["seed"] == 0 and training["examples"] > training["validation_examples"] > 0
+    assert json.loads((out / "data.json").read_text())["data"] == "digits"
+    code, printed, err = run(capsys, "evaluate", str(out))
+    assert code == 0, err
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert metrics["reconstruction"]["mse"]["value"] > 0
+    assert metrics["likelihood"]["available"] is False  # pca defines no p(x)
+
+
+def test_closed_form_tensorboard_logs_the_final_losses(tmp_path, capsys):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logs = tmp_path / "logs"
+    code, _, err = run(capsys, "train", "ppca", "--data", "digits", "--out",
+                       str(tmp_path / "ppca"), "--tensorboard", str(logs), "--quiet")
+    assert code == 0, err
+    events = EventAccumulator(str(logs))
+    events.Reload()
+    scalars = events.Tags()["scalars"]
+    assert {"loss/train", "loss/validation", "reconstruction/validation"} <= set(scalars)
+    [final] = events.Scalars("loss/train")
+    history = (tmp_path / "ppca" / "history.csv").read_text().splitlines()
+    assert final.step == 1 and final.value == pytest.approx(float(history[1].split(",")[1]))
+    assert "kl_per_dimension/0" in scalars and "samples/prior" in events.Tags()["images"]

@@ -213,3 +213,24 @@ def test_memory_stays_flat_over_many_examples():
     before = resident_megabytes()
     likelihood.log_likelihood_estimate(model, x, k=5000)
     assert resident_megabytes() - before < 50  # the old code grew by about 90 MB here
+
+
+def test_model_metric_and_facade_give_the_same_estimate(digits):
+    # One estimator behind the three: the same model, data, k and seed give the same numbers.
+    from aevae.sklearn import AutoencoderTransformer
+
+    x = digits.train.x[:400].reshape(400, -1).astype(np.float64)
+    k, seed = 200, 3
+    facade = AutoencoderTransformer(model="vae", latent_dim=4, hidden=(32,), epochs=2,
+                                    importance_samples=k, random_state=seed).fit(x)
+    data = facade._standardised(x[:60])
+    own = facade.model_.log_likelihood(data, k, seed)
+    metric = likelihood.log_likelihood_estimate(facade.model_, data, k=k, seed=seed)
+    np.testing.assert_array_equal(own, metric)
+    np.testing.assert_allclose(facade.score_samples(x[:60]) - facade._log_jacobian, metric,
+                               rtol=1e-6)
+    # An example's estimate depends on that example alone, not on its position or batch.
+    np.testing.assert_allclose(facade.model_.log_likelihood(data[::-1].copy(), k, seed), own[::-1],
+                               rtol=1e-6)
+    np.testing.assert_allclose(facade.model_.log_likelihood(data, k, seed, max_rows=1000), own,
+                               rtol=1e-6)

@@ -273,3 +273,21 @@ def test_any_vae_can_take_the_vamp_prior(digits):
     model.fit(digits.train.x[:200], epochs=1, batch_size=50, progress=False)
     assert np.all(np.isfinite(model.loss_terms(digits.test.x[:10])["elbo"]))
     assert model.sample(3, seed=0).shape == (3, *digits.shape)
+
+
+def test_every_model_class_declares_its_flags():
+    # Declared on the base class with their defaults, so callers read them as plain attributes.
+    for name, cls in aevae.models.MODELS.items():
+        assert issubclass(cls, aevae.models.base.Autoencoder), name
+        assert isinstance(cls.closed_form, bool), name
+        assert isinstance(cls.shares_network, bool), name
+        assert cls.exact_log_likelihood is None or callable(cls.exact_log_likelihood), name
+    base = aevae.models.base.Autoencoder
+    assert (base.closed_form, base.shares_network, base.exact_log_likelihood) == (False, True, None)
+    for name in ("pca", "ppca"):
+        cls = aevae.models.MODELS[name]
+        assert cls.closed_form and not cls.shares_network, name
+    assert aevae.models.MODELS["ppca"].exact_log_likelihood is not None
+    assert aevae.models.MODELS["pca"].exact_log_likelihood is None
+    vae = aevae.models.MODELS["vae"]
+    assert not vae.closed_form and vae.shares_network and vae.exact_log_likelihood is None

@@ -19,11 +19,6 @@ from .report.text import format_table as _format_table
 from .report.text import wrapped_table as _wrapped_table
 
 EXIT_BAD_INPUT = 2
-PRESET_NAMES = ("latent-sweep", "ladder", "beta-sweep")  # aevae.study.roster.PRESETS
-# aevae.metrics.evaluate.METRIC_GROUPS, named here so `--help` needs no torch import.
-METRIC_GROUP_NAMES = ("reconstruction", "likelihood", "latent", "generation", "structure",
-                      "interpolation", "anomaly", "denoising", "imputation", "manipulation",
-                      "variation", "disentanglement")
 
 
 class UsageError(ValueError):
@@ -332,7 +327,7 @@ def _prepare_values(dataset, arguments, options: dict, record: dict, model):
     requested = options.get("likelihood")
     likelihood, reason = choose_likelihood(values, requested)
     # pca and ppca take no likelihood option: they are fitted to the values as they are.
-    settable = getattr(model_class(arguments.model), "shares_network", True)
+    settable = model_class(arguments.model).shares_network
     if settable and requested is None:
         options["likelihood"] = likelihood
     if settable and likelihood == "bernoulli" and values == "real":
@@ -982,9 +977,23 @@ class _DefaultsFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
+        if hasattr(action, "help_names"):  # a registry too slow to import for every command
+            text = text.replace("{names}", _one_of(action.help_names()))
         if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
             return text
         return f"{text} (default: %(default)s)".strip()
+
+
+def _one_of(names) -> str:
+    """Registered names as help text: "a, b or c"."""
+    names = list(names)
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def _metric_group_names() -> list[str]:
+    from .metrics.evaluate import METRIC_GROUPS  # imports scikit-learn: only when shown
+
+    return list(METRIC_GROUPS)
 
 
 IMAGE_SIZE_HELP = ("resize the images of an image folder to HEIGHTxWIDTH as they are read, "
@@ -992,7 +1001,18 @@ IMAGE_SIZE_HELP = ("resize the images of an image folder to HEIGHTxWIDTH as they
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Choices and names in the help come from the registries themselves: no list to keep in step.
     from . import __version__
+    from .likelihoods import LIKELIHOODS
+    from .models import MODELS
+    from .nets import NETWORKS
+    from .nets.layers import ACTIVATIONS, INITS, NORMS
+    from .nets.mlp import GATED
+    from .priors import PRIORS
+    from .study.roster import DEFAULT_ROSTER, PRESETS
+    from .study.settings import BUDGETS, EXECUTORS
+    from .study.tasks import TASKS
+    from .training import PRECISIONS
 
     parser = argparse.ArgumentParser(
         prog="aevae", description="Autoencoders and variational autoencoders: train, "
@@ -1018,7 +1038,8 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--image-size", metavar="HxW", help=IMAGE_SIZE_HELP)
 
     train = commands.add_parser("train", help="train a model and save its run directory")
-    train.add_argument("model", nargs="?", help="model name (see `aevae models`); or in --config")
+    train.add_argument("model", nargs="?", help=f"model name: {_one_of(sorted(MODELS))} (see "
+                       "`aevae models`); or in --config")
     data_options(train, image_size=True)
     train.add_argument("--labels", help="labels for user data: a .npy file or a CSV column")
     train.add_argument("--out", help="run directory to write (required; or in --config)")
@@ -1030,17 +1051,17 @@ def build_parser() -> argparse.ArgumentParser:
                        "sample grids to this folder (needs the tensorboard extra)")
     train.add_argument("--latent-dim", type=int, help="size of the code z (default: the "
                        "model's, 16 for most)")
-    train.add_argument("--network", help="mlp, conv or linear")
+    train.add_argument("--network", help=_one_of(NETWORKS))
     train.add_argument("--hidden", type=_int_list, help="hidden widths, e.g. 512,256")
-    train.add_argument("--activation", help="relu, leaky_relu, elu, gelu, tanh, softplus, silu "
-                       "or gated (default: the model's)")
-    train.add_argument("--norm", choices=["none", "batch", "layer"],
+    train.add_argument("--activation", help=f"{_one_of([*ACTIVATIONS, GATED])} (default: the "
+                       "model's)")
+    train.add_argument("--norm", choices=[name for name in NORMS if name is not None],
                        help="normalisation after hidden layers (default: none)")
-    train.add_argument("--init", choices=["default", "xavier", "kaiming"],
+    train.add_argument("--init", choices=INITS,
                        help="weight initialisation (default: torch's)")
-    train.add_argument("--likelihood", help="bernoulli, gaussian or gaussian-learned")
+    train.add_argument("--likelihood", help=_one_of(LIKELIHOODS))
     train.add_argument("--sigma", type=float, help="fixed sigma of the gaussian likelihood")
-    train.add_argument("--prior", help="prior name (standard-normal, ...)")
+    train.add_argument("--prior", help=f"prior name: {_one_of(PRIORS)}")
     train.add_argument("--option", type=_option, action="append", metavar="KEY=VALUE",
                        help="any model option, e.g. beta=4 or samples=5 (repeatable)")
     train.add_argument("--epochs", type=int, default=10, help="training epochs")
@@ -1055,7 +1076,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="share of training data held out for validation (default 0.1)")
     train.add_argument("--limit", type=int, help="use only the first N training examples")
     train.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    train.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+    train.add_argument("--precision", choices=PRECISIONS, default="fp32",
                        help="mixed precision: bf16 (CPU or GPU) or fp16 with loss scaling (GPU)")
     train.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
                        help="torch.compile the loss (auto: on for long GPU runs; falls back "
@@ -1073,9 +1094,9 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate", help="measure a trained model; writes metrics.json")
     evaluate.add_argument("run", help="run directory")
     data_options(evaluate, image_size=True)
-    evaluate.add_argument("--metrics", help="comma-separated metric groups, of: "
-                          f"{', '.join(METRIC_GROUP_NAMES)} (default: all)")
-    evaluate.add_argument("--budget", choices=["quick", "full"], default="quick",
+    evaluate.add_argument("--metrics", help="comma-separated metric groups, of: {names} "
+                          "(default: all)").help_names = _metric_group_names
+    evaluate.add_argument("--budget", choices=list(BUDGETS), default="quick",
                           help="quick: k = 500 on 1,000 examples, 2,000 samples, up to 2,000 "
                           "test examples (about a minute for an MNIST VAE on 2 cores); full: "
                           "k = 5000 on 2,000 examples, 10,000 samples, the whole test split "
@@ -1193,27 +1214,25 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--labels", help="labels for user data: a .npy file or a CSV column")
     compare.add_argument("--out", default="aevae-compare", help="study directory")
     compare.add_argument("--models", help="roster, e.g. vae,beta_vae:beta=2,iwae:"
-                         "importance_samples=5 (default: pca,ppca,ae,vae,beta_vae,wae_mmd,rae)")
-    compare.add_argument("--preset", choices=sorted(PRESET_NAMES),
+                         f"importance_samples=5 (default: {DEFAULT_ROSTER})")
+    compare.add_argument("--preset", choices=list(PRESETS),
                          help="a roster for one of the sources' questions")
     compare.add_argument("--seeds", type=int, default=3, help="seeds per model")
-    from .study.tasks import TASKS  # the registry itself: no list to keep in step
-
     compare.add_argument("--tasks", help="only these tasks, comma-separated (default: every "
                          f"task that fits the data): {', '.join(TASKS)}")
-    compare.add_argument("--budget", choices=["quick", "full"], default="quick",
+    compare.add_argument("--budget", choices=list(BUDGETS), default="quick",
                          help="quick: a first answer in minutes; full: publication settings "
                          "(it states its expected time before starting)")
     compare.add_argument("--epochs", type=int, help="override the budget's epochs")
     compare.add_argument("--patience", type=int,
                          help="early-stopping patience in epochs (overrides the budget's)")
     compare.add_argument("--latent-dim", type=int, help="latent size (default: from the data)")
-    compare.add_argument("--network", help="mlp, conv or linear (default: mlp)")
+    compare.add_argument("--network", help=f"{_one_of(NETWORKS)} (default: mlp)")
     compare.add_argument("--hidden", type=_int_list, help="hidden widths, e.g. 256,128")
-    compare.add_argument("--likelihood", help="bernoulli, gaussian or gaussian-learned "
+    compare.add_argument("--likelihood", help=f"{_one_of(LIKELIHOODS)} "
                          "(default: from the data's values)")
     compare.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    compare.add_argument("--executor", choices=["local", "ray"], default="local",
+    compare.add_argument("--executor", choices=EXECUTORS, default="local",
                          help="local: worker processes on this machine; ray: Ray tasks on the "
                          "cluster ray.init() finds (the output folder must be on a file system "
                          "every node sees; needs the ray extra)")
@@ -1235,7 +1254,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--model", help="only this model")
     runs.add_argument("--dataset", help="only this dataset")
     runs.add_argument("--status", choices=["running", "finished", "failed"])
-    runs.add_argument("--budget", choices=["quick", "full"])
+    runs.add_argument("--budget", choices=list(BUDGETS))
     runs.add_argument("--seed", type=int)
     runs.add_argument("--metric", help="also show this headline figure, e.g. "
                       "prior_sampling.prior_frechet_distance")

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import math
 import numbers
 
 import numpy as np
@@ -51,8 +50,6 @@ __all__ = [
     "expected_failed_checks",
 ]
 
-# Decoder rows (examples x importance samples) evaluated at once when scoring.
-MAX_ROWS = 65536
 FLOATS = [np.float64, np.float32]
 # latent_dim="auto": half the number of features, at most this many.
 AUTO_LATENT = 8
@@ -147,7 +144,7 @@ class _AutoencoderEstimator(BaseEstimator):
             latent_dim = max(1, min(AUTO_LATENT, n_features // 2))
         options = {"latent_dim": int(latent_dim)}
         # Closed-form linear models (pca, ppca) fix their network and likelihood.
-        if getattr(cls, "shares_network", True):
+        if cls.shares_network:
             options["hidden"] = tuple(int(width) for width in self.hidden)
             options["likelihood"] = self.likelihood
         elif self.likelihood != _default(type(self), "likelihood"):
@@ -187,7 +184,7 @@ class _AutoencoderEstimator(BaseEstimator):
         validation = None
         # A closed-form model (pca, ppca) has no epochs to choose: it fits on everything.
         if (held_out >= 1 and len(data) - held_out >= 1
-                and not getattr(model, "closed_form", False)):
+                and not model.closed_form):
             validation = data[order[:held_out]]
             train = data[order[held_out:]]
         else:
@@ -233,46 +230,48 @@ class _AutoencoderEstimator(BaseEstimator):
         reconstruction = self.model_.reconstruct(data)
         return ((data.astype(np.float64) - reconstruction) ** 2).sum(axis=1)
 
-    def _bounds(self, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(ELBO, importance-sampled log p(x)) per example of standardised data, in nats, from
-        ``importance_samples`` draws z ~ q(z|x).
+    def _log_likelihood(self, data: np.ndarray) -> np.ndarray:
+        """Importance-sampled log p(x) per example of standardised data, in nats: the model's
+        own estimator (``aevae.metrics.likelihood.log_likelihood_estimate``) with
+        ``importance_samples`` draws z ~ q(z|x) seeded by the fitted seed. Each example's
+        estimate depends on that example alone (not on its batch or position)."""
+        return self.model_.log_likelihood(data, int(self.importance_samples), self._seed)
 
-        Each example's estimate depends on that example alone (not on its batch or position):
-        for the VAE family, every example reuses the same standard-normal noise, drawn from the
-        fitted seed; other models are scored one example at a time from the same seed."""
+    def _elbo(self, data: np.ndarray) -> np.ndarray:
+        """The ELBO per example of standardised data, in nats, from ``importance_samples``
+        draws z ~ q(z|x), the same draws for every example (so it depends on that example
+        alone): for the VAE family, standard-normal noise from the fitted seed; other models are
+        scored one example at a time from the same seed."""
+        from .metrics.likelihood import DEFAULT_MAX_ROWS  # the estimator's memory cap
+
         model = self.model_
         k = int(self.importance_samples)
         tensor = self._tensor(data)
         elbo = np.empty(len(data))
-        log_likelihood = np.empty(len(data))
         with torch.no_grad(), _evaluating(model):
             if (isinstance(model, VAE)
                     and type(model).log_importance_weights is VAE.log_importance_weights
                     and isinstance(model.posterior(tensor[:1]), DiagonalGaussian)):
                 generator = torch.Generator().manual_seed(self._seed)
                 noise = torch.randn(k, model.latent_dim, generator=generator).to(tensor.device)
-                examples = max(1, MAX_ROWS // k)
+                examples = max(1, DEFAULT_MAX_ROWS // k)
                 for start in range(0, len(tensor), examples):
-                    stop = start + examples
-                    elbo[start:stop], log_likelihood[start:stop] = _vae_bounds(
-                        model, tensor[start:stop], noise)
+                    elbo[start:start + examples] = _vae_elbo(
+                        model, tensor[start:start + examples], noise, DEFAULT_MAX_ROWS)
             else:
                 devices = [tensor.device] if tensor.device.type == "cuda" else []
                 for index in range(len(tensor)):
                     with torch.random.fork_rng(devices=devices):
                         torch.manual_seed(self._seed)
                         weights = model.log_importance_weights(tensor[index:index + 1], k)
-                    weights = weights[:, 0].double()
-                    elbo[index] = float(weights.mean())
-                    log_likelihood[index] = float(torch.logsumexp(weights, 0)) - math.log(k)
-        return elbo, log_likelihood
+                    elbo[index] = float(weights[:, 0].double().mean())
+        return elbo
 
     def _scores(self, data: np.ndarray, score: str) -> np.ndarray:
         """Anomaly scores (higher = more abnormal) of standardised data."""
         if score == "reconstruction":
             return self._reconstruction_error(data)
-        elbo, log_likelihood = self._bounds(data)
-        chosen = elbo if score == "elbo" else log_likelihood
+        chosen = self._elbo(data) if score == "elbo" else self._log_likelihood(data)
         return -(chosen + self._log_jacobian)
 
 
@@ -291,19 +290,16 @@ def _default(cls, parameter: str):
     return inspect.signature(cls.__init__).parameters[parameter].default
 
 
-def _vae_bounds(model, batch: torch.Tensor, noise: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """ELBO and log (1/k) sum_i w_i for a batch, with z_i = mean + std * noise_i."""
+def _vae_elbo(model, batch: torch.Tensor, noise: torch.Tensor, max_rows: int) -> np.ndarray:
+    """The ELBO for a batch, with z_i = mean + std * noise_i, ``max_rows`` decoder rows at once."""
     q = model.posterior(batch)
-    running = torch.full((len(batch),), -math.inf, dtype=torch.float64, device=batch.device)
     reconstruction = torch.zeros(len(batch), dtype=torch.float64, device=batch.device)
     ratio = torch.zeros(len(batch), dtype=torch.float64, device=batch.device)
-    per_chunk = max(1, MAX_ROWS // len(batch))
+    per_chunk = max(1, max_rows // len(batch))
     for start in range(0, len(noise), per_chunk):
         z = q.mean + q.std * noise[start:start + per_chunk, None, :]  # (S, B, D)
         log_px_z = model.reconstruction_log_prob(batch, z)
         log_ratio = model.prior.log_prob(z) - q.log_prob(z)
-        weights = (log_px_z + log_ratio).double()
-        running = torch.logaddexp(running, torch.logsumexp(weights, dim=0))
         reconstruction += log_px_z.double().sum(0)
         ratio += log_ratio.double().sum(0)
     k = len(noise)
@@ -313,7 +309,7 @@ def _vae_bounds(model, batch: torch.Tensor, noise: torch.Tensor) -> tuple[np.nda
     else:
         kl = -ratio / k
     elbo = reconstruction / k - kl
-    return elbo.cpu().numpy(), (running - math.log(k)).cpu().numpy()
+    return elbo.cpu().numpy()
 
 
 class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
@@ -435,8 +431,7 @@ class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         deterministic model."""
         X = self._validated(X)
         self._require_likelihood("log-likelihood")
-        _, log_likelihood = self._bounds(self._standardised(X))
-        return log_likelihood + self._log_jacobian
+        return self._log_likelihood(self._standardised(X)) + self._log_jacobian
 
     def score(self, X, y=None):
         """Mean log p(x) per example (nats), as ``PCA.score``."""

@@ -50,7 +50,8 @@ class TensorBoardLogger:
             if key.startswith(("train_", "validation_")):
                 split, _, name = key.partition("_")
                 self.writer.add_scalar(f"{name}/{split}", value, epoch)
-        self.writer.add_scalar("training/kl_weight", record["kl_weight"], epoch)
+        if "kl_weight" in record:  # a closed-form fit (pca, ppca) has none
+            self.writer.add_scalar("training/kl_weight", record["kl_weight"], epoch)
         self.writer.add_scalar("training/seconds_per_epoch", record["seconds"], epoch)
         self.pending = (model, validation, epoch)
         if self._affordable(started):

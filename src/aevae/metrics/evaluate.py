@@ -304,7 +304,7 @@ def _likelihood(context: EvaluationContext) -> dict:
         max_rows=settings.max_rows,
         bound_samples=tuple(settings.bound_samples),
     )
-    exact = getattr(context.model, "exact_log_likelihood", None)
+    exact = context.model.exact_log_likelihood
     if exact is not None:
         values = np.asarray(exact(x), dtype=np.float64)
         report["exact_log_likelihood"] = float(values.mean())

@@ -5,9 +5,17 @@ With k samples z_i ~ q(z|x), log p(x) ~= log (1/k) sum_i p(x, z_i) / q(z_i|x). T
 the IWAE_k lower bound, which increases with k towards log p(x); Burda et al. report k = 5000.
 Samples are processed in chunks with a running log-sum-exp, so memory stays bounded for any k.
 
-Randomness: example i of ``x`` draws its samples from its own stream, seeded by (seed, i), so its
-estimate does not depend on which other examples share its batch (nor on ``likelihood_examples``).
-Models on the generic path (below) draw from one stream per batch instead.
+This is the one implementation of the estimate: ``Autoencoder.log_likelihood`` and the
+scikit-learn facade's ``score_samples`` call :func:`log_likelihood_estimate`, so for the same
+model, data, k and seed the three agree to float precision.
+
+Randomness: each example draws its samples from its own stream, seeded by ``seed`` and the
+example's values (:func:`example_seeds`), so its estimate depends on that example alone: not on
+its position in ``x``, on which other examples share its batch, on ``likelihood_examples`` or on
+``max_rows`` (beyond float rounding), while different examples' Monte-Carlo errors stay
+independent and average out over a data set. On the fast path (below) the noise comes from a CPU
+generator (the same numbers on every device); on the generic path each example is scored on its
+own, with torch's RNG seeded by its stream's seed.
 
 Speed (see benchmarks/likelihood_throughput.py): for models with a diagonal Gaussian posterior
 (the VAE and the variants that keep its importance weights) the estimator encodes each example
@@ -19,6 +27,7 @@ fall back to their own ``log_importance_weights``.
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
@@ -46,11 +55,6 @@ def _require_likelihood(model) -> None:
         )
 
 
-def example_seed(seed: int, index: int) -> int:
-    """Seed of example ``index``'s own sample stream, well mixed from (seed, index)."""
-    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, np.uint64)[0])
-
-
 def _uses_vae_weights(model) -> bool:
     """Whether the model's importance weights are the VAE's: Gaussian q, prior, likelihood."""
     from ..models.vae import VAE
@@ -71,7 +75,19 @@ def _decoder_log_prob(model, batch: torch.Tensor, z: torch.Tensor) -> torch.Tens
     return model.likelihood.log_prob(batch[:, None], output)
 
 
-def _log_mean_exp_vae(model, batch, k, samples_per_chunk, generators) -> torch.Tensor | None:
+def example_seeds(seed: int, tensor: torch.Tensor) -> list[int]:
+    """Seed of each example's own sample stream, well mixed from ``seed`` and the example's
+    values (as float32 bytes): the same example gets the same stream wherever it stands."""
+    rows = tensor.detach().float().cpu().reshape(len(tensor), -1).numpy()
+    return [
+        int(np.random.SeedSequence([int(seed), int.from_bytes(
+            hashlib.blake2b(row.tobytes(), digest_size=16).digest(), "little")]
+        ).generate_state(1, np.uint64)[0])
+        for row in rows
+    ]
+
+
+def _log_mean_exp_vae(model, batch, k, samples_per_chunk, seeds) -> torch.Tensor | None:
     """log (1/k) sum_i w_i per example for a VAE-style model; None if q is not Gaussian."""
     q = model.posterior(batch)
     if not isinstance(q, DiagonalGaussian):
@@ -80,16 +96,17 @@ def _log_mean_exp_vae(model, batch, k, samples_per_chunk, generators) -> torch.T
     dimensions = mean.shape[-1]
     log_q_constant = -0.5 * q.log_variance.sum(-1, keepdim=True) - 0.5 * dimensions * LOG_2PI
     running = torch.full((len(batch),), -math.inf, dtype=torch.float64, device=batch.device)
+    generators = [torch.Generator().manual_seed(example) for example in seeds]
     done = 0
     while done < k:
         count = min(samples_per_chunk, k - done)
         noise = torch.stack(
             [
-                torch.randn(count, dimensions, generator=generator, device=batch.device)
+                torch.randn(count, dimensions, generator=generator, dtype=mean.dtype)
                 for generator in generators
             ]
-        )
-        z = torch.addcmul(mean[:, None], std[:, None], noise)
+        ).to(batch.device)
+        z = torch.addcmul(mean[:, None], std[:, None], noise)  # (B, S, D)
         log_q = log_q_constant - 0.5 * noise.pow(2).sum(-1)
         log_weights = _decoder_log_prob(model, batch, z) + model.prior.log_prob(z) - log_q
         running = torch.logaddexp(running, torch.logsumexp(log_weights.double(), dim=1))
@@ -98,8 +115,9 @@ def _log_mean_exp_vae(model, batch, k, samples_per_chunk, generators) -> torch.T
 
 
 def _log_mean_exp_generic(model, batch, k, samples_per_chunk, seed) -> torch.Tensor:
-    """Same quantity through the model's own ``log_importance_weights`` (any model)."""
-    torch.manual_seed(seed)
+    """Same quantity through the model's own ``log_importance_weights`` (any model). The
+    caller passes one example at a time, so that its samples do not depend on its batch."""
+    torch.manual_seed(int(seed))
     running = torch.full((len(batch),), -math.inf, dtype=torch.float64, device=batch.device)
     done = 0
     while done < k:
@@ -133,16 +151,20 @@ def log_likelihood_estimate(
 ) -> np.ndarray:
     """Per-example importance-sampled log p(x) in nats with ``k`` samples (= the IWAE_k bound).
 
-    Examples are taken ``batch_size`` at a time and samples in chunks so that at most
-    ``max_rows`` decoder rows are live; randomness comes from ``seed`` alone (the global torch
-    RNG is left as it was). Raises NoLikelihoodError for a model without a likelihood.
+    Examples are taken ``batch_size`` at a time (on the generic path one at a time) and samples
+    in chunks so that at most ``max_rows`` decoder rows are live; randomness comes from ``seed``
+    and each example's values (the global torch RNG is left as it was). This is
+    the single implementation behind ``Autoencoder.log_likelihood`` and the scikit-learn
+    facade's ``score_samples``. Raises NoLikelihoodError for a model without a likelihood.
     """
     _require_likelihood(model)
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     tensor, _ = model._prepare(x)
     batch_size, samples_per_chunk = _chunk_sizes(len(tensor), k, max_rows, batch_size)
+    _, generic_samples_per_chunk = _chunk_sizes(1, k, max_rows, 1)
     fast = _uses_vae_weights(model)
+    seeds = example_seeds(seed, tensor)
     # Filled in place: small tensors kept alive between the large transient ones fragment the
     # C heap (glibc), which then grew without bound over 10,000 examples.
     output = np.empty(len(tensor), dtype=np.float64)
@@ -155,17 +177,17 @@ def log_likelihood_estimate(
                 batch = tensor[start : start + batch_size]
                 estimate = None
                 if fast:
-                    generators = [
-                        torch.Generator(device=tensor.device).manual_seed(
-                            example_seed(seed, start + offset)
-                        )
-                        for offset in range(len(batch))
-                    ]
-                    estimate = _log_mean_exp_vae(model, batch, k, samples_per_chunk, generators)
-                if estimate is None:
-                    estimate = _log_mean_exp_generic(
-                        model, batch, k, samples_per_chunk, example_seed(seed, start)
+                    estimate = _log_mean_exp_vae(
+                        model, batch, k, samples_per_chunk, seeds[start : start + len(batch)]
                     )
+                if estimate is None:
+                    estimate = torch.cat([
+                        _log_mean_exp_generic(
+                            model, batch[index : index + 1], k, generic_samples_per_chunk,
+                            seeds[start + index],
+                        )
+                        for index in range(len(batch))
+                    ])
                 output[start : start + len(batch)] = estimate.cpu().numpy()
                 del estimate
     finally:

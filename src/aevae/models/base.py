@@ -318,6 +318,12 @@ class Autoencoder(nn.Module):
     # Batch fields besides x the model reads (labels, label_known, observed, lengths); see
     # aevae.data.batch. A model that needs only x implements ``loss`` and never sees them.
     uses: ClassVar[tuple[str, ...]] = ()
+    # Whether ``fit`` solves for the weights in closed form instead of training (pca, ppca).
+    closed_form: ClassVar[bool] = False
+    # Whether the shared network and likelihood options (hidden, likelihood) apply to it.
+    shares_network: ClassVar[bool] = True
+    # A method x -> exact per-example log p(x) (nats) where the model has one (ppca), else None.
+    exact_log_likelihood: ClassVar[Any] = None
 
     def __init__(self, config: AutoencoderConfig | None = None, *, encoder: nn.Module | None = None,
                  decoder: nn.Module | None = None, **options):
@@ -663,6 +669,19 @@ class Autoencoder(nn.Module):
                 "has no ELBO; compare reconstruction terms, or fit a density to its codes"
             )
         return self.loss_terms(x, batch_size=batch_size, **fields)["elbo"]
+
+    def log_likelihood(self, x, k: int = 5000, seed: int = 0, *, max_rows: int | None = None,
+                       batch_size: int | None = None) -> np.ndarray:
+        """Per-example importance-sampled log p(x) in nats with ``k`` samples z ~ q(z|x) (the
+        IWAE_k bound), from ``seed`` alone: ``aevae.metrics.likelihood.log_likelihood_estimate``,
+        the estimator the likelihood metrics and the scikit-learn facade use too (``max_rows``:
+        its memory cap, by default its own). Raises NoLikelihoodError without a likelihood."""
+        from ..metrics.likelihood import DEFAULT_MAX_ROWS, log_likelihood_estimate
+
+        return log_likelihood_estimate(
+            self, x, k=k, seed=seed, batch_size=batch_size,
+            max_rows=DEFAULT_MAX_ROWS if max_rows is None else max_rows,
+        )
 
     def fit(self, x, validation=None, **options):
         """Train on x (array or tensor); see ``aevae.training.fit`` for the options."""

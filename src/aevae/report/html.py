@@ -601,7 +601,7 @@ def _epochs_text(run: dict, model: str | None) -> str:
         from ..models import model_class
 
         try:
-            if model is not None and getattr(model_class(model), "closed_form", False):
+            if model is not None and model_class(model).closed_form:
                 return "closed form"
         except ValueError:  # a model this version does not know
             pass

@@ -153,7 +153,7 @@ class RunPlan:
 
     @property
     def closed_form(self) -> bool:
-        return bool(getattr(model_class(self.entry.model), "closed_form", False))
+        return model_class(self.entry.model).closed_form
 
 
 def roster_for(settings: StudySettings) -> tuple[list[RosterEntry], dict]:
@@ -184,7 +184,7 @@ def shared_options(settings: StudySettings, data: PreparedData) -> dict:
 
 def model_options(entry: RosterEntry, shared: dict, seed: int) -> dict:
     cls = model_class(entry.model)
-    if getattr(cls, "shares_network", True):
+    if cls.shares_network:
         options = dict(shared)
     else:  # a closed-form linear reference takes only the code size
         options = {"input_shape": shared["input_shape"], "latent_dim": shared["latent_dim"]}
