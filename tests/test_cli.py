@@ -660,3 +660,23 @@ def test_closed_form_tensorboard_logs_the_final_losses(tmp_path, capsys):
     history = (tmp_path / "ppca" / "history.csv").read_text().splitlines()
     assert final.step == 1 and final.value == pytest.approx(float(history[1].split(",")[1]))
     assert "kl_per_dimension/0" in scalars and "samples/prior" in events.Tags()["images"]
+
+
+@pytest.mark.regression
+def test_ctrl_c_while_the_command_line_starts_prints_no_traceback(tmp_path):
+    """Torch loads inside main (the parser names the registries), so a Ctrl-C during start-up
+    ends in one line too, not in a traceback from an import."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    process = subprocess.Popen([sys.executable, "-m", "aevae.cli", "compare", "--out",
+                                str(tmp_path / "study"), "--quiet"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    time.sleep(1.5)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("aevae: interrupted")

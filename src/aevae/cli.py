@@ -1359,6 +1359,17 @@ def _config_defaults(parser: argparse.ArgumentParser, argv: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # torch loads inside (building the parser names the registries): a Ctrl-C at any moment,
+    # start-up included, ends in one line.
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:
+        print("aevae: interrupted; the last completed epoch is saved in the run directory",
+              file=sys.stderr)
+        return 130
+
+
+def _run(argv: list[str] | None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
@@ -1371,10 +1382,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _check_arguments(arguments)
         return arguments.handler(arguments)
-    except KeyboardInterrupt:
-        print("aevae: interrupted; the last completed epoch is saved in the run directory",
-              file=sys.stderr)
-        return 130
     except _bad_input_errors() as error:
         if os.environ.get("AEVAE_DEBUG"):
             traceback.print_exc()

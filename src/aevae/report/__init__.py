@@ -1,5 +1,16 @@
-"""Figures and reports for humans: image grids now, the study's HTML report later."""
+"""Figures and reports for humans: image grids, the study's terminal answer and HTML report.
 
-from .figures import image_grid, save_image_grid
+Names load on first use (PEP 562), so the terminal tables (``aevae.report.text``) need no
+numpy or matplotlib."""
 
-__all__ = ["image_grid", "save_image_grid"]
+_NAMES = {"image_grid": "figures", "save_image_grid": "figures"}
+
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str):
+    if name not in _NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(f".{_NAMES[name]}", __name__), name)
