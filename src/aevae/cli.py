@@ -1369,8 +1369,24 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _interrupted_while_starting(signal_number, frame) -> None:
+    # Nothing is written before a command starts, and a KeyboardInterrupt raised inside a
+    # library's import can be swallowed by its own `except:`: leave at once.
+    print("aevae: interrupted", file=sys.stderr, flush=True)
+    os._exit(130)
+
+
 def _run(argv: list[str] | None) -> int:
-    parser = build_parser()
+    import signal
+
+    starting = signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    if starting:
+        signal.signal(signal.SIGINT, _interrupted_while_starting)
+    try:
+        parser = build_parser()
+    finally:
+        if starting:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         if argv[:1] == ["train"]:

@@ -533,6 +533,8 @@ def _start_worker(settings: StudySettings, out: Path):
 
 def _join(helpers) -> None:
     failed = [helper.wait() for helper in helpers]
+    if any(code in (130, -2) for code in failed):  # a worker was interrupted (Ctrl-C)
+        raise KeyboardInterrupt
     if any(code != 0 for code in failed):
         raise RuntimeError(f"{sum(code != 0 for code in failed)} study worker process(es) "
                            "failed; see the messages above (their runs are marked failed in "
