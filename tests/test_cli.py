@@ -387,6 +387,14 @@ def test_sample_caps_image_grids_and_writes_large_arrays_in_chunks(trained_run, 
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc, uses killpg")
+def _interruptible() -> None:
+    """In the child: Ctrl-C's default disposition. A test run started in the background by a
+    non-interactive shell inherits SIGINT ignored, and Python keeps an ignored SIGINT so."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.regression
 def test_ctrl_c_early_in_compare_prints_no_traceback(tmp_path):
     import os
@@ -401,7 +409,8 @@ def test_ctrl_c_early_in_compare_prints_no_traceback(tmp_path):
         [sys.executable, "-m", "aevae.cli", "compare", "--data", "digits", "--models", "ae,vae",
          "--seeds", "1", "--epochs", "1", "--workers", "2", "--out", str(tmp_path / "D"),
          "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=environment, start_new_session=True)  # its own process group, as in a terminal
+        env=environment, start_new_session=True,  # its own process group, as in a terminal
+        preexec_fn=_interruptible)
     children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
     started = time.monotonic()
     # Like Ctrl-C in a terminal, to the whole group: once the worker process exists (it is
@@ -674,7 +683,8 @@ def test_ctrl_c_while_the_command_line_starts_prints_no_traceback(tmp_path):
 
     process = subprocess.Popen([sys.executable, "-m", "aevae.cli", "compare", "--out",
                                 str(tmp_path / "study"), "--quiet"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+                               stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               preexec_fn=_interruptible)
     time.sleep(1.5)
     os.killpg(process.pid, signal.SIGINT)
     _, err = process.communicate(timeout=120)
