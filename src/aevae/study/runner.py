@@ -336,11 +336,11 @@ def execute_run(plan: RunPlan, data: PreparedData, settings: StudySettings, stor
     dataset = data.dataset
     atomic_write_json(directory / DATA_FILE, data_record(settings, data))
     model = make(plan.entry.model, **plan.options)
+    epoch_cap = budget.epoch_cap(len(dataset.train))
     started_at = time.time()
     started = time.perf_counter()
     model.fit(
-        dataset.train.x, validation=dataset.validation.x,
-        epochs=budget.epoch_cap(len(dataset.train)),
+        dataset.train.x, validation=dataset.validation.x, epochs=epoch_cap,
         batch_size=budget.batch_size, learning_rate=budget.learning_rate, seed=plan.seed,
         patience=budget.patience, out=directory,
         resume=(directory / CHECKPOINT_FILE).exists(), device=device, progress=False,
@@ -365,7 +365,7 @@ def execute_run(plan: RunPlan, data: PreparedData, settings: StudySettings, stor
         "training": {key: value for key, value in budget.to_dict().items()
                      if key != "description"},
         "epochs_run": len(history.epochs),
-        "epoch_cap": budget.epoch_cap(len(dataset.train)),
+        "epoch_cap": epoch_cap,
         "best_epoch": history.best_epoch,
         "history": {key: [record.get(key) for record in history.epochs]
                     for key in ("epoch", "train_loss", "validation_loss",

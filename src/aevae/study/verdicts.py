@@ -192,15 +192,18 @@ def decide(rows: dict[str, dict], direction: str) -> dict:
 
 
 def guard_rows(task: Task, runs: dict[str, dict[int, dict]], models: dict[str, ModelInfo],
-               data: DataInfo, health: dict | None) -> list[dict]:
+               data: DataInfo, health: dict | None,
+               own: dict[str, dict] | None = None) -> list[dict]:
     """Each guard of ``task`` with every entry's mean on its figure, and the bar the best
-    healthy entry sets."""
+    healthy entry sets. ``own``: the rows of the task's own figures, by name, already made."""
     guards = []
     for guard in task.guards:
         metric = metric_named(*guard.metric)
         if missing_needs(metric.needs, data) is not None:
             continue
-        rows = metric_rows(metric, runs, models, data, health)
+        rows = (own or {}).get(metric.name) if guard.metric[0] == task.name else None
+        if rows is None:
+            rows = metric_rows(metric, runs, models, data, health)
         means = {key: row["mean"] for key, row in rows.items() if row["available"]}
         healthy = [key for key in means if not rows[key].get("excluded")]
         sign = 1.0 if metric.direction == "higher" else -1.0
@@ -216,12 +219,11 @@ def guard_rows(task: Task, runs: dict[str, dict[int, dict]], models: dict[str, M
     return guards
 
 
-def _guard_text(guard: dict, key: str, labels: dict | None = None) -> str:
+def _guard_text(guard: dict, key: str) -> str:
     best = guard["best"]
-    name = (labels or {}).get(best, best)
     return (f"{guard['why']}: {guard['label']} "
             f"{format_value(guard['means'][key], guard['digits'])} against "
-            f"{format_value(guard['means'][best], guard['digits'])} for {name}")
+            f"{format_value(guard['means'][best], guard['digits'])} for {best}")
 
 
 def task_results(runs: dict[str, dict[int, dict]], models: dict[str, ModelInfo],
@@ -238,13 +240,14 @@ def task_results(runs: dict[str, dict[int, dict]], models: dict[str, ModelInfo],
         if reason is not None:
             results.append({**entry, "skipped": reason, "metrics": [], "guards": []})
             continue
-        guards = guard_rows(task, runs, models, data, health)
+        measured = [metric for metric in task.metrics
+                    if missing_needs(metric.needs, data) is None]
+        own = {metric.name: metric_rows(metric, runs, models, data, health)
+               for metric in measured}
+        guards = guard_rows(task, runs, models, data, health, own)
         metrics = []
-        for metric in task.metrics:
-            reason = missing_needs(metric.needs, data)
-            if reason is not None:
-                continue
-            rows = metric_rows(metric, runs, models, data, health)
+        for metric in measured:
+            rows = own[metric.name]
             for guard in guards:
                 if tuple(guard["metric"]) == (task.name, metric.name):
                     continue  # a figure does not guard itself
