@@ -345,20 +345,26 @@ def _prepare_values(dataset, arguments, options: dict, record: dict, model):
     return dataset, (f"{dataset.name}: {values} values: " + "; ".join(notes) if notes else None)
 
 
+def _training_config(arguments, seed: int):
+    """The training options of train's flags (checked here, before anything is loaded)."""
+    from .training import TrainingConfig
+
+    options = {item.name: getattr(arguments, item.name) for item in TrainingConfig.flags()}
+    options.update(seed=seed, compile=_compile_setting(arguments.compile))
+    return TrainingConfig(**options)
+
+
 def _fit(model, train_x, validation, fields: dict, arguments, record: dict, out: Path,
-         dataset) -> None:
+         dataset, config) -> None:
     from .data.loading import DATA_FILE
 
     model.fit(
-        train_x, validation=validation, epochs=arguments.epochs, **fields,
-        batch_size=arguments.batch_size, learning_rate=arguments.learning_rate,
-        seed=record["seed"], out=out, resume=arguments.resume, patience=arguments.patience,
-        gradient_clip=arguments.gradient_clip, kl_schedule=arguments.kl_schedule,
+        train_x, validation=validation, **fields, config=config, out=out,
+        resume=arguments.resume,
         batch_transform=dataset.binarize if dataset and dataset.dynamic_binarization else None,
-        device=arguments.device, progress=not arguments.quiet,
+        progress=not arguments.quiet,
         run_files={DATA_FILE: record},  # written with the first checkpoint, not before
-        log_dir=arguments.tensorboard, precision=arguments.precision,
-        compile=_compile_setting(arguments.compile),
+        log_dir=arguments.tensorboard,
     )
 
 
@@ -380,6 +386,7 @@ def command_train(arguments) -> int:
     options = _model_options(arguments)
     resumed = out if arguments.resume and (out / CONFIG_FILE).is_file() else None
     record = _data_record(arguments, resumed)
+    config = _training_config(arguments, record["seed"])
     model = None
     if resumed is not None:
         model = build_saved(out)
@@ -420,7 +427,7 @@ def command_train(arguments) -> int:
     if note and not arguments.quiet:
         print(note, file=sys.stderr)
     try:
-        _fit(model, train_x, validation, fields, arguments, record, out, dataset)
+        _fit(model, train_x, validation, fields, arguments, record, out, dataset, config)
     finally:  # also after an interrupted resume: its finished epochs replaced the weights
         if resumed is not None and is_main_process():
             _set_aside_stale_metrics(out)
@@ -1000,6 +1007,31 @@ IMAGE_SIZE_HELP = ("resize the images of an image folder to HEIGHTxWIDTH as they
                    "e.g. 64x64 (needed when they differ in size; a run records it)")
 
 
+# The command line's own wording where it says more than the library's.
+TRAINING_FLAG_HELP = {"seed": "seeds the split, initialisation and training (default 0; a "
+                              "resumed run keeps its own)"}
+
+
+def _training_flags(command) -> None:
+    """train's training options, one flag per ``TrainingConfig`` field: its default, choices
+    and help come from there."""
+    from .training import TrainingConfig
+
+    for item in TrainingConfig.flags():
+        flag = "--" + item.name.replace("_", "-")
+        help = TRAINING_FLAG_HELP.get(item.name, item.metadata["help"])
+        if item.name == "seed":  # None: the run decides (a resumed run keeps its own)
+            command.add_argument(flag, type=int, help=help)
+        elif item.name == "compile":
+            command.add_argument(flag, choices=["auto", "on", "off"], default="auto", help=help)
+        elif isinstance(item.default, bool):
+            command.add_argument(flag, action=argparse.BooleanOptionalAction,
+                                 default=item.default, help=help)
+        else:
+            command.add_argument(flag, type=item.metadata["parse"], default=item.default,
+                                 choices=item.metadata["choices"], help=help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     # Choices and names in the help come from the registries themselves: no list to keep in step.
     from . import __version__
@@ -1012,7 +1044,6 @@ def build_parser() -> argparse.ArgumentParser:
     from .study.roster import DEFAULT_ROSTER, PRESETS
     from .study.settings import BUDGETS, EXECUTORS
     from .study.tasks import TASKS
-    from .training import PRECISIONS
 
     parser = argparse.ArgumentParser(
         prog="aevae", description="Autoencoders and variational autoencoders: train, "
@@ -1064,23 +1095,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--prior", help=f"prior name: {_one_of(PRIORS)}")
     train.add_argument("--option", type=_option, action="append", metavar="KEY=VALUE",
                        help="any model option, e.g. beta=4 or samples=5 (repeatable)")
-    train.add_argument("--epochs", type=int, default=10, help="training epochs")
-    train.add_argument("--batch-size", type=int, default=100, help="examples per step")
-    train.add_argument("--learning-rate", type=float, default=1e-3, help="Adam's step size")
-    train.add_argument("--seed", type=int, help="seeds the split, initialisation and training "
-                       "(default 0; a resumed run keeps its own)")
-    train.add_argument("--patience", type=int, help="early stopping patience (epochs)")
-    train.add_argument("--gradient-clip", type=float, help="clip the gradient norm to this")
-    train.add_argument("--kl-schedule", help="number, linear:STEPS or cyclical:PERIOD")
+    _training_flags(train)
     train.add_argument("--validation-fraction", type=float,
                        help="share of training data held out for validation (default 0.1)")
     train.add_argument("--limit", type=int, help="use only the first N training examples")
-    train.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    train.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                       help="mixed precision: bf16 (CPU or GPU) or fp16 with loss scaling (GPU)")
-    train.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
-                       help="torch.compile the loss (auto: on for long GPU runs; falls back "
-                       "to eager if compiling fails)")
     train.add_argument("--stream", action="store_true",
                        help="read a .npy file in shuffled chunks (or an image folder image by "
                        "image) instead of loading it; automatic for a .npy larger than half of "

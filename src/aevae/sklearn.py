@@ -43,6 +43,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from .distributions import DiagonalGaussian
 from .models import VAE, NoLikelihoodError, make, model_class
 from .priors import StandardNormal
+from .training import TrainingConfig
 
 __all__ = [
     "AutoencoderOutlierDetector",
@@ -189,12 +190,11 @@ class _AutoencoderEstimator(BaseEstimator):
             train = data[order[held_out:]]
         else:
             train = data
-        model.fit(
-            train, validation=validation, epochs=int(self.epochs),
-            batch_size=int(self.batch_size), learning_rate=float(self.learning_rate), seed=seed,
-            patience=self.patience if validation is not None else None, device=self.device,
-            progress=False,
-        )
+        config = TrainingConfig(
+            epochs=int(self.epochs), batch_size=int(self.batch_size),
+            learning_rate=float(self.learning_rate), seed=seed, device=self.device,
+            patience=self.patience if validation is not None else None)
+        model.fit(train, validation=validation, config=config, progress=False)
         model.eval()
         self.model_ = model
         self.history_ = model.history_

@@ -684,8 +684,9 @@ class Autoencoder(nn.Module):
         )
 
     def fit(self, x, validation=None, **options):
-        """Train on x (array or tensor); see ``aevae.training.fit`` for the options."""
-        from ..training import fit  # the facade; training imports models, not the reverse
+        """Train on x (array, tensor, ``Batch``, Dataset or NpyStream): ``aevae.training.fit``,
+        whose options (``TrainingConfig``'s fields, out=, resume=, ...) it takes."""
+        from ..training import fit  # training imports models, not the reverse
 
         self.history_ = fit(self, x, validation=validation, **options)
         return self

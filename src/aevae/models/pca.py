@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -74,58 +73,20 @@ def _principal_components(x, latent_dim: int, seed: int):
 
 
 class ClosedForm:
-    """``fit`` solves for the weights instead of running the training loop. The training loop's
-    options (epochs, learning rate, ...) do not apply and are ignored; the run directory gets
-    the same files a trained model writes."""
+    """The trainer calls ``solve`` once instead of running epochs. The training options
+    (epochs, learning rate, ...) do not apply and are ignored; the run directory gets the same
+    files a trained model writes, and TensorBoard the final losses at epoch 1."""
 
     closed_form = True
     # The study's matched settings (network, likelihood) do not apply to a closed-form model.
     shares_network = False
 
-    def fit(self, x, validation=None, *, out=None, seed: int = 0, run_files=None,
-            log_dir=None, **_training_options):
-        """Solve for the weights. ``out`` gets what a trained run directory holds: config,
-        weights, history.csv (one row), training.json (the solve's settings) and ``run_files``;
-        ``log_dir`` gets the final losses (and, as for a trained model, per-dimension KL and a
-        sample grid) as TensorBoard scalars at epoch 1."""
-        import time
-
-        from ..io import atomic_write_json, atomic_write_text
-        from ..training import HISTORY_FILE, TRAINING_FILE, TrainingHistory, as_training_tensor
-
-        given = sorted(key for key in ("labels", "label_known", "observed", "lengths")
-                       if _training_options.get(key) is not None)
-        if given:
-            raise ValueError(f"{self.name} does not use {', '.join(given)}")
-        logger = None
-        if log_dir is not None:  # before the solve: a missing TensorBoard fails at once
-            from ..tracking import TensorBoardLogger
-
-            logger = TensorBoardLogger(log_dir)
-        started = time.perf_counter()
-        data = as_training_tensor(self, x, "training data").numpy()
-        self.solve(data, seed)
-        record = {"epoch": 1, "train_loss": float(np.mean(self.loss_terms(data)["loss"]))}
-        checked = None
-        if validation is not None:
-            checked = as_training_tensor(self, validation, "validation data")
-            for name, values in self.loss_terms(checked.numpy()).items():
-                record[f"validation_{name}"] = float(np.mean(values))
-        record["seconds"] = time.perf_counter() - started
-        self.history_ = TrainingHistory(epochs=[record])
-        if logger is not None:
-            logger.epoch_end(self, record, checked)
-            logger.close()
-        if out is not None:
-            settings = {"fit": "closed form: eigen-decomposition of the training data's "
-                        "covariance (no epochs, no optimizer; training options are ignored)",
-                        "epochs": None, "seed": seed, "examples": int(len(data)),
-                        "validation_examples": None if checked is None else int(len(checked))}
-            self.save(out)
-            for name, value in {TRAINING_FILE: settings, **(run_files or {})}.items():
-                atomic_write_json(Path(out) / name, value)
-            atomic_write_text(f"{out}/{HISTORY_FILE}", self.history_.to_csv())
-        return self
+    def solve_record(self, examples: int, validation_examples: int | None, seed: int) -> dict:
+        """training.json of a solve: what was done in place of training."""
+        return {"fit": "closed form: eigen-decomposition of the training data's covariance (no "
+                "epochs, no optimizer; training options are ignored)",
+                "epochs": None, "seed": seed, "examples": int(examples),
+                "validation_examples": validation_examples}
 
     def _linear_layers(self):
         encoder = self.encoder.body[-1]

@@ -340,10 +340,9 @@ def execute_run(plan: RunPlan, data: PreparedData, settings: StudySettings, stor
     started_at = time.time()
     started = time.perf_counter()
     model.fit(
-        dataset.train.x, validation=dataset.validation.x, epochs=epoch_cap,
-        batch_size=budget.batch_size, learning_rate=budget.learning_rate, seed=plan.seed,
-        patience=budget.patience, out=directory,
-        resume=(directory / CHECKPOINT_FILE).exists(), device=device, progress=False,
+        dataset.train.x, validation=dataset.validation.x,
+        config=budget.training_config(epoch_cap, seed=plan.seed, device=device), out=directory,
+        resume=(directory / CHECKPOINT_FILE).exists(), progress=False,
         batch_transform=dataset.binarize if dataset.dynamic_binarization else None,
     )
     train_seconds = time.perf_counter() - started

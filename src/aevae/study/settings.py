@@ -26,6 +26,14 @@ class Budget:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def training_config(self, epochs: int, *, seed: int, device):
+        """The ``TrainingConfig`` of one run under this budget (``epochs``: its epoch cap)."""
+        from ..training import TrainingConfig
+
+        return TrainingConfig(epochs=epochs, batch_size=self.batch_size,
+                              learning_rate=self.learning_rate, patience=self.patience,
+                              seed=seed, device=str(device))
+
     def epoch_cap(self, examples: int) -> int:
         """The epochs a run on ``examples`` training examples may take."""
         steps_per_epoch = max(1, -(-examples // self.batch_size))

@@ -1,24 +1,40 @@
-"""Training: one loop for every model (``fit``), built from small pieces.
+"""Training: one loop for every model (``Trainer``, and ``fit`` in front of it), built from
+small pieces.
 
-- ``batches``: checking training data and serving it as batches (in memory or streamed);
+- ``config``: ``TrainingConfig``, the options with their defaults, checks and help;
+- ``sources``: where batches come from (in memory, a torch Dataset, a chunked .npy stream);
+- ``batches``: checking training data and cutting it into batches;
 - ``devices``: device choice, whether data fits on it, mixed precision;
 - ``step``: one optimisation step (fused optimizers, compile, clipping, running sums);
+- ``callbacks``: early stopping and best weights, the run directory, TensorBoard, progress;
 - ``distributed``: data parallelism under ``torchrun``;
 - ``checkpoints``: the run directory, written atomically each epoch, and resuming it;
 - ``history``: the per-epoch record;
-- ``loop``: ``fit``, which puts them together.
+- ``trainer``: ``Trainer`` and ``fit``, which put them together.
 """
 
 from .batches import as_training_batch, as_training_tensor
+from .callbacks import (
+    BestValidation,
+    Callback,
+    Progress,
+    RunFiles,
+    TensorBoard,
+    TrainingState,
+)
 from .checkpoints import CHECKPOINT_FILE, TRAINING_FILE
+from .config import TrainingConfig
 from .devices import DEVICE_TYPES, PRECISIONS, resolve_device
 from .distributed import Distributed
 from .history import HISTORY_FILE, TrainingHistory
-from .loop import TrainingDivergedError, fit
+from .sources import ChunkedStream, InMemory, TorchDataset, data_source
 from .step import OPTIMIZERS, TrainingStep
+from .trainer import Trainer, TrainingDivergedError, fit
 
 __all__ = [
     "CHECKPOINT_FILE", "DEVICE_TYPES", "HISTORY_FILE", "OPTIMIZERS", "PRECISIONS",
-    "TRAINING_FILE", "Distributed", "TrainingDivergedError", "TrainingHistory", "TrainingStep",
-    "as_training_batch", "as_training_tensor", "fit", "resolve_device",
+    "TRAINING_FILE", "BestValidation", "Callback", "ChunkedStream", "Distributed", "InMemory",
+    "Progress", "RunFiles", "TensorBoard", "TorchDataset", "Trainer", "TrainingConfig",
+    "TrainingDivergedError", "TrainingHistory", "TrainingState", "TrainingStep",
+    "as_training_batch", "as_training_tensor", "data_source", "fit", "resolve_device",
 ]

@@ -19,15 +19,12 @@ from ..data.batch import Batch, make_batch
 from ..models.base import Autoencoder
 
 
-def as_training_batch(model: Autoencoder, x, fields: dict, name: str) -> Batch:
-    """A checked Batch of x (array, tensor or Batch) and the fields the model uses."""
+def as_training_batch(model: Autoencoder, x, name: str) -> Batch:
+    """A checked Batch of x (array, tensor, or a Batch whose fields the model uses)."""
+    fields = {}
     if isinstance(x, Batch):
-        if any(value is not None for value in fields.values()):
-            raise ValueError(f"{name}: pass the fields inside the Batch or as keywords, "
-                             "not both")
         fields, x = x.fields(), x.x  # arrays or tensors: make_batch checks either
-    unused = sorted(key for key, value in fields.items()
-                    if value is not None and key not in model.uses)
+    unused = sorted(key for key in fields if key not in model.uses)
     if unused:
         raise ValueError(f"{model.name} does not use {', '.join(unused)}")
     if fields.get("observed") is not None:

@@ -19,7 +19,7 @@ from ..io import (
     remove_temporary_files,
     save_tensors,
 )
-from ..models.base import CONFIG_FILE
+from ..models.base import CONFIG_FILE, WEIGHTS_FILE
 from .history import HISTORY_FILE, TrainingHistory
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
@@ -84,9 +84,11 @@ class RunDirectory:
             raise PermissionError(f"cannot write the run {self.directory}: {existing} is not "
                                   "writable")
 
-    def prepare(self, resume: bool) -> bool:
-        """Check the directory before training; whether there is a checkpoint to resume."""
-        if self.checkpoint.exists() and not resume:
+    def prepare(self, resume: bool, solved: bool = False) -> bool:
+        """Check the directory before training (``solved``: for a closed-form model, which
+        leaves weights and no checkpoint); whether there is a checkpoint to resume."""
+        held = self.directory / WEIGHTS_FILE if solved else self.checkpoint
+        if held.exists() and not resume:
             raise FileExistsError(
                 f"{self.directory} already holds a training run; resume it (resume=True / "
                 "--resume) or choose another output directory"
@@ -112,6 +114,13 @@ class RunDirectory:
         tensors.update({f"best.{key}": value for key, value in progress.pop("best_state").items()})
         metadata = {"history": history.to_dict(), "optimizers": optimizer_json, **progress}
         save_tensors(self.checkpoint, tensors, metadata)
+
+    def write_solution(self, model, history, files: dict[str, object]) -> None:
+        """A closed-form model's run: the files, weights and history; no checkpoint."""
+        for name, value in files.items():
+            atomic_write_json(self.directory / name, value)
+        model.save(self.directory)
+        atomic_write_text(self.directory / HISTORY_FILE, history.to_csv())
 
     def resume(self, model, optimizers, generator, history) -> tuple[int, int, dict | None]:
         """Load the checkpoint into model, optimizers, RNGs and history; returns the step,

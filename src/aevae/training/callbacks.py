@@ -1,0 +1,199 @@
+"""What happens around the training loop, as callbacks over one ``TrainingState``.
+
+Hooks, called in list order: ``fit_start`` (after the model, optimizers and data are ready),
+``epoch_start``, ``batch_end`` (only for callbacks that define it: it runs every step),
+``epoch_end`` (with the epoch's record, already in the history), ``fit_end``, and
+``divergence`` (a non-finite loss; may return words for the error message).
+
+- ``BestValidation``: tracks the best validation epoch, stops early after ``patience`` epochs
+  without improvement, and restores the best weights at the end (``restore_best``);
+- ``RunFiles``: the run directory (refuses to overwrite, resumes, writes each epoch's
+  checkpoint, keeps the last good one on divergence);
+- ``TensorBoard``: curves, per-dimension KL and sample grids;
+- ``Progress``: a progress bar per epoch and a line per epoch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .checkpoints import TRAINING_FILE, RunDirectory
+from .history import TrainingHistory
+
+
+@dataclass
+class TrainingState:
+    """What the loop and its callbacks share."""
+
+    model: torch.nn.Module
+    config: object  # TrainingConfig
+    history: TrainingHistory
+    processes: object  # Distributed
+    device: torch.device
+    schedule: object
+    generator: torch.Generator | None = None
+    stepper: object = None  # TrainingStep; None for a closed-form solve
+    validation: object = None  # Batch on the device
+    steps_per_epoch: int = 1
+    step: int = 0
+    epoch: int = 0
+    stale_epochs: int = 0
+    best_state: dict | None = None
+    best_restored: bool = False
+    closed_form_record: dict | None = None  # training.json of a closed-form solve
+    extra: dict = field(default_factory=dict)
+
+
+class Callback:
+    """Override the hooks you need; each gets the shared state."""
+
+    def fit_start(self, state: TrainingState) -> None:
+        pass
+
+    def epoch_start(self, state: TrainingState) -> None:
+        pass
+
+    def epoch_end(self, state: TrainingState, record: dict) -> None:
+        pass
+
+    def fit_end(self, state: TrainingState) -> None:
+        pass
+
+    def divergence(self, state: TrainingState, loss: float) -> str | None:
+        return None
+
+
+class BestValidation(Callback):
+    """Early stopping and best-state restore from the validation loss (KL weight 1)."""
+
+    def epoch_end(self, state, record):
+        if state.validation is None or state.stepper is None:  # nothing to stop in a solve
+            return
+        current = record["validation_loss"]
+        history = state.history
+        if history.best_validation_loss is None or current < history.best_validation_loss:
+            history.best_validation_loss, history.best_epoch = current, record["epoch"]
+            state.best_state = {k: v.detach().clone()
+                                for k, v in state.model.state_dict().items()}
+            state.stale_epochs = 0
+        else:
+            state.stale_epochs += 1
+            patience = state.config.patience
+            if patience is not None and state.stale_epochs >= patience:
+                history.stopped_early = True
+
+    def fit_end(self, state):
+        if state.config.restore_best and state.best_state is not None:
+            state.model.load_state_dict(state.best_state)
+            state.best_restored = True
+
+
+class RunFiles(Callback):
+    """The run directory ``out``: nothing is written before the first epoch is done, so a run
+    that fails earlier leaves no files or folders behind."""
+
+    def __init__(self, out, *, resume: bool = False, files: dict | None = None):
+        self.run = RunDirectory(out)
+        self.resume, self.files = resume, dict(files or {})
+        self.pending: dict = {}
+
+    @property
+    def directory(self) -> Path:
+        return self.run.directory
+
+    def fit_start(self, state):
+        processes = state.processes
+        if processes.main:
+            self.run.prepare(self.resume, solved=state.stepper is None)
+        processes.barrier()  # rank 0 has checked the directory (and raised if it must)
+        if state.stepper is not None and self.run.checkpoint.exists():  # resuming
+            state.step, state.stale_epochs, state.best_state = self.run.resume(
+                state.model, state.stepper.optimizers, state.generator, state.history)
+            if processes.rank > 0:
+                torch.manual_seed(state.config.seed + 1_000_003 * processes.rank + state.step)
+        training = state.closed_form_record or state.config.record(
+            schedule=state.schedule, device=state.device, processes=processes.world)
+        # Written with the first checkpoint: until then a failure has nothing to clean up.
+        self.pending = {TRAINING_FILE: training, **self.files}
+
+    def epoch_end(self, state, record):
+        if not state.processes.main:
+            return
+        if state.stepper is None:  # a closed-form solve: weights and files, no checkpoint
+            self.run.write_solution(state.model, state.history, self.pending)
+        else:
+            self.run.write_epoch(state.model, state.stepper.optimizers, state.generator,
+                                 state.history, {
+                                     "step": state.step, "stale_epochs": state.stale_epochs,
+                                     "best_state": state.best_state or {},
+                                 }, self.pending)
+        self.pending = {}
+
+    def fit_end(self, state):
+        if state.best_restored and state.processes.main:
+            state.model.save(self.run.directory)
+
+    def divergence(self, state, loss):
+        return self.run.restore_last_good(state.model)
+
+
+class TensorBoard(Callback):
+    """TensorBoard curves, per-dimension KL and sample grids in ``log_dir`` (rank 0)."""
+
+    def __init__(self, log_dir):
+        self.log_dir, self.logger = log_dir, None
+
+    def fit_start(self, state):
+        if state.processes.main:
+            from ..tracking import TensorBoardLogger
+
+            self.logger = TensorBoardLogger(self.log_dir)
+
+    def epoch_end(self, state, record):
+        if self.logger is not None:
+            valid = state.validation
+            self.logger.epoch_end(state.model, record, None if valid is None else valid.x)
+
+    def fit_end(self, state):
+        if self.logger is not None:
+            self.logger.close()
+
+
+class Progress(Callback):
+    """A bar per epoch where stderr is a terminal, and a line per epoch (rank 0)."""
+
+    def __init__(self):
+        self.bar = None
+
+    def epoch_start(self, state):
+        if not state.processes.main:
+            return
+        from tqdm.auto import tqdm
+
+        # disable=None: no per-batch bar when stderr is not a terminal (logs keep the lines).
+        self.bar = tqdm(total=state.steps_per_epoch,
+                        desc=f"epoch {state.epoch}/{state.config.epochs}", leave=False,
+                        mininterval=0.5, disable=None)
+
+    def batch_end(self, state):
+        if self.bar is not None:
+            self.bar.update(1)
+            if state.step % 25 == 0:
+                self.bar.set_postfix(loss=f"{state.stepper.running_loss():.3f}",
+                                     refresh=False)
+
+    def epoch_end(self, state, record):
+        if not state.processes.main or state.stepper is None:  # a closed-form solve is quiet
+            return
+        from tqdm.auto import tqdm
+
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        shown = [f"{key}={value:.4f}" for key, value in record.items()
+                 if key.startswith(("train_", "validation_"))]
+        tqdm.write(f"epoch {record['epoch']}/{state.config.epochs} " + " ".join(shown)
+                   + f" ({record['seconds']:.1f}s)")

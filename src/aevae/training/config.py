@@ -1,0 +1,115 @@
+"""``TrainingConfig``: the training options in one place, with their defaults, checks and help.
+
+``fit``, the command line's training flags, the study's budgets and the scikit-learn facade
+all build one of these; training.json is its record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .devices import PRECISIONS
+
+OPTIMIZER_NAMES = ("adam", "adamw", "sgd")
+
+
+def _option(default, help: str, parse=None, *, flag: bool = True, choices=None):
+    """A field with what the command line needs: help text, the parser of its text (``parse``)
+    and choices; ``flag=False``: not a flag."""
+    parse = parse or type(default)
+    return field(default=default, metadata={"help": help, "parse": parse, "flag": flag,
+                                            "choices": choices})
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How a model is trained. Every field has a default; ``check`` runs on construction."""
+
+    epochs: int = _option(10, "training epochs (the most, with --patience)")
+    batch_size: int = _option(100, "examples per step")
+    learning_rate: float = _option(1e-3, "the optimizer's step size")
+    optimizer: str = _option("adam", "optimizer", choices=OPTIMIZER_NAMES)
+    weight_decay: float = _option(0.0, "weight decay (decoupled for adamw)")
+    seed: int = _option(0, "seeds initialisation order, shuffling and sampling noise")
+    patience: int | None = _option(None, "early stopping: epochs without a better "
+                                   "validation loss (needs validation data)", int)
+    gradient_clip: float | None = _option(None, "clip the gradient norm to this", float)
+    kl_schedule: str | float | Callable[[int], float] | None = _option(
+        None, "weight of the KL term per step: a number, linear:STEPS or cyclical:PERIOD", str)
+    labelled_per_batch: int | None = _option(
+        None, "semi-supervised models: labelled examples in every batch (needs label_known)",
+        int, flag=False)
+    device: str = _option("auto", "auto, cpu or cuda (cuda:N)")
+    precision: str = _option("fp32", "mixed precision: bf16 (CPU or GPU) or fp16 with loss "
+                             "scaling (GPU)", choices=PRECISIONS)
+    compile: bool | str = _option("auto", "torch.compile the loss (auto: on for long GPU "
+                                  "runs; falls back to eager if compiling fails)")
+    restore_best: bool = _option(True, "end with the weights of the best validation epoch")
+
+    def __post_init__(self):
+        self.check()
+
+    def check(self) -> None:
+        """Refuse options no run could use, naming the option."""
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.optimizer not in OPTIMIZER_NAMES:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; known: "
+                             f"{', '.join(OPTIMIZER_NAMES)}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be at least 0, got {self.weight_decay}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be at least 1, got {self.patience}")
+        if self.gradient_clip is not None and not self.gradient_clip > 0:
+            raise ValueError(f"gradient_clip must be positive, got {self.gradient_clip}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; use "
+                             f"{', '.join(PRECISIONS)}")
+        if not (isinstance(self.compile, bool) or self.compile == "auto"):
+            raise ValueError(f"compile must be True, False or 'auto', got {self.compile!r}")
+        if self.labelled_per_batch is not None and not (
+                1 <= self.labelled_per_batch < self.batch_size):
+            raise ValueError("labelled_per_batch needs label_known and must be in "
+                             f"1..batch_size - 1 ({self.batch_size - 1})")
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(item.name for item in dataclasses.fields(cls))
+
+    @classmethod
+    def default(cls, name: str):
+        return next(item.default for item in dataclasses.fields(cls) if item.name == name)
+
+    @classmethod
+    def flags(cls) -> list[dataclasses.Field]:
+        """The fields the command line offers as flags, in declaration order."""
+        return [item for item in dataclasses.fields(cls) if item.metadata.get("flag")]
+
+    @classmethod
+    def from_options(cls, options: dict, base: TrainingConfig | None = None) -> TrainingConfig:
+        """``base`` (or the defaults) with keyword options replaced, refusing a name that is
+        not a training option."""
+        unknown = sorted(set(options) - set(cls.names()))
+        if unknown:
+            raise TypeError(f"unknown training option{'s' if len(unknown) > 1 else ''} "
+                            f"{', '.join(unknown)}; known: {', '.join(cls.names())}")
+        return dataclasses.replace(base, **options) if base is not None else cls(**options)
+
+    def replace(self, **changes) -> TrainingConfig:
+        return dataclasses.replace(self, **changes)
+
+    def record(self, *, schedule, device, processes: int) -> dict:
+        """training.json: the options as this run applied them (the schedule as built, the
+        device as resolved, the number of processes)."""
+        return {"epochs": self.epochs, "batch_size": self.batch_size,
+                "learning_rate": self.learning_rate, "optimizer": self.optimizer,
+                "weight_decay": self.weight_decay, "seed": self.seed,
+                "patience": self.patience, "gradient_clip": self.gradient_clip,
+                "kl_schedule": repr(schedule), "device": str(device),
+                "labelled_per_batch": self.labelled_per_batch, "precision": self.precision,
+                "processes": processes}

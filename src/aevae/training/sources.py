@@ -1,0 +1,120 @@
+"""Where training batches come from: data in memory (a ``Batch`` carrying x and its fields), a
+``torch.utils.data.Dataset``, or a chunked ``.npy`` stream. Each knows its size and steps per
+epoch, and yields this process's share of every global batch, on the device."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from ..data.batch import Batch
+from ..data.streaming import NpyStream
+from . import batches as batching
+from .devices import fits_on_device
+
+
+class InMemory:
+    """A checked ``Batch``; it lives on the device when it fits, else batches travel there
+    from page-locked memory."""
+
+    def __init__(self, model, data, labelled_per_batch: int | None):
+        self.batch = batching.as_training_batch(model, data, "training data")
+        if labelled_per_batch is not None and self.batch.label_known is None:
+            raise ValueError("labelled_per_batch needs label_known and must be in "
+                             "1..batch_size - 1")
+        self.labelled_per_batch = labelled_per_batch
+        self.resident = True
+
+    def __len__(self) -> int:
+        return len(self.batch)
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return batching.count_batches(self.batch, None, batch_size, self.labelled_per_batch)
+
+    def place(self, device: torch.device) -> None:
+        x = self.batch.x
+        self.resident = fits_on_device(x.element_size() * x.numel(), device)
+        if self.resident:
+            self.batch = self.batch.to(device)
+
+    def epoch(self, state) -> Iterator[Batch]:
+        processes, device, train = state.processes, state.device, self.batch
+        for indices in batching.index_batches(train, state.config.batch_size, state.generator,
+                                              self.labelled_per_batch):
+            if len(indices) < processes.world:
+                continue  # a last batch too small to give every process an example
+            share = processes.share(indices)
+            if self.resident:
+                yield train.take(share.to(device))
+            else:
+                yield train.take(share).pin_memory().to(device, non_blocking=True)
+
+
+class TorchDataset:
+    """A ``torch.utils.data.Dataset`` of x (or (x, ...) tuples), read through a DataLoader."""
+
+    batch = None
+
+    def __init__(self, model, dataset: Dataset):
+        self.model, self.dataset, self.loader = model, dataset, None
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return -(-len(self.dataset) // batch_size)
+
+    def place(self, device: torch.device) -> None:
+        pass
+
+    def epoch(self, state) -> Iterator[Batch]:
+        processes = state.processes
+        if self.loader is None:
+            sampler = None
+            if processes.enabled:
+                sampler = DistributedSampler(self.dataset, processes.world, processes.rank,
+                                             seed=state.config.seed)
+            self.loader = DataLoader(
+                self.dataset, batch_size=max(1, state.config.batch_size // processes.world),
+                shuffle=sampler is None, sampler=sampler, generator=state.generator,
+                pin_memory=state.device.type == "cuda")
+        if self.loader.sampler is not None and hasattr(self.loader.sampler, "set_epoch"):
+            self.loader.sampler.set_epoch(state.epoch)
+        return batching.streamed(self.loader, self.model, state.device)
+
+
+class ChunkedStream:
+    """An ``NpyStream``: a file read in shuffled chunks."""
+
+    batch = None
+
+    def __init__(self, model, stream: NpyStream):
+        batching.check_stream_shape(model, stream)
+        self.model, self.stream = model, stream
+
+    def __len__(self) -> int:
+        return len(self.stream)
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return -(-len(self.stream) // batch_size)
+
+    def place(self, device: torch.device) -> None:
+        pass
+
+    def epoch(self, state) -> Iterator[Batch]:
+        return batching.chunked(self.stream, state.config.batch_size, state.generator,
+                                state.processes, self.model, state.device)
+
+
+def data_source(model, data, labelled_per_batch: int | None = None):
+    """The source for ``data``: a Dataset, an NpyStream, or anything in memory (array, tensor,
+    ``Batch``)."""
+    if isinstance(data, (Dataset, NpyStream)):
+        if labelled_per_batch is not None:
+            raise ValueError("labelled_per_batch needs in-memory data with label_known")
+        if isinstance(data, NpyStream):
+            return ChunkedStream(model, data)
+        return TorchDataset(model, data)
+    return InMemory(model, data, labelled_per_batch)
