@@ -104,12 +104,8 @@ class TrainingConfig:
         return dataclasses.replace(self, **changes)
 
     def record(self, *, schedule, device, processes: int) -> dict:
-        """training.json: the options as this run applied them (the schedule as built, the
-        device as resolved, the number of processes)."""
-        return {"epochs": self.epochs, "batch_size": self.batch_size,
-                "learning_rate": self.learning_rate, "optimizer": self.optimizer,
-                "weight_decay": self.weight_decay, "seed": self.seed,
-                "patience": self.patience, "gradient_clip": self.gradient_clip,
-                "kl_schedule": repr(schedule), "device": str(device),
-                "labelled_per_batch": self.labelled_per_batch, "precision": self.precision,
-                "processes": processes}
+        """training.json: every option as this run applied it (the schedule as built, the
+        device as resolved) and the number of processes."""
+        values = {item.name: getattr(self, item.name) for item in dataclasses.fields(self)}
+        values.update(kl_schedule=repr(schedule), device=str(device), processes=processes)
+        return values
