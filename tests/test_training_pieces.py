@@ -114,3 +114,147 @@ def test_compiled_training_is_deterministic_and_close_to_eager(digits):
     eager, compiled, again = trained(False), trained(True), trained(True)
     assert compiled == again
     assert compiled[-1] == pytest.approx(eager[-1], rel=0.05)
+
+
+# ----- TrainingConfig, callbacks, data sources, the Trainer ----------------------------------
+def test_training_config_checks_each_option_and_names_it():
+    from aevae.training import TrainingConfig
+
+    for options, message in [({"epochs": 0}, "epochs must be at least 1, got 0"),
+                             ({"batch_size": 0}, "batch_size must be at least 1"),
+                             ({"learning_rate": 0}, "learning_rate must be positive"),
+                             ({"optimizer": "lbfgs"}, "unknown optimizer 'lbfgs'"),
+                             ({"weight_decay": -1}, "weight_decay must be at least 0"),
+                             ({"patience": 0}, "patience must be at least 1"),
+                             ({"gradient_clip": 0}, "gradient_clip must be positive"),
+                             ({"precision": "fp8"}, "unknown precision 'fp8'"),
+                             ({"compile": 1}, "compile must be True, False or 'auto'"),
+                             ({"labelled_per_batch": 100}, "labelled_per_batch")]:
+        with pytest.raises(ValueError, match=message):
+            TrainingConfig(**options)
+    with pytest.raises(TypeError, match="unknown training option epoch; known: epochs"):
+        TrainingConfig.from_options({"epoch": 3})
+
+
+def test_fit_names_every_training_option_in_its_signature():
+    import inspect
+
+    from aevae.training import TrainingConfig, fit
+
+    parameters = inspect.signature(fit).parameters
+    for name in TrainingConfig.names():
+        assert parameters[name].default == TrainingConfig.default(name), name
+    for name in ("labels", "label_known", "observed", "lengths", "out", "resume", "config"):
+        assert name in parameters, name
+
+
+def test_training_json_records_every_option(digits, tmp_path):
+    import json
+
+    from aevae.training import TrainingConfig
+
+    model = aevae.make("ae", input_shape=digits.shape, latent_dim=2, hidden=(8,), seed=0)
+    config = TrainingConfig(epochs=1, batch_size=64, optimizer="adamw", weight_decay=0.01,
+                            restore_best=False, compile=False)
+    model.fit(digits.train.x[:128], config=config, out=tmp_path / "run", progress=False)
+    record = json.loads((tmp_path / "run" / "training.json").read_text())
+    assert set(TrainingConfig.names()) <= set(record)
+    assert record["optimizer"] == "adamw" and record["restore_best"] is False
+    assert record["compile"] is False and record["device"] == "cpu" and record["processes"] == 1
+
+
+def test_a_callback_sees_every_hook_in_order(digits):
+    from aevae.training import Callback, Trainer, TrainingConfig
+
+    class Recorder(Callback):
+        def __init__(self):
+            self.calls = []
+
+        def fit_start(self, state):
+            self.calls.append(("fit_start", state.step))
+
+        def epoch_start(self, state):
+            self.calls.append(("epoch_start", state.epoch))
+
+        def batch_end(self, state):
+            self.calls.append(("batch_end", state.step))
+
+        def epoch_end(self, state, record):
+            self.calls.append(("epoch_end", record["epoch"], len(state.history.epochs)))
+
+        def fit_end(self, state):
+            self.calls.append(("fit_end", state.history.best_epoch))
+
+    model = aevae.make("vae", input_shape=digits.shape, latent_dim=2, hidden=(8,), seed=0)
+    recorder = Recorder()
+    history = Trainer(TrainingConfig(epochs=2, batch_size=100), [recorder]).fit(
+        model, digits.train.x[:200], digits.test.x[:50])
+    assert recorder.calls == [
+        ("fit_start", 0), ("epoch_start", 1), ("batch_end", 1), ("batch_end", 2),
+        ("epoch_end", 1, 1), ("epoch_start", 2), ("batch_end", 3), ("batch_end", 4),
+        ("epoch_end", 2, 2), ("fit_end", history.best_epoch)]
+
+
+def test_a_callback_can_stop_training(digits):
+    from aevae.training import Callback, Trainer, TrainingConfig
+
+    class StopAfterTwo(Callback):
+        def epoch_end(self, state, record):
+            if record["epoch"] == 2:
+                state.history.stopped_early = True
+
+    model = aevae.make("ae", input_shape=digits.shape, latent_dim=2, hidden=(8,), seed=0)
+    history = Trainer(TrainingConfig(epochs=30, batch_size=100), [StopAfterTwo()]).fit(
+        model, digits.train.x[:200])
+    assert len(history.epochs) == 2 and history.stopped_early
+
+
+def test_batch_fields_travel_inside_the_batch(digits):
+    from aevae.training import Trainer, TrainingConfig
+
+    model = aevae.make("cvae", input_shape=digits.shape, latent_dim=2, hidden=(8,), seed=0)
+    batch = Batch(digits.train.x[:200], labels=digits.train.labels[:200])
+    config = TrainingConfig(epochs=1, batch_size=100, seed=3)
+    first = Trainer(config).fit(model, batch).epochs[-1]["train_loss"]
+    again = aevae.make("cvae", input_shape=digits.shape, latent_dim=2, hidden=(8,), seed=0)
+    loose = again.fit(digits.train.x[:200], labels=digits.train.labels[:200], epochs=1,
+                      batch_size=100, seed=3, progress=False).history_.epochs[-1]["train_loss"]
+    assert first == loose
+    with pytest.raises(ValueError, match="inside the Batch or as keywords, not both"):
+        again.fit(batch, labels=digits.train.labels[:200], progress=False)
+    with pytest.raises(ValueError, match="vae does not use labels"):
+        aevae.make("vae", input_shape=digits.shape, latent_dim=2, hidden=(8,)).fit(
+            batch, epochs=1, progress=False)
+
+
+def test_data_sources_count_their_steps(digits, tmp_path):
+    import numpy as np
+
+    from aevae.data.streaming import NpyStream
+    from aevae.training import ChunkedStream, InMemory, TorchDataset, data_source
+
+    model = aevae.make("ae", input_shape=digits.shape, latent_dim=2, hidden=(8,))
+    x = digits.train.x[:250]
+    path = tmp_path / "x.npy"
+    np.save(path, x.reshape(len(x), -1))
+    dataset = torch.utils.data.TensorDataset(torch.from_numpy(x))
+    for data, kind in [(x, InMemory), (dataset, TorchDataset), (NpyStream(path), ChunkedStream)]:
+        source = data_source(model, data)
+        assert isinstance(source, kind) and len(source) == 250
+        assert source.steps_per_epoch(100) == 3
+
+
+def test_a_closed_form_model_writes_a_complete_run_and_refuses_to_overwrite(digits, tmp_path):
+    import json
+
+    model = aevae.make("pca", input_shape=digits.shape, latent_dim=4)
+    model.fit(digits.train.x, validation=digits.test.x, out=tmp_path / "run",
+              run_files={"data.json": {"data": "digits"}}, progress=False)
+    files = sorted(path.name for path in (tmp_path / "run").iterdir())
+    assert files == ["config.json", "data.json", "history.csv", "model.safetensors",
+                     "training.json"]
+    assert json.loads((tmp_path / "run" / "training.json").read_text())["epochs"] is None
+    assert model.history_.best_epoch is None  # a solve has no best epoch
+    with pytest.raises(FileExistsError, match="already holds a training run"):
+        aevae.make("pca", input_shape=digits.shape, latent_dim=4).fit(
+            digits.train.x, out=tmp_path / "run", progress=False)
