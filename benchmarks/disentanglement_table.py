@@ -108,8 +108,9 @@ def main() -> None:
     run_seconds = sum(run["train_seconds"] + sum(evaluated["seconds"].values())
                       for run, evaluated in zip(results["runs"], evaluations))
     lines += ["", f"Mean [95% interval] over {arguments.seeds} seeds. Budget: {budget.description}."
-              f" Metric points: {arguments.points} / {arguments.points // 2}; DCI with 50 "
-              f"boosting stages. {run_seconds / 3600:.1f} hours of single-thread run time "
+              f" Metric points: {arguments.points} / {arguments.points // 2}; DCI with "
+              "scikit-learn's GradientBoostingClassifier, 50 boosting stages. "
+              f"{run_seconds / 3600:.1f} hours of single-thread run time "
               "(training and one evaluation) on this machine.", ""]
     checks = orderings(metrics, annealed)
     lines += ["| expected ordering | metric | difference [95% interval] | seeds ahead | "

@@ -373,6 +373,38 @@ def test_dci_from_importance_known_answers():
     assert metrics.dci_from_importance(np.zeros((2, 2)))["disentanglement"] == 0.0
 
 
+def test_dci_known_answers_and_threads_change_nothing(rng):
+    sizes = (2, 5, 8)
+    factors = np.stack([rng.integers(0, size, 600) for size in sizes] + [np.zeros(600, int)], 1)
+    codes = factors[:, :3] + 0.05 * rng.standard_normal((600, 3))  # code d = factor d
+    train, test = slice(0, 400), slice(400, None)
+
+    def run(values, n_jobs):
+        return metrics.dci(values[train], factors[train], values[test], factors[test], seed=3,
+                           n_estimators=10, n_jobs=n_jobs)
+
+    perfect = run(codes, 1)
+    assert perfect["disentanglement"] > 0.95 and perfect["completeness"] > 0.95
+    assert perfect["informativeness_per_factor"][:3] == [1.0, 1.0, 1.0]
+    # The constant factor: no classifier, zero importance, its one value always right.
+    assert perfect["informativeness_per_factor"][3] == 1.0
+    assert np.asarray(perfect["importance_matrix"])[:, 3].tolist() == [0.0, 0.0, 0.0]
+    assert "GradientBoostingClassifier" in perfect["model"] and "max_bins" not in perfect
+    # Codes shuffled against the factors carry no information about them.
+    noise = codes[rng.permutation(600)]
+    shuffled = run(noise, 1)
+    assert shuffled["disentanglement"] < 0.5 and shuffled["completeness"] < 0.5
+    assert shuffled["informativeness"] < 0.7
+    # Each classifier has its own random state: threads change no number, even where the
+    # importances are spread by chance.
+    threaded = run(noise, 2)
+    assert threaded["importance_matrix"] == shuffled["importance_matrix"]
+    assert threaded == shuffled
+    assert run(codes, 2) == perfect and run(codes, None) == perfect
+    with pytest.raises(ValueError, match="n_jobs"):
+        run(codes, 0)
+
+
 def test_mutual_information_and_mig_known_answers(rng):
     codes = rng.integers(0, 5, size=(2000, 3))
     factors = rng.integers(0, 4, size=(2000, 2))
