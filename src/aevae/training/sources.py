@@ -52,32 +52,39 @@ class InMemory:
                 yield train.take(share).pin_memory().to(device, non_blocking=True)
 
 
-class TorchDataset:
-    """A ``torch.utils.data.Dataset`` of x (or (x, ...) tuples), read through a DataLoader."""
+class Streamed:
+    """Data read as it is needed (never all in memory): no Batch to show the model, nothing to
+    place on the device beforehand."""
 
     batch = None
 
-    def __init__(self, model, dataset: Dataset):
-        self.model, self.dataset, self.loader = model, dataset, None
+    def __init__(self, model, data):
+        self.model, self.data = model, data
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return len(self.data)
 
     def steps_per_epoch(self, batch_size: int) -> int:
-        return -(-len(self.dataset) // batch_size)
+        return -(-len(self.data) // batch_size)
 
     def place(self, device: torch.device) -> None:
         pass
+
+
+class TorchDataset(Streamed):
+    """A ``torch.utils.data.Dataset`` of x (or (x, ...) tuples), read through a DataLoader."""
+
+    loader = None
 
     def epoch(self, state) -> Iterator[Batch]:
         processes = state.processes
         if self.loader is None:
             sampler = None
             if processes.enabled:
-                sampler = DistributedSampler(self.dataset, processes.world, processes.rank,
+                sampler = DistributedSampler(self.data, processes.world, processes.rank,
                                              seed=state.config.seed)
             self.loader = DataLoader(
-                self.dataset, batch_size=max(1, state.config.batch_size // processes.world),
+                self.data, batch_size=max(1, state.config.batch_size // processes.world),
                 shuffle=sampler is None, sampler=sampler, generator=state.generator,
                 pin_memory=state.device.type == "cuda")
         if self.loader.sampler is not None and hasattr(self.loader.sampler, "set_epoch"):
@@ -85,26 +92,15 @@ class TorchDataset:
         return batching.streamed(self.loader, self.model, state.device)
 
 
-class ChunkedStream:
+class ChunkedStream(Streamed):
     """An ``NpyStream``: a file read in shuffled chunks."""
-
-    batch = None
 
     def __init__(self, model, stream: NpyStream):
         batching.check_stream_shape(model, stream)
-        self.model, self.stream = model, stream
-
-    def __len__(self) -> int:
-        return len(self.stream)
-
-    def steps_per_epoch(self, batch_size: int) -> int:
-        return -(-len(self.stream) // batch_size)
-
-    def place(self, device: torch.device) -> None:
-        pass
+        super().__init__(model, stream)
 
     def epoch(self, state) -> Iterator[Batch]:
-        return batching.chunked(self.stream, state.config.batch_size, state.generator,
+        return batching.chunked(self.data, state.config.batch_size, state.generator,
                                 state.processes, self.model, state.device)
 
 
