@@ -190,6 +190,35 @@ def test_detector_finds_planted_outliers_with_pyod_conventions():
     assert roc_auc_score(y_new, ae.decision_function(x_new)) > 0.9
 
 
+@pytest.mark.parametrize("model, score", [("vae", "auto"), ("vae", "likelihood"),
+                                          ("ae", "auto")])
+def test_detector_scores_are_finite_and_highest_for_rows_far_outside_training(model, score):
+    """As in ODDS' arrhythmia: a feature almost constant in the training split makes
+    standardised test values of 1e9 and more. Every finite row gets a finite score, and the
+    rows farthest out score highest, so ranking metrics work."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 5))
+    x[:, 2] = 1.0
+    x[0, 2] = 1.0 + 1e-9  # nearly constant: a scale of about 7e-11
+    normal = rng.normal(size=(20, 5))
+    normal[:, 2] = 1.0
+    far = normal[:4].copy()
+    far[:, 2] = [2.0, 1e3, 1e150, -1e300]  # 1e10 to 1e310 standard units away
+    far[3, 0] = 1e300
+    detector = AutoencoderOutlierDetector(model=model, anomaly_score=score, epochs=5,
+                                          importance_samples=8, random_state=0).fit(x)
+    scores = detector.decision_function(np.vstack([normal, far]))
+    assert np.isfinite(scores).all()
+    assert scores[20:].min() > scores[:20].max()
+    assert np.all(np.diff(scores[20:]) >= 0)  # farther out, higher
+    truth = np.r_[np.zeros(20), np.ones(4)]
+    assert roc_auc_score(truth, scores) == 1.0
+    assert np.isfinite(detector.score_samples(far)).all()
+    # Rows inside the widened training range are scored as before: nothing is clipped.
+    inside = detector.decision_function(x[:50])
+    np.testing.assert_allclose(inside, detector.decision_scores_[:50], rtol=1e-5, atol=1e-4)
+
+
 def test_fixed_random_state_gives_identical_results():
     x = low_rank(n=120)
 

@@ -502,6 +502,9 @@ standardize, options, random_state, device
         Anomaly scores of the training data (higher = more abnormal).
     threshold_ : float
         Scores above it are outliers.
+    lower_, upper_ : ndarray of shape (n_features,)
+        The standardised range the network is shown when scoring: the training range widened
+        by its width (at least 1) on either side.
     labels_ : ndarray of int, shape (n_samples,)
         0/1 labels of the training data.
 
@@ -550,6 +553,9 @@ standardize, options, random_state, device
         """Train on X without labels (y is ignored); set ``decision_scores_``, ``threshold_``
         and ``labels_``. Returns self."""
         data = self._fit_model(X)
+        low, high = data.min(axis=0).astype(np.float64), data.max(axis=0).astype(np.float64)
+        width = np.maximum(high - low, 1.0)
+        self.lower_, self.upper_ = low - width, high + width
         self.anomaly_score_ = self.anomaly_score
         if self.anomaly_score == "auto":
             self.anomaly_score_ = "elbo" if self.model_.has_likelihood else "reconstruction"
@@ -560,9 +566,22 @@ standardize, options, random_state, device
         return self
 
     def decision_function(self, X):
-        """Anomaly scores: higher = more abnormal (PyOD's convention)."""
+        """Anomaly scores: higher = more abnormal (PyOD's convention). Finite for every finite
+        row: the network sees each feature clipped to the training range widened by its width
+        on either side, and each standardised unit beyond adds its square (half of it in nats
+        for the likelihood scores, a Gaussian tail), so rows far outside the training data
+        (a feature nearly constant in training reaches 1e9 once standardised) score highest
+        instead of overflowing the network."""
         X = self._validated(X)
-        return self._scores(self._standardised(X), self.anomaly_score_)
+        with np.errstate(over="ignore"):  # an overflow to inf is clipped and capped below
+            data = (X.astype(np.float64) - self.mean_) / self.scale_
+        clipped = np.clip(data, self.lower_, self.upper_)
+        # Capped so that the sum stays finite for any finite input (ties only beyond 1e100).
+        beyond = np.square(np.minimum(np.abs(data - clipped), 1e100)).sum(axis=1)
+        factor = 1.0 if self.anomaly_score_ == "reconstruction" else 0.5
+        scores = self._scores(np.ascontiguousarray(clipped, dtype=np.float32),
+                              self.anomaly_score_)
+        return scores + factor * beyond
 
     def score_samples(self, X):
         """-decision_function(X): higher = more normal (scikit-learn's convention)."""
