@@ -911,8 +911,15 @@ def command_compare(arguments) -> int:
         likelihood=arguments.likelihood,
         device=arguments.device, store=arguments.store, workers=arguments.workers,
         executor=arguments.executor,
-        tasks=arguments.tasks, image_size=arguments.image_size,
+        tasks=arguments.tasks, image_size=arguments.image_size, track=arguments.track,
     )
+    if settings.track is not None:
+        from .tracking import require_mlflow
+
+        try:
+            require_mlflow()
+        except ImportError as error:  # one line and exit 2, before anything is written
+            raise UsageError(str(error)) from None
     results = run_study(settings, arguments.out, progress=not arguments.quiet,
                         notify=lambda message: print(message, file=sys.stderr))
     print(_study_summary(results))
@@ -1042,7 +1049,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .nets.mlp import GATED
     from .priors import PRIORS
     from .study.roster import DEFAULT_ROSTER, PRESETS
-    from .study.settings import BUDGETS, EXECUTORS
+    from .study.settings import BUDGETS, EXECUTORS, TRACKERS
     from .study.tasks import TASKS
 
     parser = argparse.ArgumentParser(
@@ -1258,6 +1265,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "one thread each (default: one per CPU core, at most 4; 1 on a GPU)")
     compare.add_argument("--store", help="run store to use or share (default: "
                          "OUT/runs.sqlite); finished runs in it are reused")
+    compare.add_argument("--track", choices=TRACKERS,
+                         help="mlflow: log the study to MLflow, one run per model and seed "
+                         "nested in a run named after --out (MLFLOW_TRACKING_URI, else "
+                         "./mlruns; needs the mlflow extra)")
     compare.add_argument("--quiet", action="store_true", help="no progress bar")
     compare.set_defaults(handler=command_compare)
 

@@ -412,7 +412,9 @@ def run_study(settings: StudySettings, out, *, progress: bool = True,
     (also written to ``results.json``, with ``report.html`` beside it).
 
     Every run trains and evaluates on one thread, so its numbers do not depend on how many
-    runs share the machine; ``settings.workers`` processes work through the runs at once."""
+    runs share the machine; ``settings.workers`` processes work through the runs at once.
+    ``settings.track == "mlflow"``: the study is then logged to MLflow from its files
+    (``aevae.study.tracking``), reused runs included."""
     from ..report.html import write_report
     from .results import aggregate
 
@@ -427,11 +429,20 @@ def run_study(settings: StudySettings, out, *, progress: bool = True,
         from .ray_executor import require_ray
 
         require_ray()  # so does a missing Ray
+    if settings.track is not None:
+        from ..tracking import require_mlflow
+
+        require_mlflow()  # and a missing mlflow
     data = prepare_data(settings)
     plans = plan_runs(settings, data, entries)
     tasks = study_tasks(settings)
     groups = metric_groups(data.info, tasks)
     workers = settings.workers or default_workers(device)
+    tracking = None
+    if settings.track == "mlflow":  # the tracking store opens (or fails) before any run starts
+        from ..tracking import MLflowTracking
+
+        tracking = MLflowTracking()
     out.mkdir(parents=True, exist_ok=True)
     store = open_store(settings, out)
     study = {
@@ -491,6 +502,12 @@ def run_study(settings: StudySettings, out, *, progress: bool = True,
     results["timing"] = study_timing(results["runs"], time.perf_counter() - wall_started,
                                      study_started)
     atomic_write_json(out / RESULTS_FILE, results)
+    if tracking is not None:
+        from .tracking import log_study
+
+        parent = log_study(out, results, tracking)
+        notify(f"MLflow: the study is run {parent} (experiment {tracking.experiment_id}) in "
+               f"{tracking.uri}")
     return results
 
 

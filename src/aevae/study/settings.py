@@ -89,6 +89,7 @@ BUDGETS = {
 
 
 EXECUTORS = ("local", "ray")
+TRACKERS = ("mlflow",)  # aevae.tracking.TRACKERS (kept here: reading settings imports no torch)
 
 
 @dataclass
@@ -116,6 +117,8 @@ class StudySettings:
     executor: str = "local"  # "local" processes, or "ray": tasks on a Ray cluster
     split_seed: int = 0  # validation / test carving: the same for every seed and model
     image_size: str | None = None  # "HxW": resize an image folder's images as they are read
+    # "mlflow": the study as an MLflow run, each of its runs nested in it (the mlflow extra)
+    track: str | None = None
 
     def __post_init__(self):
         if isinstance(self.budget, dict):  # read back from JSON
@@ -126,6 +129,8 @@ class StudySettings:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
         if self.executor not in EXECUTORS:
             raise ValueError(f"unknown executor {self.executor!r}; use {', '.join(EXECUTORS)}")
+        if self.track is not None and self.track not in TRACKERS:
+            raise ValueError(f"unknown tracker {self.track!r}; use {', '.join(TRACKERS)}")
         if self.seeds < 1:
             raise ValueError(f"seeds must be at least 1, got {self.seeds}")
         if self.epochs is not None and self.epochs < 1:

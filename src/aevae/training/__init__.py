@@ -7,6 +7,7 @@ small pieces.
 - ``devices``: device choice, whether data fits on it, mixed precision;
 - ``step``: one optimisation step (fused optimizers, compile, clipping, running sums);
 - ``callbacks``: early stopping and best weights, the run directory, TensorBoard, progress;
+  ``MLflowLogger`` (defined in ``aevae.tracking``) logs a fit to MLflow;
 - ``distributed``: data parallelism under ``torchrun``;
 - ``checkpoints``: the run directory, written atomically each epoch, and resuming it;
 - ``history``: the per-epoch record;
@@ -34,7 +35,16 @@ from .trainer import Trainer, TrainingDivergedError, fit
 __all__ = [
     "CHECKPOINT_FILE", "DEVICE_TYPES", "HISTORY_FILE", "OPTIMIZERS", "PRECISIONS",
     "TRAINING_FILE", "BestValidation", "Callback", "ChunkedStream", "Distributed", "InMemory",
-    "Progress", "RunFiles", "TensorBoard", "TorchDataset", "Trainer", "TrainingConfig",
-    "TrainingDivergedError", "TrainingHistory", "TrainingState", "TrainingStep",
+    "MLflowLogger", "Progress", "RunFiles", "TensorBoard", "TorchDataset", "Trainer",
+    "TrainingConfig", "TrainingDivergedError", "TrainingHistory", "TrainingState", "TrainingStep",
     "as_training_batch", "as_training_tensor", "data_source", "fit", "resolve_device",
 ]
+
+
+def __getattr__(name: str):
+    # aevae.tracking builds on callbacks: imported on first use, so either module may load first.
+    if name == "MLflowLogger":
+        from ..tracking import MLflowLogger
+
+        return MLflowLogger
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,6 +10,7 @@ Hooks, called in list order: ``fit_start`` (after the model, optimizers and data
 - ``RunFiles``: the run directory (refuses to overwrite, resumes, writes each epoch's
   checkpoint, keeps the last good one on divergence);
 - ``TensorBoard``: curves, per-dimension KL and sample grids;
+- ``MLflowLogger`` (in ``aevae.tracking``): params and per-epoch metrics in an MLflow run;
 - ``Progress``: a progress bar per epoch and a line per epoch.
 """
 
@@ -160,6 +161,13 @@ class TensorBoard(Callback):
     def fit_end(self, state):
         if self.logger is not None:
             self.logger.close()
+
+
+def tracker(log_to) -> Callback:
+    """The callback of ``fit(log_to=...)`` (``aevae.tracking.TRACKERS``), checked at once."""
+    from ..tracking import tracking_callback
+
+    return tracking_callback(log_to)
 
 
 class Progress(Callback):

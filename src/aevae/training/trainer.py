@@ -19,7 +19,15 @@ from ..data.batch import FIELDS, Batch
 from ..data.streaming import NpyStream
 from ..schedules import make_schedule
 from . import batches as batching
-from .callbacks import BestValidation, Callback, Progress, RunFiles, TensorBoard, TrainingState
+from .callbacks import (
+    BestValidation,
+    Callback,
+    Progress,
+    RunFiles,
+    TensorBoard,
+    TrainingState,
+    tracker,
+)
 from .config import TrainingConfig
 from .devices import Precision, resolve_device
 from .distributed import Distributed
@@ -188,15 +196,16 @@ def _validation_means(model, valid, processes: Distributed) -> dict[str, float]:
 
 
 def fit(model, x, *, validation=None, out=None, resume: bool = False, progress: bool = True,
-        log_dir=None, run_files: dict | None = None, batch_transform=None,
-        config: TrainingConfig | None = None, **options) -> TrainingHistory:
+        log_dir=None, log_to: str | None = None, run_files: dict | None = None,
+        batch_transform=None, config: TrainingConfig | None = None, **options) -> TrainingHistory:
     """Train ``model`` on ``x``: ``Trainer(config, callbacks).fit(model, x, validation)``.
 
     options: the fields of ``TrainingConfig`` (epochs, batch_size, learning_rate, ...; they
         override ``config``'s), and the batch fields labels, label_known, observed, lengths,
         which are put into a ``Batch`` with x. out: the run directory (config, weights,
         history.csv, training.json, ``run_files`` and a checkpoint each epoch; ``resume=True``
-        continues from it). log_dir: TensorBoard. progress: a bar and a line per epoch.
+        continues from it). log_dir: TensorBoard. log_to="mlflow": an MLflow run
+        (``aevae.tracking.MLflowLogger``). progress: a bar and a line per epoch.
     """
     fields = {name: options.pop(name, None) for name in FIELDS}
     fields = {name: value for name, value in fields.items() if value is not None}
@@ -213,6 +222,7 @@ def fit(model, x, *, validation=None, out=None, resume: bool = False, progress: 
         raise ValueError("resume=True needs the run directory (out=) to resume from")
     callbacks = [RunFiles(out, resume=resume, files=run_files)] if out is not None else []
     callbacks += [TensorBoard(log_dir)] if log_dir is not None else []
+    callbacks += [tracker(log_to)] if log_to is not None else []
     callbacks += [Progress()] if progress else []
     trainer = Trainer(config, callbacks, batch_transform=batch_transform)
     return trainer.fit(model, x, validation)
