@@ -24,17 +24,19 @@ def test_python_blocks_run_as_written(index, tmp_path, monkeypatch):
 
 
 def command_lines() -> list[str]:
+    """The `aevae` lines of its bash blocks and the first cell of its command table."""
     lines = []
     for block in blocks("bash"):
         for line in block.splitlines():
             line = line.split(" && ")[-1].split("#")[0].strip()
             if line.startswith("aevae "):
                 lines.append(line)
+    lines += re.findall(r"^\| `(aevae [^`]+)` \|", README.read_text(), flags=re.M)
     return lines
 
 
 def test_readme_shows_commands():
-    assert len(command_lines()) >= 10
+    assert len(command_lines()) >= 8
 
 
 @pytest.mark.parametrize("line", command_lines())
@@ -43,3 +45,23 @@ def test_every_command_line_parses(line):
 
     arguments = build_parser().parse_args(shlex.split(line)[1:])
     assert callable(arguments.handler)
+
+
+def test_readme_is_a_front_door():
+    """At most 200 lines; its headline table quotes the benchmark it names, figure for figure."""
+    text = README.read_text()
+    assert len(text.splitlines()) <= 200
+    results = (README.parent / "benchmarks" / "results" / "evaluate_mnist.md").read_text()
+    table = text.split("## A headline result", 1)[1].split("\n\n")[2]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) > 3
+    for row in rows[1:]:
+        for figure in re.findall(r"\| (-?[\d.]+|n/a)(?= \|)", row):
+            assert figure in results, (row, figure)
+
+
+def test_readme_links_resolve():
+    root = README.parent
+    for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", README.read_text()):
+        if not target.startswith("http"):
+            assert (root / target).exists(), target
