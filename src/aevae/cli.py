@@ -351,7 +351,15 @@ def _training_config(arguments, seed: int):
 
     options = {item.name: getattr(arguments, item.name) for item in TrainingConfig.flags()}
     options.update(seed=seed, compile=_compile_setting(arguments.compile))
-    return TrainingConfig(**options)
+    try:
+        return TrainingConfig(**options)
+    except ValueError as error:  # the message starts with the option's name: say the flag
+        message = str(error)
+        name = next((item.name for item in TrainingConfig.flags()
+                     if message.startswith(item.name + " ")), None)
+        if name is not None:
+            message = "--" + name.replace("_", "-") + message[len(name):]
+        raise UsageError(message) from None
 
 
 def _fit(model, train_x, validation, fields: dict, arguments, record: dict, out: Path,
