@@ -277,6 +277,23 @@ def _run_metrics(results) -> list[dict]:
     return metrics
 
 
+@pytest.mark.parametrize("memory_gib, cores, expected", [(139, 16, 8), (80, 16, 8),
+                                                         (24, 16, 2), (16, 16, 1), (8, 16, 1),
+                                                         (139, 4, 4)])
+def test_a_gpu_is_shared_by_workers_by_its_memory(monkeypatch, memory_gib, cores, expected):
+    from types import SimpleNamespace
+
+    import torch
+
+    from aevae.study.runner import default_workers
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda device: SimpleNamespace(total_memory=memory_gib * 2**30))
+    monkeypatch.setattr("os.cpu_count", lambda: cores)
+    assert default_workers(torch.device("cuda", 0)) == expected
+    assert default_workers(torch.device("cpu")) == min(4, cores)
+
+
 def test_results_do_not_depend_on_the_number_of_workers(tmp_path, tiny_budget):
     outcomes = []
     for workers in (1, 2):

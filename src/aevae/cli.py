@@ -1270,7 +1270,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "cluster ray.init() finds (the output folder must be on a file system "
                          "every node sees; needs the ray extra)")
     compare.add_argument("--workers", type=int, help="runs trained at once, one process and "
-                         "one thread each (default: one per CPU core, at most 4; 1 on a GPU)")
+                         "one thread each (default: one per CPU core, at most 4; on a GPU, "
+                         "one per 10 GiB of its memory, at most 8)")
     compare.add_argument("--store", help="run store to use or share (default: "
                          "OUT/runs.sqlite); finished runs in it are reused")
     compare.add_argument("--track", choices=TRACKERS,

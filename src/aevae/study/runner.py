@@ -525,13 +525,25 @@ def _run_locally(plans, data, settings, store, groups, out, workers: int,
                 helper.terminate()
 
 
+# GPU memory per study worker: its CUDA context, a small model and its data on the device,
+# with room to spare; a large GPU is shared by several runs at once.
+GPU_GIB_PER_WORKER = 10
+MOST_GPU_WORKERS = 8
+
+
 def default_workers(device: torch.device) -> int:
-    """One process per CPU core (at most 4) on the CPU; one on a GPU, which they would share."""
+    """One process per CPU core (at most 4) on the CPU. On a GPU, several processes share it,
+    each with its own CUDA context: one per 10 GiB of its memory, at most 8 and at most one per
+    CPU core (each drives its kernels from one thread)."""
     import os
 
+    cores = os.cpu_count() or 1
+    if device.type == "cuda":
+        memory = torch.cuda.get_device_properties(device).total_memory / 2**30
+        return max(1, min(MOST_GPU_WORKERS, cores, int(memory // GPU_GIB_PER_WORKER)))
     if device.type != "cpu":
         return 1
-    return max(1, min(4, os.cpu_count() or 1))
+    return max(1, min(4, cores))
 
 
 def _start_worker(settings: StudySettings, out: Path):

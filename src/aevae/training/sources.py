@@ -41,14 +41,18 @@ class InMemory:
 
     def epoch(self, state) -> Iterator[Batch]:
         processes, device, train = state.processes, state.device, self.batch
-        for indices in batching.index_batches(train, state.config.batch_size, state.generator,
-                                              self.labelled_per_batch):
-            if len(indices) < processes.world:
-                continue  # a last batch too small to give every process an example
-            share = processes.share(indices)
-            if self.resident:
-                yield train.take(share.to(device))
-            else:
+        # A last batch too small to give every process an example is left out.
+        batches = [indices for indices in batching.index_batches(
+            train, state.config.batch_size, state.generator, self.labelled_per_batch)
+            if len(indices) >= processes.world]
+        if self.resident and batches:
+            # The epoch's order goes to the device once and is cut there: no copy per step.
+            order = torch.cat(batches).to(device, non_blocking=True)
+            for indices in order.split([len(indices) for indices in batches]):
+                yield train.take(processes.share(indices))
+        else:
+            for indices in batches:
+                share = processes.share(indices)
                 yield train.take(share).pin_memory().to(device, non_blocking=True)
 
 
