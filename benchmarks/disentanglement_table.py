@@ -9,11 +9,14 @@ channels and a 256-unit dense layer. They trained 300,000 steps at Adam 1e-4; a 
 thousand steps learns more at a larger step size (--learning-rate). Metric sizes are smaller
 than the protocols' defaults (see --points) and said in the table.
 
-Writes benchmarks/results/disentanglement_table.{json,md}; the study's own report and run store
-are kept in --out.
+Writes benchmarks/results/disentanglement_table.{json,md} (or into --results DIR); the study's
+own report and run store are kept in --out. --device picks the device of every run (default
+auto: fit's own choice), --data another dSprites variant (dsprites-small for quick checks) and
+--data-dir the folder it is read from (default: $AEVAE_DATA_DIR or aevae's cache).
 
     python benchmarks/disentanglement_table.py [--seeds 3] [--epochs 2] [--network mlp]
-        [--learning-rate 5e-4] [--out DIR]
+        [--learning-rate 5e-4] [--out DIR] [--device auto] [--results DIR] [--data dsprites]
+        [--data-dir DIR]
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ PUBLISHED = [
 ]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=2,
@@ -71,7 +74,17 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=5e-4)
     parser.add_argument("--out", default="dsprites-study")
     parser.add_argument("--workers", type=int, default=None)
-    arguments = parser.parse_args()
+    parser.add_argument("--device", default="auto",
+                        help="device of every run: auto (default), cpu or cuda[:N]")
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help="folder for disentanglement_table.{json,md} (default "
+                        "benchmarks/results)")
+    parser.add_argument("--data", default="dsprites",
+                        help="the dSprites dataset by name (dsprites-small for quick checks)")
+    parser.add_argument("--data-dir", default=None,
+                        help="folder the dataset is read from (default: $AEVAE_DATA_DIR or "
+                        "aevae's cache)")
+    arguments = parser.parse_args(argv)
     budget = Budget(
         "dsprites", f"{arguments.epochs} epochs of dSprites' 90,000 training images (about "
         f"{arguments.epochs * -(-TRAINING_IMAGES // 64):,} steps), batch 64, Adam "
@@ -83,7 +96,8 @@ def main() -> None:
                     "disentanglement_test_points": arguments.points // 2,
                     "disentanglement_dci_trees": 50})
     models, annealed = roster(arguments.epochs)
-    settings = StudySettings(data="dsprites", models=models, seeds=arguments.seeds,
+    settings = StudySettings(data=arguments.data, data_dir=arguments.data_dir, models=models,
+                             seeds=arguments.seeds, device=arguments.device,
                              budget=budget, network=arguments.network,
                              hidden=(256,) if arguments.network == "conv" else (1200, 1200),
                              latent_dim=10,
@@ -123,11 +137,13 @@ def main() -> None:
               "table's metric sizes): " + ", ".join(
                   f"{name} {seconds:.1f} s" for name, seconds in timing.items()) + ".", ""]
     lines += [f"- {line}" for line in PUBLISHED]
-    summary = {"settings": {**vars(arguments), "budget": budget.to_dict()},
+    summary = {"settings": {**vars(arguments), "results": str(arguments.results),
+                            "budget": budget.to_dict()},
                "verdicts": {metric["name"]: metric["verdict"] for metric in metrics},
                "orderings": checks, "metric_seconds": timing, "run_seconds": run_seconds,
                "timing": results["timing"]}
-    write_results(RESULTS / "disentanglement_table.json", summary, "\n".join(lines) + "\n")
+    write_results(arguments.results / "disentanglement_table.json", summary,
+                  "\n".join(lines) + "\n")
 
 
 ORDERED_METRICS = ("mig", "factor_vae_score")

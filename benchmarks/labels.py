@@ -12,9 +12,12 @@
 2. Conditional VAE on all MNIST labels: samples of each requested class, checked with the
    evaluation classifier (the study's feature classifier).
 
-Writes benchmarks/results/labels.{json,md}.
+Writes benchmarks/results/labels.{json,md} (or into --results DIR). --device is the device of
+every aevae fit (default auto: fit's own choice); MNIST is read from --data-dir (default:
+$AEVAE_DATA_DIR or aevae's cache).
 
     python benchmarks/labels.py [--seeds 0,1,2] [--epochs 50] [--m2-epochs 30] [--threads 1]
+        [--device auto] [--data-dir DIR] [--results DIR]
 """
 
 from __future__ import annotations
@@ -114,19 +117,28 @@ def one_seed(seed: int, data, x, labels, arguments, fit: dict) -> dict[str, tupl
     return results
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--epochs", type=int, default=50, help="AE, VAE (M1), CVAE")
     parser.add_argument("--m2-epochs", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--limit", type=int, help="train on the first N images (quick checks)")
-    arguments = parser.parse_args()
+    parser.add_argument("--device", default="auto",
+                        help="device of the aevae fits: auto (default), cpu or cuda[:N]")
+    parser.add_argument("--data-dir", default=None,
+                        help="folder MNIST is read from (default: $AEVAE_DATA_DIR or aevae's "
+                        "cache)")
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help="folder for labels.{json,md} (default benchmarks/results)")
+    arguments = parser.parse_args(argv)
     torch.set_num_threads(arguments.threads)
     started = time.perf_counter()
-    data = load_dataset("mnist", validation_fraction=10000 / 60000, seed=0)
+    data = load_dataset("mnist", data_dir=arguments.data_dir,
+                        validation_fraction=10000 / 60000, seed=0)
     x, labels = data.train.x[:arguments.limit], data.train.labels[:arguments.limit]
-    fit = {"batch_size": 100, "learning_rate": 1e-3, "patience": 10, "progress": False}
+    fit = {"batch_size": 100, "learning_rate": 1e-3, "patience": 10, "progress": False,
+           "device": arguments.device}
     rows: dict[str, list[float]] = {}
     seconds: dict[str, float] = {}
     for seed in (int(value) for value in arguments.seeds.split(",")):
@@ -141,7 +153,7 @@ def main() -> None:
     cvae = aevae.make("cvae", input_shape=data.shape, latent_dim=16, hidden=(512, 256), seed=0)
     begun = time.perf_counter()
     cvae.fit(x, labels=labels, epochs=arguments.epochs, seed=0, batch_size=100,
-             learning_rate=1e-3, progress=False)
+             learning_rate=1e-3, progress=False, device=arguments.device)
     per_class = {}
     for target in range(10):
         samples = cvae.sample(1000, labels=target, seed=target)
@@ -154,15 +166,17 @@ def main() -> None:
 
     summary = {name: {"mean": float(np.mean(values)), "std": float(np.std(values)),
                       "values": values} for name, values in rows.items()}
-    result = {"settings": {**vars(arguments), "labels_per_class": 10, "unlabelled": int(len(x)),
+    result = {"settings": {**vars(arguments), "results": str(arguments.results),
+                           "labels_per_class": 10, "unlabelled": int(len(x)),
                            "networks": "AE/VAE (M1) 784-600-600-50; M2 500 hidden, latent 50, "
                            "classifier 784-500-10; CVAE 784-512-256-16",
                            "training": "Adam 1e-3, batch 100 (10 labelled per M2 batch), early "
                            "stopping on 10,000 validation images (patience 10)"},
               "semi_supervised": summary, "seconds": seconds, "conditional": conditional,
               "total_seconds": time.perf_counter() - started}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "labels.json").write_text(json.dumps(result, indent=2) + "\n")
+    results = arguments.results
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "labels.json").write_text(json.dumps(result, indent=2) + "\n")
     count = len(arguments.seeds.split(","))
     lines = [f"| MNIST, 100 labels | test error % (mean ± std over {count} seeds) | "
              "published |", "|---|---|---|"]
@@ -173,7 +187,7 @@ def main() -> None:
     lines += ["", "| CVAE: samples of the requested class (evaluation classifier) | share |",
               "|---|---|", f"| mean over the 10 classes | {conditional['mean']:.3f} |",
               f"| lowest class | {min(per_class.values()):.3f} |"]
-    (RESULTS / "labels.md").write_text("\n".join(lines) + "\n")
+    (results / "labels.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

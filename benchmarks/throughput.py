@@ -21,10 +21,17 @@ FLOP of one training example are counted with PyTorch's FLOP counter (matmuls an
 forward and backward), and the rate reached is compared with the best rate of a large matmul
 on the same threads.
 
+``--device`` (default cpu) is where every contender trains (the bare loop's data, model and
+loss included; Pythae off the GPU unless it is a CUDA device) and where the reference matmul
+runs. MNIST is read from ``--data-dir``; a folder given without MNIST in it is an error. With no
+``--data-dir``, MNIST comes from $AEVAE_DATA_DIR or aevae's cache and, when it is not there,
+random grey levels of the same shape stand in (the output says so).
+
 Writes benchmarks/results/throughput.{json,md}.
 
     python benchmarks/throughput.py [--epochs 1] [--repeats 3] [--threads 1]
         [--models mlp,conv] [--contenders bare,aevae,aevae-compiled,pythae]
+        [--device cpu] [--data-dir DIR]
 """
 
 from __future__ import annotations
@@ -47,16 +54,27 @@ MODELS = ("mlp", "conv")
 
 
 # ----- the contenders (run in a child process) ---------------------------------------------
-def mnist(limit: int | None):
+RANDOM_DATA = "random grey levels (MNIST not found)"
+
+
+def mnist(limit: int | None, data_dir: str | None = None):
+    """MNIST's training images and where they came from: ``"mnist"``, or, only when no
+    ``data_dir`` is given and MNIST is not in the default place, ``RANDOM_DATA``. A ``data_dir``
+    without MNIST in it stops the run."""
     import numpy as np
 
     from aevae.data import DataError, load_dataset
 
     try:
-        x = load_dataset("mnist", download=False).train.x
-    except DataError:  # no MNIST here: random grey levels of the same shape
+        x, source = load_dataset("mnist", data_dir=data_dir, download=False).train.x, "mnist"
+    except DataError as error:
+        if data_dir is not None:
+            raise SystemExit(f"throughput: no MNIST in --data-dir {data_dir}: {error}") from error
+        # No MNIST here: random grey levels of the same shape.
         x = np.random.default_rng(0).random((60000, 1, 28, 28), dtype=np.float32)
-    return x[:limit] if limit else x
+        source = RANDOM_DATA
+        print("throughput: MNIST not found; training on random data", file=sys.stderr)
+    return (x[:limit] if limit else x), source
 
 
 def networks(model: str):
@@ -100,16 +118,16 @@ def bare_vae(model: str):
     return BareVAE()
 
 
-def run_bare(x, model: str, epochs: int) -> None:
+def run_bare(x, model: str, epochs: int, device: str = "cpu") -> None:
     import torch
 
     torch.manual_seed(0)
-    data = torch.from_numpy(x)
-    vae = bare_vae(model)
+    data = torch.from_numpy(x).to(device)
+    vae = bare_vae(model).to(device)
     optimizer = torch.optim.Adam(vae.parameters(), lr=1e-3)
     for _ in range(epochs):
-        order = torch.randperm(len(data))
-        total = torch.zeros(())
+        order = torch.randperm(len(data), device=data.device)
+        total = torch.zeros((), device=data.device)
         for start in range(0, len(data), 100):
             loss = vae(data[order[start:start + 100]])
             optimizer.zero_grad()
@@ -119,16 +137,16 @@ def run_bare(x, model: str, epochs: int) -> None:
         print(f"loss {float(total) / -(-len(data) // 100):.3f}", file=sys.stderr)
 
 
-def run_aevae(x, model: str, epochs: int, compile: bool) -> None:
+def run_aevae(x, model: str, epochs: int, compile: bool, device: str = "cpu") -> None:
     import aevae
 
     options = {"hidden": (512,)} if model == "mlp" else {"network": "conv", "hidden": (256,)}
     vae = aevae.make("vae", input_shape=(1, 28, 28), latent_dim=16, seed=0, **options)
     vae.fit(x, epochs=epochs, batch_size=100, learning_rate=1e-3, compile=compile,
-            device="cpu", progress=True)
+            device=device, progress=True)
 
 
-def run_pythae(x, model: str, epochs: int) -> None:
+def run_pythae(x, model: str, epochs: int, device: str = "cpu") -> None:
     import logging
 
     import torch
@@ -163,7 +181,8 @@ def run_pythae(x, model: str, epochs: int) -> None:
     vae = VAE(config, encoder=Encoder(), decoder=Decoder())
     with tempfile.TemporaryDirectory() as folder:
         training = BaseTrainerConfig(output_dir=folder, num_epochs=epochs, learning_rate=1e-3,
-                                     per_device_train_batch_size=100, no_cuda=True)
+                                     per_device_train_batch_size=100,
+                                     no_cuda=not device.startswith("cuda"))
         trainer = BaseTrainer(vae, BaseDataset(data, torch.zeros(len(data))),
                               training_config=training)
         trainer.train()
@@ -181,15 +200,21 @@ def flop_per_example(model: str) -> float:
     return counter.get_total_flops() / 100
 
 
-def matmul_rate() -> float:
-    """The best FLOP/s of a large single-precision matmul on this process's threads."""
+def matmul_rate(device: str = "cpu") -> float:
+    """The best FLOP/s of a large single-precision matmul on this process's threads (or on the
+    GPU, for a CUDA device)."""
     import torch
 
-    a, b = torch.rand(4096, 512), torch.rand(512, 784)
+    a, b = torch.rand(4096, 512).to(device), torch.rand(512, 784).to(device)
+    cuda = a.device.type == "cuda"
     best = float("inf")
     for _ in range(20):
+        if cuda:
+            torch.cuda.synchronize(a.device)
         started = time.perf_counter()
         torch.mm(a, b)
+        if cuda:
+            torch.cuda.synchronize(a.device)
         best = min(best, time.perf_counter() - started)
     return 2 * 4096 * 512 * 784 / best
 
@@ -199,28 +224,39 @@ def child(arguments) -> None:
 
     torch.set_num_threads(arguments.threads)
     if arguments.child == "matmul":
-        print(json.dumps({"matmul_flops": matmul_rate(),
+        print(json.dumps({"matmul_flops": matmul_rate(arguments.device),
                           "flop_per_example": {m: flop_per_example(m) for m in MODELS}}))
         return
     contender, model = arguments.child, arguments.model
-    x = mnist(arguments.limit)
+    x, source = mnist(arguments.limit, arguments.data_dir)
+    device = arguments.device
+    if device.startswith("cuda"):  # the CUDA context before the clock, like the data
+        torch.zeros(1, device=device)
+        torch.cuda.synchronize(device)
     started = time.perf_counter()  # model and optimizer construction count
     if contender == "bare":
-        run_bare(x, model, arguments.epochs)
+        run_bare(x, model, arguments.epochs, device)
     elif contender.startswith("aevae"):
-        run_aevae(x, model, arguments.epochs, compile=contender == "aevae-compiled")
+        run_aevae(x, model, arguments.epochs, compile=contender == "aevae-compiled",
+                  device=device)
     else:
-        run_pythae(x, model, arguments.epochs)
+        run_pythae(x, model, arguments.epochs, device)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
     seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "examples": len(x) * arguments.epochs}))
+    print(json.dumps({"seconds": seconds, "examples": len(x) * arguments.epochs,
+                      "data": source}))
 
 
 # ----- the parent: fresh processes, alternating --------------------------------------------
 def measure(contender: str, model: str, arguments) -> dict:
     command = [sys.executable, __file__, "--child", contender, "--model", model,
-               "--epochs", str(arguments.epochs), "--threads", str(arguments.threads)]
+               "--epochs", str(arguments.epochs), "--threads", str(arguments.threads),
+               "--device", arguments.device]
     if arguments.limit:
         command += ["--limit", str(arguments.limit)]
+    if arguments.data_dir:
+        command += ["--data-dir", str(arguments.data_dir)]
     environment = {**os.environ, "OMP_NUM_THREADS": str(arguments.threads)}
     done = subprocess.run(command, capture_output=True, text=True, env=environment)
     if done.returncode != 0:
@@ -239,6 +275,12 @@ def main() -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=RESULTS / "throughput.json")
+    parser.add_argument("--device", default="cpu",
+                        help="device of every contender and of the reference matmul: cpu "
+                        "(default) or cuda[:N]")
+    parser.add_argument("--data-dir", default=None,
+                        help="folder with mnist/ (an error if MNIST is not there; default: "
+                        "$AEVAE_DATA_DIR or aevae's cache, random data if MNIST is missing)")
     arguments = parser.parse_args()
     if arguments.child:
         child(arguments)
@@ -246,17 +288,19 @@ def main() -> None:
     models = arguments.models.split(",")
     contenders = arguments.contenders.split(",")
     reference = json.loads(subprocess.run(
-        [sys.executable, __file__, "--child", "matmul", "--threads", str(arguments.threads)],
+        [sys.executable, __file__, "--child", "matmul", "--threads", str(arguments.threads),
+         "--device", arguments.device],
         capture_output=True, text=True, check=True,
         env={**os.environ, "OMP_NUM_THREADS": str(arguments.threads)}).stdout.splitlines()[-1])
     pairs = [(model, contender) for model in models for contender in contenders]
     seconds = {pair: [] for pair in pairs}
-    examples = {}
+    examples, sources = {}, set()
     for repeat in range(arguments.repeats):
         for model, contender in (pairs if repeat % 2 == 0 else list(reversed(pairs))):
             figure = measure(contender, model, arguments)
             seconds[(model, contender)].append(figure["seconds"])
             examples[(model, contender)] = figure["examples"]
+            sources.add(figure["data"])
             print(f"repeat {repeat + 1}: {model:4} {contender:15} {figure['seconds']:7.1f} s",
                   flush=True)
     rows = []
@@ -277,18 +321,27 @@ def main() -> None:
         })
     import torch
 
+    if RANDOM_DATA in sources:
+        print(f"throughput: trained on {RANDOM_DATA}, not MNIST", flush=True)
     result = {"threads": arguments.threads, "epochs": arguments.epochs,
               "repeats": arguments.repeats, "torch": torch.__version__,
               "images": next(iter(examples.values())) // arguments.epochs,
               "load_average": os.getloadavg()[0], "machine_matmul_flops":
               reference["matmul_flops"], "flop_per_example": reference["flop_per_example"],
               "rows": rows}
+    # Recorded only off the defaults, so a default run's JSON keeps its keys.
+    if arguments.device != "cpu":
+        result["device"] = arguments.device
+    if RANDOM_DATA in sources:
+        result["data"] = RANDOM_DATA
     write_results(arguments.out, result, markdown(result))
 
 
 def markdown(result: dict) -> str:
-    lines = [f"Training throughput, {result['threads']} thread(s), {result['epochs']} epoch(s) "
-             f"of {result['images']:,} MNIST images, batch 100, median of "
+    images = "random" if result.get("data") == RANDOM_DATA else "MNIST"
+    device = f", device {result['device']}" if result.get("device") else ""
+    lines = [f"Training throughput, {result['threads']} thread(s){device}, {result['epochs']} "
+             f"epoch(s) of {result['images']:,} {images} images, batch 100, median of "
              f"{result['repeats']} fresh processes each; machine matmul rate "
              f"{result['machine_matmul_flops'] / 1e9:.0f} GFLOP/s.", "",
              "| model | contender | examples/s | vs bare loop | vs Pythae | of matmul rate |",

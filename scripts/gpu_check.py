@@ -593,18 +593,19 @@ def stage_disentanglement(context: Context) -> tuple[dict, list[str]]:
     if context.dry_run:
         table = ["--seeds", "1", "--epochs", "1", "--points", "200", "--network", "mlp",
                  "--workers", "2"]
-        dataset = ["--dataset", "dsprites-small"]
+        dataset = "dsprites-small"
     else:
         table = ["--seeds", "3", "--epochs", "10", "--points", "5000", "--network", "conv",
                  "--workers", str(GPU_STUDY_WORKERS)]
-        dataset = []
+        dataset = "dsprites"
     result_file = context.stage_dir / "disentanglement_table.json"
-    command = child_command("disentanglement", "--device", context.device, "--results",
-                            str(context.stage_dir), *dataset, "--", *table, "--out", str(study))
+    command = [sys.executable, str(BENCHMARKS / "disentanglement_table.py"), *table,
+               "--data", dataset, "--data-dir", str(context.data), "--device", context.device,
+               "--results", str(context.stage_dir), "--out", str(study)]
     [outcome] = run_jobs([Job("table", command, context.environment(1),
                               context.stage_work / "table.log", result_file)], 1,
                          context.deadline())
-    results = {"arguments": table, "dataset": dataset[1] if dataset else "dsprites",
+    results = {"arguments": table, "dataset": dataset,
                "status": outcome["status"], "exit_code": outcome["exit_code"],
                "seconds": outcome["seconds"], "table": outcome.get("result")}
     require_jobs([outcome], results)
@@ -613,26 +614,6 @@ def stage_disentanglement(context: Context) -> tuple[dict, list[str]]:
              f"device {context.device}: {outcome['seconds']:.0f} s", ""]
     lines += markdown.read_text().splitlines() if markdown.is_file() else []
     return results, lines
-
-
-def child_disentanglement(arguments, table_arguments: list[str]) -> None:
-    """benchmarks/disentanglement_table.py's main with its results written to --results and
-    every study on --device (and on --dataset, for the dry run)."""
-    sys.path.insert(0, str(BENCHMARKS))
-    import disentanglement_table as table
-
-    table.RESULTS = Path(arguments.results)
-    settings = table.StudySettings
-
-    def on_device(**options):
-        options["device"] = arguments.device
-        if arguments.dataset:
-            options["data"] = arguments.dataset
-        return settings(**options)
-
-    table.StudySettings = on_device
-    sys.argv = ["disentanglement_table.py", *table_arguments]
-    table.main()
 
 
 # 6. Labels: M2 and M1+M2 with 100 labels
@@ -645,8 +626,9 @@ def stage_labels(context: Context) -> tuple[dict, list[str]]:
     jobs = []
     for seed in seeds:
         folder = context.stage_work / f"seed-{seed}"
-        command = child_command("labels", "--results", str(folder), "--", "--seeds", str(seed),
-                                "--threads", str(threads), *options)
+        command = [sys.executable, str(BENCHMARKS / "labels.py"), "--seeds", str(seed),
+                   "--threads", str(threads), *options, "--device", context.device,
+                   "--data-dir", str(context.data), "--results", str(folder)]
         # With several processes, a cache each: the evaluation classifier is trained in each
         # rather than raced for.
         environment = context.environment(
@@ -655,8 +637,7 @@ def stage_labels(context: Context) -> tuple[dict, list[str]]:
                         folder / "labels.json"))
     outcomes = run_jobs(jobs, len(jobs), context.deadline())
     per_seed = {outcome["name"]: outcome.get("result") for outcome in outcomes}
-    results = {"arguments": options, "seeds": list(seeds), "device": context.device + (
-        " (labels.py has no --device: fit's default 'auto' picks it)"),
+    results = {"arguments": options, "seeds": list(seeds), "device": context.device,
                "processes": [{key: outcome[key] for key in ("name", "status", "exit_code",
                                                             "seconds")} for outcome in outcomes],
                "per_seed": per_seed}
@@ -680,16 +661,6 @@ def stage_labels(context: Context) -> tuple[dict, list[str]]:
     lines += ["", "CVAE samples showing the requested class (evaluation classifier), per "
               "process: " + ", ".join(f"{share:.3f}" for share in shares)]
     return results, lines
-
-
-def child_labels(arguments, label_arguments: list[str]) -> None:
-    """benchmarks/labels.py's main with its results written to --results."""
-    sys.path.insert(0, str(BENCHMARKS))
-    import labels
-
-    labels.RESULTS = Path(arguments.results)
-    sys.argv = ["labels.py", *label_arguments]
-    labels.main()
 
 
 # 7. NLL rows on statically binarized MNIST
@@ -983,35 +954,25 @@ def parse_arguments(argv: list[str] | None = None):
     parser.add_argument("--device", help=hidden)
     parser.add_argument("--limit", type=int, help=hidden)
     parser.add_argument("--result-file", help=hidden)
-    parser.add_argument("--results", help=hidden)
-    parser.add_argument("--dataset", help=hidden)
     parser.add_argument("--row", help=hidden)
     parser.add_argument("--packed", help=hidden)
     parser.add_argument("--k", type=int, help=hidden)
     parser.add_argument("--test-examples", type=int, help=hidden)
     if argv is None:
         argv = sys.argv[1:]
-    passed = []
-    if "--" in argv:  # what follows goes to a benchmark script's own parser
-        cut = argv.index("--")
-        argv, passed = argv[:cut], argv[cut + 1:]
     arguments = parser.parse_args(argv)
-    arguments.argv = ["scripts/gpu_check.py", *argv, *(["--", *passed] if passed else [])]
+    arguments.argv = ["scripts/gpu_check.py", *argv]
     if arguments.child is None and arguments.data is None:
         parser.error("--data is required")
     if arguments.child is None and arguments.pack_binarized is None and arguments.out is None:
         parser.error("--out is required")
-    return arguments, passed
+    return arguments
 
 
 def main(argv: list[str] | None = None) -> int:
-    arguments, passed = parse_arguments(argv)
+    arguments = parse_arguments(argv)
     if arguments.child == "throughput":
         child_throughput(arguments)
-    elif arguments.child == "disentanglement":
-        child_disentanglement(arguments, passed)
-    elif arguments.child == "labels":
-        child_labels(arguments, passed)
     elif arguments.child == "nll":
         child_nll(arguments)
     elif arguments.child is not None:

@@ -7,6 +7,9 @@ log-likelihood with ``aevae.metrics.likelihood.log_likelihood_estimate`` (import
 k = 5000 by default) and writes ``benchmarks/results/nll/<row>.json``.
 
     python benchmarks/nll/vae.py --epochs 10 --batch-size 100 --test-examples 1000 --threads 1
+
+Every row script takes these options; ``--device`` (default cpu) is where the model trains and is
+scored, ``--results DIR`` (alias ``--results-dir``) where the JSON and run folders go.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import torch
 import aevae
 from aevae.data import load_dataset
 from aevae.metrics.likelihood import DEFAULT_MAX_ROWS, log_likelihood_estimate
+from aevae.training.devices import resolve_device
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "nll"
 # Seeds the fixed random subset of test images when fewer than all are scored.
@@ -127,7 +131,11 @@ def parse_arguments(row: Row, argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--norm", default=None,
                         help="diagnostics only: replace the row's normalisation (none, batch, "
                         "layer); results go to --results-dir as for --activation")
-    parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    parser.add_argument("--results-dir", "--results", type=Path, default=RESULTS,
+                        help="folder for <row>.json and runs/<row> (default "
+                        "benchmarks/results/nll)")
+    parser.add_argument("--device", default="cpu",
+                        help="device of training and evaluation: cpu (default), cuda[:N] or auto")
     return parser.parse_args(argv)
 
 
@@ -144,6 +152,15 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def device_description(device: str) -> str:
+    """The device as the result records it: ``cpu (<CPU model>)`` as before, or the device
+    asked for with the GPU's name."""
+    resolved = resolve_device(device)
+    if resolved.type == "cuda":
+        return f"{resolved} ({torch.cuda.get_device_name(resolved)})"
+    return f"{resolved} ({cpu_model()})"
 
 
 def evaluate(model, x: np.ndarray, args: argparse.Namespace) -> np.ndarray:
@@ -196,7 +213,7 @@ def train(row: Row, args: argparse.Namespace, dataset, run_dir: Path,
     model.fit(train_x, epochs=args.epochs, batch_size=args.batch_size,
               learning_rate=args.learning_rate, seed=args.seed,
               batch_transform=dataset.binarize if dataset.dynamic_binarization else None,
-              progress=True, out=run_dir, device="cpu", resume=earlier is not None)
+              progress=True, out=run_dir, device=args.device, resume=earlier is not None)
     train_seconds = time.perf_counter() - started
     if earlier is not None:  # the time and start of the epochs trained before
         log(f"extended the run of {earlier['budget']['epochs']} epochs")
@@ -232,7 +249,7 @@ def earlier_result(path: Path, run_dir: Path, needed_file: str, flag: str) -> di
     return json.loads(path.read_text())
 
 
-def previous_training(path: Path, run_dir: Path):
+def previous_training(path: Path, run_dir: Path, device: str = "cpu"):
     """The saved model of an earlier run and the training part of its result, for
     ``--evaluate-only``."""
     earlier = earlier_result(path, run_dir, "model.safetensors", "--evaluate-only")
@@ -246,7 +263,7 @@ def previous_training(path: Path, run_dir: Path):
         training["train_started"] = (end - timedelta(seconds=earlier["train_seconds"])
                                      ).isoformat(timespec="seconds")
         training["train_command"] = earlier.get("command")
-    return aevae.load(run_dir), training
+    return aevae.load(run_dir, device=resolve_device(device)), training
 
 
 def command_line() -> str:
@@ -275,7 +292,7 @@ def run(row_name: str, argv: list[str] | None = None) -> dict:
     log(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {cpu_model()}")
     dataset = load_dataset(row.dataset, download=False)
     if args.evaluate_only:
-        model, training = previous_training(path, run_dir)
+        model, training = previous_training(path, run_dir, args.device)
         log(f"evaluating the saved model in {run_dir}")
     elif args.extend:
         earlier = earlier_result(path, run_dir, "checkpoint.safetensors", "--extend")
@@ -331,7 +348,7 @@ def run(row_name: str, argv: list[str] | None = None) -> dict:
         "evaluated_separately": bool(args.evaluate_only),
         "eval_seconds": eval_seconds,
         "eval_started": eval_started,
-        "device": f"cpu ({cpu_model()})",
+        "device": device_description(args.device),
         "threads": torch.get_num_threads(),
         "torch_version": torch.__version__,
         "aevae_version": aevae.__version__,
