@@ -16,6 +16,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_tensor_bytes
 from safetensors.torch import save as save_tensor_bytes
 
+# The files of a saved model, written by models.base and read by the training's run directory.
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
 
 class CorruptFileError(ValueError):
     """A file aevae reads is unreadable or has the wrong content. The message is one line that

@@ -26,6 +26,8 @@ from torch import nn
 
 from .. import __version__
 from ..io import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
     CorruptFileError,
     atomic_write_json,
     load_tensors,
@@ -38,9 +40,6 @@ from ..nets import NETWORKS, build_decoder, build_encoder
 from ..nets.registry import estimated_parameters
 from ..priors import PRIORS, make_prior
 from .registry import model_class
-
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 
 
 @contextlib.contextmanager

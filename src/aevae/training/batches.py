@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -16,7 +17,9 @@ from torch.utils.data import DataLoader
 
 from ..data import DataError, validate_array
 from ..data.batch import Batch, make_batch
-from ..models.base import Autoencoder
+
+if TYPE_CHECKING:  # training does not import models: models call training
+    from ..models.base import Autoencoder
 
 
 def as_training_batch(model: Autoencoder, x, name: str) -> Batch:

@@ -10,6 +10,8 @@ from pathlib import Path
 import torch
 
 from ..io import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
     CorruptFileError,
     atomic_write_json,
     atomic_write_text,
@@ -19,7 +21,6 @@ from ..io import (
     remove_temporary_files,
     save_tensors,
 )
-from ..models.base import CONFIG_FILE, WEIGHTS_FILE
 from .history import HISTORY_FILE, TrainingHistory
 
 CHECKPOINT_FILE = "checkpoint.safetensors"

@@ -11,12 +11,15 @@ is read every ``CHECK_EVERY`` steps.
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 import torch
 
-from ..models.base import Autoencoder, LossOutput
 from .devices import Precision
 from .distributed import Distributed
+
+if TYPE_CHECKING:  # training does not import models: models call training
+    from ..models.base import Autoencoder, LossOutput
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 CHECK_EVERY = 50  # steps between reads of the finiteness flag on an accelerator
