@@ -201,9 +201,9 @@ class _AutoencoderEstimator(BaseEstimator):
         return data
 
     # ----- shared pieces after fitting ---------------------------------------------------------
-    def _standardised(self, X: np.ndarray) -> np.ndarray:
+    def _standardised(self, X: np.ndarray, dtype=np.float32) -> np.ndarray:
         return np.ascontiguousarray((X.astype(np.float64) - self.mean_) / self.scale_,
-                                    dtype=np.float32)
+                                    dtype=dtype)
 
     def _validated(self, X) -> np.ndarray:
         check_is_fitted(self)
@@ -574,7 +574,7 @@ standardize, options, random_state, device
         instead of overflowing the network."""
         X = self._validated(X)
         with np.errstate(over="ignore"):  # an overflow to inf is clipped and capped below
-            data = (X.astype(np.float64) - self.mean_) / self.scale_
+            data = self._standardised(X, np.float64)
         clipped = np.clip(data, self.lower_, self.upper_)
         # Capped so that the sum stays finite for any finite input (ties only beyond 1e100).
         beyond = np.square(np.minimum(np.abs(data - clipped), 1e100)).sum(axis=1)

@@ -157,39 +157,38 @@ def mlflow_key(key: str) -> str:
     return _UNSAFE.sub("_", str(key)).strip("/")[:KEY_LENGTH] or "_"
 
 
-def flat_params(values: dict, prefix: str = "") -> dict[str, str]:
-    """Nested dicts as '.'-joined keys, every value as text (a tuple written as a list)."""
-    params = {}
+def _leaves(values: dict, prefix: str = ""):
+    """(the '.'-joined key, value) of every value in nested dicts that is not a dict."""
     for key, value in values.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            params.update(flat_params(value, f"{name}."))
-            continue
-        if isinstance(value, tuple):
-            value = list(value)
-        params[mlflow_key(name)] = str(value)[:PARAM_LENGTH]
-    return params
+            yield from _leaves(value, f"{name}.")
+        else:
+            yield name, value
+
+
+def _is_number(value) -> bool:
+    return (isinstance(value, (int, float, np.integer, np.floating))
+            and not isinstance(value, (bool, np.bool_)))
+
+
+def flat_params(values: dict, prefix: str = "") -> dict[str, str]:
+    """Nested dicts as '.'-joined keys, every value as text (a tuple written as a list)."""
+    return {mlflow_key(name): str(list(value) if isinstance(value, tuple) else value)
+            [:PARAM_LENGTH] for name, value in _leaves(values, prefix)}
 
 
 def finite_numbers(values: dict, prefix: str = "") -> dict[str, float]:
     """The finite numeric scalars of nested dicts, by '.'-joined key (no booleans, no lists)."""
-    numbers = {}
-    for key, value in values.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            numbers.update(finite_numbers(value, f"{name}."))
-        elif (isinstance(value, (int, float, np.integer, np.floating))
-              and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)):
-            numbers[mlflow_key(name)] = float(value)
-    return numbers
+    return {mlflow_key(name): float(value) for name, value in _leaves(values, prefix)
+            if _is_number(value) and math.isfinite(value)}
 
 
 def epoch_metrics(record: dict) -> dict[str, float]:
     """An epoch record's numbers as metrics (its ``epoch`` is their step): the loss terms, the
     KL weight and the epoch's seconds."""
     return {mlflow_key(key): float(value) for key, value in record.items()
-            if key != "epoch" and isinstance(value, (int, float, np.integer, np.floating))
-            and not isinstance(value, (bool, np.bool_))}
+            if key != "epoch" and _is_number(value)}
 
 
 def local_store_uri() -> str:
@@ -351,10 +350,8 @@ class MLflowLogger(Callback):
 
             self.run_id = self.tracking.start(self.run_name or state.model.name,
                                               tags={"aevae.version": __version__, **self.tags})
-        training = state.closed_form_record or state.config.record(
-            schedule=state.schedule, device=state.device, processes=state.processes.world)
-        self.tracking.log(self.run_id, params={**model_params(state.model),
-                                               **flat_params(training, "training.")})
+        self.tracking.log(self.run_id, params={
+            **model_params(state.model), **flat_params(state.training_record(), "training.")})
 
     def epoch_end(self, state, record):
         if self.run_id is not None:

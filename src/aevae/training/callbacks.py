@@ -47,6 +47,11 @@ class TrainingState:
     closed_form_record: dict | None = None  # training.json of a closed-form solve
     extra: dict = field(default_factory=dict)
 
+    def training_record(self) -> dict:
+        """training.json: the solve's record, or the options as this run applies them."""
+        return self.closed_form_record or self.config.record(
+            schedule=self.schedule, device=self.device, processes=self.processes.world)
+
 
 class Callback:
     """Override the hooks you need; each gets the shared state."""
@@ -115,10 +120,8 @@ class RunFiles(Callback):
                 state.model, state.stepper.optimizers, state.generator, state.history)
             if processes.rank > 0:
                 torch.manual_seed(state.config.seed + 1_000_003 * processes.rank + state.step)
-        training = state.closed_form_record or state.config.record(
-            schedule=state.schedule, device=state.device, processes=processes.world)
         # Written with the first checkpoint: until then a failure has nothing to clean up.
-        self.pending = {TRAINING_FILE: training, **self.files}
+        self.pending = {TRAINING_FILE: state.training_record(), **self.files}
 
     def epoch_end(self, state, record):
         if not state.processes.main:

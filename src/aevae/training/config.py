@@ -100,9 +100,6 @@ class TrainingConfig:
                             f"{', '.join(unknown)}; known: {', '.join(cls.names())}")
         return dataclasses.replace(base, **options) if base is not None else cls(**options)
 
-    def replace(self, **changes) -> TrainingConfig:
-        return dataclasses.replace(self, **changes)
-
     def record(self, *, schedule, device, processes: int) -> dict:
         """training.json: every option as this run applied it (the schedule as built, the
         device as resolved) and the number of processes."""

@@ -22,8 +22,7 @@ class InMemory:
     def __init__(self, model, data, labelled_per_batch: int | None):
         self.batch = batching.as_training_batch(model, data, "training data")
         if labelled_per_batch is not None and self.batch.label_known is None:
-            raise ValueError("labelled_per_batch needs label_known and must be in "
-                             "1..batch_size - 1")
+            raise ValueError("labelled_per_batch needs label_known in the training data")
         self.labelled_per_batch = labelled_per_batch
         self.resident = True
 

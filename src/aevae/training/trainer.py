@@ -161,7 +161,10 @@ class Trainer:
     def _solve(self, model, data, validation) -> TrainingHistory:
         """A closed-form model: one solve on the training data, recorded as epoch 1."""
         started = time.perf_counter()
-        train = data_source(model, data).batch
+        if isinstance(data, (Dataset, NpyStream)):
+            raise ValueError(f"{model.name} is solved in closed form on data in memory, not "
+                             "on a stream")
+        train = batching.as_training_batch(model, data, "training data")
         valid = None
         if validation is not None:
             valid = batching.as_training_batch(model, validation, "validation data")
