@@ -116,6 +116,29 @@ def test_m2_trains_with_no_some_or_all_labels(share, digits):
     assert np.all(np.isfinite(unlabelled)) and np.all(np.isfinite(labelled))
 
 
+def test_m2_weighs_labelled_and_unlabelled_parts_by_their_share_of_the_data(digits):
+    """Kingma et al.'s objective sums L over the labelled and U over the unlabelled examples:
+    a batch's labelled mean weighs the labelled share of the data, however many labels
+    labelled_per_batch puts in it ("data"); "batch" weighs the two means equally."""
+    x, labels = torch.from_numpy(digits.train.x[:10]), torch.from_numpy(digits.train.labels[:10])
+    known = torch.tensor([True, True] + [False] * 8)
+    whole = Batch(torch.from_numpy(digits.train.x), labels=torch.from_numpy(digits.train.labels),
+                  label_known=torch.arange(len(digits.train)) < 20)
+    losses = {}
+    for share in ("data", "batch"):
+        model = aevae.make("m2", input_shape=digits.shape, latent_dim=4, hidden=(16,),
+                           classifier_hidden=(16,), labelled_share=share, seed=0)
+        model.prepare_training(whole, len(whole))
+        model.train()
+        torch.manual_seed(0)
+        losses[share] = model.batch_loss(Batch(x, labels=labels, label_known=known)).loss
+    fraction = 20 / len(digits.train)
+    torch.testing.assert_close(losses["data"][known], fraction * losses["batch"][known])
+    torch.testing.assert_close(losses["data"][~known], (1 - fraction) * losses["batch"][~known])
+    with pytest.raises(ValueError, match="unknown labelled_share 'even'"):
+        aevae.make("m2", input_shape=digits.shape, labelled_share="even")
+
+
 def test_m1_m2_is_m2_on_a_vae_s_codes(digits):
     m1 = aevae.make("vae", input_shape=digits.shape, latent_dim=6, hidden=(64,), seed=0)
     m1.fit(digits.train.x, epochs=10, batch_size=64, progress=False)

@@ -64,6 +64,37 @@ def test_likelihoods_match_torch_distributions(name, options):
     torch.testing.assert_close(stacked, expected.expand(3, -1))
 
 
+def test_student_t_likelihood_reads_location_scale_and_degrees_of_freedom_from_the_decoder(
+        tmp_path):
+    torch.manual_seed(2)
+    shape = (3, 4)
+    likelihood = make_likelihood("student-t", shape)
+    assert likelihood.output_shape(shape) == (9, 4)
+    output = torch.randn(5, 9, 4)
+    x = torch.randn(5, *shape) * 3
+    location, raw_scale, raw_df = output.chunk(3, dim=1)
+    reference = distributions.StudentT(torch.nn.functional.softplus(raw_df) + 3.0, location,
+                                       torch.nn.functional.softplus(raw_scale) + 1e-3)
+    torch.testing.assert_close(likelihood.log_prob(x, output),
+                               reference.log_prob(x).flatten(1).sum(1))
+    torch.testing.assert_close(likelihood.mean(output), location)
+    stacked = likelihood.log_prob(x, output.expand(2, *output.shape))  # sample dimensions
+    assert stacked.shape == (2, 5)
+    assert likelihood.sample(output).shape == x.shape
+    with pytest.raises(ValueError, match="3 outputs per data value"):
+        likelihood.log_prob(x, torch.randn(5, *shape))
+    # A model with it builds a decoder of three outputs per value, trains, saves and loads.
+    model = aevae.make("vae", input_shape=(6,), latent_dim=2, hidden=(8,),
+                       likelihood="student-t", seed=0)
+    assert model.decoder_output(torch.zeros(4, 2)).shape == (4, 18)
+    data = np.random.default_rng(0).standard_t(4, size=(64, 6)).astype(np.float32)
+    model.fit(data, epochs=2, batch_size=16, progress=False)
+    assert model.reconstruct(data[:3]).shape == (3, 6)
+    model.save(tmp_path / "student")
+    loaded = aevae.load(tmp_path / "student")
+    np.testing.assert_array_equal(loaded.reconstruct(data[:3]), model.reconstruct(data[:3]))
+
+
 def test_learned_sigma_receives_gradient():
     likelihood = make_likelihood("gaussian-learned", (5,), per_dimension=True)
     likelihood.log_prob(torch.rand(8, 5), torch.zeros(8, 5)).sum().backward()

@@ -585,7 +585,7 @@ sensible = {
     "network": st.sampled_from(["mlp", "linear", "conv"]),
     "activation": st.sampled_from(["relu", "tanh", "gelu", "softplus"]),
     "norm": st.sampled_from([None, "none", "batch", "layer"]),
-    "init": st.sampled_from(["default", "xavier", "kaiming"]),
+    "init": st.sampled_from(["default", "xavier", "kaiming", "orthogonal"]),
     "likelihood": st.sampled_from(["bernoulli", "gaussian", "gaussian-learned"]),
     "prior": st.sampled_from(["standard-normal", "mixture", "vamp"]),
     "likelihood_options": st.sampled_from([{}, {"sigma": 0.5}, {"per_dimension": True}]),

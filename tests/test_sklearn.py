@@ -190,6 +190,37 @@ def test_detector_finds_planted_outliers_with_pyod_conventions():
     assert roc_auc_score(y_new, ae.decision_function(x_new)) > 0.9
 
 
+def test_trimmed_refits_train_without_the_rows_the_previous_fit_scores_highest(monkeypatch):
+    data, truth = planted_outliers()
+    x, y = data[:600], truth[:600]
+    trained_on = []
+    original = AutoencoderOutlierDetector._train
+
+    def recording(self, rows):
+        trained_on.append(rows.copy())
+        return original(self, rows)
+
+    monkeypatch.setattr(AutoencoderOutlierDetector, "_train", recording)
+    detector = AutoencoderOutlierDetector(contamination=0.05, trimmed_refits=2,
+                                          random_state=0).fit(x)
+    assert len(trained_on) == 3 and detector.n_refit_rows_ == [570, 570]
+    assert [len(rows) for rows in trained_on] == [600, 570, 570]
+    standardised = detector._standardised(x)
+    for rows in trained_on[1:]:  # the planted outliers were left out of the refits
+        kept = {row.tobytes() for row in rows}
+        left_out = np.array([row.tobytes() not in kept for row in standardised])
+        assert left_out.sum() == 30 and y[left_out].mean() > 0.8
+    # decision_scores_ are the last model's scores of every training row.
+    np.testing.assert_allclose(detector.decision_scores_, detector.decision_function(x),
+                               rtol=1e-5, atol=1e-4)
+    assert roc_auc_score(y, detector.decision_scores_) > 0.95
+    once = AutoencoderOutlierDetector(contamination=0.05, trimmed_refits=0,
+                                      random_state=0).fit(x)
+    assert once.n_refit_rows_ == []
+    with pytest.raises(ValueError, match="trimmed_refits must be an integer >= 0, got -1"):
+        AutoencoderOutlierDetector(trimmed_refits=-1).fit(x)
+
+
 @pytest.mark.parametrize("model, score", [("vae", "auto"), ("vae", "likelihood"),
                                           ("ae", "auto")])
 def test_detector_scores_are_finite_and_highest_for_rows_far_outside_training(model, score):

@@ -29,6 +29,15 @@ class Likelihood(nn.Module):
     name: ClassVar[str]
     description: ClassVar[str]
     needs_unit_interval: ClassVar[bool] = False
+    # Decoder outputs per data value: more than one when the likelihood's parameters besides
+    # the mean depend on z (stacked along the first data axis).
+    parameters_per_value: ClassVar[int] = 1
+
+    @classmethod
+    def output_shape(cls, data_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The decoder's output shape for data of ``data_shape``."""
+        data_shape = tuple(data_shape)
+        return (cls.parameters_per_value * data_shape[0], *data_shape[1:])
 
     def __init__(self, data_shape: tuple[int, ...]):
         super().__init__()
@@ -131,6 +140,51 @@ class LearnedGaussian(Likelihood):
 
     def options(self):
         return {"per_dimension": self.per_dimension}
+
+
+@_register
+class StudentT(Likelihood):
+    name = "student-t"
+    description = ("Student t whose location, scale and degrees of freedom all depend on z "
+                   "(heavy tails; Mattei & Frellsen's MIWAE decoder)")
+    parameters_per_value = 3
+    # scale = softplus + min_scale (no singular likelihood); df = softplus + min_df (df > 2:
+    # the variance exists, df > 1: the mean exists).
+    min_scale: ClassVar[float] = 1e-3
+    min_df: ClassVar[float] = 3.0
+
+    def distribution_parameters(self, output: torch.Tensor):
+        """(location, scale, degrees of freedom), each shaped like the data."""
+        axis = output.dim() - len(self.data_shape)
+        if output.shape[axis] != 3 * self.data_shape[0]:
+            raise ValueError(
+                f"the student-t likelihood needs a decoder with 3 outputs per data value "
+                f"({3 * self.data_shape[0]} along the first data axis), got {output.shape[axis]}; "
+                "this model builds its own decoder, so use a gaussian likelihood with it")
+        location, raw_scale, raw_df = output.chunk(3, dim=axis)
+        return (location, F.softplus(raw_scale) + self.min_scale,
+                F.softplus(raw_df) + self.min_df)
+
+    def elementwise_log_prob(self, x, output):
+        location, scale, df = self.distribution_parameters(output)
+        half_df_plus = 0.5 * (df + 1.0)
+        standardised = (x - location) / scale
+        return (torch.lgamma(half_df_plus) - torch.lgamma(0.5 * df)
+                - 0.5 * torch.log(df * math.pi) - torch.log(scale)
+                - half_df_plus * torch.log1p(standardised.pow(2) / df))
+
+    def mean(self, output):
+        return self.distribution_parameters(output)[0]
+
+    def sample(self, output):
+        location, scale, df = self.distribution_parameters(output)
+        return location + scale * torch.distributions.StudentT(df).sample()
+
+
+def likelihood_output_shape(name: str, data_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape a decoder must output for the named likelihood on data of ``data_shape``."""
+    return (LIKELIHOODS[name].output_shape(data_shape) if name in LIKELIHOODS
+            else tuple(data_shape))
 
 
 def make_likelihood(name: str, data_shape: tuple[int, ...], **options) -> Likelihood:

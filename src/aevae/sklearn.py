@@ -174,9 +174,15 @@ class _AutoencoderEstimator(BaseEstimator):
             mean, scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
         self.mean_, self.scale_ = mean, scale
         data = self._standardised(X)
+        self._train(data)
+        return data
 
-        model = make(self.model, input_shape=(X.shape[1],), seed=seed,
-                     **self._model_options(X.shape[1]))
+    def _train(self, data: np.ndarray) -> None:
+        """Build and train ``model_`` on standardised rows (a share held out for early
+        stopping); sets ``model_`` and ``history_``."""
+        seed = self._seed
+        model = make(self.model, input_shape=(data.shape[1],), seed=seed,
+                     **self._model_options(data.shape[1]))
         if model.likelihood.needs_unit_interval and self.standardize:
             raise ValueError(f"the {model.config.likelihood} likelihood needs values in [0, 1], "
                              "which standardised features are not: pass standardize=False")
@@ -198,7 +204,6 @@ class _AutoencoderEstimator(BaseEstimator):
         model.eval()
         self.model_ = model
         self.history_ = model.history_
-        return data
 
     # ----- shared pieces after fitting ---------------------------------------------------------
     def _standardised(self, X: np.ndarray, dtype=np.float32) -> np.ndarray:
@@ -486,6 +491,12 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         (contaminated) training data, which ranked them worse in the pilot.
     importance_samples : int, default=64
         Posterior draws per example for the "elbo" and "likelihood" scores.
+    trimmed_refits : int, default=2
+        Refits after the first fit, each a fresh model trained only on the training rows the
+        previous one scores as inliers (all but the top ``contamination`` share), so that the
+        outliers in the unlabelled training data stop shaping the model that scores them.
+        The standardisation stays that of all the training rows. 0: one fit. Each refit costs
+        one more training.
     model, hidden, epochs, batch_size, learning_rate, validation_fraction, patience, \
 standardize, options, random_state, device
         As in ``AutoencoderTransformer``. The defaults were chosen for tabular outlier detection
@@ -502,6 +513,8 @@ standardize, options, random_state, device
         Anomaly scores of the training data (higher = more abnormal).
     threshold_ : float
         Scores above it are outliers.
+    n_refit_rows_ : list of int
+        Training rows each trimmed refit was trained on.
     lower_, upper_ : ndarray of shape (n_features,)
         The standardised range the network is shown when scoring: the training range widened
         by its width (at least 1) on either side.
@@ -519,10 +532,12 @@ standardize, options, random_state, device
     def __init__(self, *, model="vae", anomaly_score="auto", contamination=0.1,
                  latent_dim="auto", hidden=(64,), likelihood="gaussian", epochs=100, batch_size=64,
                  learning_rate=1e-3, validation_fraction=0.1, patience=10, standardize=True,
-                 options=None, importance_samples=64, random_state=None, device="cpu"):
+                 options=None, importance_samples=64, trimmed_refits=2, random_state=None,
+                 device="cpu"):
         self.model = model
         self.anomaly_score = anomaly_score
         self.contamination = contamination
+        self.trimmed_refits = trimmed_refits
         self.latent_dim = latent_dim
         self.hidden = hidden
         self.likelihood = likelihood
@@ -545,6 +560,10 @@ standardize, options, random_state, device
         share = self.contamination
         if not isinstance(share, numbers.Real) or isinstance(share, bool) or not 0 < share <= 0.5:
             raise ValueError(f"contamination must be in (0, 0.5], got {share!r}")
+        refits = self.trimmed_refits
+        if (not isinstance(refits, numbers.Integral) or isinstance(refits, bool)
+                or refits < 0):
+            raise ValueError(f"trimmed_refits must be an integer >= 0, got {refits!r}")
         if self.anomaly_score in ("elbo", "likelihood"):  # before training, not after
             what = "ELBO" if self.anomaly_score == "elbo" else "log-likelihood"
             self._require_likelihood(what, model_class(self.model))
@@ -559,9 +578,17 @@ standardize, options, random_state, device
         self.anomaly_score_ = self.anomaly_score
         if self.anomaly_score == "auto":
             self.anomaly_score_ = "elbo" if self.model_.has_likelihood else "reconstruction"
+        cut = 100 * (1 - self.contamination)
         self.decision_scores_ = self._scores(data, self.anomaly_score_)
-        self.threshold_ = float(np.percentile(self.decision_scores_,
-                                              100 * (1 - self.contamination)))
+        self.n_refit_rows_ = []
+        for _ in range(self.trimmed_refits):
+            inliers = self.decision_scores_ <= np.percentile(self.decision_scores_, cut)
+            if inliers.sum() < 2:
+                break
+            self._train(data[inliers])
+            self.n_refit_rows_.append(int(inliers.sum()))
+            self.decision_scores_ = self._standardised_scores(data.astype(np.float64))
+        self.threshold_ = float(np.percentile(self.decision_scores_, cut))
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(int)
         return self
 
@@ -575,6 +602,10 @@ standardize, options, random_state, device
         X = self._validated(X)
         with np.errstate(over="ignore"):  # an overflow to inf is clipped and capped below
             data = self._standardised(X, np.float64)
+        return self._standardised_scores(data)
+
+    def _standardised_scores(self, data: np.ndarray) -> np.ndarray:
+        """``decision_function`` of standardised rows (float64)."""
         clipped = np.clip(data, self.lower_, self.upper_)
         # Capped so that the sum stays finite for any finite input (ties only beyond 1e100).
         beyond = np.square(np.minimum(np.abs(data - clipped), 1e100)).sum(axis=1)

@@ -9,12 +9,15 @@ plus alpha times the classifier's cross-entropy; for an unlabelled one y is summ
 
     U(x) = sum_y q(y|x) L(x, y) - H(q(y|x)),
 
-which is the negative ELBO of log p(x). As in Kingma et al.'s code, a batch's loss is the mean of
-L + alpha * CE over its labelled examples plus the mean of U over its unlabelled ones; alpha
-defaults to 0.1 x (all / labelled examples): their alpha = 0.1 N, per labelled example. Train
-with ``fit(x, labels=..., label_known=..., labelled_per_batch=k)`` so that every batch sees some
-labels. ``predict(x)`` classifies with q(y|x).
-"""
+which is the negative ELBO of log p(x). Kingma et al.'s objective is sum_labelled (L + alpha CE)
++ sum_unlabelled U with alpha = 0.1 N, per labelled example 0.1 x (all / labelled examples).
+``fit(..., labelled_per_batch=k)`` puts k labelled examples in every batch, and
+``labelled_share`` says how a batch weighs its two parts. "batch" (the default, as most
+re-implementations do): the mean over its labelled examples plus the mean over its unlabelled
+ones, which counts every label far more often than the objective does. "data": each mean
+weighed by its part's share of the training data, an unbiased estimate of the objective itself,
+whose classifier term is then weak: on MNIST with 100 labels it trains far more slowly (see
+benchmarks/results/labels_ablation.md). ``predict(x)`` classifies with q(y|x)."""
 
 from __future__ import annotations
 
@@ -34,6 +37,8 @@ from .base import LossOutput
 from .registry import register_model
 from .vae import VAE, VAEConfig
 
+LABELLED_SHARES = ("batch", "data")
+
 
 @dataclass
 class M2Config(VAEConfig):
@@ -44,9 +49,15 @@ class M2Config(VAEConfig):
     # alpha on the labelled examples' cross-entropy; None: 0.1 x all / labelled examples of
     # the training data (Kingma et al.'s 0.1 N).
     classification_weight: float | None = None
+    # How a batch weighs its labelled and unlabelled parts: "batch" equally, "data" by their
+    # shares of the training data (an unbiased estimate of Kingma et al.'s objective).
+    labelled_share: str = "batch"
 
     def __post_init__(self):
         super().__post_init__()
+        if self.labelled_share not in LABELLED_SHARES:
+            raise ValueError(f"unknown labelled_share {self.labelled_share!r}; known: "
+                             f"{', '.join(LABELLED_SHARES)}")
         if self.classes < 2:
             raise ValueError(f"classes must be at least 2, got {self.classes}")
         if self.samples != 1:
@@ -80,15 +91,21 @@ class M2(VAE):
         # Saved with the weights: the alpha training used.
         weight = config.classification_weight
         self.register_buffer("alpha", torch.tensor(0.0 if weight is None else float(weight)))
+        # The labelled share of the training data, for labelled_share="data" (set by fit).
+        self.labelled_fraction: float | None = None
 
     def prepare_training(self, data, count: int) -> None:
-        if self.config.classification_weight is not None or data is None:
+        self.labelled_fraction = None
+        if data is None:
             return
         known = data.label_known
         if known is None:
             known = torch.full((len(data),), data.labels is not None)
         labelled = int(known.sum())
-        self.alpha.fill_(0.1 * count / labelled if labelled else 0.0)
+        if self.config.labelled_share == "data":
+            self.labelled_fraction = labelled / max(count, 1)
+        if self.config.classification_weight is None:
+            self.alpha.fill_(0.1 * count / labelled if labelled else 0.0)
 
     def loss(self, x, *, kl_weight=1.0, step=None):
         """The loss of unlabelled x (labels summed out); labelled data go through batch_loss."""
@@ -143,9 +160,13 @@ class M2(VAE):
         negative_elbo = reconstruction + kl - log_prior_y - entropy
         training = reconstruction + kl_weight * self.config.beta * kl - log_prior_y - entropy
         training = training + self.alpha * classification
-        # Each part counts as the mean over its own examples (then the two are added).
-        share = torch.where(known, count / max(len(labelled), 1),
-                            count / max(len(unlabelled), 1))
+        # Each part counts as the mean over its own examples, weighed equally ("batch", and
+        # outside training) or by the part's share of the training data ("data").
+        fraction = self.labelled_fraction if self.training else None
+        labelled_weight, unlabelled_weight = ((1.0, 1.0) if fraction is None
+                                              else (fraction, 1.0 - fraction))
+        share = torch.where(known, labelled_weight * count / max(len(labelled), 1),
+                            unlabelled_weight * count / max(len(unlabelled), 1))
         return LossOutput(
             loss=share * training,
             terms={"reconstruction": reconstruction, "kl": kl, "classification": classification,

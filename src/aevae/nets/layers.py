@@ -14,7 +14,7 @@ ACTIVATIONS = {
     "silu": nn.SiLU,
 }
 NORMS = {None: None, "none": None, "batch": nn.BatchNorm1d, "layer": nn.LayerNorm}
-INITS = ("default", "xavier", "kaiming")
+INITS = ("default", "xavier", "kaiming", "orthogonal")
 
 
 def activation(name: str) -> nn.Module:
@@ -30,7 +30,8 @@ def check_norm(name):
 
 
 def initialise(module: nn.Module, init: str, activation_name: str) -> None:
-    """Xavier or Kaiming init of each Linear/Conv weight, biases zero; 'default' keeps torch's."""
+    """Xavier, Kaiming or orthogonal init of each Linear/Conv weight, biases zero; 'default'
+    keeps torch's."""
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; known: {', '.join(INITS)}")
     if init == "default":
@@ -39,6 +40,8 @@ def initialise(module: nn.Module, init: str, activation_name: str) -> None:
         if isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
             if init == "xavier":
                 nn.init.xavier_uniform_(layer.weight)
+            elif init == "orthogonal":
+                nn.init.orthogonal_(layer.weight)
             else:
                 nonlinearity = "leaky_relu" if activation_name == "leaky_relu" else "relu"
                 nn.init.kaiming_uniform_(layer.weight, nonlinearity=nonlinearity)
