@@ -322,6 +322,10 @@ def test_idx_parsing_round_trip_and_big_endian():
         (lambda raw: b"\x08\x03" + raw[2:], "bad magic number"),
         (lambda raw: raw[:6], "truncated inside the IDX header"),
         (lambda raw: raw[:2], "truncated"),
+        # An empty array whose header claims other dimensions no array can have (found by the
+        # property tests: numpy's own "array is too big" named no file).
+        (lambda raw: raw[:4] + b"\x00\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff",
+         "file.idx is corrupt: its header declares shape"),
     ],
 )
 def test_corrupt_idx_raises(damage, message):

@@ -81,6 +81,10 @@ def parse_idx(raw: bytes, *, source: str = "IDX data") -> np.ndarray:
         raise DataError(f"{source} is truncated inside the IDX header")
     dimensions = struct.unpack(f">{dimension_count}I", raw[4:header_size])
     dtype = IDX_TYPES[type_code]
+    # An empty array may still declare other dimensions too large for any array to have.
+    if math.prod(size for size in dimensions if size) * dtype.itemsize > np.iinfo(np.intp).max:
+        raise DataError(f"{source} is corrupt: its header declares shape {dimensions}, larger "
+                        "than any array can be")
     expected = math.prod(dimensions) * dtype.itemsize
     actual = len(raw) - header_size
     if actual != expected:
