@@ -65,3 +65,20 @@ def test_readme_links_resolve():
     for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", README.read_text()):
         if not target.startswith("http"):
             assert (root / target).exists(), target
+
+
+def test_literature_table_quotes_the_tables_it_links():
+    """Every figure in "Against the literature", aevae's and the anchors beside it, is in the
+    results table its row links to."""
+    text = README.read_text()
+    table = text.split("## Against the literature", 1)[1].split("\n\n")[2]
+    rows = [line for line in table.splitlines() if line.startswith("| [")]
+    assert len(rows) >= 3
+    for row in rows:
+        link = re.search(r"\]\(([^)]+)\)", row).group(1)
+        results = (README.parent / link).read_text()
+        cells = row.split(" | ")[1:]
+        figures = re.findall(r"\d+\.\d+", " ".join(cells))
+        assert figures, row
+        for figure in figures:
+            assert figure in results, (row, figure)
