@@ -136,12 +136,6 @@ ABLATION = {
     "M1+M2, 3 x the epochs": ("m1+m2", {}, {}, 3),
     "M1+M2, 10 x the epochs": ("m1+m2", {}, {}, 10),
 }
-# Rows recorded under earlier names (M1+M2's default was labelled_share="batch" then).
-RENAMED = {
-    "M1+M2 as benchmarked": "M1+M2, labelled_share='batch' (the default before)",
-    "M2 as benchmarked": "M2, the base",
-    "M1+M2 as benchmarked (labelled_share='data')": "M1+M2, the base (labelled_share='data')",
-}
 
 
 def run_ablation(data, x, labels, arguments, fit: dict) -> None:
@@ -149,10 +143,7 @@ def run_ablation(data, x, labels, arguments, fit: dict) -> None:
     path = arguments.results / "labels_ablation.json"
 
     def stored() -> list[dict]:
-        records = json.loads(path.read_text())["records"] if path.is_file() else []
-        for record in records:
-            record["name"] = RENAMED.get(record["name"], record["name"])
-        return records
+        return json.loads(path.read_text())["records"] if path.is_file() else []
 
     records = stored()
     done = {(r["name"], r["seed"]) for r in records}

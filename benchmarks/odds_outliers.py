@@ -125,12 +125,6 @@ PILOT_CANDIDATES = {
     "VAE, three trimmed refits": dict(trimmed_refits=3),
     "AE, two trimmed refits (the AE default)": dict(model="ae"),
 }
-# Names the first round's records were written under.
-RENAMED_CANDIDATES = {
-    "VAE, sigma = 1, latent auto, hidden 64 (the default)":
-        "VAE, sigma = 1, latent auto, hidden 64, one fit",
-    "AE, latent auto (the AE default)": "AE, latent auto, one fit",
-}
 
 
 def load_set(name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -254,8 +248,6 @@ def run_pilot(sets, splits, candidates) -> dict:
     records = []
     if PILOT_PATH.is_file():
         for record in json.loads(PILOT_PATH.read_text())["records"]:
-            record["candidate"] = RENAMED_CANDIDATES.get(record["candidate"],
-                                                         record["candidate"])
             if record["candidate"] not in candidates:
                 records.append(record)
     for name in sets:

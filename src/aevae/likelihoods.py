@@ -181,12 +181,6 @@ class StudentT(Likelihood):
         return location + scale * torch.distributions.StudentT(df).sample()
 
 
-def likelihood_output_shape(name: str, data_shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The shape a decoder must output for the named likelihood on data of ``data_shape``."""
-    return (LIKELIHOODS[name].output_shape(data_shape) if name in LIKELIHOODS
-            else tuple(data_shape))
-
-
 def make_likelihood(name: str, data_shape: tuple[int, ...], **options) -> Likelihood:
     if name not in LIKELIHOODS:
         known = ", ".join(sorted(LIKELIHOODS))

@@ -35,7 +35,7 @@ from ..io import (
     read_json,
     save_tensors,
 )
-from ..likelihoods import LIKELIHOODS, likelihood_output_shape, make_likelihood
+from ..likelihoods import LIKELIHOODS, make_likelihood
 from ..nets import NETWORKS, build_decoder, build_encoder
 from ..nets.registry import estimated_parameters
 from ..priors import PRIORS, make_prior
@@ -341,7 +341,8 @@ class Autoencoder(nn.Module):
             )
             self.decoder = decoder if decoder is not None else build_decoder(
                 config.network, config.latent_dim,
-                likelihood_output_shape(config.likelihood, config.input_shape), **network_options
+                LIKELIHOODS[config.likelihood].output_shape(config.input_shape),
+                **network_options
             )
             self.likelihood = make_likelihood(
                 config.likelihood, config.input_shape, **config.likelihood_options
