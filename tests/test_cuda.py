@@ -37,6 +37,7 @@ from aevae.training import (
     TrainingConfig,
     TrainingDivergedError,
 )
+from torchrun_environment import torchrun_environment
 
 OVERRIDE = os.environ.get("AEVAE_TEST_CUDA_DEVICE") or None
 DEVICE = OVERRIDE or "cuda"
@@ -383,14 +384,6 @@ print("RESULT", json.dumps(report), flush=True)
 """
 
 
-def _torchrun_environment() -> dict:
-    environment = {key: value for key, value in os.environ.items()
-                   if key not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR",
-                                  "MASTER_PORT")}
-    environment["OMP_NUM_THREADS"] = "1"
-    return environment
-
-
 def test_torchrun_on_the_gpu_uses_nccl(tmp_path):
     """tests/test_distributed.py runs gloo on the CPU; here one process on the GPU. Under
     AEVAE_TEST_CUDA_DEVICE=cpu the same script checks gloo, the CPU's backend."""
@@ -399,7 +392,7 @@ def test_torchrun_on_the_gpu_uses_nccl(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1",
          str(script), DEVICE],
-        cwd=tmp_path, env=_torchrun_environment(), capture_output=True, text=True, timeout=150)
+        cwd=tmp_path, env=torchrun_environment(), capture_output=True, text=True, timeout=150)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     [line] = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     report = json.loads(line[len("RESULT "):])

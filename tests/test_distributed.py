@@ -4,12 +4,13 @@ steps as one process on the same global batches, write one run, and resume it.""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 from safetensors.torch import load_file
+
+from torchrun_environment import torchrun_environment
 
 SCRIPT = """
 import json, os, sys
@@ -32,17 +33,9 @@ if int(os.environ.get("RANK", 0)) == 0:
 """
 
 
-def _environment() -> dict:
-    environment = {key: value for key, value in os.environ.items()
-                   if key not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR",
-                                  "MASTER_PORT")}
-    environment["OMP_NUM_THREADS"] = "1"
-    return environment
-
-
 def _run(command: list[str], cwd) -> subprocess.CompletedProcess:
-    done = subprocess.run(command, cwd=cwd, env=_environment(), capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(command, cwd=cwd, env=torchrun_environment(), capture_output=True,
+                          text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     return done
 
