@@ -34,7 +34,8 @@ from sklearn.linear_model import LogisticRegression
 import aevae
 from aevae.data import load_dataset, user_cache_directory
 from aevae.metrics.classifier import load_or_train_feature_classifier
-from aevae.models.m2 import fit_m1_m2
+from aevae.models.m2 import M2, fit_m1_m2
+from aevae.training import Callback
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PUBLISHED = {"M2": 11.97, "M1+M2": 3.33}  # test error %, 100 labels (Kingma et al. 2014)
@@ -118,8 +119,12 @@ def one_seed(seed: int, data, x, labels, arguments, fit: dict) -> dict[str, tupl
 
 
 # One ingredient of Kingma et al. (2014)'s recipe changed at a time from a base M2 and
-# M1+M2 (model options, fit options, epochs as a multiple of --ablation-epochs). alpha_factor
-# scales the default alpha, 0.1 x all / labelled examples (50 for 100 labels in 50,000).
+# M1+M2 (model options, fit options, epochs as a multiple of --ablation-epochs). Options the
+# runner reads itself: alpha_factor scales the default alpha, 0.1 x all / labelled examples
+# (50 for 100 labels in 50,000); m1 names the M1 recipe (M1_RECIPES); codes="active" keeps
+# the M1 dimensions whose posterior means vary (std > 0.1 over 1,000 training images, as
+# Kingma et al.'s code does), codes="drawn" trains on codes drawn from q(z|x) afresh each
+# batch (their features); curve=N records the test and validation error every N epochs.
 ABLATION = {
     "M2, the base": ("m2", {}, {}, 1),
     "M2, labelled_share='data' (the objective unbiased)": ("m2", {"labelled_share": "data"},
@@ -135,7 +140,113 @@ ABLATION = {
     "M1+M2, alpha x 10": ("m1+m2", {"alpha_factor": 10.0}, {}, 1),
     "M1+M2, 3 x the epochs": ("m1+m2", {}, {}, 3),
     "M1+M2, 10 x the epochs": ("m1+m2", {}, {}, 10),
+    "M2, labelled_share='data', 3 x the epochs, no early stopping": (
+        "m2", {"labelled_share": "data", "curve": 5}, {"patience": None, "restore_best": False},
+        3),
+    "M1+M2, 15 x the epochs, no early stopping": (
+        "m1+m2", {"curve": 5}, {"patience": None, "restore_best": False}, 15),
+    "M1+M2, the paper's M2 (300 softplus units, Adam 3e-4), 6 x the epochs": (
+        "m1+m2", {"hidden": (300,), "classifier_hidden": (300,), "activation": "softplus",
+                  "curve": 5}, {"learning_rate": 3e-4, "patience": None,
+                                "restore_best": False}, 6),
+    "M1+M2, only M1's active dimensions (the paper's)": ("m1+m2", {"codes": "active"}, {}, 1),
+    "M1+M2, codes drawn from q(z|x) each batch (the paper's), 6 x the epochs": (
+        "m1+m2", {"codes": "drawn", "curve": 5}, {"patience": None, "restore_best": False}, 6),
+    "M1+M2, weight decay (AdamW 0.05), 6 x the epochs": (
+        "m1+m2", {"curve": 5}, {"optimizer": "adamw", "weight_decay": 0.05, "patience": None,
+                                "restore_best": False}, 6),
+    "M1+M2, M1 trained on images binarized afresh each batch (the paper's)": (
+        "m1+m2", {"m1": "binarized"}, {}, 1),
+    "M2, weight decay (AdamW 0.05)": ("m2", {}, {"optimizer": "adamw", "weight_decay": 0.05},
+                                      1),
 }
+
+# M1, the VAE whose codes M1+M2 classifies: the benchmark's (grey levels as Bernoulli means)
+# and one trained on images binarized afresh each batch, as Kingma et al.'s M1 was.
+M1_RECIPES = {"grey": {}, "binarized": {"batch_transform": torch.bernoulli}}
+
+
+class DrawnCodesM2(M2):
+    """M2 whose training rows are M1's posterior means and log-variances side by side: every
+    training batch draws its codes from q(z|x) afresh, as Kingma et al.'s code does; validation
+    and classification use the means (predict takes the same side-by-side rows)."""
+
+    @property
+    def width(self) -> int:
+        return self.config.input_shape[0]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:  # the rows fit and predict take
+        return (2 * self.width,)
+
+    def batch_loss(self, batch, **options):
+        mean, log_variance = batch.x.split(self.width, dim=1)
+        if self.training:
+            mean = mean + torch.exp(0.5 * log_variance) * torch.randn_like(mean)
+        return super().batch_loss(batch.replace(x=mean), **options)
+
+    def class_logits(self, x):
+        return super().class_logits(x[:, :self.width] if x.shape[1] == 2 * self.width else x)
+
+
+def errors_on(model, inputs: dict, data) -> tuple[float, float, float]:
+    """M2's test and validation error (%) on ``inputs`` (images, or M1's code features), and
+    its test error once each predicted class is renamed to the true class most of its test
+    examples have: a diagnosis (it reads the test labels), which tells a classifier whose
+    classes are digits under other names from one that has not found the digits."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        predicted = model.predict(inputs["test"])
+        validation = error(model.predict(inputs["validation"]), data.validation.labels)
+    model.train(was_training)
+    renamed = sum(np.bincount(data.test.labels[predicted == value]).max()
+                  for value in np.unique(predicted))
+    return (error(predicted, data.test.labels), validation,
+            float(100.0 * (1.0 - renamed / len(predicted))))
+
+
+class ErrorCurve(Callback):
+    """``errors_on``'s three errors every ``every`` epochs, of the weights as they are."""
+
+    def __init__(self, every: int, inputs: dict, data):
+        self.every, self.inputs, self.data, self.points = every, inputs, data, []
+
+    def epoch_end(self, state, record):
+        if record["epoch"] % self.every == 0:
+            self.points.append([record["epoch"],
+                                *errors_on(state.model, self.inputs, self.data)])
+
+
+def m1_model(recipe: str, seed: int, data, x, arguments, fit: dict, cache: dict):
+    """The seed's M1 for ``recipe``, trained once (kept in --m1-cache if given)."""
+    if (recipe, seed) in cache:
+        return cache[recipe, seed]
+    name = ("m1-" if recipe == "grey" else f"m1-{recipe}-") + f"seed{seed}-epochs{arguments.epochs}"
+    folder = None if arguments.m1_cache is None else arguments.m1_cache / name
+    if folder is not None and folder.is_dir():
+        cache[recipe, seed] = aevae.load(folder)
+        return cache[recipe, seed]
+    m1 = aevae.make("vae", input_shape=data.shape, latent_dim=50, hidden=(600, 600), seed=seed)
+    m1.fit(x, validation=data.validation.x, epochs=arguments.epochs, seed=seed, out=folder,
+           **fit, **M1_RECIPES[recipe])
+    cache[recipe, seed] = m1
+    return m1
+
+
+def code_features(m1, codes: str, x, training_x: np.ndarray):
+    """M1's codes of x as M2's input: the means (of the dimensions active on the first 1,000
+    training images, for codes="active"), or means and log-variances side by side (for
+    DrawnCodesM2)."""
+    means, variances = (np.asarray(part) for part in m1.encode(x, return_variance=True))
+    if codes == "drawn":
+        return np.concatenate([means, np.log(variances)], axis=1)
+    if codes == "active":
+        keep = np.asarray(m1.encode(training_x[:1000])).std(axis=0) > 0.1
+        if not keep.any():
+            raise ValueError("M1 has no active dimension (std of the means > 0.1)")
+        return means[:, keep]
+    return means
 
 
 def run_ablation(data, x, labels, arguments, fit: dict) -> None:
@@ -161,39 +272,45 @@ def run_ablation(data, x, labels, arguments, fit: dict) -> None:
             if "alpha_factor" in options:
                 options["classification_weight"] = options.pop("alpha_factor") * float(
                     0.1 * len(x) / known.sum())
+            every, recipe = options.pop("curve", None), options.pop("m1", "grey")
+            codes = options.pop("codes", "mean")
             m2_options = {"latent_dim": 50, "hidden": (500,), "classifier_hidden": (500,),
                           "seed": seed, **options}
             epochs = arguments.ablation_epochs * multiple
-            common = {"labelled_per_batch": 10, "validation": data.validation.x,
-                      "epochs": epochs, "seed": seed, **fit, **fit_options}
-            begun = time.perf_counter()
+            common = {"labelled_per_batch": 10, "epochs": epochs, "seed": seed, **fit,
+                      **fit_options}
+            if kind == "m2":
+                inputs = {"train": x, "validation": data.validation.x, "test": data.test.x}
+            else:
+                m1 = m1_model(recipe, seed, data, x, arguments, fit, m1_models)
+                inputs = {part: code_features(m1, codes, values, x) for part, values in
+                          (("train", x), ("validation", data.validation.x),
+                           ("test", data.test.x))}
+            curve = ErrorCurve(every, inputs, data) if every else None
+            begun = time.perf_counter()  # M1 is shared by the M1+M2 rows: not counted
+            common["callbacks"] = [curve] if curve else []
             if kind == "m2":
                 model = aevae.make("m2", input_shape=data.shape, **m2_options)
-                model.fit(x, labels=labels, label_known=known, **common)
-                value = error(model.predict(data.test.x), data.test.labels)
-                checked = error(model.predict(data.validation.x), data.validation.labels)
-            else:
-                cached = (None if arguments.m1_cache is None
-                          else arguments.m1_cache / f"m1-seed{seed}-epochs{arguments.epochs}")
-                if seed not in m1_models and cached is not None and cached.is_dir():
-                    m1_models[seed] = aevae.load(cached)
-                if seed not in m1_models:
-                    m1 = aevae.make("vae", input_shape=data.shape, latent_dim=50,
-                                    hidden=(600, 600), seed=seed)
-                    m1.fit(x, validation=data.validation.x, epochs=arguments.epochs,
-                           seed=seed, out=cached, **fit)
-                    m1_models[seed] = m1
-                m1 = m1_models[seed]
-                begun = time.perf_counter()  # M1 is shared by the M1+M2 rows: not counted
+                model.fit(x, labels=labels, label_known=known, validation=data.validation.x,
+                          **common)
+            elif codes == "mean":
                 model = fit_m1_m2(m1, x, labels=labels, label_known=known,
-                                  m2_options=m2_options, **common)
-                value = error(model.predict(m1.encode(data.test.x)), data.test.labels)
-                checked = error(model.predict(m1.encode(data.validation.x)),
-                                data.validation.labels)
+                                  m2_options=m2_options, validation=data.validation.x, **common)
+            else:  # fit_m1_m2's M2, on other features of M1's codes
+                model_class = DrawnCodesM2 if codes == "drawn" else M2
+                width = inputs["train"].shape[1] // (2 if codes == "drawn" else 1)
+                model = model_class(input_shape=(width,),
+                                    likelihood="gaussian-learned", labelled_share="data",
+                                    likelihood_options={"per_dimension": True}, **m2_options)
+                model.fit(inputs["train"], labels=labels, label_known=known,
+                          validation=inputs["validation"], **common)
+            value, checked, renamed = errors_on(model, inputs, data)
             record = {"name": name, "seed": seed, "error": value,
-                      "validation_error": checked, "epochs": epochs,
+                      "validation_error": checked, "renamed_error": renamed, "epochs": epochs,
                       "epochs_run": len(model.history_.epochs),
                       "seconds": time.perf_counter() - begun}
+            if curve is not None:
+                record["curve"] = curve.points
             print(f"seed {seed}, {name}: {value:.2f}% ({record['seconds']:.0f} s)", flush=True)
             # Re-read before writing: another invocation may be running other rows.
             records = [r for r in stored() if (r["name"], r["seed"]) != (name, seed)]
@@ -233,7 +350,30 @@ def run_ablation(data, x, labels, arguments, fit: dict) -> None:
                      f"{rows[0]['epochs']} ({np.mean([r['epochs_run'] for r in rows]):.0f}) | "
                      f"{np.mean([r['seconds'] for r in rows]):.0f} |")
     lines += ["", "Seconds were measured while up to five runs shared the two cores: read them as "
-              "rough costs."]
+              "rough costs.", ""]
+    curves = [(name, r) for name in ABLATION for r in records
+              if r["name"] == name and r.get("curve")]
+    if curves:
+        marks = sorted({point[0] for _, r in curves for point in r["curve"]
+                        if point[0] in (5, 10, 20, 30, 60, 100, 150)})
+        lines += ["Learning curves of the rows trained without early stopping: test error % of "
+                  "the weights at that epoch; the mean over the last five checkpoints (the "
+                  "level a run settles at); and, at the last one, the test error once each "
+                  "predicted class is renamed to the digit most of its test images show (a "
+                  "diagnosis that reads the test labels: low when the classifier has found "
+                  "the digits under other names).", "",
+                  "| variant | seed | " + " | ".join(f"epoch {mark}" for mark in marks)
+                  + " | last five | last, classes renamed |",
+                  "|---|---|" + "---|" * (len(marks) + 2)]
+        for name, r in curves:
+            at = {point[0]: point[1] for point in r["curve"]}
+            cells = [f"{at[mark]:.2f}" if mark in at else "" for mark in marks]
+            tail = np.mean([point[1] for point in r["curve"][-5:]])
+            last = r["curve"][-1]
+            renamed = f"{last[3]:.2f}" if len(last) > 3 else "-"
+            lines.append(f"| {name} | {r['seed']} | " + " | ".join(cells)
+                         + f" | {tail:.2f} | {renamed} |")
+        lines.append("")
     for kind, goal, published in (("M2", 12.0, 11.97), ("M1+M2", 4.0, 3.33)):
         best = {}
         for name in ABLATION:

@@ -209,6 +209,27 @@ def test_a_callback_can_stop_training(digits):
     assert len(history.epochs) == 2 and history.stopped_early
 
 
+def test_fit_and_model_fit_take_your_callbacks_after_the_built_in_ones(digits):
+    from aevae.training import Callback
+
+    class Errors(Callback):  # what a user records: the weights the built-in ones kept
+        def __init__(self):
+            self.epochs = []
+
+        def epoch_end(self, state, record):
+            self.epochs.append((record["epoch"], state.history.best_epoch))
+
+    model = aevae.make("vae", input_shape=digits.shape, latent_dim=2, hidden=(8,), seed=0)
+    errors = Errors()
+    model.fit(digits.train.x[:200], validation=digits.test.x[:50], epochs=3, batch_size=100,
+              progress=False, callbacks=[errors])
+    # BestValidation ran first each epoch: the best epoch is already known when ours is called.
+    assert [epoch for epoch, _ in errors.epochs] == [1, 2, 3]
+    assert all(best is not None and best <= epoch for epoch, best in errors.epochs)
+    with pytest.raises(TypeError, match="Callback objects"):
+        model.fit(digits.train.x[:200], epochs=1, progress=False, callbacks=[print])
+
+
 def test_batch_fields_travel_inside_the_batch(digits):
     from aevae.training import Trainer, TrainingConfig
 

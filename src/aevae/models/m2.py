@@ -16,8 +16,10 @@ which is the negative ELBO of log p(x). Kingma et al.'s objective is sum_labelle
 re-implementations do): the mean over its labelled examples plus the mean over its unlabelled
 ones, which counts every label far more often than the objective does. "data": each mean
 weighed by its part's share of the training data, an unbiased estimate of the objective itself,
-whose classifier term is then weak: on MNIST with 100 labels it trains far more slowly (see
-benchmarks/results/labels_ablation.md). ``predict(x)`` classifies with q(y|x)."""
+whose classifier term is then weak: on MNIST with 100 labels M2's classes settle on a partition
+of the images other than the digits (66% test error after 30 epochs; see
+benchmarks/results/labels_ablation.md), while M1+M2 does best with it. ``predict(x)``
+classifies with q(y|x)."""
 
 from __future__ import annotations
 

@@ -200,7 +200,8 @@ def _validation_means(model, valid, processes: Distributed) -> dict[str, float]:
 
 def fit(model, x, *, validation=None, out=None, resume: bool = False, progress: bool = True,
         log_dir=None, log_to: str | None = None, run_files: dict | None = None,
-        batch_transform=None, config: TrainingConfig | None = None, **options) -> TrainingHistory:
+        batch_transform=None, callbacks=(), config: TrainingConfig | None = None,
+        **options) -> TrainingHistory:
     """Train ``model`` on ``x``: ``Trainer(config, callbacks).fit(model, x, validation)``.
 
     options: the fields of ``TrainingConfig`` (epochs, batch_size, learning_rate, ...; they
@@ -208,7 +209,8 @@ def fit(model, x, *, validation=None, out=None, resume: bool = False, progress: 
         which are put into a ``Batch`` with x. out: the run directory (config, weights,
         history.csv, training.json, ``run_files`` and a checkpoint each epoch; ``resume=True``
         continues from it). log_dir: TensorBoard. log_to="mlflow": an MLflow run
-        (``aevae.tracking.MLflowLogger``). progress: a bar and a line per epoch.
+        (``aevae.tracking.MLflowLogger``). progress: a bar and a line per epoch. callbacks:
+        your own ``Callback`` objects, called after the built-in ones.
     """
     fields = {name: options.pop(name, None) for name in FIELDS}
     fields = {name: value for name, value in fields.items() if value is not None}
@@ -223,11 +225,14 @@ def fit(model, x, *, validation=None, out=None, resume: bool = False, progress: 
     config = TrainingConfig.from_options(options, base=config)
     if resume and out is None:
         raise ValueError("resume=True needs the run directory (out=) to resume from")
+    extra = list(callbacks)
+    if not all(isinstance(callback, Callback) for callback in extra):
+        raise TypeError("callbacks: expected aevae.training.Callback objects")
     callbacks = [RunFiles(out, resume=resume, files=run_files)] if out is not None else []
     callbacks += [TensorBoard(log_dir)] if log_dir is not None else []
     callbacks += [tracker(log_to)] if log_to is not None else []
     callbacks += [Progress()] if progress else []
-    trainer = Trainer(config, callbacks, batch_transform=batch_transform)
+    trainer = Trainer(config, callbacks + extra, batch_transform=batch_transform)
     return trainer.fit(model, x, validation)
 
 
