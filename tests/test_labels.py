@@ -60,6 +60,19 @@ def test_models_refuse_fields_they_do_not_use(digits):
         vae.loss_terms(digits.test.x, labels=digits.test.labels)
 
 
+@pytest.mark.parametrize("name", ["cvae", "m2"])
+def test_conditional_decoders_take_likelihoods_with_several_outputs_per_value(name, digits):
+    # student-t: location, scale and degrees of freedom per pixel, so 3 x 64 decoder outputs.
+    model = aevae.make(name, input_shape=digits.shape, latent_dim=2, hidden=(16,), seed=0,
+                       likelihood="student-t")
+    x, labels = digits.train.x[:200], digits.train.labels[:200]
+    model.fit(x, labels=labels, epochs=2, batch_size=50, progress=False)
+    elbo = model.elbo(digits.test.x[:20], labels=digits.test.labels[:20])
+    assert np.all(np.isfinite(elbo))
+    samples = model.sample(5, labels=3, seed=0)
+    assert samples.shape == (5, *digits.shape) and np.all(np.isfinite(samples))
+
+
 @pytest.mark.parametrize("name", ["cvae", "conditional_ae"])
 def test_conditional_models_generate_the_requested_class(name, digits, tmp_path):
     from aevae.metrics.classifier import load_or_train_feature_classifier

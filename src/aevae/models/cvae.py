@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from ..data.batch import Batch
 from ..distributions import DiagonalGaussian
+from ..likelihoods import LIKELIHOODS
 from ..nets.conditional import ConditionedDecoder, ConditionedEncoder
 from ..priors import StandardNormal
 from .ae import AE
@@ -61,7 +62,8 @@ class Conditioned:
                 config.network, config.input_shape, config.classes,
                 config.latent_dim * self.posterior_parameters, **self.network_options())
             self.decoder = ConditionedDecoder(
-                config.network, config.latent_dim, config.classes, config.input_shape,
+                config.network, config.latent_dim, config.classes,
+                LIKELIHOODS[config.likelihood].output_shape(config.input_shape),
                 **self.network_options())
 
     def one_hot(self, labels: torch.Tensor) -> torch.Tensor:

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from ..data.batch import Batch
 from ..distributions import DiagonalGaussian
+from ..likelihoods import LIKELIHOODS
 from ..nets import MLPEncoder
 from ..nets.conditional import ConditionedDecoder, ConditionedEncoder
 from ..priors import StandardNormal
@@ -84,8 +85,10 @@ class M2(VAE):
         with self.seeded_initialisation(0):
             self.encoder = ConditionedEncoder(config.network, config.input_shape, config.classes,
                                               2 * config.latent_dim, **self.network_options())
-            self.decoder = ConditionedDecoder(config.network, config.latent_dim, config.classes,
-                                              config.input_shape, **self.network_options())
+            self.decoder = ConditionedDecoder(
+                config.network, config.latent_dim, config.classes,
+                LIKELIHOODS[config.likelihood].output_shape(config.input_shape),
+                **self.network_options())
         with self.seeded_initialisation(5):
             self.classifier = MLPEncoder(config.input_shape, config.classes,
                                          hidden=config.classifier_hidden,
