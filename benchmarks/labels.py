@@ -34,7 +34,7 @@ from sklearn.linear_model import LogisticRegression
 import aevae
 from aevae.data import load_dataset, user_cache_directory
 from aevae.metrics.classifier import load_or_train_feature_classifier
-from aevae.models.m2 import M2, fit_m1_m2
+from aevae.models.m2 import M1_M2_OPTIONS, M2, fit_m1_m2
 from aevae.training import Callback
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -234,18 +234,22 @@ def m1_model(recipe: str, seed: int, data, x, arguments, fit: dict, cache: dict)
     return m1
 
 
-def code_features(m1, codes: str, x, training_x: np.ndarray):
-    """M1's codes of x as M2's input: the means (of the dimensions active on the first 1,000
-    training images, for codes="active"), or means and log-variances side by side (for
-    DrawnCodesM2)."""
-    means, variances = (np.asarray(part) for part in m1.encode(x, return_variance=True))
+def code_features(m1, codes: str, parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """M1's codes of each part (train, validation, test) as M2's input: the means (of the
+    dimensions active on the first 1,000 training images, for codes="active"), or means and
+    log-variances side by side (for DrawnCodesM2)."""
     if codes == "drawn":
-        return np.concatenate([means, np.log(variances)], axis=1)
+        drawn = {}
+        for part, values in parts.items():
+            means, variances = m1.encode(values, return_variance=True)
+            drawn[part] = np.concatenate([np.asarray(means), np.log(variances)], axis=1)
+        return drawn
+    means = {part: np.asarray(m1.encode(values)) for part, values in parts.items()}
     if codes == "active":
-        keep = np.asarray(m1.encode(training_x[:1000])).std(axis=0) > 0.1
+        keep = means["train"][:1000].std(axis=0) > 0.1
         if not keep.any():
             raise ValueError("M1 has no active dimension (std of the means > 0.1)")
-        return means[:, keep]
+        means = {part: values[:, keep] for part, values in means.items()}
     return means
 
 
@@ -283,9 +287,8 @@ def run_ablation(data, x, labels, arguments, fit: dict) -> None:
                 inputs = {"train": x, "validation": data.validation.x, "test": data.test.x}
             else:
                 m1 = m1_model(recipe, seed, data, x, arguments, fit, m1_models)
-                inputs = {part: code_features(m1, codes, values, x) for part, values in
-                          (("train", x), ("validation", data.validation.x),
-                           ("test", data.test.x))}
+                inputs = code_features(m1, codes, {"train": x, "validation": data.validation.x,
+                                                   "test": data.test.x})
             curve = ErrorCurve(every, inputs, data) if every else None
             begun = time.perf_counter()  # M1 is shared by the M1+M2 rows: not counted
             common["callbacks"] = [curve] if curve else []
@@ -299,9 +302,7 @@ def run_ablation(data, x, labels, arguments, fit: dict) -> None:
             else:  # fit_m1_m2's M2, on other features of M1's codes
                 model_class = DrawnCodesM2 if codes == "drawn" else M2
                 width = inputs["train"].shape[1] // (2 if codes == "drawn" else 1)
-                model = model_class(input_shape=(width,),
-                                    likelihood="gaussian-learned", labelled_share="data",
-                                    likelihood_options={"per_dimension": True}, **m2_options)
+                model = model_class(input_shape=(width,), **M1_M2_OPTIONS, **m2_options)
                 model.fit(inputs["train"], labels=labels, label_known=known,
                           validation=inputs["validation"], **common)
             value, checked, renamed = errors_on(model, inputs, data)

@@ -341,8 +341,7 @@ class Autoencoder(nn.Module):
             )
             self.decoder = decoder if decoder is not None else build_decoder(
                 config.network, config.latent_dim,
-                LIKELIHOODS[config.likelihood].output_shape(config.input_shape),
-                **network_options
+                self.decoder_output_shape, **network_options
             )
             self.likelihood = make_likelihood(
                 config.likelihood, config.input_shape, **config.likelihood_options
@@ -403,6 +402,12 @@ class Autoencoder(nn.Module):
     @property
     def input_shape(self) -> tuple[int, ...]:
         return self.config.input_shape
+
+    @property
+    def decoder_output_shape(self) -> tuple[int, ...]:
+        """What a decoder of this model outputs: the likelihood's parameters for one example
+        (the data's shape, or a multiple of it along the first axis)."""
+        return LIKELIHOODS[self.config.likelihood].output_shape(self.config.input_shape)
 
     @property
     def device(self) -> torch.device:

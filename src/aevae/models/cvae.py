@@ -17,7 +17,6 @@ import torch.nn.functional as F
 
 from ..data.batch import Batch
 from ..distributions import DiagonalGaussian
-from ..likelihoods import LIKELIHOODS
 from ..nets.conditional import ConditionedDecoder, ConditionedEncoder
 from ..priors import StandardNormal
 from .ae import AE
@@ -63,8 +62,7 @@ class Conditioned:
                 config.latent_dim * self.posterior_parameters, **self.network_options())
             self.decoder = ConditionedDecoder(
                 config.network, config.latent_dim, config.classes,
-                LIKELIHOODS[config.likelihood].output_shape(config.input_shape),
-                **self.network_options())
+                self.decoder_output_shape, **self.network_options())
 
     def one_hot(self, labels: torch.Tensor) -> torch.Tensor:
         if labels is None:

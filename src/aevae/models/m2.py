@@ -32,7 +32,6 @@ import torch.nn.functional as F
 
 from ..data.batch import Batch
 from ..distributions import DiagonalGaussian
-from ..likelihoods import LIKELIHOODS
 from ..nets import MLPEncoder
 from ..nets.conditional import ConditionedDecoder, ConditionedEncoder
 from ..priors import StandardNormal
@@ -87,8 +86,7 @@ class M2(VAE):
                                               2 * config.latent_dim, **self.network_options())
             self.decoder = ConditionedDecoder(
                 config.network, config.latent_dim, config.classes,
-                LIKELIHOODS[config.likelihood].output_shape(config.input_shape),
-                **self.network_options())
+                self.decoder_output_shape, **self.network_options())
         with self.seeded_initialisation(5):
             self.classifier = MLPEncoder(config.input_shape, config.classes,
                                          hidden=config.classifier_hidden,
@@ -219,6 +217,12 @@ class M2(VAE):
         return self._output(decoded, as_numpy)
 
 
+# fit_m1_m2's M2 over a VAE's codes: real-valued inputs, so a Gaussian decoder with a variance per
+# code dimension, and Kingma et al.'s weighting of the labelled part.
+M1_M2_OPTIONS = {"likelihood": "gaussian-learned", "likelihood_options": {"per_dimension": True},
+                 "labelled_share": "data"}
+
+
 def fit_m1_m2(m1, x, *, labels, label_known, m2_options: dict | None = None, **fit_options):
     """M1+M2 (Kingma et al. 2014): an M2 trained on the posterior means of a trained VAE ``m1``,
     with a Gaussian decoder over the codes and ``labelled_share="data"`` (Kingma et al.'s
@@ -228,8 +232,6 @@ def fit_m1_m2(m1, x, *, labels, label_known, m2_options: dict | None = None, **f
     codes = np.asarray(m1.encode(x))
     if fit_options.get("validation") is not None:  # validation data too live in code space
         fit_options["validation"] = np.asarray(m1.encode(fit_options["validation"]))
-    options = {"latent_dim": m1.latent_dim, "likelihood": "gaussian-learned",
-               "likelihood_options": {"per_dimension": True}, "labelled_share": "data",
-               **(m2_options or {})}
+    options = {"latent_dim": m1.latent_dim, **M1_M2_OPTIONS, **(m2_options or {})}
     m2 = M2(input_shape=(codes.shape[1],), **options)
     return m2.fit(codes, labels=labels, label_known=label_known, **fit_options)

@@ -225,14 +225,14 @@ def fit(model, x, *, validation=None, out=None, resume: bool = False, progress: 
     config = TrainingConfig.from_options(options, base=config)
     if resume and out is None:
         raise ValueError("resume=True needs the run directory (out=) to resume from")
-    extra = list(callbacks)
-    if not all(isinstance(callback, Callback) for callback in extra):
+    yours = list(callbacks)
+    if not all(isinstance(callback, Callback) for callback in yours):
         raise TypeError("callbacks: expected aevae.training.Callback objects")
-    callbacks = [RunFiles(out, resume=resume, files=run_files)] if out is not None else []
-    callbacks += [TensorBoard(log_dir)] if log_dir is not None else []
-    callbacks += [tracker(log_to)] if log_to is not None else []
-    callbacks += [Progress()] if progress else []
-    trainer = Trainer(config, callbacks + extra, batch_transform=batch_transform)
+    built_in = [RunFiles(out, resume=resume, files=run_files)] if out is not None else []
+    built_in += [TensorBoard(log_dir)] if log_dir is not None else []
+    built_in += [tracker(log_to)] if log_to is not None else []
+    built_in += [Progress()] if progress else []
+    trainer = Trainer(config, built_in + yours, batch_transform=batch_transform)
     return trainer.fit(model, x, validation)
 
 
