@@ -126,6 +126,21 @@ def test_every_group_is_finite_echoes_settings_and_repeats(vae, digits):
     assert "prior" in generation
 
 
+def test_the_real_side_of_sample_quality_is_shared_between_runs(vae, autoencoder, digits):
+    # A study worker evaluates many runs: the reference images' features and neighbour radii
+    # are computed once per (feature extractor, reference images, seed).
+    from aevae.metrics.evaluate import EvaluationContext
+    from aevae.metrics.generation import ReferenceSet
+
+    first = EvaluationContext(vae, digits, small_settings()).reference_set()
+    assert EvaluationContext(autoencoder, digits, small_settings()).reference_set() is first
+    assert EvaluationContext(vae, digits, small_settings(seed=1)).reference_set() is not first
+    assert EvaluationContext(
+        vae, digits, small_settings(reference_images=400)).reference_set() is not first
+    fresh = ReferenceSet(first.features, seed=0)
+    assert all(np.array_equal(fresh.radii[k], first.radii[k]) for k in (3, 5))
+
+
 def test_autoencoder_has_no_likelihood_but_every_other_group(autoencoder, digits):
     result = evaluate(
         autoencoder,

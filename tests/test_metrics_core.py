@@ -199,6 +199,20 @@ def test_precision_recall_density_coverage_same_and_disjoint():
     assert dc["density"] == 0.0 and dc["coverage"] == 0.0
 
 
+def test_neighbour_radii_are_the_kth_sorted_distances():
+    from aevae.metrics.generation import neighbour_radii
+
+    values = np.random.default_rng(3).standard_normal((300, 7))
+    distances = np.sqrt(((values[:, None] - values[None]) ** 2).sum(-1))
+    np.fill_diagonal(distances, np.inf)
+    ordered = np.sort(distances, axis=1)
+    radii = neighbour_radii(values, (1, 3, 5))
+    for k in (1, 3, 5):
+        np.testing.assert_allclose(radii[k], ordered[:, k - 1], rtol=1e-9)
+    with pytest.raises(ValueError, match="k must be in"):
+        neighbour_radii(values, (300,))
+
+
 def test_precision_recall_detects_mode_collapse():
     rng = np.random.default_rng(0)
     real = rng.standard_normal((1000, 2))
@@ -462,6 +476,9 @@ def test_feature_classifier_learns_digits_and_caches(digits, tmp_path):
     probabilities = classifier.probabilities(x[:20])
     assert probabilities.shape == (20, 10)
     assert np.allclose(probabilities.sum(axis=1), 1.0)
+    both = classifier.features_and_probabilities(x, batch_size=256)  # one pass, same numbers
+    assert np.array_equal(both[0], features)
+    assert np.array_equal(both[1], classifier.probabilities(x, batch_size=256))
 
     files = sorted(path.name for path in tmp_path.iterdir())
     assert len(files) == 2 and files[0].endswith(".json") and files[1].endswith(".safetensors")

@@ -289,9 +289,26 @@ def test_a_gpu_is_shared_by_workers_by_its_memory(monkeypatch, memory_gib, cores
 
     monkeypatch.setattr(torch.cuda, "get_device_properties",
                         lambda device: SimpleNamespace(total_memory=memory_gib * 2**30))
-    monkeypatch.setattr("os.cpu_count", lambda: cores)
+    monkeypatch.setattr("aevae.study.runner.usable_cores", lambda: cores)
     assert default_workers(torch.device("cuda", 0)) == expected
     assert default_workers(torch.device("cpu")) == min(4, cores)
+
+
+def test_workers_count_the_cores_this_process_may_use(monkeypatch):
+    # A study pinned to 2 of 16 cores (taskset, a container's cpuset) starts 2 workers, not 4.
+    import os
+
+    import torch
+
+    from aevae.study.runner import default_workers
+    from aevae.training.devices import usable_cores
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3, 7}, raising=False)
+    assert usable_cores() == 2
+    assert default_workers(torch.device("cpu")) == 2
+    monkeypatch.delattr(os, "sched_getaffinity")  # macOS, Windows: the machine's count
+    assert usable_cores() == 16
 
 
 def test_results_do_not_depend_on_the_number_of_workers(tmp_path, tiny_budget):

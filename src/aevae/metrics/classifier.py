@@ -109,10 +109,21 @@ class FeatureClassifier:
 
     def probabilities(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """(N, C) softmax class probabilities as float64 numpy (rows sum to 1)."""
-        logits = self.logits(x, batch_size).astype(np.float64)
-        logits -= logits.max(axis=1, keepdims=True)
-        exponentials = np.exp(logits)
-        return exponentials / exponentials.sum(axis=1, keepdims=True)
+        return _softmax(self.logits(x, batch_size))
+
+    def features_and_probabilities(self, x: np.ndarray,
+                                   batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+        """``features(x)`` and ``probabilities(x)`` from one pass through the network (the
+        same numbers: the head reads the features batch by batch, as ``forward`` does)."""
+        features, logits = [], []
+        for batch in self._batches(x, batch_size):
+            hidden = self.network.body(batch)
+            features.append(hidden.numpy())
+            logits.append(self.network.head(hidden).numpy())
+        if not features:
+            return (np.zeros((0, FEATURE_DIM), np.float32),
+                    np.zeros((0, self.network.head.out_features)))
+        return np.concatenate(features), _softmax(np.concatenate(logits))
 
     def accuracy(self, x: np.ndarray, labels: np.ndarray) -> float:
         predictions = self.logits(x).argmax(axis=1)
@@ -135,6 +146,13 @@ class FeatureClassifier:
         )
         network.load_state_dict(load_tensors(weights_path)[0], strict=True)
         return cls(network, config)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    values = logits.astype(np.float64)
+    values -= values.max(axis=1, keepdims=True)
+    exponentials = np.exp(values)
+    return exponentials / exponentials.sum(axis=1, keepdims=True)
 
 
 def _prepare(x: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import os
 import time
 import warnings
 from collections.abc import Callable
@@ -46,6 +45,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.svm import LinearSVC
 from sklearn.tree import DecisionTreeClassifier
 
+from ..training.devices import usable_cores
 from ._utils import SeedLike, as_2d, make_generator, seed_record, sklearn_random_state
 
 Representation = Callable[[np.ndarray], np.ndarray]
@@ -206,15 +206,6 @@ def dci_from_importance(importance: np.ndarray) -> dict:
     }
 
 
-def _usable_cores() -> int:
-    """CPU cores this process may run on: ``os.cpu_count()``, fewer where the scheduler's
-    affinity mask (``os.sched_getaffinity``, Linux) allows fewer."""
-    cores = os.cpu_count() or 1
-    if hasattr(os, "sched_getaffinity"):
-        cores = min(cores, len(os.sched_getaffinity(0)))
-    return max(1, cores)
-
-
 def _dci_factor(train_values: np.ndarray, train_target: np.ndarray, test_values: np.ndarray,
                 test_target: np.ndarray, n_estimators: int, max_depth: int,
                 learning_rate: float, random_state: int) -> tuple[np.ndarray, float, float]:
@@ -285,7 +276,7 @@ def dci(
         return _dci_factor(train_values, train_targets[:, k], test_values, test_targets[:, k],
                            n_estimators, max_depth, learning_rate, random_state + k)
 
-    workers = min(len(fitted), _usable_cores() if n_jobs is None else int(n_jobs))
+    workers = min(len(fitted), usable_cores() if n_jobs is None else int(n_jobs))
     if workers > 1:
         with ThreadPoolExecutor(workers) as pool:
             outcomes = list(pool.map(fit_factor, fitted))

@@ -12,8 +12,10 @@ denoising (``available_metric_groups()`` lists them with one line each).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -203,7 +205,35 @@ class EvaluationContext:
         extractor = self.feature_extractor()
         if isinstance(extractor, DataSpaceFeatures):
             return extractor.features(images), None, extractor.name
-        return extractor.features(images), extractor.probabilities(images), "classifier"
+        return (*extractor.features_and_probabilities(images), "classifier")
+
+    def reference_set(self) -> ReferenceSet:
+        """The real side of sample quality: the reference images' features and neighbour radii.
+        The same for every run with the same feature extractor, reference images and seed, so
+        a process (a study worker) keeps the last few between runs."""
+
+        def make():
+            extractor = self.feature_extractor()
+            reference = self.reference_images()
+            identity = (extractor.name if isinstance(extractor, DataSpaceFeatures)
+                        else extractor.config.get("cache_key"))
+            key = (identity, hashlib.blake2b(reference.tobytes(), digest_size=16).hexdigest(),
+                   self.settings.seed)
+            if identity is not None and key in _REFERENCE_SETS:
+                _REFERENCE_SETS.move_to_end(key)
+                return _REFERENCE_SETS[key]
+            features = self.once("reference_features", lambda: self.features(reference))[0]
+            real = ReferenceSet(features, seed=self.settings.seed)
+            if identity is not None:
+                _REFERENCE_SETS[key] = real
+                while len(_REFERENCE_SETS) > 4:
+                    _REFERENCE_SETS.popitem(last=False)
+            return real
+
+        return self.once("real_reference", make)
+
+
+_REFERENCE_SETS: OrderedDict = OrderedDict()  # (extractor, reference images, seed) -> set
 
 
 class DataSpaceFeatures:
@@ -372,9 +402,7 @@ def _generation(context: EvaluationContext) -> dict:
     # decoder means they are compared with); the evaluation split can be too small for the
     # covariance of the features.
     reference = context.reference_images()
-    # The real side's statistics and neighbour radii are computed once for every sampler.
-    real = context.once("real_reference", lambda: ReferenceSet(
-        extractor.features(reference), seed=context.settings.seed))
+    real = context.reference_set()  # computed once for every sampler (and run)
     result = {
         "available": True,
         "feature_space": "classifier" if classifier is not None else extractor.name,
@@ -393,13 +421,8 @@ def _generation(context: EvaluationContext) -> dict:
             "seed": classifier.config.get("seed"),
         }
     for source in SAMPLE_SOURCES:
-        samples = _samples(context, source)
-        result[source] = sample_quality(
-            real,
-            extractor.features(samples),
-            None if classifier is None else classifier.probabilities(samples),
-            seed=context.settings.seed,
-        )
+        features, probabilities, _ = context.features(_samples(context, source))
+        result[source] = sample_quality(real, features, probabilities, seed=context.settings.seed)
     return result
 
 

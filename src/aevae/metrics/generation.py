@@ -7,6 +7,7 @@ Features come from any extractor (see aevae.metrics.classifier for a small train
 from __future__ import annotations
 
 import numpy as np
+import torch
 from scipy.special import entr
 
 from ._utils import (
@@ -86,14 +87,14 @@ def neighbour_radii(values: np.ndarray, ks: tuple[int, ...]) -> dict[int, np.nda
     n_rows = values.shape[0]
     if not ks or min(ks) < 1 or max(ks) >= n_rows:
         raise ValueError(f"k must be in [1, {n_rows - 1}], got {sorted(ks)}")
-    kth = sorted({k - 1 for k in ks})
     result = {k: np.empty(n_rows) for k in ks}
     for start, block in squared_distance_blocks(values, values):
         rows = np.arange(block.shape[0])
         block[rows, start + rows] = np.inf
-        nearest = np.partition(block, kth, axis=1)
+        # The k smallest of each row, in order (exact; a few times quicker than np.partition).
+        nearest = torch.topk(torch.from_numpy(block), max(ks), dim=1, largest=False).values
         for k in ks:
-            result[k][start:start + block.shape[0]] = nearest[:, k - 1]
+            result[k][start:start + block.shape[0]] = nearest[:, k - 1].numpy()
     return {k: np.sqrt(value) for k, value in result.items()}
 
 

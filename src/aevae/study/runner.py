@@ -31,6 +31,7 @@ from ..io import atomic_write_json, read_json
 from ..metrics.evaluate import METRIC_GROUPS, EvaluationContext, EvaluationSettings, evaluate
 from ..models import model_class
 from ..training import CHECKPOINT_FILE, TrainingDivergedError, resolve_device
+from ..training.devices import usable_cores
 from .artifacts import figure_arrays, save_figure_arrays
 from .roster import DEFAULT_ROSTER, PRESETS, RosterEntry, parse_roster
 from .settings import Budget, StudySettings, default_network
@@ -534,10 +535,9 @@ MOST_GPU_WORKERS = 8
 def default_workers(device: torch.device) -> int:
     """One process per CPU core (at most 4) on the CPU. On a GPU, several processes share it,
     each with its own CUDA context: one per 10 GiB of its memory, at most 8 and at most one per
-    CPU core (each drives its kernels from one thread)."""
-    import os
-
-    cores = os.cpu_count() or 1
+    CPU core (each drives its kernels from one thread). Cores are those this process may run
+    on (its affinity mask), not all the machine's."""
+    cores = usable_cores()
     if device.type == "cuda":
         memory = torch.cuda.get_device_properties(device).total_memory / 2**30
         return max(1, min(MOST_GPU_WORKERS, cores, int(memory // GPU_GIB_PER_WORKER)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
@@ -32,6 +33,15 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if resolved.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device {str(device)!r}: MPS is not available on this machine")
     return resolved
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on: ``os.cpu_count()``, fewer where the scheduler's
+    affinity mask (``os.sched_getaffinity``, Linux: taskset, cgroup cpusets) allows fewer."""
+    cores = os.cpu_count() or 1
+    if hasattr(os, "sched_getaffinity"):
+        cores = min(cores, len(os.sched_getaffinity(0)))
+    return max(1, cores)
 
 
 def available_memory() -> int | None:
