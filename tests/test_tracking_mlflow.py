@@ -120,6 +120,25 @@ def test_fit_joins_the_active_run_and_leaves_it_open(store, monkeypatch):
 
 
 @needs_mlflow
+@pytest.mark.parametrize("error, status", [(RuntimeError("disk full"), "FAILED"),
+                                           (KeyboardInterrupt(), "KILLED")])
+def test_a_fit_stopped_by_an_error_ends_its_run(store, monkeypatch, error, status):
+    from aevae.training import Callback
+
+    class Breaks(Callback):
+        def epoch_end(self, state, record):
+            raise error
+
+    with pytest.raises(type(error)):
+        fit(tiny_model(), tiny_data(), epochs=3, batch_size=48, progress=False,
+            log_to="mlflow", callbacks=[Breaks()])
+    [run] = client_for(store, monkeypatch).search_runs(["0"])
+    assert run.info.status == status  # not left RUNNING
+    assert len(client_for(store, monkeypatch).get_metric_history(
+        run.info.run_id, "train_loss")) == 1
+
+
+@needs_mlflow
 def test_a_closed_form_fit_logs_its_solve(store, monkeypatch):
     fit(make("pca", input_shape=(6,), latent_dim=2), tiny_data(), progress=False,
         log_to="mlflow")

@@ -209,6 +209,36 @@ def test_a_callback_can_stop_training(digits):
     assert len(history.epochs) == 2 and history.stopped_early
 
 
+def test_every_callback_hears_of_a_failure_and_the_cause_surfaces(digits):
+    from aevae.training import Callback, Trainer, TrainingConfig
+
+    class Breaks(Callback):
+        def epoch_end(self, state, record):
+            if record["epoch"] == 2:
+                raise RuntimeError("disk full")
+
+        def fit_failed(self, state, error):
+            raise OSError("cannot even report")  # only warns: the cause is what surfaces
+
+    class Listener(Callback):
+        def __init__(self):
+            self.heard, self.ended = [], False
+
+        def fit_failed(self, state, error):
+            self.heard.append((state.epoch, str(error)))
+
+        def fit_end(self, state):
+            self.ended = True
+
+    model = aevae.make("ae", input_shape=digits.shape, latent_dim=2, hidden=(8,), seed=0)
+    listener = Listener()
+    with pytest.raises(RuntimeError, match="disk full"), \
+            pytest.warns(RuntimeWarning, match="Breaks.fit_failed failed: cannot even report"):
+        Trainer(TrainingConfig(epochs=5, batch_size=100), [Breaks(), listener]).fit(
+            model, digits.train.x[:200])
+    assert listener.heard == [(2, "disk full")] and not listener.ended
+
+
 def test_fit_and_model_fit_take_your_callbacks_after_the_built_in_ones(digits):
     from aevae.training import Callback
 

@@ -324,8 +324,8 @@ class MLflowLogger(Callback):
     the model's name and config (``model``, ``model.<option>``) and the training options as
     applied (``training.<option>``: training.json's values). Each epoch logs the record's
     numbers (``train_*``, ``validation_*``, ``kl_weight``, ``seconds``) as metrics with
-    step = epoch. On fit end it ends the run it started (FAILED if training diverged); a
-    joined run is left to its owner.
+    step = epoch. On fit end it ends the run it started (FAILED if training diverged or
+    stopped on an error, KILLED on Ctrl-C); a joined run is left to its owner.
 
     Without mlflow installed, constructing it raises ImportError naming the extra, before
     anything trains or is written.
@@ -365,6 +365,9 @@ class MLflowLogger(Callback):
     def divergence(self, state, loss):
         self._close("FAILED")
         return None
+
+    def fit_failed(self, state, error):
+        self._close("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
 
     def _close(self, status: str) -> None:
         if self.run_id is not None and self.started_here:

@@ -71,6 +71,10 @@ class Callback:
     def divergence(self, state: TrainingState, loss: float) -> str | None:
         return None
 
+    def fit_failed(self, state: TrainingState, error: BaseException) -> None:
+        """Training stopped on ``error`` (divergence, a bad batch, Ctrl-C) after fit_start; it
+        is raised again once every callback has been told."""
+
 
 class BestValidation(Callback):
     """Early stopping and best-state restore from the validation loss (KL weight 1)."""
@@ -164,6 +168,10 @@ class TensorBoard(Callback):
     def fit_end(self, state):
         if self.logger is not None:
             self.logger.close()
+            self.logger = None
+
+    def fit_failed(self, state, error):
+        self.fit_end(state)  # the epochs logged so far reach the disk
 
 
 def tracker(log_to) -> Callback:
@@ -188,6 +196,11 @@ class Progress(Callback):
         self.bar = tqdm(total=state.steps_per_epoch,
                         desc=f"epoch {state.epoch}/{state.config.epochs}", leave=False,
                         mininterval=0.5, disable=None)
+
+    def fit_failed(self, state, error):
+        if self.bar is not None:  # the error message starts on a clean line
+            self.bar.close()
+            self.bar = None
 
     def batch_end(self, state):
         if self.bar is not None:

@@ -8,8 +8,10 @@ solve instead of epochs, so its run directory holds the same files.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -67,10 +69,11 @@ class Trainer:
             return self._solve(model, data, validation)
         state, source = self._start(model, data, validation)
         self._emit("fit_start", state)
-        for epoch in range(len(state.history.epochs) + 1, self.config.epochs + 1):
-            if state.history.stopped_early:
-                break
-            self._epoch(state, source, epoch)
+        with self._reporting_failure(state):
+            for epoch in range(len(state.history.epochs) + 1, self.config.epochs + 1):
+                if state.history.stopped_early:
+                    break
+                self._epoch(state, source, epoch)
         self._emit("fit_end", state)
         state.processes.barrier()  # nobody reads the run before rank 0 has written it
         return state.history
@@ -78,6 +81,21 @@ class Trainer:
     def _emit(self, hook: str, state: TrainingState, *arguments) -> None:
         for callback in self.callbacks:
             getattr(callback, hook)(state, *arguments)
+
+    @contextlib.contextmanager
+    def _reporting_failure(self, state: TrainingState):
+        """Tells every callback (``fit_failed``) when training stops on an exception, then
+        raises it again; a callback failing in turn only warns, so the cause is what surfaces."""
+        try:
+            yield
+        except BaseException as error:
+            for callback in self.callbacks:
+                try:
+                    callback.fit_failed(state, error)
+                except Exception as secondary:  # noqa: BLE001 (the first error matters)
+                    warnings.warn(f"{type(callback).__name__}.fit_failed failed: {secondary}",
+                                  RuntimeWarning, stacklevel=2)
+            raise
 
     def _start(self, model, data, validation) -> tuple[TrainingState, object]:
         """Check the data, place it and the model, seed, and build the step."""
@@ -175,7 +193,8 @@ class Trainer:
                                   self.config.seed))
         self._emit("fit_start", state)
         values = train.x.numpy()
-        model.solve(values, self.config.seed)
+        with self._reporting_failure(state):
+            model.solve(values, self.config.seed)
         record = {"epoch": 1, "train_loss": float(np.mean(model.loss_terms(values)["loss"]))}
         if valid is not None:
             for name, terms in model.loss_terms(valid.x.numpy()).items():
