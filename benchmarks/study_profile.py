@@ -40,7 +40,7 @@ def profile(study: Path) -> list[dict]:
     return rows
 
 
-def markdown(rows: list[dict], title: str) -> str:
+def markdown(rows: list[dict], title: str, projected_seeds: int = 3, workers: int = 2) -> str:
     groups = list(dict.fromkeys(name for row in rows for name in row["groups"]))
     total = sum(row["training"] + row["evaluation"] for row in rows) or 1.0
     lines = [f"# {title}", "", "Seconds per run (one worker, one thread); the last row is each "
@@ -59,6 +59,13 @@ def markdown(rows: list[dict], title: str) -> str:
     training = sum(row["training"] for row in rows) / total
     lines.append(f"| share of the whole | | {training:.0%} | "
                  + " | ".join(f"{share:.0%}" for share in shares) + f" | {other:.0%} | 100% |")
+    seeds = len({row["seed"] for row in rows}) or 1
+    wall = total * projected_seeds / seeds / workers
+    lines += ["", f"In all: {len(rows)} runs, {total / 60:.1f} min of training and evaluation "
+              f"({seeds} seed{'s' if seeds > 1 else ''}). At that rate the same roster with "
+              f"{projected_seeds} seeds on {workers} workers (one thread each, one per core) "
+              f"takes about **{wall / 3600:.1f} h** (runs are independent; the study's own "
+              "set-up and report, a minute or two, come on top)."]
     return "\n".join(lines) + "\n"
 
 
@@ -70,6 +77,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--from", dest="study", help="a finished study folder to read instead")
+    parser.add_argument("--project-seeds", type=int, default=3,
+                        help="seeds of the projected study (default: 3)")
+    parser.add_argument("--project-workers", type=int, default=2,
+                        help="workers of the projected study (default: 2, one per core here)")
     arguments = parser.parse_args()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
@@ -90,8 +101,9 @@ def main() -> None:
     stem = Path(str(name)).stem.replace("/", "-")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"study_profile_{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / f"study_profile_{stem}.md").write_text(markdown(rows, title))
-    print(markdown(rows, title))
+    text = markdown(rows, title, arguments.project_seeds, arguments.project_workers)
+    (RESULTS / f"study_profile_{stem}.md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ digits for a few epochs goes through every group.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -257,7 +258,7 @@ def test_cli_evaluate_writes_metrics_json(tmp_path, capsys):
     assert "Compression" in printed and "reconstruction MSE" in printed
 
 
-def test_estimates_count_each_groups_own_work(vae, digits):
+def test_estimates_count_each_groups_own_work(vae, autoencoder, digits):
     from aevae.metrics.evaluate import (
         estimate_seconds,
         large_data,
@@ -281,6 +282,14 @@ def test_estimates_count_each_groups_own_work(vae, digits):
     slower, _ = estimate_seconds(vae, digits, names, longer, speeds)
     assert slower["anomaly"] > estimates["anomaly"]
     assert slower["likelihood"] > estimates["likelihood"]
+    # A model without a likelihood scores anomalies by reconstruction alone: more importance
+    # samples cost it nothing.
+    more_samples = dataclasses.replace(settings, anomaly_importance_samples=1000)
+    assert (estimate_seconds(vae, digits, ["anomaly"], more_samples, speeds)[0]["anomaly"]
+            > estimates["anomaly"])
+    plain = measure_speeds(autoencoder, digits, ["anomaly"], settings)
+    assert (estimate_seconds(autoencoder, digits, ["anomaly"], more_samples, plain)[0]
+            == estimate_seconds(autoencoder, digits, ["anomaly"], settings, plain)[0])
     # Caps only ever lower a setting; MNIST-sized data is not "large", 32 x 32 images are.
     capped = practical_settings(EvaluationSettings(max_examples=500))
     assert capped.max_examples == 500 and capped.generated_samples == 1000

@@ -994,9 +994,11 @@ def estimate_seconds(model: Autoencoder, dataset: Dataset, names: list[str] | No
         per_class = min(settings.anomaly_training_examples, math.ceil(n_train / max(classes, 1)))
         steps = settings.anomaly_training_epochs * math.ceil(per_class
                                                              / settings.anomaly_batch_size)
+        # Scores: reconstruction error, and for a model with a likelihood its ELBO and log p(x).
+        scoring = (n * (settings.anomaly_importance_samples * speeds.decode_rows + 3 * both)
+                   if model.has_likelihood else n * both)
         parts["one-class models"] = classes * (
-            speeds.model_fit + steps * speeds.model_step
-            + n * (settings.anomaly_importance_samples * speeds.decode_rows + 3 * both))
+            speeds.model_fit + steps * speeds.model_step + scoring)
     likely = min(n, settings.likelihood_examples or n)
     samples = settings.generated_samples
     work = {

@@ -693,55 +693,38 @@ def _duration(seconds: float) -> str:
 
 
 def _evaluation_estimate(neural: list[RunPlan], data: PreparedData, budget: Budget,
-                         step: float, groups: list[str] | None) -> tuple[float, str]:
-    """Seconds of evaluation of the neural runs (all of them, one worker) and what was timed:
-    the importance-sampled log p(x), from a timed forward pass of a probe model's estimator,
-    and the one-class anomaly models' training, from the measured training step, plus their
-    log p(x) scores. The other metric groups are not estimated."""
-    from ..metrics.likelihood import log_likelihood_estimate
+                         groups: list[str] | None) -> tuple[float, str]:
+    """Seconds of evaluation of the neural runs (all of them, one worker): every metric group's
+    work (``metrics.evaluate.estimate_seconds``) at the speeds of an untrained copy of each
+    model of the roster, timed here. The feature classifier is trained once per data set (and
+    then cached), so it is counted once."""
+    from ..metrics.evaluate import estimate_seconds
     from ..models import make
 
+    names = list(METRIC_GROUPS) if groups is None else [
+        name for name in groups if name in METRIC_GROUPS]
     settings = evaluation_settings(budget, 0)
-    wanted = set(METRIC_GROUPS if groups is None else groups)
-    dataset = data.dataset
-    split = dataset.test or dataset.validation or dataset.train
-    examples = len(split) if settings.max_examples is None else min(len(split),
-                                                                     settings.max_examples)
-    likely = [plan for plan in neural if model_class(plan.entry.model).has_likelihood]
-    per_row = 0.0  # seconds per (example, importance sample): a decoder row of the estimator
-    if likely and wanted & {"likelihood", "anomaly"}:
-        probe = make(likely[0].entry.model, **likely[0].options)
-        k = max(1, min(settings.importance_samples, settings.max_rows, 1000))
-        x = split.x[:3]
-        timed = x[1:] if len(x) > 1 else x
-        log_likelihood_estimate(probe, x[:1], k=k, max_rows=settings.max_rows)  # warm-up
-        started = time.perf_counter()
-        log_likelihood_estimate(probe, timed, k=k, max_rows=settings.max_rows)
-        per_row = (time.perf_counter() - started) / (len(timed) * k)
-    seconds, parts = 0.0, []
-    if likely and "likelihood" in wanted:
-        count = examples if settings.likelihood_examples is None else min(
-            examples, settings.likelihood_examples)
-        seconds += len(likely) * count * settings.importance_samples * per_row
-        parts.append(f"log p(x) with k = {settings.importance_samples} on {count} examples "
-                     f"({per_row * 1e6:.1f} us per sample measured here)")
-    labels = dataset.train.labels
-    if ("anomaly" in wanted and data.info.labels and labels is not None
-            and settings.anomaly_training_epochs > 0):
-        classes = len(np.unique(labels))
-        if settings.anomaly_classes is not None:
-            classes = min(classes, settings.anomaly_classes)
-        per_class = min(settings.anomaly_training_examples, math.ceil(len(labels) / classes))
-        steps = settings.anomaly_training_epochs * math.ceil(per_class
-                                                             / settings.anomaly_batch_size)
-        # A step costs about in proportion to its batch.
-        seconds += (len(neural) * classes * steps * step
-                    * settings.anomaly_batch_size / budget.batch_size)
-        seconds += (len(likely) * classes * examples * settings.anomaly_importance_samples
-                    * per_row)
-        parts.append(f"{classes} one-class anomaly models of "
-                     f"{settings.anomaly_training_epochs} epochs per run")
-    return seconds, "; ".join(parts)
+    per_model: dict[str, float] = {}
+    classifier = 0.0
+    with torch.random.fork_rng():
+        for plan in neural:
+            key = json.dumps([plan.entry.model, plan.options], sort_keys=True, default=str)
+            if key not in per_model:
+                estimates, parts = estimate_seconds(make(plan.entry.model, **plan.options),
+                                                    data.dataset, names, settings)
+                classifier = max(classifier, parts.get("feature classifier", 0.0))
+                per_model[key] = sum(estimates.values()) - parts.get("feature classifier", 0.0)
+    seconds = classifier + sum(
+        per_model[json.dumps([plan.entry.model, plan.options], sort_keys=True, default=str)]
+        for plan in neural)
+    likelihood = f"log p(x) with k = {settings.importance_samples}; " if any(
+        model_class(plan.entry.model).has_likelihood for plan in neural) and (
+        "likelihood" in names) else ""
+    anomaly = ("one-class anomaly models of "
+               f"{settings.anomaly_training_epochs} epochs; " if "anomaly" in names
+               and data.info.labels and settings.anomaly_training_epochs > 0 else "")
+    return seconds, (f"{likelihood}{anomaly}every metric group, from encoder, decoder and "
+                     "training steps timed here")
 
 
 def estimate_message(plans: list[RunPlan], data: PreparedData, budget: Budget,
@@ -774,10 +757,8 @@ def estimate_message(plans: list[RunPlan], data: PreparedData, budget: Budget,
     # The validation passes (forward only, on a tenth of the data) add a little.
     epochs = budget.epoch_cap(len(data.dataset.train))
     training = len(neural) * epochs * steps_per_epoch * step * 1.1 / workers
-    evaluation, timed = _evaluation_estimate(neural, data, budget, step, groups)
-    evaluation /= workers
-    said = (f"plus {_duration(evaluation)} of evaluation ({timed}; the other metrics "
-            "come on top)" if timed else "plus evaluation")
+    evaluation, timed = _evaluation_estimate(neural, data, budget, groups)
+    said = f"plus {_duration(evaluation / workers)} of evaluation ({timed})"
     return (f"expected time: up to {_duration(training)} of training for {len(neural)} "
             f"neural run(s) on {workers} worker(s) ({step * 1000:.1f} ms per step measured "
             f"here, {epochs} epochs at most), {said}; early stopping usually ends "
