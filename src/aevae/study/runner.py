@@ -704,19 +704,18 @@ def _evaluation_estimate(neural: list[RunPlan], data: PreparedData, budget: Budg
     names = list(METRIC_GROUPS) if groups is None else [
         name for name in groups if name in METRIC_GROUPS]
     settings = evaluation_settings(budget, 0)
+    models = [json.dumps([plan.entry.model, plan.options], sort_keys=True, default=str)
+              for plan in neural]
     per_model: dict[str, float] = {}
     classifier = 0.0
     with torch.random.fork_rng():
-        for plan in neural:
-            key = json.dumps([plan.entry.model, plan.options], sort_keys=True, default=str)
+        for key, plan in zip(models, neural):
             if key not in per_model:
                 estimates, parts = estimate_seconds(make(plan.entry.model, **plan.options),
                                                     data.dataset, names, settings)
                 classifier = max(classifier, parts.get("feature classifier", 0.0))
                 per_model[key] = sum(estimates.values()) - parts.get("feature classifier", 0.0)
-    seconds = classifier + sum(
-        per_model[json.dumps([plan.entry.model, plan.options], sort_keys=True, default=str)]
-        for plan in neural)
+    seconds = classifier + sum(per_model[key] for key in models)
     likelihood = f"log p(x) with k = {settings.importance_samples}; " if any(
         model_class(plan.entry.model).has_likelihood for plan in neural) and (
         "likelihood" in names) else ""
