@@ -3,12 +3,15 @@
 Runs a study (default: the full budget on digits, one seed, pca, ae, vae and wae_mmd, one worker
 so that runs do not share the cores) or reads a finished one (``--from DIR``), then tabulates
 each run's training seconds (run.json) and every metric group's seconds (metrics.json), and
-each part's share of the whole.
+each part's share of the whole; the last line projects the time of the same roster with
+``--project-seeds`` seeds on ``--project-workers`` workers (default 3 on 2, the six-hour goal of
+a full MNIST study on a 2-core machine).
 
 Writes benchmarks/results/study_profile_<data>.{json,md}.
 
     python benchmarks/study_profile.py [--data digits] [--models pca,ae,vae,wae_mmd]
                                        [--budget full] [--seeds 1] [--from STUDY_DIR]
+                                       [--project-seeds 3] [--project-workers 2]
 """
 
 from __future__ import annotations

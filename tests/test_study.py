@@ -73,6 +73,26 @@ def test_study_writes_results_report_and_store(digits_study):
         assert Path(vae.path, "model.safetensors").is_file()
 
 
+def test_the_profile_benchmark_reads_where_a_studys_time_went(digits_study):
+    import importlib.util
+
+    out, _, results = digits_study
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "study_profile.py"
+    spec = importlib.util.spec_from_file_location("study_profile", path)
+    study_profile = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study_profile)
+    rows = study_profile.profile(out)
+    assert len(rows) == 8 and {row["model"] for row in rows} == {"pca", "ppca", "ae", "vae"}
+    for row in rows:  # each run's evaluation is its groups plus a little outside them
+        assert row["training"] > 0 and set(row["groups"]) >= {"reconstruction", "generation"}
+        assert 0 <= sum(row["groups"].values()) <= row["evaluation"]
+    total = sum(row["training"] + row["evaluation"] for row in rows)
+    text = study_profile.markdown(rows, "profile", projected_seeds=6, workers=4)
+    assert text.count("| vae seed ") == 2 and "| share of the whole |" in text
+    # 2 seeds measured: 6 seeds on 4 workers take 6 / 2 / 4 of the measured total.
+    assert f"takes about **{total * 6 / 2 / 4 / 3600:.1f} h**" in text
+
+
 def test_report_is_self_contained_and_complete(digits_study):
     out, _, results = digits_study
     page = (out / "report.html").read_text()
