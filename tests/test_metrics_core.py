@@ -200,6 +200,7 @@ def test_precision_recall_density_coverage_same_and_disjoint():
 
 
 def test_neighbour_radii_are_the_kth_sorted_distances():
+    from aevae.metrics._utils import kth_neighbour_distances
     from aevae.metrics.generation import neighbour_radii
 
     values = np.random.default_rng(3).standard_normal((300, 7))
@@ -209,6 +210,7 @@ def test_neighbour_radii_are_the_kth_sorted_distances():
     radii = neighbour_radii(values, (1, 3, 5))
     for k in (1, 3, 5):
         np.testing.assert_allclose(radii[k], ordered[:, k - 1], rtol=1e-9)
+        assert np.array_equal(kth_neighbour_distances(values, k), radii[k])
     with pytest.raises(ValueError, match="k must be in"):
         neighbour_radii(values, (300,))
 
@@ -413,6 +415,9 @@ def test_midpoint_realism_ratio():
     assert off_manifold["value"] > 5.0
     probabilities = np.full((200, 2), 0.5)
     result = metrics.midpoint_realism(train[:200], train, probabilities, seed=0)
+    given = metrics.midpoint_realism(train[:200], train, probabilities, seed=0,
+                                     train_distance=result["mean_train_distance"])
+    assert given == result  # the reference's own distance passed in: the same result
     assert result["value"] == pytest.approx(0.0, abs=1e-6)
     assert result["classifier"]["mean_confidence"] == 0.5
 

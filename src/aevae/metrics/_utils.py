@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
+import torch
 
 SeedLike = int | np.random.Generator
 
@@ -76,17 +77,30 @@ def squared_distance_blocks(
         yield start, block
 
 
-def kth_neighbour_distances(values: np.ndarray, k: int) -> np.ndarray:
-    """Distance from each row to its k-th nearest other row (self excluded)."""
+def neighbour_radii(values: np.ndarray, ks: tuple[int, ...]) -> dict[int, np.ndarray]:
+    """Distance from each row to its k-th nearest other row (self excluded), for every k in
+    ``ks``, in one pass over the pairwise distances."""
     n_rows = values.shape[0]
-    if not 1 <= k < n_rows:
-        raise ValueError(f"k must be in [1, {n_rows - 1}], got {k}")
-    result = np.empty(n_rows)
+    if not ks or min(ks) < 1 or max(ks) >= n_rows:
+        raise ValueError(f"k must be in [1, {n_rows - 1}], got {sorted(ks)}")
+    result = {k: np.empty(n_rows) for k in ks}
     for start, block in squared_distance_blocks(values, values):
         rows = np.arange(block.shape[0])
         block[rows, start + rows] = np.inf
-        result[start : start + block.shape[0]] = np.partition(block, k - 1, axis=1)[:, k - 1]
-    return np.sqrt(result)
+        stop = start + block.shape[0]
+        if max(ks) == 1:  # the row's minimum
+            result[1][start:stop] = block.min(axis=1)
+            continue
+        # The k smallest of each row, in order: exact, and a few times quicker than np.partition.
+        nearest = torch.topk(torch.from_numpy(block), max(ks), dim=1, largest=False).values
+        for k in ks:
+            result[k][start:stop] = nearest[:, k - 1].numpy()
+    return {k: np.sqrt(value) for k, value in result.items()}
+
+
+def kth_neighbour_distances(values: np.ndarray, k: int) -> np.ndarray:
+    """Distance from each row to its k-th nearest other row (self excluded)."""
+    return neighbour_radii(values, (k,))[k]
 
 
 def nearest_distances(queries: np.ndarray, reference: np.ndarray) -> np.ndarray:

@@ -487,24 +487,19 @@ def _interpolation(context: EvaluationContext) -> dict:
     reference_features = context.once("reference_features", lambda: context.features(reference))
     midpoint_features, midpoint_probabilities, space = context.features(midpoints)
     endpoint_features, endpoint_probabilities, _ = context.features(decoded[:, 0])
+    midpoints_realism = midpoint_realism(midpoint_features, reference_features[0],
+                                         midpoint_probabilities, max_reference=None,
+                                         seed=settings.seed)
     return {
         "available": True,
         "smoothness": interpolation_smoothness(decoded),
-        "midpoint_realism": midpoint_realism(
-            midpoint_features,
-            reference_features[0],
-            midpoint_probabilities,
-            max_reference=None,
-            seed=settings.seed,
-        ),
-        # The same measure on the decoded endpoints (reconstructions), for scale.
+        "midpoint_realism": midpoints_realism,
+        # The same measure on the decoded endpoints (reconstructions), for scale; the
+        # reference's own nearest-neighbour distance is the midpoints'.
         "endpoint_realism": midpoint_realism(
-            endpoint_features,
-            reference_features[0],
-            endpoint_probabilities,
-            max_reference=None,
-            seed=settings.seed,
-        ),
+            endpoint_features, reference_features[0], endpoint_probabilities,
+            max_reference=None, seed=settings.seed,
+            train_distance=midpoints_realism["mean_train_distance"]),
         "path": "straight line between the codes of random pairs of evaluation examples",
         "codes": _code_description(model),
         "pairs": pairs,

@@ -7,13 +7,13 @@ Features come from any extractor (see aevae.metrics.classifier for a small train
 from __future__ import annotations
 
 import numpy as np
-import torch
 from scipy.special import entr
 
 from ._utils import (
     SeedLike,
     as_2d,
     make_generator,
+    neighbour_radii,
     seed_record,
     squared_distance_blocks,
     subsample,
@@ -79,23 +79,6 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> dict:
     result["n_a"] = int(np.shape(features_a)[0])
     result["n_b"] = int(np.shape(features_b)[0])
     return result
-
-
-def neighbour_radii(values: np.ndarray, ks: tuple[int, ...]) -> dict[int, np.ndarray]:
-    """Distance from each row to its k-th nearest other row, for every k in ``ks``, in one
-    pass over the pairwise distances."""
-    n_rows = values.shape[0]
-    if not ks or min(ks) < 1 or max(ks) >= n_rows:
-        raise ValueError(f"k must be in [1, {n_rows - 1}], got {sorted(ks)}")
-    result = {k: np.empty(n_rows) for k in ks}
-    for start, block in squared_distance_blocks(values, values):
-        rows = np.arange(block.shape[0])
-        block[rows, start + rows] = np.inf
-        # The k smallest of each row, in order (exact; a few times quicker than np.partition).
-        nearest = torch.topk(torch.from_numpy(block), max(ks), dim=1, largest=False).values
-        for k in ks:
-            result[k][start:start + block.shape[0]] = nearest[:, k - 1].numpy()
-    return {k: np.sqrt(value) for k, value in result.items()}
 
 
 def _manifold_overlap(real: np.ndarray, fake: np.ndarray, real_radii: dict[int, np.ndarray],

@@ -59,6 +59,7 @@ def midpoint_realism(
     midpoint_probabilities: np.ndarray | None = None,
     max_reference: int | None = 10000,
     seed: SeedLike = 0,
+    train_distance: float | None = None,
 ) -> dict:
     """How far decoded interpolation midpoints lie from the training data, in feature space.
 
@@ -67,7 +68,8 @@ def midpoint_realism(
     for points like the training data, larger for off-manifold midpoints. The training
     features are first reduced to a random subset of max_reference rows (None = all),
     used for both distances. With midpoint_probabilities, "classifier" holds
-    classifier_statistics of the midpoints (confidence, entropy).
+    classifier_statistics of the midpoints (confidence, entropy). ``train_distance``: that mean
+    nearest-neighbour distance, already computed for the same reference (several calls).
     """
     generator = make_generator(seed)
     midpoints = as_2d(midpoint_features, "midpoint_features")
@@ -75,7 +77,8 @@ def midpoint_realism(
     if reference.shape[0] < 2:
         raise ValueError("midpoint_realism needs at least two training features")
     midpoint_distance = float(nearest_distances(midpoints, reference).mean())
-    typical_distance = float(kth_neighbour_distances(reference, 1).mean())
+    typical_distance = (float(kth_neighbour_distances(reference, 1).mean())
+                        if train_distance is None else float(train_distance))
     return {
         "value": midpoint_distance / typical_distance if typical_distance > 0 else None,
         "mean_midpoint_distance": midpoint_distance,
