@@ -9,7 +9,8 @@ Reads the ``results.json`` of studies already run, e.g.
 and writes benchmarks/results/full_studies.md: for every claim part, each study's two figures
 and whether they point the way the claim says (with several seeds: the study's own status, from
 the paired interval; with one seed there is no interval, so only the direction is given), then
-each study's one-sentence verdicts.
+each study's one-sentence verdicts, and for a study with several seeds the bottom line
+`aevae compare` printed (AE against VAE, with intervals).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+
+from aevae.report.text import study_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -49,7 +52,7 @@ def main() -> None:
         name, _, folder = item.partition("=")
         studies[name] = json.loads((Path(folder) / "results.json").read_text())
     names = list(studies)
-    lines = []
+    lines = [f"# Full-budget studies: {', '.join(names)}", ""]
     for name, results in studies.items():
         study = results["study"]
         roster = ", ".join(dict.fromkeys(run["entry"] for run in results["runs"]))
@@ -72,6 +75,11 @@ def main() -> None:
     for name, results in studies.items():
         lines += ["", f"Verdicts on {name}:", ""]
         lines += [f"- {sentence}" for sentence in results["summary"]]
+    for name, results in studies.items():
+        if results["study"]["settings"]["seeds"] > 1:  # with intervals: the terminal answer
+            answer = study_text(results).split("\n\nDecoder likelihood")[0]
+            lines += ["", f"`aevae compare`'s bottom line on {name}:", "", "```text", answer,
+                      "```"]
     text = "\n".join(lines) + "\n"
     arguments.out.parent.mkdir(parents=True, exist_ok=True)
     arguments.out.write_text(text)

@@ -31,16 +31,29 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def profile(study: Path) -> list[dict]:
-    """One row per finished run: model, seed, training seconds, seconds per metric group."""
+    """One row per finished run of ``study`` (those its results.json lists, else those in its
+    runs folder): model, seed, training seconds, seconds per metric group."""
     rows = []
-    for run in sorted((study / "runs").glob("*/run.json")):
+    results = study / "results.json"
+    if results.is_file():  # the study's own runs, wherever its run store keeps them
+        runs = [Path(run["path"]) / "run.json" for run in json.loads(results.read_text())["runs"]]
+        runs = [run for run in runs if run.is_file()]
+    else:
+        runs = list((study / "runs").glob("*/run.json"))
+    for run in runs:
         record = json.loads(run.read_text())
         metrics_path = run.parent / "metrics.json"
         groups = json.loads(metrics_path.read_text())["seconds"] if metrics_path.is_file() else {}
         rows.append({"model": record["entry"], "seed": record["seed"],
                      "epochs_run": record["epochs_run"], "training": record["train_seconds"],
-                     "evaluation": record["evaluation_seconds"], "groups": groups})
+                     "evaluation": record["evaluation_seconds"], "groups": groups,
+                     "started": record.get("started") or 0.0})
+    rows.sort(key=lambda row: (row["seed"], row["started"], row["model"]))  # as the study ran
     return rows
+
+
+def _hours_or_minutes(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
 
 
 def markdown(rows: list[dict], title: str, projected_seeds: int = 3, workers: int = 2) -> str:
@@ -67,7 +80,7 @@ def markdown(rows: list[dict], title: str, projected_seeds: int = 3, workers: in
     lines += ["", f"In all: {len(rows)} runs, {total / 60:.1f} min of training and evaluation "
               f"({seeds} seed{'s' if seeds > 1 else ''}). At that rate the same roster with "
               f"{projected_seeds} seeds on {workers} workers (one thread each, one per core) "
-              f"takes about **{wall / 3600:.1f} h** (runs are independent; the study's own "
+              f"takes about **{_hours_or_minutes(wall)}** (runs are independent; the study's own "
               "set-up and report, a minute or two, come on top)."]
     return "\n".join(lines) + "\n"
 
@@ -85,6 +98,8 @@ def main() -> None:
     parser.add_argument("--project-workers", type=int, default=2,
                         help="workers of the projected study (default: 2, one per core here)")
     arguments = parser.parse_args()
+    if arguments.study and not (Path(arguments.study) / "study.json").is_file():
+        parser.error(f"{arguments.study} is not a study folder (no study.json)")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
         study = Path(arguments.study) if arguments.study else Path(folder) / "study"

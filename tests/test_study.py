@@ -90,7 +90,7 @@ def test_the_profile_benchmark_reads_where_a_studys_time_went(digits_study):
     text = study_profile.markdown(rows, "profile", projected_seeds=6, workers=4)
     assert text.count("| vae seed ") == 2 and "| share of the whole |" in text
     # 2 seeds measured: 6 seeds on 4 workers take 6 / 2 / 4 of the measured total.
-    assert f"takes about **{total * 6 / 2 / 4 / 3600:.1f} h**" in text
+    assert f"takes about **{total * 6 / 2 / 4 / 60:.1f} min**" in text
 
 
 def test_report_is_self_contained_and_complete(digits_study):
