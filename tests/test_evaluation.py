@@ -133,8 +133,12 @@ def test_the_real_side_of_sample_quality_is_shared_between_runs(vae, autoencoder
     from aevae.metrics.evaluate import EvaluationContext
     from aevae.metrics.generation import ReferenceSet
 
-    first = EvaluationContext(vae, digits, small_settings()).reference_set()
-    assert EvaluationContext(autoencoder, digits, small_settings()).reference_set() is first
+    earlier = EvaluationContext(vae, digits, small_settings())
+    first = earlier.reference_set()
+    later = EvaluationContext(autoencoder, digits, small_settings())
+    assert later.reference_set() is first
+    # The features are kept with it, not computed again.
+    assert later.reference_features() is earlier.reference_features()
     assert EvaluationContext(vae, digits, small_settings(seed=1)).reference_set() is not first
     assert EvaluationContext(
         vae, digits, small_settings(reference_images=400)).reference_set() is not first

@@ -362,11 +362,7 @@ class MLflowLogger(Callback):
     def fit_end(self, state):
         self._close("FINISHED")
 
-    def divergence(self, state, loss):
-        self._close("FAILED")
-        return None
-
-    def fit_failed(self, state, error):
+    def fit_failed(self, state, error):  # divergence included: it raises inside the fit
         self._close("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
 
     def _close(self, status: str) -> None:

@@ -207,33 +207,41 @@ class EvaluationContext:
             return extractor.features(images), None, extractor.name
         return (*extractor.features_and_probabilities(images), "classifier")
 
+    def reference_features(self) -> tuple[np.ndarray, np.ndarray | None, str]:
+        """``features`` of the reference images."""
+        return self.once("reference_features", lambda: self.features(self.reference_images()))
+
     def reference_set(self) -> ReferenceSet:
         """The real side of sample quality: the reference images' features and neighbour radii.
         The same for every run with the same feature extractor, reference images and seed, so
-        a process (a study worker) keeps the last few between runs."""
+        a process (a study worker) keeps the last few between runs, with the features (which
+        interpolation, manipulation and variation read too)."""
 
         def make():
             extractor = self.feature_extractor()
-            reference = self.reference_images()
             identity = (extractor.name if isinstance(extractor, DataSpaceFeatures)
                         else extractor.config.get("cache_key"))
-            key = (identity, hashlib.blake2b(reference.tobytes(), digest_size=16).hexdigest(),
-                   self.settings.seed)
-            if identity is not None and key in _REFERENCE_SETS:
+            if identity is None:
+                return ReferenceSet(self.reference_features()[0], seed=self.settings.seed)
+            digest = hashlib.blake2b(self.reference_images().tobytes(), digest_size=16)
+            key = (identity, digest.hexdigest(), self.settings.seed)
+            if key in _REFERENCE_SETS:
                 _REFERENCE_SETS.move_to_end(key)
-                return _REFERENCE_SETS[key]
-            features = self.once("reference_features", lambda: self.features(reference))[0]
-            real = ReferenceSet(features, seed=self.settings.seed)
-            if identity is not None:
-                _REFERENCE_SETS[key] = real
-                while len(_REFERENCE_SETS) > 4:
-                    _REFERENCE_SETS.popitem(last=False)
+                features, real = _REFERENCE_SETS[key]
+                self._cache.setdefault("reference_features", features)
+                return real
+            features = self.reference_features()
+            real = ReferenceSet(features[0], seed=self.settings.seed)
+            _REFERENCE_SETS[key] = (features, real)
+            while len(_REFERENCE_SETS) > 4:
+                _REFERENCE_SETS.popitem(last=False)
             return real
 
         return self.once("real_reference", make)
 
 
-_REFERENCE_SETS: OrderedDict = OrderedDict()  # (extractor, reference images, seed) -> set
+# (extractor, reference images, seed) -> (their features, ReferenceSet)
+_REFERENCE_SETS: OrderedDict = OrderedDict()
 
 
 class DataSpaceFeatures:
@@ -483,8 +491,7 @@ def _interpolation(context: EvaluationContext) -> dict:
     decoded = model.decode(paths.reshape(-1, model.latent_dim))
     decoded = decoded.reshape(pairs, settings.interpolation_steps, *model.input_shape)
     midpoints = model.decode(0.5 * (start + end))
-    reference = context.reference_images()
-    reference_features = context.once("reference_features", lambda: context.features(reference))
+    reference_features = context.reference_features()
     midpoint_features, midpoint_probabilities, space = context.features(midpoints)
     endpoint_features, endpoint_probabilities, _ = context.features(decoded[:, 0])
     midpoints_realism = midpoint_realism(midpoint_features, reference_features[0],
@@ -506,7 +513,7 @@ def _interpolation(context: EvaluationContext) -> dict:
         "steps": settings.interpolation_steps,
         "feature_space": space,
         "reference": "train",
-        "reference_images": int(len(reference)),
+        "reference_images": int(len(context.reference_images())),
         "seed": settings.seed,
     }
 
@@ -696,11 +703,6 @@ def _imputation(context: EvaluationContext) -> dict:
     return result
 
 
-def _reference_features(context: EvaluationContext) -> np.ndarray:
-    reference = context.reference_images()
-    return context.once("reference_features", lambda: context.features(reference))[0]
-
-
 @metric_group(
     "manipulation",
     "latent arithmetic: codes moved by the class vector (mean code of the target class minus "
@@ -730,7 +732,7 @@ def _manipulation(context: EvaluationContext) -> dict:
         [centres[int(t)] - centres[int(s)] for s, t in zip(source, target)])
     edited = model.decode(moved.astype(np.float32))
     features, probabilities, space = context.features(edited)
-    realism = midpoint_realism(features, _reference_features(context), probabilities,
+    realism = midpoint_realism(features, context.reference_features()[0], probabilities,
                                max_reference=None, seed=settings.seed)
     predicted = probabilities.argmax(axis=1)
     return {
@@ -773,7 +775,7 @@ def _variation(context: EvaluationContext) -> dict:
     flat = varied.reshape(len(chosen) * count, *x.shape[1:])
     features, probabilities, space = context.features(flat)
     features = features.reshape(len(chosen), count, -1)
-    reference = _reference_features(context)
+    reference = context.reference_features()[0]
     from ._utils import kth_neighbour_distances
 
     typical = float(kth_neighbour_distances(np.asarray(reference, dtype=np.float64), 1).mean())

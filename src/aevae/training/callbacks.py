@@ -198,7 +198,10 @@ class Progress(Callback):
                         mininterval=0.5, disable=None)
 
     def fit_failed(self, state, error):
-        if self.bar is not None:  # the error message starts on a clean line
+        self._close_bar()  # the error message starts on a clean line
+
+    def _close_bar(self):
+        if self.bar is not None:
             self.bar.close()
             self.bar = None
 
@@ -214,9 +217,7 @@ class Progress(Callback):
             return
         from tqdm.auto import tqdm
 
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+        self._close_bar()
         shown = [f"{key}={value:.4f}" for key, value in record.items()
                  if key.startswith(("train_", "validation_"))]
         tqdm.write(f"epoch {record['epoch']}/{state.config.epochs} " + " ".join(shown)
