@@ -42,6 +42,24 @@ def digits():
 
 
 @pytest.fixture
+def poison_loss():
+    """``poison_loss(model)``: from then on the model's loss is NaN, so training diverges."""
+
+    def poison(model):
+        original = model.loss
+
+        def poisoned(*args, **kwargs):
+            output = original(*args, **kwargs)
+            output.loss = output.loss * float("nan")
+            return output
+
+        model.loss = poisoned
+        return model
+
+    return poison
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(0)
 

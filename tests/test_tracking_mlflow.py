@@ -139,20 +139,12 @@ def test_a_fit_stopped_by_an_error_ends_its_run(store, monkeypatch, error, statu
 
 
 @needs_mlflow
-def test_a_diverged_fit_ends_its_run_failed(store, monkeypatch):
+def test_a_diverged_fit_ends_its_run_failed(store, monkeypatch, poison_loss):
     from aevae.training import TrainingDivergedError
 
-    model = tiny_model()
-    original = model.loss
-
-    def poisoned(*args, **kwargs):
-        output = original(*args, **kwargs)
-        output.loss = output.loss * float("nan")
-        return output
-
-    model.loss = poisoned
     with pytest.raises(TrainingDivergedError):
-        fit(model, tiny_data(), epochs=3, batch_size=48, progress=False, log_to="mlflow")
+        fit(poison_loss(tiny_model()), tiny_data(), epochs=3, batch_size=48, progress=False,
+            log_to="mlflow")
     [run] = client_for(store, monkeypatch).search_runs(["0"])
     assert run.info.status == "FAILED"
 

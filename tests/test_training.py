@@ -109,19 +109,12 @@ def test_resume_after_completion_is_a_no_op(tmp_path, digits):
         torch.testing.assert_close(again.state_dict()[key], value, rtol=0, atol=0)
 
 
-def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, digits):
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, digits, poison_loss):
     model = _small_vae(digits)
     model.fit(digits.train.x[:100], epochs=1, batch_size=50, out=tmp_path, progress=False)
     good = {k: v.clone() for k, v in model.state_dict().items()}
     checkpoint = (tmp_path / CHECKPOINT_FILE).read_bytes()
-    original = model.loss
-
-    def poisoned(*args, **kwargs):
-        output = original(*args, **kwargs)
-        output.loss = output.loss * float("nan")
-        return output
-
-    model.loss = poisoned
+    poison_loss(model)
     with pytest.raises(TrainingDivergedError, match="loss is nan at epoch 2.*epoch 1.* is kept"):
         model.fit(digits.train.x[:100], epochs=3, batch_size=50, out=tmp_path, resume=True,
                   progress=False)
