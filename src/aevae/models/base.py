@@ -373,6 +373,12 @@ class Autoencoder(nn.Module):
         the global training step (None outside training) for models whose target moves."""
         raise NotImplementedError
 
+    @property
+    def loss_uses_step(self) -> bool:
+        """Whether the training loss reads ``step`` (a step replayed from a CUDA graph would
+        see the step it was captured at, so such a model trains eagerly)."""
+        return False
+
     def prepare_training(self, data, count: int) -> None:
         """Shown the training data (a Batch, or None when it is streamed) and its size before
         training starts, for what depends on the whole set (beta-TCVAE's minibatch-weighted

@@ -49,6 +49,10 @@ class BetaVAE(VAE):
     description = "beta-VAE: KL weighted by beta (default 4); optional controlled capacity C(step)"
     Config = BetaVAEConfig
 
+    @property
+    def loss_uses_step(self) -> bool:
+        return self.config.capacity_max is not None
+
     def capacity(self, step: int | None) -> float:
         """The KL target C in nats: linear from 0 to capacity_max; the full capacity outside
         training (step None), where the model is judged against its final target."""

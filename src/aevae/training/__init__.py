@@ -6,6 +6,7 @@ small pieces.
 - ``batches``: checking training data and cutting it into batches;
 - ``devices``: device choice, whether data fits on it, mixed precision;
 - ``step``: one optimisation step (fused optimizers, compile, clipping, running sums);
+- ``graphs``: the step replayed from one CUDA graph (``cuda_graphs=True``);
 - ``callbacks``: early stopping and best weights, the run directory, TensorBoard, progress;
   ``MLflowLogger`` (defined in ``aevae.tracking``) logs a fit to MLflow;
 - ``distributed``: data parallelism under ``torchrun``;

@@ -37,6 +37,7 @@ class TrainingState:
     schedule: object
     generator: torch.Generator | None = None
     stepper: object = None  # TrainingStep; None for a closed-form solve
+    graphs: object = None  # GraphedSteps when the steps replay from a CUDA graph
     validation: object = None  # Batch on the device
     steps_per_epoch: int = 1
     step: int = 0

@@ -46,6 +46,8 @@ class TrainingConfig:
                              "scaling (GPU)", choices=PRECISIONS)
     compile: bool | str = _option("auto", "torch.compile the loss (auto: on for long GPU "
                                   "runs; falls back to eager if compiling fails)")
+    cuda_graphs: bool = _option(False, "replay each training step from one CUDA graph (GPU, "
+                                "data resident on it; falls back to eager steps, saying why)")
     restore_best: bool = _option(True, "end with the weights of the best validation epoch")
 
     def __post_init__(self):
@@ -70,6 +72,8 @@ class TrainingConfig:
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; use "
                              f"{', '.join(PRECISIONS)}")
+        if not isinstance(self.cuda_graphs, bool):
+            raise ValueError(f"cuda_graphs must be True or False, got {self.cuda_graphs!r}")
         if not (isinstance(self.compile, bool) or self.compile == "auto"):
             raise ValueError(f"compile must be True, False or 'auto', got {self.compile!r}")
         if self.labelled_per_batch is not None and not (

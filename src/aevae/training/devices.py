@@ -81,10 +81,12 @@ class Precision:
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(name)
         self.scaler = torch.amp.GradScaler("cuda") if name == "fp16" else None
 
-    def autocast(self):
+    def autocast(self, cache: bool = True):
+        """cache=False for a step captured in a CUDA graph: autocast's cache of cast weights
+        must not outlive the capture."""
         if self.dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
+        return torch.autocast(self.device.type, dtype=self.dtype, cache_enabled=cache)
 
     def __repr__(self) -> str:
         return self.name

@@ -39,20 +39,28 @@ class InMemory:
             self.batch = self.batch.to(device)
 
     def epoch(self, state) -> Iterator[Batch]:
-        processes, device, train = state.processes, state.device, self.batch
-        # A last batch too small to give every process an example is left out.
-        batches = [indices for indices in batching.index_batches(
-            train, state.config.batch_size, state.generator, self.labelled_per_batch)
-            if len(indices) >= processes.world]
-        if self.resident and batches:
-            # The epoch's order goes to the device once and is cut there: no copy per step.
-            order = torch.cat(batches).to(device, non_blocking=True)
-            for indices in order.split([len(indices) for indices in batches]):
-                yield train.take(processes.share(indices))
+        if self.resident:
+            for indices in self.epoch_indices(state):
+                yield self.batch.take(indices)
         else:
-            for indices in batches:
-                share = processes.share(indices)
-                yield train.take(share).pin_memory().to(device, non_blocking=True)
+            for indices in self._index_batches(state):
+                share = state.processes.share(indices)
+                yield self.batch.take(share).pin_memory().to(state.device, non_blocking=True)
+
+    def epoch_indices(self, state) -> Iterator[torch.Tensor]:
+        """This process's share of each batch, as indices on the device (resident data)."""
+        batches = self._index_batches(state)
+        if batches:
+            # The epoch's order goes to the device once and is cut there: no copy per step.
+            order = torch.cat(batches).to(state.device, non_blocking=True)
+            for indices in order.split([len(indices) for indices in batches]):
+                yield state.processes.share(indices)
+
+    def _index_batches(self, state) -> list[torch.Tensor]:
+        # A last batch too small to give every process an example is left out.
+        return [indices for indices in batching.index_batches(
+            self.batch, state.config.batch_size, state.generator, self.labelled_per_batch)
+            if len(indices) >= state.processes.world]
 
 
 class Streamed:

@@ -69,6 +69,8 @@ class TrainingStep:
         self.skips_on_device = device.type != "cpu" and fused and precision.scaler is None
         self.check_every = CHECK_EVERY if self.skips_on_device else 1
         self.names: list[str] | None = None
+        self.sums, self.nonfinite = None, None
+        self.keep_buffers = False  # set once a CUDA graph holds the sums (graphs.py)
         self.reset_sums()
 
     @property
@@ -78,13 +80,23 @@ class TrainingStep:
         return {name: value for name, value in named.items() if value is not None}
 
     def reset_sums(self) -> None:
-        self.sums, self.count, self.nonfinite = None, 0, None
+        self.count = 0
+        if self.keep_buffers and self.sums is not None:
+            # A captured step adds into these very tensors: zero them, never replace them.
+            self.sums.zero_()
+            if self.skips_on_device and self.nonfinite is not None:
+                self.nonfinite.zero_()
+            else:
+                self.nonfinite = None
+        else:
+            self.sums, self.nonfinite = None, None
 
-    def loss(self, batch, kl_weight: float, step: int) -> LossOutput:
+    def loss(self, batch, kl_weight: float | torch.Tensor, step: int) -> LossOutput:
         if self.compiled is not None:
             try:
                 # The weight as a tensor: a changing Python float would recompile every step.
-                weight = torch.tensor(float(kl_weight), device=self.device)
+                weight = (kl_weight if isinstance(kl_weight, torch.Tensor)
+                          else torch.tensor(float(kl_weight), device=self.device))
                 return self.compiled(batch, kl_weight=weight, step=step)
             except Exception as error:  # a compiler failure; a real error recurs eagerly
                 self.compiled = None
@@ -96,10 +108,11 @@ class TrainingStep:
                 return output
         return self.model.batch_loss(batch, kl_weight=kl_weight, step=step)
 
-    def __call__(self, batch, kl_weight: float, step: int) -> LossOutput:
+    def __call__(self, batch, kl_weight: float | torch.Tensor, step: int) -> LossOutput:
         """One step on ``batch`` (this process's share of the global batch). Returns the
-        output; a non-finite loss is left for ``bad_loss`` to report."""
-        with self.precision.autocast():
+        output; a non-finite loss is left for ``bad_loss`` to report. ``kl_weight`` may be a
+        scalar tensor (a captured step reads it from the device)."""
+        with self.precision.autocast(cache=not self.keep_buffers):
             output = self.loss(batch, kl_weight, step)
             loss = output.loss.float().mean()
         scaler = self.precision.scaler
@@ -117,7 +130,9 @@ class TrainingStep:
         if self.skips_on_device:
             flag = (~torch.isfinite(loss.detach())).float()
             self.optimizer.found_inf = flag  # read by the fused kernel: no update if set
-            self.nonfinite = flag if self.nonfinite is None else self.nonfinite.maximum(flag)
+            if self.nonfinite is None:
+                self.nonfinite = torch.zeros((), device=flag.device)
+            torch.maximum(self.nonfinite, flag, out=self.nonfinite)  # in place: graph-safe
         if self.gradient_clip is not None:
             if scaler is not None:
                 scaler.unscale_(self.optimizer)
@@ -138,6 +153,14 @@ class TrainingStep:
             self.auxiliary_optimizer.step()
         self.accumulate(output, len(batch))
         return output
+
+    def allocate_sums(self) -> None:
+        """Zeroed running sums (and finiteness flag) where there are none yet, for a captured
+        step to add into: it must find tensors, not create them."""
+        if self.sums is None:
+            self.sums = torch.zeros(len(self.names), device=self.device)
+        if self.skips_on_device and self.nonfinite is None:
+            self.nonfinite = torch.zeros((), device=self.device)
 
     def accumulate(self, output: LossOutput, count: int) -> None:
         # One stack and one reduction per step for the epoch's running sums.

@@ -21,6 +21,7 @@ from ..data.batch import FIELDS, Batch
 from ..data.streaming import NpyStream
 from ..schedules import make_schedule
 from . import batches as batching
+from . import graphs
 from .callbacks import (
     BestValidation,
     Callback,
@@ -135,6 +136,16 @@ class Trainer:
         state = TrainingState(model, config, TrainingHistory(), processes, device, schedule,
                               generator=generator, stepper=stepper, validation=valid,
                               steps_per_epoch=steps)
+        if config.cuda_graphs:
+            reason = graphs.why_not(model, stepper, source, device=device,
+                                    optimizer=config.optimizer, transform=self.batch_transform,
+                                    processes=processes)
+            if reason is None:
+                state.graphs = graphs.GraphedSteps(stepper, source.batch, config.batch_size,
+                                                   device)
+            else:
+                warnings.warn(f"cuda_graphs: this run steps eagerly: {reason}", RuntimeWarning,
+                              stacklevel=4)
         return state, source
 
     def _epoch(self, state: TrainingState, source, epoch: int) -> None:
@@ -143,14 +154,19 @@ class Trainer:
         stepper, transform = state.stepper, self.batch_transform
         state.model.train()
         stepper.reset_sums()
-        batches = source.epoch(state)
+        captured = state.graphs
+        batches = source.epoch_indices(state) if captured is not None else source.epoch(state)
         self._emit("epoch_start", state)
         weight = state.schedule(state.step)
         for batch in batches:
-            if transform is not None:
-                batch = batch.replace(x=transform(batch.x))
             weight = state.schedule(state.step)
-            stepper(batch, weight, state.step)
+            if captured is not None:  # batch: indices into the resident data
+                if not captured.step(batch, weight, state.step):
+                    stepper(source.batch.take(batch), weight, state.step)
+            else:
+                if transform is not None:
+                    batch = batch.replace(x=transform(batch.x))
+                stepper(batch, weight, state.step)
             state.step += 1
             bad = stepper.bad_loss(state.step)
             if bad is not None:
