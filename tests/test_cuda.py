@@ -262,20 +262,53 @@ def test_graphed_steps_on_the_gpu_match_eager_steps(digits, exact_fp32):
     assert_same_weights(replayed, eager, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("options", [{"compile": True, "kl_schedule": "linear:20"},
-                                     {"precision": "bf16"}], ids=["compiled", "bf16"])
+@pytest.mark.parametrize("options", [
+    {"compile": True, "kl_schedule": "linear:20"}, {"precision": "bf16"},
+    {"compile": True, "precision": "bf16"}], ids=["compiled", "bf16", "compiled-bf16"])
 def test_a_graphed_vae_trains_close_to_eager(digits, options):
     if options.get("compile") and not hasattr(torch, "compile"):
         pytest.skip("this PyTorch has no torch.compile")
     seen = _Graphs()
     try:
-        replayed = graphed(digits, "vae", cuda_graphs=True, callbacks=[seen], **options)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            replayed = graphed(digits, "vae", cuda_graphs=True, callbacks=[seen], **options)
     finally:
         torch._dynamo.reset()
-    eager = graphed(digits, "vae", kl_schedule=options.get("kl_schedule"))
+    # A recompile inside the capture would fall back to an eager loss: it must not happen.
+    assert not [str(item.message) for item in caught
+                if "torch.compile failed" in str(item.message)]
+    eager = graphed(digits, "vae", kl_schedule=options.get("kl_schedule"),
+                    precision=options.get("precision", "fp32"))
     assert_replayed(seen, replayed, 3 * (EXAMPLES // BATCH) - 3)
     # The VAE's noise comes from the graph's own offsets into the generator: close, not equal.
     assert final_loss(replayed) == pytest.approx(final_loss(eager), rel=0.03)
+
+
+def test_a_step_that_waits_for_the_host_is_not_captured(digits):
+    seen = _Graphs()
+    model = tiny(digits)
+    plain = model.loss
+
+    def reads_the_host(x, **options):
+        output = plain(x, **options)
+        float(output.loss.sum())  # a host sync: capture would fail on it
+        return output
+
+    model.loss = reads_the_host
+    config = TrainingConfig(epochs=2, batch_size=BATCH, seed=0, device=DEVICE, compile=False,
+                            cuda_graphs=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.history_ = Trainer(config, [seen]).fit(model, train_x(digits))
+    messages = [str(item.message) for item in caught if "cuda_graphs" in str(item.message)]
+    assert len(model.history_.epochs) == 2 and math.isfinite(final_loss(model))
+    if ON_GPU:
+        assert seen.graphs.replays == 0 and "waits for the host" in seen.graphs.failed
+        assert any("training continues eagerly" in text for text in messages), messages
+        assert torch.cuda.current_stream() == torch.cuda.default_stream()
+    else:
+        assert any("need a CUDA device" in text for text in messages), messages
 
 
 class _PoisonAfterFirstEpoch(Callback):

@@ -83,6 +83,27 @@ def test_a_failed_capture_warns_and_trains_on_eagerly(digits, monkeypatch):
     assert all(group["capturable"] is False for group in seen.groups)
 
 
+class _HalveTheLearningRate(Callback):
+    """Halves the learning rate at step 20 (a schedule a user might write)."""
+
+    def batch_end(self, state):
+        if state.step == 20:
+            for group in state.stepper.optimizer.param_groups:
+                group["lr"] /= 2
+
+
+def test_optimizer_settings_changed_after_capture_end_the_replays(digits, stand_in_capture):
+    # The captured update holds the learning rate as a constant: a changed one must not be
+    # silently ignored.
+    seen = _Seen()
+    with pytest.warns(RuntimeWarning, match="cuda_graphs: the optimizer's settings changed "
+                      "after the step was captured; training continues eagerly"):
+        graphed = _fit(digits, True, model="ae", callbacks=[_HalveTheLearningRate(), seen])
+    _assert_identical(graphed, _fit(digits, False, model="ae",
+                                    callbacks=[_HalveTheLearningRate()]))
+    assert seen.graphs.replays == 20 - graphs.WARMUP - 1  # steps 4..20 (ragged step 13 eager)
+
+
 @pytest.mark.parametrize("model, options, transform, reason", [
     ("vae", {}, None, "they need a CUDA device, not cpu"),
     ("beta_vae", {"capacity_max": 5.0}, None, "beta_vae's loss changes with the step number"),
@@ -112,3 +133,54 @@ def test_cuda_graphs_is_off_unless_asked_for_and_must_be_a_bool(digits):
         warnings.simplefilter("error")
         _fit(digits, False, model="ae", callbacks=[seen])
     assert seen.graphs is None
+
+
+class _Watched(int):
+    """A step number that notes being read (arithmetic, comparison, conversion), not merely
+    passed along."""
+
+    read = False
+
+
+def _noting(name):
+    def method(self, *arguments):
+        _Watched.read = True
+        return getattr(int, name)(int.__int__(self), *arguments)
+    return method
+
+
+for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__",
+              "__rtruediv__", "__floordiv__", "__mod__", "__pow__", "__lt__", "__le__", "__gt__",
+              "__ge__", "__eq__", "__ne__", "__float__", "__index__", "__int__", "__bool__"):
+    setattr(_Watched, _name, _noting(_name))
+
+
+def _golden_fixture():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "golden_fixture.py"
+    spec = importlib.util.spec_from_file_location("golden_fixture", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+CASES = [(name, {}) for name in sorted(aevae.models.MODELS)
+         if not aevae.models.MODELS[name].closed_form] + [("beta_vae", {"capacity_max": 5.0})]
+
+
+@pytest.mark.parametrize("name, options", CASES, ids=[
+    name + ("-capacity" if options else "") for name, options in CASES])
+def test_a_loss_that_reads_the_step_says_so(name, options):
+    # A captured step replays the step number it was captured at: every model whose loss
+    # reads it must declare loss_uses_step, so that its runs step eagerly.
+    fixture = _golden_fixture()
+    model = fixture.build(name, **options)
+    x, _, fields = fixture.model_inputs(name)
+    from aevae.training.batches import as_training_batch
+    batch = as_training_batch(model, aevae.data.batch.Batch(x, **fields), "x").take(slice(0, 16))
+    model.train()
+    _Watched.read = False
+    model.batch_loss(batch, kl_weight=1.0, step=_Watched(7))
+    assert _Watched.read == model.loss_uses_step

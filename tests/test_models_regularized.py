@@ -398,6 +398,18 @@ def test_disentangling_models_train_and_report_their_term(name, term, digits, tm
     np.testing.assert_array_equal(again.encode(digits.test.x[:5]), model.encode(digits.test.x[:5]))
 
 
+def test_beta_tcvae_reads_its_training_size_once_and_again_after_loading_weights(digits):
+    import aevae
+
+    model = aevae.make("beta_tcvae", input_shape=digits.shape, latent_dim=4, hidden=(32,))
+    model.prepare_training(None, 1000)
+    assert model.training_size_value() == 1000
+    other = aevae.make("beta_tcvae", input_shape=digits.shape, latent_dim=4, hidden=(32,))
+    other.prepare_training(None, 250)
+    model.load_state_dict(other.state_dict())
+    assert model.training_size_value() == 250 == int(model.training_size)
+
+
 def test_total_correlation_estimates():
     import torch
 

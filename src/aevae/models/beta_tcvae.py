@@ -69,16 +69,29 @@ class BetaTCVAE(VAE):
                              "prior")
         # Saved with the weights, so a loaded model estimates TC with the same N.
         self.register_buffer("training_size", torch.tensor(0, dtype=torch.int64))
+        # Its value, read once: reading a GPU buffer every step would wait for the device.
+        self._training_size: int | None = None
+        self.register_load_state_dict_post_hook(BetaTCVAE._forget_training_size)
+
+    @staticmethod
+    def _forget_training_size(module, incompatible_keys) -> None:
+        module._training_size = None
 
     def prepare_training(self, data, count: int) -> None:
         self.training_size.fill_(int(count))
+        self._training_size = int(count)
+
+    def training_size_value(self) -> int:
+        if self._training_size is None:
+            self._training_size = int(self.training_size)
+        return self._training_size
 
     def loss(self, x, *, kl_weight=1.0, step=None):
         q = self.posterior(self.corrupt(x))
         z = q.rsample()
         reconstruction = -self.reconstruction_log_prob(x, z)
         kl = q.kl_to_standard_normal()
-        total_correlation = minibatch_total_correlation(z, q, int(self.training_size))
+        total_correlation = minibatch_total_correlation(z, q, self.training_size_value())
         penalty = kl + (self.config.beta - 1.0) * total_correlation
         return LossOutput(
             loss=reconstruction + kl_weight * penalty,

@@ -70,7 +70,10 @@ class TrainingStep:
         self.check_every = CHECK_EVERY if self.skips_on_device else 1
         self.names: list[str] | None = None
         self.sums, self.nonfinite = None, None
-        self.keep_buffers = False  # set once a CUDA graph holds the sums (graphs.py)
+        # Set when the steps are to be replayed from a CUDA graph (graphs.py): the sums and the
+        # flag are then zeroed in place, never replaced, and autocast keeps no cache, in the
+        # warm-up steps as in the capture (a compiled loss would recompile on the change).
+        self.for_capture = False
         self.reset_sums()
 
     @property
@@ -81,7 +84,7 @@ class TrainingStep:
 
     def reset_sums(self) -> None:
         self.count = 0
-        if self.keep_buffers and self.sums is not None:
+        if self.for_capture and self.sums is not None:
             # A captured step adds into these very tensors: zero them, never replace them.
             self.sums.zero_()
             if self.skips_on_device and self.nonfinite is not None:
@@ -99,6 +102,8 @@ class TrainingStep:
                           else torch.tensor(float(kl_weight), device=self.device))
                 return self.compiled(batch, kl_weight=weight, step=step)
             except Exception as error:  # a compiler failure; a real error recurs eagerly
+                if self.device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+                    raise  # the capture fails and says why; an eager loss inside it would not
                 self.compiled = None
                 self.optimizer.zero_grad(set_to_none=True)
                 output = self.model.batch_loss(batch, kl_weight=kl_weight, step=step)
@@ -112,7 +117,7 @@ class TrainingStep:
         """One step on ``batch`` (this process's share of the global batch). Returns the
         output; a non-finite loss is left for ``bad_loss`` to report. ``kl_weight`` may be a
         scalar tensor (a captured step reads it from the device)."""
-        with self.precision.autocast(cache=not self.keep_buffers):
+        with self.precision.autocast(cache=not self.for_capture):
             output = self.loss(batch, kl_weight, step)
             loss = output.loss.float().mean()
         scaler = self.precision.scaler
