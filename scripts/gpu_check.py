@@ -266,6 +266,7 @@ class Context:
     device: str
     started: float  # time.time() when the check began
     limit_seconds: float | None
+    cuda_graphs: bool = False  # the studies (stages 3-4) with `aevae compare --cuda-graphs`
     stage_dir: Path = None  # set per stage
     stage_work: Path = None
     stage_started: float = 0.0  # time.time()
@@ -549,6 +550,8 @@ def study_stage(name: str) -> Callable[[Context], tuple[dict, list[str]]]:
         else:
             options = ["--data", name, "--data-dir", str(context.data), "--budget", "full",
                        "--seeds", "3", "--workers", str(GPU_STUDY_WORKERS)]
+        if context.cuda_graphs and not context.dry_run:
+            options.append("--cuda-graphs")
         command = [sys.executable, "-m", "aevae.cli", "compare", *options,
                    "--device", context.device, "--out", str(study), "--quiet"]
         log = context.stage_work / "compare.log"
@@ -878,7 +881,7 @@ def main_check(arguments) -> int:
     out.mkdir(parents=True, exist_ok=True)
     context = Context(data=data, out=out, work=work, dry_run=arguments.dry_run, device=device,
                       started=started, limit_seconds=None if arguments.minutes is None
-                      else arguments.minutes * 60)
+                      else arguments.minutes * 60, cuda_graphs=arguments.cuda_graphs)
     print(f"gpu_check: {len(stages)} stage(s) on {device} (GPU {info['gpu'] or 'none'}, "
           f"torch {info['torch']}), data {data}, out {out}"
           + (f", limit {arguments.minutes:g} min" if arguments.minutes else ""), flush=True)
@@ -954,6 +957,9 @@ def parse_arguments(argv: list[str] | None = None):
                         help="start no stage that would overrun this; stop one at the limit")
     parser.add_argument("--archive", type=Path,
                         help="keep a .tar.gz of OUT's small files here, updated after each stage")
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="the studies of stages 3-4 with `aevae compare --cuda-graphs` (once "
+                        "stage 1 has shown the replayed steps match the eager ones)")
     parser.add_argument("--work", type=Path,
                         help="scratch folder for study runs and logs (default OUT/_work)")
     parser.add_argument("--pack-binarized", type=Path, metavar="SRC_DIR",

@@ -133,6 +133,8 @@ def test_sample_writes_arrays_and_traverse_writes_a_grid(trained_run, tmp_path, 
          "unknown option"),
         (["evaluate", "{tmp}/nowhere"], "no saved model"),
         (["sample", "{tmp}/nowhere", "--out", "{tmp}/x.png"], "no saved model"),
+        (["compare", "--device", "cpu", "--cuda-graphs", "--out", "{tmp}/g"],
+         "--cuda-graphs needs a CUDA GPU; this study would train on the cpu"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, arguments, message):

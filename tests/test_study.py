@@ -265,6 +265,16 @@ def test_runs_are_identified_by_what_determines_them():
     assert len(set(first)) == 4
     other = StudySettings(data="digits", models="ae,vae", seeds=2, epochs=7)
     assert not set(first) & {plan.id for plan in plan_runs(other, data, entries)}
+    # Steps replayed from a CUDA graph draw other noise: other runs on a GPU; on the CPU they
+    # step eagerly, so the runs are the same.
+    graphed = StudySettings(data="digits", models="ae,vae", seeds=2, cuda_graphs=True,
+                            device="cpu")
+    assert first == [plan.id for plan in plan_runs(graphed, data, entries)]
+    from aevae.study.runner import run_identity
+    budget = settings.training_budget
+    on_gpu = [run_identity(entries[0], {}, 0, data, budget, "cuda", graphs)
+              for graphs in (False, True)]
+    assert on_gpu[0] != on_gpu[1]
 
 
 @pytest.mark.parametrize("arguments, message", [

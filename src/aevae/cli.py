@@ -910,15 +910,19 @@ def command_impute(arguments) -> int:
 def command_compare(arguments) -> int:
     from .study.runner import run_study
     from .study.settings import StudySettings
+    from .training import resolve_device
 
+    if arguments.cuda_graphs and resolve_device(arguments.device).type != "cuda":
+        raise UsageError("--cuda-graphs needs a CUDA GPU; this study would train on the "
+                         f"{resolve_device(arguments.device).type}")
     settings = StudySettings(
         data=arguments.data, data_dir=arguments.data_dir, labels=arguments.labels,
         models=arguments.models, preset=arguments.preset, seeds=arguments.seeds,
         budget=arguments.budget, epochs=arguments.epochs, patience=arguments.patience,
         latent_dim=arguments.latent_dim, network=arguments.network, hidden=arguments.hidden,
         likelihood=arguments.likelihood,
-        device=arguments.device, store=arguments.store, workers=arguments.workers,
-        executor=arguments.executor,
+        device=arguments.device, cuda_graphs=arguments.cuda_graphs, store=arguments.store,
+        workers=arguments.workers, executor=arguments.executor,
         tasks=arguments.tasks, image_size=arguments.image_size, track=arguments.track,
     )
     if settings.track is not None:
@@ -1265,6 +1269,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--likelihood", help=f"{_one_of(LIKELIHOODS)} "
                          "(default: from the data's values)")
     compare.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    compare.add_argument("--cuda-graphs", action="store_true", help="train each neural run's "
+                         "steps replayed from a CUDA graph (see `aevae train --cuda-graphs`; "
+                         "a run that cannot be captured steps eagerly)")
     compare.add_argument("--executor", choices=EXECUTORS, default="local",
                          help="local: worker processes on this machine; ray: Ray tasks on the "
                          "cluster ray.init() finds (the output folder must be on a file system "

@@ -221,7 +221,7 @@ def metric_groups(data: DataInfo, tasks: dict) -> list[str]:
 
 
 def run_identity(entry: RosterEntry, options: dict, seed: int, data: PreparedData,
-                 budget: Budget, device: str) -> str:
+                 budget: Budget, device: str, cuda_graphs: bool = False) -> str:
     determined_by = {
         "format": RUN_FORMAT,
         "model": entry.model,
@@ -232,6 +232,8 @@ def run_identity(entry: RosterEntry, options: dict, seed: int, data: PreparedDat
                      if key not in ("name", "description")},
         "device": device,
     }
+    if cuda_graphs and device == "cuda":  # replayed steps draw other noise: another run
+        determined_by["cuda_graphs"] = True
     text = json.dumps(determined_by, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
@@ -245,8 +247,8 @@ def plan_runs(settings: StudySettings, data: PreparedData, entries: list[RosterE
     for seed in range(settings.seeds):
         for entry in entries:
             options = model_options(entry, shared, seed)
-            plans.append(RunPlan(run_identity(entry, options, seed, data, budget, device),
-                                 entry, seed, options))
+            plans.append(RunPlan(run_identity(entry, options, seed, data, budget, device,
+                                              settings.cuda_graphs), entry, seed, options))
     return plans
 
 
@@ -342,7 +344,8 @@ def execute_run(plan: RunPlan, data: PreparedData, settings: StudySettings, stor
     started = time.perf_counter()
     model.fit(
         dataset.train.x, validation=dataset.validation.x,
-        config=budget.training_config(epoch_cap, seed=plan.seed, device=device), out=directory,
+        config=budget.training_config(epoch_cap, seed=plan.seed, device=device,
+                                      cuda_graphs=settings.cuda_graphs), out=directory,
         resume=(directory / CHECKPOINT_FILE).exists(), progress=False,
         batch_transform=dataset.binarize if dataset.dynamic_binarization else None,
     )

@@ -26,13 +26,13 @@ class Budget:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def training_config(self, epochs: int, *, seed: int, device):
+    def training_config(self, epochs: int, *, seed: int, device, cuda_graphs: bool = False):
         """The ``TrainingConfig`` of one run under this budget (``epochs``: its epoch cap)."""
         from ..training import TrainingConfig
 
         return TrainingConfig(epochs=epochs, batch_size=self.batch_size,
                               learning_rate=self.learning_rate, patience=self.patience,
-                              seed=seed, device=str(device))
+                              seed=seed, device=str(device), cuda_graphs=cuda_graphs)
 
     def epoch_cap(self, examples: int) -> int:
         """The epochs a run on ``examples`` training examples may take."""
@@ -112,6 +112,7 @@ class StudySettings:
     hidden: tuple[int, ...] | None = None
     likelihood: str | None = None
     device: str = "auto"
+    cuda_graphs: bool = False  # neural runs' steps replayed from a CUDA graph (training/graphs)
     store: str | None = None  # None: runs.sqlite in the output directory
     workers: int | None = None  # processes working at once; None: one per CPU core (max 4)
     executor: str = "local"  # "local" processes, or "ray": tasks on a Ray cluster
