@@ -777,7 +777,7 @@ def child_nll(arguments) -> None:
 # Estimates on the H200 are guesses made before any GPU run (stage 2 measures the step time
 # they rest on); each fits one 10-minute device command under --minutes 9.5.
 STAGES = (
-    Stage(1, "cuda-tests", "pytest -m cuda tests/test_cuda.py", 120, 15, stage_cuda_tests),
+    Stage(1, "cuda-tests", "pytest -m cuda tests/test_cuda.py", 150, 15, stage_cuda_tests),
     Stage(2, "throughput", "MLP and conv VAE on MNIST: aevae fit (and, for the MLP, with CUDA "
           "graphs) vs bare loops (host batches, data on the device), 3 epochs, 3 repeats of "
           "fresh processes", 400, 40,
