@@ -309,3 +309,15 @@ def test_a_closed_form_model_writes_a_complete_run_and_refuses_to_overwrite(digi
     with pytest.raises(FileExistsError, match="already holds a training run"):
         aevae.make("pca", input_shape=digits.shape, latent_dim=4).fit(
             digits.train.x, out=tmp_path / "run", progress=False)
+
+
+def test_a_hidden_progress_bar_never_reads_the_loss_mid_epoch(digits, monkeypatch):
+    # Under pytest stderr is no terminal, so the bar is hidden; reading the running loss for it
+    # would make a GPU wait for its queue every 25 steps for nothing.
+    def refuse(self):
+        raise AssertionError("the running loss was read for a hidden progress bar")
+
+    monkeypatch.setattr(TrainingStep, "running_loss", refuse)
+    model = aevae.make("ae", input_shape=digits.shape, latent_dim=2, hidden=(16,), seed=0)
+    model.fit(digits.train.x[:1000], epochs=1, batch_size=20, progress=True, device="cpu")
+    assert len(model.history_.epochs) == 1

@@ -207,9 +207,9 @@ class Progress(Callback):
             self.bar = None
 
     def batch_end(self, state):
-        if self.bar is not None:
+        if self.bar is not None and not self.bar.disable:
             self.bar.update(1)
-            if state.step % 25 == 0:
+            if state.step % 25 == 0:  # reading the loss waits for the device: not every step
                 self.bar.set_postfix(loss=f"{state.stepper.running_loss():.3f}",
                                      refresh=False)
 
