@@ -5,9 +5,9 @@ Stages, in order (``--stage 1,2`` picks some; all by default):
 1. ``cuda-tests``: ``pytest -m cuda tests/test_cuda.py``, its exit code and output;
 2. ``throughput``: MLP (784-512-16) and conv VAEs on MNIST, batch 100: ``aevae`` ``fit`` against
    a bare eager loop batching from CPU tensors (``bare-host``) and one with the data on the
-   device (``bare-device``), and for the MLP ``fit`` with ``cuda_graphs=True``
-   (``aevae-graphs``), each in a fresh process, the order alternating over repeats, the
-   clock covering model and optimizer construction; goals: 1,000,000 samples/s and aevae at
+   device (``bare-device``), and for the MLP ``fit`` with ``cuda_graphs=True``, eager
+   (``aevae-graphs``) and compiled (``aevae-graphs-compiled``), each in a fresh process, the
+   order alternating over repeats, the clock covering model and optimizer construction; goals: 1,000,000 samples/s and aevae at
    least 1.25x the bare on-device loop;
 3. ``mnist-study``: ``aevae compare --data mnist --budget full`` (default roster, 3 seeds);
 4. ``fashion-study``: the same on Fashion-MNIST;
@@ -358,11 +358,14 @@ def stage_cuda_tests(context: Context) -> tuple[dict, list[str]]:
 
 # 2. Throughput
 THROUGHPUT_MODELS = ("mlp", "conv")
-# aevae-graphs: fit with cuda_graphs=True (off by default until a GPU run confirms it), for
-# the MLP VAE the goals name; on the CPU it falls back to eager steps, saying why.
-THROUGHPUT_CONTENDERS = {"mlp": ("aevae", "aevae-graphs", "bare-host", "bare-device"),
+# fit's options per aevae contender. aevae: the defaults (compile="auto": compiled on a GPU from
+# 1,000 steps). For the MLP VAE the goals name, cuda_graphs=True (off by default until a GPU
+# run confirms it) eager and compiled, to see what each pays; on the CPU graphs fall back to
+# eager steps, saying why.
+AEVAE_CONTENDERS = {"aevae": {}, "aevae-graphs": {"cuda_graphs": True, "compile": False},
+                    "aevae-graphs-compiled": {"cuda_graphs": True, "compile": True}}
+THROUGHPUT_CONTENDERS = {"mlp": (*AEVAE_CONTENDERS, "bare-host", "bare-device"),
                          "conv": ("aevae", "bare-host", "bare-device")}
-AEVAE_CONTENDERS = ("aevae", "aevae-graphs")
 
 
 def stage_throughput(context: Context) -> tuple[dict, list[str]]:
@@ -391,7 +394,7 @@ def stage_throughput(context: Context) -> tuple[dict, list[str]]:
             seconds[(model, contender)].append(figure["seconds"])
             epoch_rates[(model, contender)].append(figure["last_epoch_samples_per_second"])
             examples[(model, contender)] = figure["examples"]
-            print(f"  repeat {repeat + 1}: {model:4} {contender:11} {figure['seconds']:7.2f} s "
+            print(f"  repeat {repeat + 1}: {model:4} {contender:21} {figure['seconds']:7.2f} s "
                   f"({figure['examples'] / figure['seconds']:,.0f} samples/s)", flush=True)
     rows = []
     for model, contender in pairs:
@@ -428,7 +431,8 @@ def stage_throughput(context: Context) -> tuple[dict, list[str]]:
                "data loaded and the device initialised before it; order reversed on odd "
                "repeats; ratios per repeat, median reported. aevae: make + fit with its "
                "defaults (compile='auto': compiled on a GPU from 1,000 steps, compilation "
-               "counted; aevae-graphs adds cuda_graphs=True); last_epoch_samples_per_second "
+               "counted; aevae-graphs: cuda_graphs=True, compile=False; "
+               "aevae-graphs-compiled: both on); last_epoch_samples_per_second "
                "excludes start-up, compilation and capture"}
     lines = [f"{epochs} epoch(s) of {rows[0]['examples'] // epochs:,} MNIST images, batch 100, "
              f"{context.device}, median of {repeats} fresh process(es)", "",
@@ -481,8 +485,7 @@ def child_throughput(arguments) -> None:
                    else {"network": "conv", "hidden": (256,)})
         vae = aevae.make("vae", input_shape=(1, 28, 28), latent_dim=16, seed=0, **options)
         vae.fit(x, epochs=arguments.epochs, batch_size=100, learning_rate=1e-3,
-                device=str(device), progress=True,
-                cuda_graphs=arguments.contender == "aevae-graphs")
+                device=str(device), progress=True, **AEVAE_CONTENDERS[arguments.contender])
         synchronize()
         epoch_seconds = [record["seconds"] for record in vae.history_.epochs]
     else:
@@ -512,8 +515,7 @@ def child_throughput(arguments) -> None:
         "examples": len(x) * arguments.epochs, "epoch_seconds": epoch_seconds,
         "last_epoch_samples_per_second": len(x) / epoch_seconds[-1],
         "device": str(device),
-        "compile": "auto" if arguments.contender in AEVAE_CONTENDERS else False,
-        "cuda_graphs": arguments.contender == "aevae-graphs"})
+        "options": AEVAE_CONTENDERS.get(arguments.contender, {"compile": False})})
 
 
 # 3-4. Full-budget studies
