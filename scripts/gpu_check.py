@@ -7,8 +7,8 @@ Stages, in order (``--stage 1,2`` picks some; all by default):
    a bare eager loop batching from CPU tensors (``bare-host``) and one with the data on the
    device (``bare-device``), and for the MLP ``fit`` with ``cuda_graphs=True``, eager
    (``aevae-graphs``) and compiled (``aevae-graphs-compiled``), each in a fresh process, the
-   order alternating over repeats, the clock covering model and optimizer construction; goals: 1,000,000 samples/s and aevae at
-   least 1.25x the bare on-device loop;
+   order alternating over repeats, the clock covering model and optimizer construction;
+   goals: 1,000,000 samples/s and aevae at least 1.25x the bare on-device loop;
 3. ``mnist-study``: ``aevae compare --data mnist --budget full`` (default roster, 3 seeds);
 4. ``fashion-study``: the same on Fashion-MNIST;
 5. ``disentanglement``: benchmarks/disentanglement_table.py on dSprites at a larger budget;
