@@ -277,10 +277,33 @@ def test_runs_are_identified_by_what_determines_them():
     assert on_gpu[0] != on_gpu[1]
 
 
+def test_a_limited_study_trains_on_the_first_examples_and_keeps_the_other_splits():
+    from aevae.study.runner import data_record
+
+    full = StudySettings(data="digits", models="ae", seeds=1)
+    limited = StudySettings(data="digits", models="ae", seeds=1, limit=300)
+    whole, first = prepare_data(full), prepare_data(limited)
+    assert first.description["splits"]["train"] == 300 < whole.description["splits"]["train"]
+    assert first.description["limit"] == 300 and whole.description["limit"] is None
+    np.testing.assert_array_equal(first.dataset.train.x, whole.dataset.train.x[:300])
+    np.testing.assert_array_equal(first.dataset.test.x, whole.dataset.test.x)
+    np.testing.assert_array_equal(first.dataset.validation.x, whole.dataset.validation.x)
+    entries, _ = roster_for(full)
+    assert {plan.id for plan in plan_runs(full, whole, entries)}.isdisjoint(
+        plan.id for plan in plan_runs(limited, first, entries))
+    assert data_record(limited, first)["limit"] == 300  # evaluate redoes the same splits
+    from aevae.report.html import data_paragraph
+    assert "training limited to the first 300 examples" in data_paragraph(
+        {"data": first.description})
+    with pytest.raises(ValueError, match="limit must be a positive number of examples, got 0"):
+        StudySettings(limit=0)
+
+
 @pytest.mark.parametrize("arguments, message", [
     (["--models", "vae,nonsense"], "unknown model 'nonsense'"),
     (["--models", "vae:beta=abc"], "beta"),
     (["--seeds", "0"], "seeds must be at least 1"),
+    (["--limit", "0"], "limit must be a positive number of examples, got 0"),
     (["--likelihood", "poisson"], "unknown likelihood 'poisson'"),
     (["--data", "no-such-file.npy"], "no such file"),
 ])

@@ -924,6 +924,7 @@ def command_compare(arguments) -> int:
         device=arguments.device, cuda_graphs=arguments.cuda_graphs, store=arguments.store,
         workers=arguments.workers, executor=arguments.executor,
         tasks=arguments.tasks, image_size=arguments.image_size, track=arguments.track,
+        limit=arguments.limit,
     )
     if settings.track is not None:
         from .tracking import require_mlflow
@@ -1263,6 +1264,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--epochs", type=int, help="override the budget's epochs")
     compare.add_argument("--patience", type=int,
                          help="early-stopping patience in epochs (overrides the budget's)")
+    compare.add_argument("--limit", type=int, help="train on the first N training examples only "
+                         "(validation and test splits unchanged): a first look at large data")
     compare.add_argument("--latent-dim", type=int, help="latent size (default: from the data)")
     compare.add_argument("--network", help=f"{_one_of(NETWORKS)} (default: mlp)")
     compare.add_argument("--hidden", type=_int_list, help="hidden widths, e.g. 256,128")

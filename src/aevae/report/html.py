@@ -588,10 +588,13 @@ def data_paragraph(study: dict) -> str:
     splits = ", ".join(f"{count:,} {name}" for name, count in data["splits"].items())
     labels = "with labels" if data["labels"] else "without labels"
     transform = data["preparation"]["transform"]
+    limited = (f"; training limited to the first {data['limit']:,} examples"
+               if data.get("limit") else "")
     return (f"{e(data['name'])}: {e(data['kind'])} of shape {e(tuple(data['shape']))}, "
             f"{e(data['values'])} values, {e(labels)}; splits {e(splits)} (split seed "
-            f"{e(data['split_seed'])}). Decoder likelihood: <b>{e(data['likelihood'])}</b> "
-            f"({e(data['likelihood_reason'])}). Preparation: {e(transform)}.")
+            f"{e(data['split_seed'])}{e(limited)}). Decoder likelihood: "
+            f"<b>{e(data['likelihood'])}</b> ({e(data['likelihood_reason'])}). "
+            f"Preparation: {e(transform)}.")
 
 
 def _epochs_text(run: dict, model: str | None) -> str:

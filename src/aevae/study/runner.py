@@ -90,7 +90,7 @@ def data_record(settings: StudySettings, data: PreparedData) -> dict:
         "validation_fraction": VALIDATION_FRACTION,
         "test_fraction": TEST_FRACTION,
         "seed": settings.split_seed,
-        "limit": None,
+        "limit": settings.limit,
         "image_size": settings.image_size,
         "preparation": data.description["preparation"],
     }
@@ -105,7 +105,7 @@ def prepare_data(settings: StudySettings) -> PreparedData:
         dataset = load_dataset(settings.data, data_dir=settings.data_dir, labels=settings.labels,
                                validation_fraction=VALIDATION_FRACTION,
                                test_fraction=TEST_FRACTION, seed=settings.split_seed,
-                               image_size=settings.image_size)
+                               image_size=settings.image_size, limit=settings.limit)
     if dataset.train.lengths is not None:
         raise ValueError(f"{dataset.name} holds padded sequences of different lengths: the study "
                          "compares models on fixed-size examples; see benchmarks/sequences.py "
@@ -135,6 +135,7 @@ def prepare_data(settings: StudySettings) -> PreparedData:
         "preparation": preparation,
         "splits": splits,
         "split_seed": settings.split_seed,
+        "limit": settings.limit,
         "labels": info.labels,
         "class_names": list(dataset.class_names) if dataset.class_names else None,
         "feature_names": list(dataset.feature_names) if dataset.feature_names else None,

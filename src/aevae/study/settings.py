@@ -117,6 +117,7 @@ class StudySettings:
     workers: int | None = None  # processes working at once; None: one per CPU core (max 4)
     executor: str = "local"  # "local" processes, or "ray": tasks on a Ray cluster
     split_seed: int = 0  # validation / test carving: the same for every seed and model
+    limit: int | None = None  # train on the first N training examples (other splits unchanged)
     image_size: str | None = None  # "HxW": resize an image folder's images as they are read
     # "mlflow": the study as an MLflow run, each of its runs nested in it (the mlflow extra)
     track: str | None = None
@@ -134,6 +135,9 @@ class StudySettings:
             raise ValueError(f"unknown tracker {self.track!r}; use {', '.join(TRACKERS)}")
         if self.seeds < 1:
             raise ValueError(f"seeds must be at least 1, got {self.seeds}")
+        if self.limit is not None and (isinstance(self.limit, bool) or
+                                       not isinstance(self.limit, int) or self.limit < 1):
+            raise ValueError(f"limit must be a positive number of examples, got {self.limit!r}")
         if self.epochs is not None and self.epochs < 1:
             raise ValueError(f"epochs must be at least 1, got {self.epochs}")
         if self.patience is not None and self.patience < 1:
