@@ -389,7 +389,10 @@ def command_train(arguments) -> int:
             flag = name if name == "model" else f"--{name}"
             raise UsageError(f"train needs {flag} (on the command line or in --config)")
     # Every check comes before the first write: a refused command leaves all files as they were.
-    resolve_device(arguments.device)
+    device = resolve_device(arguments.device)
+    if arguments.cuda_graphs and device.type != "cuda":
+        raise UsageError(f"--cuda-graphs needs a CUDA GPU; this run would train on the "
+                         f"{device.type}")
     out = Path(arguments.out)
     options = _model_options(arguments)
     resumed = out if arguments.resume and (out / CONFIG_FILE).is_file() else None
