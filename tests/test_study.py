@@ -297,6 +297,9 @@ def test_a_limited_study_trains_on_the_first_examples_and_keeps_the_other_splits
         {"data": first.description})
     with pytest.raises(ValueError, match="limit must be a positive number of examples, got 0"):
         StudySettings(limit=0)
+    beyond = prepare_data(StudySettings(data="digits", models="ae", seeds=1, limit=100_000))
+    assert beyond.description["limit"] is None  # nothing was cut: the same runs as no limit
+    assert beyond.description["fingerprint"] == whole.description["fingerprint"]
 
 
 @pytest.mark.parametrize("arguments, message", [

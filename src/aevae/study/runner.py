@@ -135,7 +135,8 @@ def prepare_data(settings: StudySettings) -> PreparedData:
         "preparation": preparation,
         "splits": splits,
         "split_seed": settings.split_seed,
-        "limit": settings.limit,
+        # Said only where it cut the training split (a limit above its size changes nothing).
+        "limit": settings.limit if splits["train"] == settings.limit else None,
         "labels": info.labels,
         "class_names": list(dataset.class_names) if dataset.class_names else None,
         "feature_names": list(dataset.feature_names) if dataset.feature_names else None,
