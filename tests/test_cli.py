@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -148,6 +149,24 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, arguments, mess
     assert code == 2
     assert err.startswith("aevae: error: ") and err.count("\n") == 1, err
     assert message in err
+
+
+def test_aevae_warnings_are_one_line_and_others_keep_their_source(capsys, monkeypatch):
+    import aevae.cli as cli
+
+    def warns(arguments):
+        warnings.warn_explicit("cuda_graphs: this run steps eagerly: a reason", RuntimeWarning,
+                               cli.__file__.replace("cli.py", "training/trainer.py"), 147)
+        warnings.warn_explicit("a library's own warning", DeprecationWarning,
+                               "/elsewhere/library.py", 3)
+        return 0
+
+    monkeypatch.setattr(cli, "command_models", warns)
+    # The library's warning goes where Python sends warnings (here: pytest's record).
+    with pytest.warns(DeprecationWarning, match="a library's own warning"):
+        code, _, err = run(capsys, "models")
+    assert code == 0
+    assert err == "aevae: warning: cuda_graphs: this run steps eagerly: a reason\n"
 
 
 def test_console_script_has_no_traceback(tmp_path):

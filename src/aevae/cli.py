@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
 from .report.text import format_table as _format_table
@@ -1420,6 +1421,20 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+class _WarningLine:
+    """aevae's own warnings as one line, like its errors (no source path, no line of code);
+    other libraries' warnings as Python shows them, so that they are not taken for aevae's."""
+
+    def __init__(self, show):
+        self.show = show
+
+    def __call__(self, message, category, filename, lineno, file=None, line=None) -> None:
+        if Path(filename).resolve().is_relative_to(Path(__file__).resolve().parent):
+            print(f"aevae: warning: {message}", file=sys.stderr if file is None else file)
+        else:
+            self.show(message, category, filename, lineno, file, line)
+
+
 def _interrupted_while_starting(signal_number, frame) -> None:
     # Nothing is written before a command starts, and a KeyboardInterrupt raised inside a
     # library's import can be swallowed by its own `except:`: leave at once.
@@ -1448,7 +1463,9 @@ def _run(argv: list[str] | None) -> int:
     arguments = parser.parse_args(argv)
     try:
         _check_arguments(arguments)
-        return arguments.handler(arguments)
+        with warnings.catch_warnings():
+            warnings.showwarning = _WarningLine(warnings.showwarning)
+            return arguments.handler(arguments)
     except _bad_input_errors() as error:
         if os.environ.get("AEVAE_DEBUG"):
             traceback.print_exc()
