@@ -310,6 +310,18 @@ def _stream_source(arguments, record: dict):
     raise UsageError(f"--stream reads a .npy file or an image folder, not {record['data']}")
 
 
+def _check_cuda_graphs(arguments, what: str) -> None:
+    """--cuda-graphs asks for a CUDA device: refuse it on any other."""
+    from .training import resolve_device
+
+    if not arguments.cuda_graphs:
+        return
+    device = resolve_device(arguments.device)
+    if device.type != "cuda":
+        raise UsageError(f"--cuda-graphs needs a CUDA GPU; this {what} would train on the "
+                         f"{device.type}")
+
+
 def _compile_setting(text: str) -> bool | str:
     return {"on": True, "off": False}.get(text, text)
 
@@ -390,10 +402,8 @@ def command_train(arguments) -> int:
             flag = name if name == "model" else f"--{name}"
             raise UsageError(f"train needs {flag} (on the command line or in --config)")
     # Every check comes before the first write: a refused command leaves all files as they were.
-    device = resolve_device(arguments.device)
-    if arguments.cuda_graphs and device.type != "cuda":
-        raise UsageError(f"--cuda-graphs needs a CUDA GPU; this run would train on the "
-                         f"{device.type}")
+    resolve_device(arguments.device)
+    _check_cuda_graphs(arguments, "run")
     out = Path(arguments.out)
     options = _model_options(arguments)
     resumed = out if arguments.resume and (out / CONFIG_FILE).is_file() else None
@@ -914,11 +924,7 @@ def command_impute(arguments) -> int:
 def command_compare(arguments) -> int:
     from .study.runner import run_study
     from .study.settings import StudySettings
-    from .training import resolve_device
-
-    if arguments.cuda_graphs and resolve_device(arguments.device).type != "cuda":
-        raise UsageError("--cuda-graphs needs a CUDA GPU; this study would train on the "
-                         f"{resolve_device(arguments.device).type}")
+    _check_cuda_graphs(arguments, "study")
     settings = StudySettings(
         data=arguments.data, data_dir=arguments.data_dir, labels=arguments.labels,
         models=arguments.models, preset=arguments.preset, seeds=arguments.seeds,

@@ -228,7 +228,7 @@ class EvaluationContext:
             if key in _REFERENCE_SETS:
                 _REFERENCE_SETS.move_to_end(key)
                 features, real = _REFERENCE_SETS[key]
-                self._cache.setdefault("reference_features", features)
+                self.once("reference_features", lambda: features)
                 return real
             features = self.reference_features()
             real = ReferenceSet(features[0], seed=self.settings.seed)
