@@ -146,6 +146,36 @@ def test_the_real_side_of_sample_quality_is_shared_between_runs(vae, autoencoder
     assert all(np.array_equal(fresh.radii[k], first.radii[k]) for k in (3, 5))
 
 
+def test_the_reference_spread_is_computed_once_for_every_realism_figure(
+        vae, autoencoder, digits, monkeypatch):
+    # Midpoints, edits and variations are all measured in units of the reference features'
+    # mean nearest-neighbour distance: one computation serves the three groups and later runs.
+    from aevae.metrics import evaluate as module
+    from aevae.metrics._utils import kth_neighbour_distances
+
+    module._REFERENCE_MEMOS.clear()
+    calls = []
+
+    def counted(values, k):
+        calls.append(k)
+        return kth_neighbour_distances(values, k)
+
+    monkeypatch.setattr(module, "kth_neighbour_distances", counted)
+    groups = ["interpolation", "manipulation", "variation"]
+    settings = small_settings(reference_images=300, seed=5)
+    first = evaluate(vae, digits, metrics=groups, settings=settings)["metrics"]
+    assert calls == [1]
+    later = evaluate(autoencoder, digits, metrics=groups, settings=settings)["metrics"]
+    assert calls == [1]
+    context = module.EvaluationContext(vae, digits, settings)
+    features = np.asarray(context.reference_features()[0], dtype=np.float64)
+    expected = float(kth_neighbour_distances(features, 1).mean())
+    for metrics in (first, later):
+        assert metrics["interpolation"]["midpoint_realism"]["mean_train_distance"] == expected
+        assert metrics["interpolation"]["endpoint_realism"]["mean_train_distance"] == expected
+        assert metrics["manipulation"]["realism"]["mean_train_distance"] == expected
+
+
 def test_autoencoder_has_no_likelihood_but_every_other_group(autoencoder, digits):
     result = evaluate(
         autoencoder,

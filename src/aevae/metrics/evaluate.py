@@ -25,6 +25,7 @@ import torch
 
 from ..data import Dataset, Split
 from ..models.base import Autoencoder
+from ._utils import kth_neighbour_distances
 from .anomaly import per_class_auroc
 from .classifier import load_or_train_feature_classifier
 from .denoising import add_gaussian_noise, denoising_psnr, random_mask
@@ -216,32 +217,44 @@ class EvaluationContext:
         The same for every run with the same feature extractor, reference images and seed, so
         a process (a study worker) keeps the last few between runs, with the features (which
         interpolation, manipulation and variation read too)."""
+        return self.once("real_reference", lambda: self._shared_reference(
+            "set", lambda features: ReferenceSet(features, seed=self.settings.seed)))
 
-        def make():
-            extractor = self.feature_extractor()
-            identity = (extractor.name if isinstance(extractor, DataSpaceFeatures)
-                        else extractor.config.get("cache_key"))
-            if identity is None:
-                return ReferenceSet(self.reference_features()[0], seed=self.settings.seed)
-            digest = hashlib.blake2b(self.reference_images().tobytes(), digest_size=16)
-            key = (identity, digest.hexdigest(), self.settings.seed)
-            if key in _REFERENCE_SETS:
-                _REFERENCE_SETS.move_to_end(key)
-                features, real = _REFERENCE_SETS[key]
-                self.once("reference_features", lambda: features)
-                return real
-            features = self.reference_features()
-            real = ReferenceSet(features[0], seed=self.settings.seed)
-            _REFERENCE_SETS[key] = (features, real)
-            while len(_REFERENCE_SETS) > 4:
-                _REFERENCE_SETS.popitem(last=False)
-            return real
+    def reference_spread(self) -> float:
+        """Mean distance from each reference feature to its nearest other one: the scale the
+        realism of midpoints, edits and variations is measured in. Kept like the reference
+        set, so the three groups, and a worker's later runs, share one computation."""
+        return self.once("reference_spread", lambda: self._shared_reference(
+            "spread", lambda features: float(kth_neighbour_distances(
+                np.asarray(features, dtype=np.float64), 1).mean())))
 
-        return self.once("real_reference", make)
+    def _shared_reference(self, name: str, compute: Callable[[np.ndarray], object]):
+        """``compute(reference features)``, kept by the process under (feature extractor,
+        reference images, seed) with the features themselves; an extractor without a cache
+        key keeps nothing between runs."""
+        extractor = self.feature_extractor()
+        identity = (extractor.name if isinstance(extractor, DataSpaceFeatures)
+                    else extractor.config.get("cache_key"))
+        if identity is None:
+            return compute(self.reference_features()[0])
+        digest = hashlib.blake2b(self.reference_images().tobytes(), digest_size=16)
+        key = (identity, digest.hexdigest(), self.settings.seed)
+        memo = _REFERENCE_MEMOS.setdefault(key, {})
+        _REFERENCE_MEMOS.move_to_end(key)
+        while len(_REFERENCE_MEMOS) > 4:
+            _REFERENCE_MEMOS.popitem(last=False)
+        if "features" in memo:
+            self.once("reference_features", lambda: memo["features"])
+        else:
+            memo["features"] = self.reference_features()
+        if name not in memo:
+            memo[name] = compute(memo["features"][0])
+        return memo[name]
 
 
-# (extractor, reference images, seed) -> (their features, ReferenceSet)
-_REFERENCE_SETS: OrderedDict = OrderedDict()
+# (extractor, reference images, seed) -> what was computed from them: "features", "set" (the
+# ReferenceSet), "spread"; the last few kept by the process (a study worker) between runs
+_REFERENCE_MEMOS: OrderedDict = OrderedDict()
 
 
 class DataSpaceFeatures:
@@ -496,7 +509,8 @@ def _interpolation(context: EvaluationContext) -> dict:
     endpoint_features, endpoint_probabilities, _ = context.features(decoded[:, 0])
     midpoints_realism = midpoint_realism(midpoint_features, reference_features[0],
                                          midpoint_probabilities, max_reference=None,
-                                         seed=settings.seed)
+                                         seed=settings.seed,
+                                         train_distance=context.reference_spread())
     return {
         "available": True,
         "smoothness": interpolation_smoothness(decoded),
@@ -733,7 +747,8 @@ def _manipulation(context: EvaluationContext) -> dict:
     edited = model.decode(moved.astype(np.float32))
     features, probabilities, space = context.features(edited)
     realism = midpoint_realism(features, context.reference_features()[0], probabilities,
-                               max_reference=None, seed=settings.seed)
+                               max_reference=None, seed=settings.seed,
+                               train_distance=context.reference_spread())
     predicted = probabilities.argmax(axis=1)
     return {
         "available": True,
@@ -775,10 +790,7 @@ def _variation(context: EvaluationContext) -> dict:
     flat = varied.reshape(len(chosen) * count, *x.shape[1:])
     features, probabilities, space = context.features(flat)
     features = features.reshape(len(chosen), count, -1)
-    reference = context.reference_features()[0]
-    from ._utils import kth_neighbour_distances
-
-    typical = float(kth_neighbour_distances(np.asarray(reference, dtype=np.float64), 1).mean())
+    typical = context.reference_spread()
     spread = []
     for group in features.astype(np.float64):
         difference = group[:, None] - group[None, :]
