@@ -42,6 +42,44 @@ def part_cell(part: dict) -> str:
     return f"{numbers}: {way} (one seed)"
 
 
+def working_time(runs: list[dict]) -> tuple[float, float]:
+    """(wall seconds with at least one run training or evaluating, wall seconds with exactly
+    one), from the runs' working intervals, whichever invocations of the study they ran in."""
+    events = sorted((time, step) for run in runs for start, end in run["intervals"]
+                    for time, step in ((start, 1), (end, -1)))
+    working = alone = 0.0
+    active, previous = 0, None
+    for time, step in events:
+        if previous is not None and active > 0:
+            working += time - previous
+            alone += (time - previous) if active == 1 else 0.0
+        active, previous = active + step, time
+    return working, alone
+
+
+def clock(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
+
+
+def guard_lines(results: dict) -> list[str]:
+    """One line per guard that barred models: its figure for the best model and for each model
+    it barred."""
+    lines = []
+    for task in results["tasks"]:
+        for guard in task.get("guards") or []:
+            if not guard.get("failing"):
+                continue
+            means, digits = guard["means"], guard.get("digits", 3)
+            barred = ", ".join(f"{model} {figure(means[model], digits)}"
+                               for model in sorted(guard["failing"], key=means.get,
+                                                   reverse=guard["direction"] == "higher"))
+            lines.append(f"- {task['title']}, {guard['label']}: best {guard['best']} "
+                         f"{figure(means[guard['best']], digits)}, bar "
+                         f"{figure(guard['bar'], digits)}; barred ({guard['why']}): {barred}")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("studies", nargs="+", help="NAME=STUDY_DIRECTORY")
@@ -59,9 +97,12 @@ def main() -> None:
         seeds = study["settings"]["seeds"]
         seconds = sum((run.get("train_seconds") or 0) + (run.get("evaluation_seconds") or 0)
                       for run in results["runs"])
+        wall, alone = working_time(results["runs"])
         lines.append(f"- **{name}**: budget {study['budget']['name']}, {seeds} seed(s), roster "
                      f"{roster}; {seconds / 3600:.1f} h of training and evaluation in all, one "
-                     "CPU thread per run")
+                     f"CPU thread per run; {clock(wall)} of wall time with a run working, "
+                     f"{clock(alone)} of it with one alone (over every invocation that trained "
+                     "or evaluated them)")
     lines += ["", "| claim | part | " + " | ".join(names) + " |",
               "|---|---|" + "---|" * len(names)]
     first = studies[names[0]]["claims"]
@@ -72,6 +113,12 @@ def main() -> None:
             label = claim["claim"] if part_index == 0 else ""
             row = [label, part["text"], *cells]
             lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+    for name, results in studies.items():
+        barred = guard_lines(results)
+        if barred:
+            lines += ["", f"Guards that kept models out of a verdict on {name} (mean over "
+                      "seeds):", ""]
+            lines += barred
     for name, results in studies.items():
         lines += ["", f"Verdicts on {name}:", ""]
         lines += [f"- {sentence}" for sentence in results["summary"]]

@@ -93,6 +93,32 @@ def test_the_profile_benchmark_reads_where_a_studys_time_went(digits_study):
     assert f"takes about **{total * 6 / 2 / 4 / 60:.1f} min**" in text
 
 
+def test_the_full_studies_table_reads_wall_time_and_guards_from_results(digits_study):
+    import importlib.util
+
+    _, _, results = digits_study
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "full_studies.py"
+    spec = importlib.util.spec_from_file_location("full_studies", path)
+    full_studies = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(full_studies)
+    # Overlapping intervals count once, a gap between invocations not at all.
+    runs = [{"intervals": [[0.0, 10.0], [100.0, 130.0]]}, {"intervals": [[5.0, 20.0]]},
+            {"intervals": [[120.0, 140.0]]}]
+    # Working 0-20 and 100-140; one run alone 0-5, 10-20, 100-120 and 130-140.
+    assert full_studies.working_time(runs) == (60.0, 45.0)
+    assert full_studies.clock(3725.0) == "1 h 2 min" and full_studies.clock(125.0) == "2 min"
+    spans = [interval for run in results["runs"] for interval in run["intervals"]]
+    wall, alone = full_studies.working_time(results["runs"])
+    assert 0 <= alone <= wall <= max(end for _, end in spans) - min(start for start, _ in spans)
+    lines = full_studies.guard_lines(results)
+    barring = [guard for task in results["tasks"] for guard in task.get("guards") or []
+               if guard.get("failing")]
+    assert barring and len(lines) == len(barring)
+    for line, guard in zip(lines, barring):
+        assert f"best {guard['best']} " in line
+        assert all(f"{model} " in line.split("barred")[1] for model in guard["failing"])
+
+
 def test_report_is_self_contained_and_complete(digits_study):
     out, _, results = digits_study
     page = (out / "report.html").read_text()
