@@ -73,14 +73,20 @@ def test_study_writes_results_report_and_store(digits_study):
         assert Path(vae.path, "model.safetensors").is_file()
 
 
-def test_the_profile_benchmark_reads_where_a_studys_time_went(digits_study):
+def load_benchmark(name: str):
+    """A script of benchmarks/ as a module."""
     import importlib.util
 
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_profile_benchmark_reads_where_a_studys_time_went(digits_study):
     out, _, results = digits_study
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "study_profile.py"
-    spec = importlib.util.spec_from_file_location("study_profile", path)
-    study_profile = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(study_profile)
+    study_profile = load_benchmark("study_profile")
     rows = study_profile.profile(out)
     assert len(rows) == 8 and {row["model"] for row in rows} == {"pca", "ppca", "ae", "vae"}
     for row in rows:  # each run's evaluation is its groups plus a little outside them
@@ -94,13 +100,8 @@ def test_the_profile_benchmark_reads_where_a_studys_time_went(digits_study):
 
 
 def test_the_full_studies_table_reads_wall_time_and_guards_from_results(digits_study):
-    import importlib.util
-
     _, _, results = digits_study
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "full_studies.py"
-    spec = importlib.util.spec_from_file_location("full_studies", path)
-    full_studies = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(full_studies)
+    full_studies = load_benchmark("full_studies")
     # Overlapping intervals count once, a gap between invocations not at all.
     runs = [{"intervals": [[0.0, 10.0], [100.0, 130.0]]}, {"intervals": [[5.0, 20.0]]},
             {"intervals": [[120.0, 140.0]]}]
