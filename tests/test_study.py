@@ -73,18 +73,34 @@ def test_study_writes_results_report_and_store(digits_study):
         assert Path(vae.path, "model.safetensors").is_file()
 
 
-def load_benchmark(name: str):
-    """A script of benchmarks/ as a module."""
-    import importlib.util
+def test_runs_that_other_code_trained_are_named(digits_study):
+    import copy
+    import re
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from aevae.report.text import mixed_versions, study_text
+    from aevae.study.results import version_groups
+
+    _, _, results = digits_study
+    [group] = results["library_versions"]
+    assert len(group["runs"]) == 8 and mixed_versions(results) == ""
+    assert re.fullmatch("[0-9a-f]{12}", group["versions"]["aevae source"])
+    results = copy.deepcopy(results)
+    older = results["runs"][3]  # as if reused from a store that older code filled
+    older["versions"] = {**older["versions"], "aevae source": "0123456789ab", "torch": "2.11.0"}
+    results["library_versions"] = version_groups(results["runs"])
+    sentence = mixed_versions(results)
+    assert sentence.startswith("the runs were trained under 2 sets of library versions")
+    assert f"aevae source {group['versions']['aevae source']} (7 runs), 0123456789ab (1 run)" \
+        in sentence and "; torch " in sentence and "numpy" not in sentence
+    assert f"Not from the largest set: {older['label']} seed {older['seed']}." in sentence
+    assert f"Mixed versions: {sentence}" in study_text(results)
+    from aevae.report.html import bottom_line_section, settings_section
+
+    assert "⚠ Mixed versions: the runs were trained under 2 sets" in bottom_line_section(results)
+    assert "0123456789ab" in settings_section(results)  # both sets under "library versions"
 
 
-def test_the_profile_benchmark_reads_where_a_studys_time_went(digits_study):
+def test_the_profile_benchmark_reads_where_a_studys_time_went(digits_study, load_benchmark):
     out, _, results = digits_study
     study_profile = load_benchmark("study_profile")
     rows = study_profile.profile(out)
@@ -99,7 +115,8 @@ def test_the_profile_benchmark_reads_where_a_studys_time_went(digits_study):
     assert f"takes about **{total * 6 / 2 / 4 / 60:.1f} min**" in text
 
 
-def test_the_full_studies_table_reads_wall_time_and_guards_from_results(digits_study):
+def test_the_full_studies_table_reads_wall_time_and_guards_from_results(digits_study,
+                                                                          load_benchmark):
     _, _, results = digits_study
     full_studies = load_benchmark("full_studies")
     # Overlapping intervals count once, a gap between invocations not at all.

@@ -209,10 +209,12 @@ def bottom_line_section(results: dict) -> str:
         header, rows = sweep_rows(answers, labels)
         parts.append(f"<p>The better of the pair at each value of "
                      f"{e(results['study']['preset'].get('sweep'))}:</p>" + _table(header, rows))
-    from .text import small_samples
+    from .text import mixed_versions, small_samples
 
     if small := small_samples(results):
         parts.append(f"<p class='flag'>⚠ Small sample: {e(small)}</p>")
+    if mixed := mixed_versions(results):
+        parts.append(f"<p class='flag'>⚠ Mixed versions: {e(mixed)}</p>")
     if results.get("health_sentences"):
         parts.append("<h3>Health checks</h3><ul>" + "".join(
             f"<li class='{'flag' if 'not compared' in sentence else 'muted'}'>{e(sentence)}"
@@ -641,7 +643,9 @@ def settings_section(results: dict) -> str:
             f"{timing['overhead_seconds']:.1f} s"
             + (f" ({100 * fraction:.1f}% of the wall time)" if fraction is not None else "")
             + ".</p>")
-    versions = finished[0]["versions"] if finished else {}
+    groups = results.get("library_versions") or []
+    versions = (groups[0]["versions"] if len(groups) == 1 else groups) if groups else (
+        finished[0]["versions"] if finished else {})
     details = {"settings": study["settings"], "budget": study["budget"],
                "shared model options": study["shared_options"], "data": study["data"],
                "library versions": versions, "device": study["device"],

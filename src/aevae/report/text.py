@@ -142,6 +142,8 @@ def study_text(results: dict) -> str:
     small = small_samples(results)
     if small:
         lines.append(f"\nSmall sample: {small}")
+    if mixed := mixed_versions(results):
+        lines.append(f"\nMixed versions: {mixed}")
     lines.append(f"\nVerdicts by task ({len(labels)} models):")
     lines += [f"- {sentence}" for sentence in results["summary"]]
     if results.get("skipped"):
@@ -195,6 +197,32 @@ def _headline_rows(results: dict) -> list[list[str]]:
     if any(row[1:] and any(cell.endswith("*") for cell in row[1:]) for row in rows):
         rows.append(["* failed a health check: shown, not compared", *[""] * len(labels)])
     return rows
+
+
+def mixed_versions(results: dict, listed: int = 8) -> str:
+    """One sentence when the finished runs were trained under more than one set of library
+    versions (reused from a store filled by other code), or ""."""
+    groups = results.get("library_versions") or []
+    if len(groups) < 2:
+        return ""
+    keys = sorted({key for group in groups for key in group["versions"]})
+    differing = []
+    for key in keys:
+        counts: dict[str, int] = {}
+        for group in groups:
+            value = str(group["versions"].get(key, "not recorded"))
+            counts[value] = counts.get(value, 0) + len(group["runs"])
+        if len(counts) > 1:
+            differing.append(f"{key} " + ", ".join(
+                f"{value} ({count} run{'s' if count != 1 else ''})"
+                for value, count in counts.items()))
+    others = [name for group in groups[1:] for name in group["runs"]]
+    shown = ", ".join(others[:listed]) + (f" and {len(others) - listed} more"
+                                          if len(others) > listed else "")
+    return (f"the runs were trained under {len(groups)} sets of library versions, and other "
+            "code can give other numbers for the same seed: " + "; ".join(differing)
+            + f". Not from the largest set: {shown}. Train into a new folder to compare like "
+            "with like.")
 
 
 def small_samples(results: dict) -> str:

@@ -3,6 +3,7 @@ tables, verdicts, claims and summary. ``aevae report`` calls this without traini
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ..io import read_json
@@ -92,7 +93,22 @@ def aggregate(out, since: float | None = None, invocation: str | None = None) ->
         "skipped": [{"task": task["name"], "title": task["title"], "reason": task["skipped"]}
                     for task in tasks if task["skipped"]],
         "rate_distortion": _rate_distortion(by_entry),
+        "library_versions": version_groups(runs),
     }
+
+
+def version_groups(runs: list[dict]) -> list[dict]:
+    """The finished runs grouped by the library versions that trained them, largest first: a
+    store reuses runs across upgrades, and other versions can give other numbers."""
+    groups: dict[str, dict] = {}
+    for run in runs:
+        if run["status"] != "finished":
+            continue
+        versions = run.get("versions") or {}
+        group = groups.setdefault(json.dumps(versions, sort_keys=True),
+                                  {"versions": versions, "runs": []})
+        group["runs"].append(f"{run['label']} seed {run['seed']}")
+    return sorted(groups.values(), key=lambda group: -len(group["runs"]))
 
 
 def _failures(study: dict, runs: list[dict]) -> dict[str, dict[int, str]]:

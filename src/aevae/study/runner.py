@@ -9,6 +9,7 @@ runs (a run killed mid-training resumes from its last epoch checkpoint).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -258,9 +259,23 @@ def plan_runs(settings: StudySettings, data: PreparedData, entries: list[RosterE
 def versions() -> dict:
     import sklearn
 
-    return {"aevae": __version__, "torch": torch.__version__, "numpy": np.__version__,
+    return {"aevae": __version__, "aevae source": source_fingerprint(),
+            "torch": torch.__version__, "numpy": np.__version__,
             "scikit-learn": sklearn.__version__, "python": platform.python_version(),
             "platform": platform.platform(terse=True)}
+
+
+@functools.cache
+def source_fingerprint() -> str:
+    """A hash of aevae's own Python files: a run store outlives the code that filled it, and
+    between releases (a checkout, an edited install) the version number alone does not say
+    which code trained a run."""
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
 
 
 def describe_device(device: torch.device) -> str:
