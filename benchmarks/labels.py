@@ -12,7 +12,9 @@
 2. Conditional VAE on all MNIST labels: samples of each requested class, checked with the
    evaluation classifier (the study's feature classifier).
 
-Writes benchmarks/results/labels.{json,md} (or into --results DIR). --device is the device of
+Writes benchmarks/results/labels.{json,md} (or into --results DIR) after each seed; a later
+invocation with the same epochs, limit and device trains only the seeds (and the CVAE) not
+stored there, so a killed run loses at most the seed it was training. --device is the device of
 every aevae fit (default auto: fit's own choice); MNIST is read from --data-dir (default:
 $AEVAE_DATA_DIR or aevae's cache).
 
@@ -35,6 +37,7 @@ import aevae
 from aevae.data import load_dataset, user_cache_directory
 from aevae.metrics.classifier import load_or_train_feature_classifier
 from aevae.models.m2 import M1_M2_OPTIONS, M2, fit_m1_m2
+from aevae.study.statistics import t_interval
 from aevae.training import Callback
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -391,6 +394,124 @@ def run_ablation(data, x, labels, arguments, fit: dict) -> None:
     print("\n".join(lines))
 
 
+# What makes two invocations' seeds comparable: records are kept only under the same values.
+SETTING_KEYS = ("epochs", "m2_epochs", "limit", "device")
+
+
+def main_settings(arguments, unlabelled: int) -> dict:
+    return {"epochs": arguments.epochs,
+            "m2_epochs": arguments.m2_epochs, "threads": arguments.threads,
+            "limit": arguments.limit, "device": arguments.device, "labels_per_class": 10,
+            "unlabelled": unlabelled,
+            "networks": "AE/VAE (M1) 784-600-600-50; M2 500 hidden, latent 50, classifier "
+            "784-500-10; CVAE 784-512-256-16",
+            "training": "Adam 1e-3, batch 100 (10 labelled per M2 batch), early stopping on "
+            "10,000 validation images (patience 10)"}
+
+
+def run_main(data, x, labels, arguments, fit: dict) -> None:
+    """Every method's error for each --seeds seed, then the CVAE; each seed's record is written
+    to labels.json as it finishes, and a later invocation with the same settings skips it."""
+    path = arguments.results / "labels.json"
+    settings = main_settings(arguments, len(x))
+    stored = json.loads(path.read_text()) if path.is_file() else {}
+    if any(stored.get("settings", {}).get(key) != settings[key] for key in SETTING_KEYS):
+        stored = {}  # another budget (or the older format): its figures do not mix with these
+    records = stored.get("records", [])
+    conditional = stored.get("conditional")
+
+    def save() -> None:
+        result = {"settings": settings, "records": sorted(records, key=lambda r: r["seed"]),
+                  "conditional": conditional}
+        arguments.results.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(result, indent=2) + "\n")
+        temporary.replace(path)
+        (arguments.results / "labels.md").write_text(render_main(result))
+
+    done = {r["seed"] for r in records}
+    for seed in (int(value) for value in arguments.seeds.split(",")):
+        if seed in done:
+            continue
+        record = {"seed": seed, "errors": {}, "seconds": {}}
+        for name, (value, spent) in one_seed(seed, data, x, labels, arguments, fit).items():
+            record["errors"][name], record["seconds"][name] = value, spent
+            print(f"seed {seed}, {name}: {value:.2f}% error ({spent:.0f} s)", flush=True)
+        records.append(record)
+        save()
+
+    if conditional is None:
+        # A CVAE on all labels, its samples judged by the evaluation classifier.
+        classifier = load_or_train_feature_classifier(
+            "mnist", x, labels, user_cache_directory() / "classifiers", seed=0)
+        cvae = aevae.make("cvae", input_shape=data.shape, latent_dim=16, hidden=(512, 256),
+                          seed=0)
+        begun = time.perf_counter()
+        cvae.fit(x, labels=labels, epochs=arguments.epochs, seed=0, batch_size=100,
+                 learning_rate=1e-3, progress=False, device=arguments.device)
+        per_class = {}
+        for target in range(10):
+            samples = cvae.sample(1000, labels=target, seed=target)
+            per_class[str(target)] = float(np.mean(
+                classifier.probabilities(samples).argmax(1) == target))
+        conditional = {"per_class": per_class, "mean": float(np.mean(list(per_class.values()))),
+                       "classifier_test_accuracy": classifier.test_accuracy,
+                       "epochs_run": len(cvae.history_.epochs),
+                       "seconds": time.perf_counter() - begun}
+    save()
+    print(render_main(json.loads(path.read_text())))
+
+
+def render_main(result: dict) -> str:
+    """labels.md from labels.json's records."""
+    settings, records = result["settings"], result["records"]
+    seconds = sum(sum(r["seconds"].values()) for r in records)
+    conditional = result.get("conditional")
+    if conditional:
+        seconds += conditional["seconds"]
+    limit = "" if settings.get("limit") is None else f" (the first {settings['limit']:,})"
+    lines = ["# MNIST with 100 labels, and samples of a chosen class", "",
+             f"Written by `benchmarks/labels.py`. MNIST, 10 labels per class drawn with each "
+             f"seed among the {settings['unlabelled']:,} training images{limit}, the rest "
+             f"unlabelled; networks: {settings['networks']}; {settings['training']}; at most "
+             f"{settings['epochs']} epochs for the AE, the VAE and the CVAE, "
+             f"{settings['m2_epochs']} for M2 and M1+M2 (M2 on the VAE's codes). "
+             f"{settings['threads']} CPU thread{'s' if settings['threads'] != 1 else ''} per "
+             f"process, device {settings['device']}; {seconds / 3600:.1f} hours of run time. "
+             "Published with 100 labels: Kingma et "
+             "al. (2014). The paper trained M2 for 3,000 epochs; what each ingredient of its "
+             "recipe does on this budget is in labels_ablation.md.", "",
+             f"| MNIST, 100 labels | test error %, mean [95% interval] over {len(records)} "
+             "seeds | std | per seed | published | minutes per seed |",
+             "|---|---|---|---|---|---|"]
+    names = list(records[0]["errors"]) if records else []
+    for name in names:
+        values = [r["errors"][name] for r in records]
+        interval = t_interval(values)
+        cell = f"{interval.mean:.2f}"
+        if interval.low is not None:  # an error rate: the interval clipped to [0, 100]
+            cell += f" [{max(interval.low, 0.0):.2f}, {min(interval.high, 100.0):.2f}]"
+        deviation = interval.standard_deviation
+        spread = "-" if deviation is None else f"{deviation:.2f}"
+        published = PUBLISHED.get(name)
+        minutes = np.mean([r["seconds"][name] for r in records]) / 60
+        lines.append(f"| {name} | {cell} | {spread} | "
+                     + ", ".join(f"{value:.2f}" for value in values)
+                     + f" | {'-' if published is None else f'{published:.2f}'} | "
+                     f"{minutes:.1f} |")
+    if conditional:
+        per_class = conditional["per_class"]
+        lines += ["", "Conditional VAE on all the training labels (seed 0, "
+                  f"{conditional['epochs_run']} epochs run): 1,000 samples of each requested "
+                  "class, judged by the evaluation classifier (test accuracy "
+                  f"{conditional['classifier_test_accuracy']:.4f}).", "",
+                  "| CVAE: samples of the requested class | share |", "|---|---|",
+                  f"| mean over the 10 classes | {conditional['mean']:.3f} |",
+                  f"| lowest class (digit {min(per_class, key=per_class.get)}) | "
+                  f"{min(per_class.values()):.3f} |"]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2")
@@ -415,7 +536,6 @@ def main(argv: list[str] | None = None) -> None:
                         help="the ABLATION rows to run, by their numbers from 0 (default: all)")
     arguments = parser.parse_args(argv)
     torch.set_num_threads(arguments.threads)
-    started = time.perf_counter()
     data = load_dataset("mnist", data_dir=arguments.data_dir,
                         validation_fraction=10000 / 60000, seed=0)
     x, labels = data.train.x[:arguments.limit], data.train.labels[:arguments.limit]
@@ -424,56 +544,7 @@ def main(argv: list[str] | None = None) -> None:
     if arguments.ablation:
         run_ablation(data, x, labels, arguments, fit)
         return
-    rows: dict[str, list[float]] = {}
-    seconds: dict[str, float] = {}
-    for seed in (int(value) for value in arguments.seeds.split(",")):
-        for name, (value, spent) in one_seed(seed, data, x, labels, arguments, fit).items():
-            rows.setdefault(name, []).append(value)
-            seconds[name] = seconds.get(name, 0.0) + spent
-            print(f"seed {seed}, {name}: {value:.2f}% error ({spent:.0f} s)", flush=True)
-
-    # Conditional generation: a CVAE on all labels, samples judged by the evaluation classifier.
-    classifier = load_or_train_feature_classifier(
-        "mnist", x, labels, user_cache_directory() / "classifiers", seed=0)
-    cvae = aevae.make("cvae", input_shape=data.shape, latent_dim=16, hidden=(512, 256), seed=0)
-    begun = time.perf_counter()
-    cvae.fit(x, labels=labels, epochs=arguments.epochs, seed=0, batch_size=100,
-             learning_rate=1e-3, progress=False, device=arguments.device)
-    per_class = {}
-    for target in range(10):
-        samples = cvae.sample(1000, labels=target, seed=target)
-        per_class[str(target)] = float(np.mean(
-            classifier.probabilities(samples).argmax(1) == target))
-    conditional = {"per_class": per_class, "mean": float(np.mean(list(per_class.values()))),
-                   "classifier_test_accuracy": classifier.test_accuracy,
-                   "epochs_run": len(cvae.history_.epochs),
-                   "seconds": time.perf_counter() - begun}
-
-    summary = {name: {"mean": float(np.mean(values)), "std": float(np.std(values)),
-                      "values": values} for name, values in rows.items()}
-    result = {"settings": {**vars(arguments), "results": str(arguments.results),
-                           "labels_per_class": 10, "unlabelled": int(len(x)),
-                           "networks": "AE/VAE (M1) 784-600-600-50; M2 500 hidden, latent 50, "
-                           "classifier 784-500-10; CVAE 784-512-256-16",
-                           "training": "Adam 1e-3, batch 100 (10 labelled per M2 batch), early "
-                           "stopping on 10,000 validation images (patience 10)"},
-              "semi_supervised": summary, "seconds": seconds, "conditional": conditional,
-              "total_seconds": time.perf_counter() - started}
-    results = arguments.results
-    results.mkdir(parents=True, exist_ok=True)
-    (results / "labels.json").write_text(json.dumps(result, indent=2) + "\n")
-    count = len(arguments.seeds.split(","))
-    lines = [f"| MNIST, 100 labels | test error % (mean ± std over {count} seeds) | "
-             "published |", "|---|---|---|"]
-    for name, row in summary.items():
-        published = PUBLISHED.get(name)
-        lines.append(f"| {name} | {row['mean']:.2f} ± {row['std']:.2f} | "
-                     f"{'-' if published is None else f'{published:.2f}'} |")
-    lines += ["", "| CVAE: samples of the requested class (evaluation classifier) | share |",
-              "|---|---|", f"| mean over the 10 classes | {conditional['mean']:.3f} |",
-              f"| lowest class | {min(per_class.values()):.3f} |"]
-    (results / "labels.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    run_main(data, x, labels, arguments, fit)
 
 
 if __name__ == "__main__":

@@ -102,3 +102,18 @@ class Campaign:
 @pytest.fixture(scope="session")
 def campaign() -> Campaign:
     return Campaign(os.environ.get("AEVAE_CAMPAIGN_LOG"))
+
+
+@pytest.fixture
+def load_benchmark():
+    """A script of benchmarks/ as a module: ``load_benchmark("labels")``."""
+    import importlib.util
+
+    def load(name: str):
+        path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

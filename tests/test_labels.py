@@ -3,6 +3,9 @@ labels, the mixed batches that carry few labels to every step, and M1+M2."""
 
 from __future__ import annotations
 
+import argparse
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -200,3 +203,52 @@ def test_cli_trains_a_conditional_model_and_samples_varies_and_edits(tmp_path, c
     assert main(["vary", str(ae), "--input", str(tmp_path / "inputs.npy"), "-n", "3",
                  "--out", str(tmp_path / "same.npy")]) == 0
     assert "deterministic" in capsys.readouterr().err
+
+
+def test_the_labels_benchmark_keeps_each_seed_and_resumes_only_under_the_same_budget(
+        tmp_path, monkeypatch, load_benchmark):
+    labels = load_benchmark("labels")
+    trained = []
+
+    def one_seed(seed, *_):  # canned errors (%) and seconds in place of the training
+        trained.append(seed)
+        return {"classifier on the 100 labels alone": (20.0 + seed, 1.0),
+                "M2": (99.0 + seed, 60.0 * (seed + 1))}
+
+    monkeypatch.setattr(labels, "one_seed", one_seed)
+    arguments = argparse.Namespace(seeds="0,1", epochs=1, m2_epochs=1, threads=1, limit=None,
+                                   device="cpu", results=tmp_path)
+    x = np.zeros((10, 784), dtype=np.float32)
+    conditional = {"per_class": {str(d): 0.9 + d / 100 for d in range(10)}, "mean": 0.945,
+                   "classifier_test_accuracy": 0.99, "epochs_run": 1, "seconds": 5.0}
+    (tmp_path / "labels.json").write_text(json.dumps(  # the CVAE's part stored already
+        {"settings": labels.main_settings(arguments, len(x)), "records": [],
+         "conditional": conditional}))
+    labels.run_main(None, x, None, arguments, {})
+    assert trained == [0, 1]
+    arguments.seeds = "0,1,2"  # a later invocation trains only the seed not stored
+    labels.run_main(None, x, None, arguments, {})
+    assert trained == [0, 1, 2]
+    stored = json.loads((tmp_path / "labels.json").read_text())
+    assert [record["seed"] for record in stored["records"]] == [0, 1, 2]
+    assert stored["conditional"] == conditional
+    table = (tmp_path / "labels.md").read_text()
+    # Errors 99, 100, 101: the interval of a percentage clipped at 100; std with ddof 1.
+    m2 = next(line for line in table.splitlines() if line.startswith("| M2 |"))
+    assert m2.startswith("| M2 | 100.00 [") and "100.00] | 1.00 | 99.00, 100.00, 101.00 |" in m2
+    assert m2.endswith("| 11.97 | 2.0 |")  # published, mean minutes per seed
+    assert "over 3 seeds" in table and "lowest class (digit 0) | 0.900 |" in table
+    arguments.epochs, arguments.seeds = 2, "0"  # another budget: nothing stored is reused
+
+    class TrainsTheCVAE(Exception):
+        pass
+
+    def classifier(*_, **__):  # the CVAE's part is redone too: stop there
+        raise TrainsTheCVAE
+
+    monkeypatch.setattr(labels, "load_or_train_feature_classifier", classifier)
+    with pytest.raises(TrainsTheCVAE):
+        labels.run_main(None, x, None, arguments, {})
+    assert trained == [0, 1, 2, 0]
+    stored = json.loads((tmp_path / "labels.json").read_text())
+    assert [record["seed"] for record in stored["records"]] == [0] and not stored["conditional"]
