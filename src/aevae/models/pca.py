@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.linalg import solve_triangular
 
 from ..likelihoods import make_likelihood
 from .ae import AE
@@ -139,6 +138,8 @@ class PPCA(ClosedForm, VAE):
 
     def exact_log_likelihood(self, x) -> np.ndarray:
         """log N(x; m, W W^T + s^2 I) per example, in nats (float64)."""
+        from scipy.linalg import solve_triangular  # here: scipy.linalg costs every make() 0.1 s
+
         tensor, _ = self._prepare(x)
         flat = tensor.reshape(len(tensor), -1).double().cpu().numpy()
         decoder = self._linear_layers()[1]
