@@ -35,6 +35,7 @@ from sklearn.linear_model import LogisticRegression
 
 import aevae
 from aevae.data import load_dataset, user_cache_directory
+from aevae.io import atomic_write_json, atomic_write_text
 from aevae.metrics.classifier import load_or_train_feature_classifier
 from aevae.models.m2 import M1_M2_OPTIONS, M2, fit_m1_m2
 from aevae.study.statistics import t_interval
@@ -319,12 +320,9 @@ def run_ablation(data, x, labels, arguments, fit: dict) -> None:
             # Re-read before writing: another invocation may be running other rows.
             records = [r for r in stored() if (r["name"], r["seed"]) != (name, seed)]
             records.append(record)
-            arguments.results.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_suffix(".tmp")
-            temporary.write_text(json.dumps({"settings": {
+            atomic_write_json(path, {"settings": {
                 "ablation_epochs": arguments.ablation_epochs, "m1_epochs": arguments.epochs,
-                "threads": arguments.threads}, "records": records}, indent=2) + "\n")
-            temporary.replace(path)
+                "threads": arguments.threads}, "records": records})
     records = stored()
     lines = ["# M2 and M1+M2 with 100 labels: one ingredient at a time", "",
              "Written by `benchmarks/labels.py --ablation`. MNIST, 10 labels per class, test "
@@ -420,14 +418,14 @@ def run_main(data, x, labels, arguments, fit: dict) -> None:
     records = stored.get("records", [])
     conditional = stored.get("conditional")
 
-    def save() -> None:
+    def save() -> str:
+        """labels.json and labels.md as they stand; returns the table."""
         result = {"settings": settings, "records": sorted(records, key=lambda r: r["seed"]),
                   "conditional": conditional}
-        arguments.results.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(result, indent=2) + "\n")
-        temporary.replace(path)
-        (arguments.results / "labels.md").write_text(render_main(result))
+        atomic_write_json(path, result)
+        table = render_main(result)
+        atomic_write_text(arguments.results / "labels.md", table)
+        return table
 
     done = {r["seed"] for r in records}
     for seed in (int(value) for value in arguments.seeds.split(",")):
@@ -458,8 +456,7 @@ def run_main(data, x, labels, arguments, fit: dict) -> None:
                        "classifier_test_accuracy": classifier.test_accuracy,
                        "epochs_run": len(cvae.history_.epochs),
                        "seconds": time.perf_counter() - begun}
-    save()
-    print(render_main(json.loads(path.read_text())))
+    print(save())
 
 
 def render_main(result: dict) -> str:

@@ -44,6 +44,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 import aevae
+from aevae.io import atomic_write_text
 from aevae.sklearn import AutoencoderOutlierDetector
 
 SETS = ("cardio", "glass", "ionosphere", "lympho", "mnist", "optdigits", "pendigits", "pima",
@@ -208,10 +209,7 @@ def _versions() -> dict:
 
 
 def _write_json(path: Path, value) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(value, indent=1) + "\n")
-    temporary.replace(path)
+    atomic_write_text(path, json.dumps(value, indent=1) + "\n")
 
 
 def run_benchmark(sets, splits, detectors, resume: bool) -> dict:
