@@ -79,25 +79,82 @@ def test_runs_that_other_code_trained_are_named(digits_study):
 
     from aevae.report.text import mixed_versions, study_text
     from aevae.study.results import version_groups
+    from aevae.study.versions import versions
 
     _, _, results = digits_study
     [group] = results["library_versions"]
     assert len(group["runs"]) == 8 and mixed_versions(results) == ""
     assert re.fullmatch("[0-9a-f]{12}", group["versions"]["aevae source"])
+    assert results["study"]["versions"] == group["versions"] == versions()
+    ours, torch_version = group["versions"]["aevae source"], group["versions"]["torch"]
     results = copy.deepcopy(results)
     older = results["runs"][3]  # as if reused from a store that older code filled
     older["versions"] = {**older["versions"], "aevae source": "0123456789ab", "torch": "2.11.0"}
     results["library_versions"] = version_groups(results["runs"])
     sentence = mixed_versions(results)
     assert sentence.startswith("the runs were trained under 2 sets of library versions")
-    assert f"aevae source {group['versions']['aevae source']} (7 runs), 0123456789ab (1 run)" \
-        in sentence and "; torch " in sentence and "numpy" not in sentence
-    assert f"Not from the largest set: {older['label']} seed {older['seed']}." in sentence
+    assert (f"aevae source {ours} (7 runs; this study's install), 0123456789ab (1 run); "
+            f"torch {torch_version} (7 runs; this study's install), 2.11.0 (1 run)."
+            ) in sentence and "numpy" not in sentence
+    assert f"Not trained by this study's install: {older['label']} seed {older['seed']}." \
+        in sentence and sentence.endswith("trains them again with this install.")
     assert f"Mixed versions: {sentence}" in study_text(results)
     from aevae.report.html import bottom_line_section, settings_section
 
     assert "⚠ Mixed versions: the runs were trained under 2 sets" in bottom_line_section(results)
     assert "0123456789ab" in settings_section(results)  # both sets under "library versions"
+    # Every run reused from a store that other code filled: one set, but not this install's.
+    results["study"]["versions"] = {**versions(), "aevae source": "fedcba987654"}
+    for run in results["runs"]:
+        run["versions"] = {**group["versions"], "aevae source": "0123456789ab"}
+    results["library_versions"] = version_groups(results["runs"])
+    assert mixed_versions(results) == (
+        "all 8 runs were trained under other library versions than this study's install, and "
+        "other code can give other numbers for the same seed: aevae source 0123456789ab (8 "
+        "runs), this study's install fedcba987654. `aevae compare --retrain-other-versions` "
+        "with the same options trains them again with this install.")
+    # A study from before the install was recorded, and sets that differ only in the platform.
+    results["study"]["versions"] = None
+    assert mixed_versions(results) == ""
+    results["runs"][0]["versions"] = {**results["runs"][0]["versions"], "platform": "Other-1"}
+    results["library_versions"] = version_groups(results["runs"])
+    assert mixed_versions(results).endswith(
+        f"platform {group['versions']['platform']} (7 runs), Other-1 (1 run). Not from the "
+        f"largest set: {results['runs'][0]['label']} seed 0. Train into a new folder to compare "
+        "like with like.")
+
+
+def test_a_study_retrains_runs_of_other_versions_only_when_asked(tmp_path, tiny_budget):
+    from aevae.report.text import mixed_versions
+    from aevae.study.versions import versions
+
+    out = tmp_path / "upgraded"
+    settings = StudySettings(data="digits", models="ae,vae", seeds=1, budget=tiny_budget,
+                             tasks="compression", workers=1)
+    first = run_study(settings, out, progress=False)
+    weights = {run["id"]: Path(run["path"], "model.safetensors").read_bytes()
+               for run in first["runs"]}
+    older = first["runs"][1]  # the VAE, as if an earlier aevae had trained it into the store
+    record_path = Path(older["path"], "run.json")
+    record = json.loads(record_path.read_text())
+    record["versions"] = {**record["versions"], "aevae source": "0123456789ab"}
+    record_path.write_text(json.dumps(record))
+    (Path(older["path"]) / "notes.txt").write_text("the user's own file")
+    reused = run_study(settings, out, progress=False)
+    assert reused["timing"]["runs_executed"] == 0
+    assert f"Not trained by this study's install: {older['label']} seed 0." in mixed_versions(
+        reused)
+    retrained = run_study(StudySettings(**{**settings.to_dict(), "retrain_other_versions": True}),
+                          out, progress=False)
+    assert retrained["timing"]["runs_trained"] == 1
+    for run in retrained["runs"]:
+        assert run["reused"] == (run["id"] != older["id"]) and run["versions"] == versions()
+        # Same seed, same code: the retrained run has the weights the first study trained.
+        assert Path(run["path"], "model.safetensors").read_bytes() == weights[run["id"]]
+    assert len(json.loads(record_path.read_text())["intervals"]) == 1  # trained afresh
+    assert (Path(older["path"]) / "notes.txt").read_text() == "the user's own file"
+    [group] = retrained["library_versions"]
+    assert group["runs"] == [f"{run['label']} seed 0" for run in retrained["runs"]]
 
 
 def test_the_profile_benchmark_reads_where_a_studys_time_went(digits_study, load_benchmark):

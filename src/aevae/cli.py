@@ -934,7 +934,7 @@ def command_compare(arguments) -> int:
         device=arguments.device, cuda_graphs=arguments.cuda_graphs, store=arguments.store,
         workers=arguments.workers, executor=arguments.executor,
         tasks=arguments.tasks, image_size=arguments.image_size, track=arguments.track,
-        limit=arguments.limit,
+        limit=arguments.limit, retrain_other_versions=arguments.retrain_other_versions,
     )
     if settings.track is not None:
         from .tracking import require_mlflow
@@ -1294,6 +1294,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "one per 10 GiB of its memory, at most 8)")
     compare.add_argument("--store", help="run store to use or share (default: "
                          "OUT/runs.sqlite); finished runs in it are reused")
+    compare.add_argument("--retrain-other-versions", action="store_true",
+                         help="train again the finished runs that other versions of aevae "
+                         "(its code), torch, numpy or scikit-learn trained, instead of reusing "
+                         "them (a study names such runs under 'Mixed versions')")
     compare.add_argument("--track", choices=TRACKERS,
                          help="mlflow: log the study to MLflow, one run per model and seed "
                          "nested in a run named after --out (MLFLOW_TRACKING_URI, else "

@@ -200,29 +200,52 @@ def _headline_rows(results: dict) -> list[list[str]]:
 
 
 def mixed_versions(results: dict, listed: int = 8) -> str:
-    """One sentence when the finished runs were trained under more than one set of library
-    versions (reused from a store filled by other code), or ""."""
+    """One sentence when finished runs were trained under other library versions than each
+    other or than the install that ran the study (runs reused from a store that other code
+    filled), or ""."""
+    from ..study.versions import REPRODUCING_VERSIONS, other_versions
+
     groups = results.get("library_versions") or []
-    if len(groups) < 2:
+    current = results["study"].get("versions")  # None: a study from before it was recorded
+    stale = [name for group in groups if current and other_versions(group["versions"], current)
+             for name in group["runs"]]
+    if len(groups) < 2 and not stale:
         return ""
-    keys = sorted({key for group in groups for key in group["versions"]})
     differing = []
-    for key in keys:
+    for key in sorted({key for group in groups for key in group["versions"]}):
         counts: dict[str, int] = {}
         for group in groups:
             value = str(group["versions"].get(key, "not recorded"))
             counts[value] = counts.get(value, 0) + len(group["runs"])
-        if len(counts) > 1:
-            differing.append(f"{key} " + ", ".join(
-                f"{value} ({count} run{'s' if count != 1 else ''})"
-                for value, count in counts.items()))
-    others = [name for group in groups[1:] for name in group["runs"]]
-    shown = ", ".join(others[:listed]) + (f" and {len(others) - listed} more"
-                                          if len(others) > listed else "")
-    return (f"the runs were trained under {len(groups)} sets of library versions, and other "
-            "code can give other numbers for the same seed: " + "; ".join(differing)
-            + f". Not from the largest set: {shown}. Train into a new folder to compare like "
-            "with like.")
+        ours = str(current[key]) if current and key in current else None
+        if len(counts) < 2 and (key not in REPRODUCING_VERSIONS or ours in (None, *counts)):
+            continue
+        values = [f"{value} ({count} run{'s' if count != 1 else ''}"
+                  + ("; this study's install" if value == ours else "") + ")"
+                  for value, count in counts.items()]
+        if ours is not None and ours not in counts:
+            values.append(f"this study's install {ours}")
+        differing.append(f"{key} " + ", ".join(values))
+    total = sum(len(group["runs"]) for group in groups)
+    head = (f"the runs were trained under {len(groups)} sets of library versions"
+            if len(groups) > 1 else f"all {total} runs were trained under other library "
+            "versions than this study's install")
+    sentence = (f"{head}, and other code can give other numbers for the same seed: "
+                + "; ".join(differing) + ".")
+    if stale and len(stale) < total:
+        sentence += " Not trained by this study's install: " + _listed(stale, listed) + "."
+    elif not stale:
+        others = [name for group in groups[1:] for name in group["runs"]]
+        sentence += " Not from the largest set: " + _listed(others, listed) + "."
+    if stale:
+        return sentence + (" `aevae compare --retrain-other-versions` with the same options "
+                           "trains them again with this install.")
+    return sentence + " Train into a new folder to compare like with like."
+
+
+def _listed(names: list[str], listed: int) -> str:
+    return ", ".join(names[:listed]) + (f" and {len(names) - listed} more"
+                                        if len(names) > listed else "")
 
 
 def small_samples(results: dict) -> str:

@@ -78,9 +78,10 @@ def aggregate(out, since: float | None = None, invocation: str | None = None) ->
                 "claims": judge_claims(tasks, roles=pair["roles"])} for pair in pairs]
     return {
         "format": RESULTS_FORMAT,
-        "study": {key: study[key] for key in ("settings", "budget", "preset", "data",
-                                              "shared_options", "roster", "store",
-                                              "metric_groups", "device", "models")},
+        "study": {**{key: study[key] for key in ("settings", "budget", "preset", "data",
+                                                 "shared_options", "roster", "store",
+                                                 "metric_groups", "device", "models")},
+                  "versions": study.get("versions")},  # the install's that ran the study
         "labels": labels,
         "runs": runs,
         "tasks": tasks,

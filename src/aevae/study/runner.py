@@ -9,11 +9,9 @@ runs (a run killed mid-training resumes from its last epoch checkpoint).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import math
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -23,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import __version__
 from ..data import Dataset, load_dataset
 from ..data.loading import DATA_FILE, absolute_path, recorded_data, recorded_labels
 from ..data.preparation import choose_likelihood as _choose_likelihood
@@ -38,6 +35,7 @@ from .roster import DEFAULT_ROSTER, PRESETS, RosterEntry, parse_roster
 from .settings import Budget, StudySettings, default_network
 from .store import RUN_FILE, STORE_FILE, RunStore
 from .tasks import TASKS, DataInfo, ModelInfo, lookup, missing_needs
+from .versions import other_versions, versions
 
 STUDY_FILE = "study.json"
 RESULTS_FILE = "results.json"
@@ -256,28 +254,6 @@ def plan_runs(settings: StudySettings, data: PreparedData, entries: list[RosterE
 
 
 # ----- one run -------------------------------------------------------------------------------
-def versions() -> dict:
-    import sklearn
-
-    return {"aevae": __version__, "aevae source": source_fingerprint(),
-            "torch": torch.__version__, "numpy": np.__version__,
-            "scikit-learn": sklearn.__version__, "python": platform.python_version(),
-            "platform": platform.platform(terse=True)}
-
-
-@functools.cache
-def source_fingerprint() -> str:
-    """A hash of aevae's own Python files: a run store outlives the code that filled it, and
-    between releases (a checkout, an edited install) the version number alone does not say
-    which code trained a run."""
-    package = Path(__file__).resolve().parents[1]
-    digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        digest.update(path.relative_to(package).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
-    return digest.hexdigest()[:12]
-
-
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
@@ -350,8 +326,10 @@ def execute_run(plan: RunPlan, data: PreparedData, settings: StudySettings, stor
 
     budget = settings.training_budget
     directory = store.run_directory(plan.id)
-    if read_run(directory) is not None:
-        return complete_run(plan, data, settings, store, groups)
+    if (found := read_run(directory)) is not None:
+        if not (settings.retrain_other_versions and other_versions(found[0].get("versions"))):
+            return complete_run(plan, data, settings, store, groups)
+        discard_run(directory)  # asked for: trained afresh by the installed versions
     device = resolve_device(settings.device)
     dataset = data.dataset
     atomic_write_json(directory / DATA_FILE, data_record(settings, data))
@@ -406,6 +384,22 @@ def execute_run(plan: RunPlan, data: PreparedData, settings: StudySettings, stor
                  train_seconds=train_seconds, evaluation_seconds=evaluation_seconds,
                  versions=record["versions"], device=record["device"])
     return record
+
+
+def discard_run(directory: Path) -> None:
+    """Remove a finished run's files to train it again; files the user wrote beside them stay.
+    The record goes first: killed half-way, the directory reads as unfinished and the next
+    study trains it, never as a run mixing two trainings."""
+    from ..data.loading import DATA_FILE
+    from ..ex_post import EX_POST_FILE
+    from ..io import CONFIG_FILE, WEIGHTS_FILE
+    from ..training.checkpoints import TRAINING_FILE
+    from ..training.history import HISTORY_FILE
+    from .artifacts import FIGURES_FILE
+
+    for name in (RUN_FILE, METRICS_FILE, CHECKPOINT_FILE, FIGURES_FILE, WEIGHTS_FILE,
+                 CONFIG_FILE, TRAINING_FILE, HISTORY_FILE, DATA_FILE, EX_POST_FILE):
+        (directory / name).unlink(missing_ok=True)
 
 
 def read_run(directory: Path) -> tuple[dict, dict] | None:
@@ -486,13 +480,15 @@ def run_study(settings: StudySettings, out, *, progress: bool = True,
         "device": f"{device.type}: {workers} worker process(es), one thread each"
                   + (" (Ray tasks)" if settings.executor == "ray" else ""),
         "workers": workers,
+        "versions": versions(),  # this install's: runs reused from others are named against it
     }
     atomic_write_json(out / STUDY_FILE, study)
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     if budget.name == "full":
-        notify(estimate_message(plans, data, budget, store, workers, groups=groups))
+        notify(estimate_message(plans, data, budget, store, workers, groups=groups,
+                                retrain_other_versions=settings.retrain_other_versions))
     import os
     import uuid
 
@@ -672,8 +668,11 @@ def work_through(plans, data, settings, store, groups, on_progress=None,
             status = store.claim(plan.id, description)
             if status == "finished":
                 found = read_run(store.run_directory(plan.id))
-                # Files lost, or a task added since: claimed again (the latter only evaluates).
-                if found is None or missing_groups(found[1], groups):
+                # Files lost, a task added since (only evaluated), or other versions trained
+                # it and the study asks for them retrained: claimed again.
+                if found is None or missing_groups(found[1], groups) or (
+                        settings.retrain_other_versions
+                        and other_versions(found[0].get("versions"))):
                     status = store.claim(plan.id, description, redo=True)
             if status == "busy":
                 waiting.append(plan)
@@ -747,13 +746,16 @@ def _evaluation_estimate(neural: list[RunPlan], data: PreparedData, budget: Budg
 
 
 def estimate_message(plans: list[RunPlan], data: PreparedData, budget: Budget,
-                     store: RunStore, workers: int, groups: list[str] | None = None) -> str:
+                     store: RunStore, workers: int, groups: list[str] | None = None,
+                     retrain_other_versions: bool = False) -> str:
     """A stated expectation for a long budget, from timing a few training steps and the
-    log p(x) estimator here. ``groups``: the metric groups evaluated (None: all)."""
+    log p(x) estimator here. ``groups``: the metric groups evaluated (None: all);
+    ``retrain_other_versions``: finished runs that other versions trained are to do again."""
     from ..models import make
 
     todo = [plan for plan in plans
-            if (row := store.get(plan.id)) is None or row.status != "finished"]
+            if (row := store.get(plan.id)) is None or row.status != "finished"
+            or (retrain_other_versions and other_versions(row.versions))]
     neural = [plan for plan in todo if not plan.closed_form]
     if not neural:
         return f"expected time: {len(todo)} run(s) to do, all fast (closed form or reused)"

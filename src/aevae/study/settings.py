@@ -113,6 +113,9 @@ class StudySettings:
     likelihood: str | None = None
     device: str = "auto"
     cuda_graphs: bool = False  # neural runs' steps replayed from a CUDA graph (training/graphs)
+    # Finished runs that other versions trained (runner.REPRODUCING_VERSIONS) are trained
+    # again instead of reused.
+    retrain_other_versions: bool = False
     store: str | None = None  # None: runs.sqlite in the output directory
     workers: int | None = None  # processes working at once; None: one per CPU core (max 4)
     executor: str = "local"  # "local" processes, or "ray": tasks on a Ray cluster
