@@ -674,3 +674,30 @@ def test_every_registered_figure_reads_a_key_that_evaluate_writes(digits_study):
             assert any(key in results["labels"] for key in
                        next(item for item in task["guards"]
                             if tuple(item["metric"]) == guard.metric)["means"])
+
+
+def test_a_model_that_failed_on_every_seed_stays_in_the_answer(tmp_path, tiny_budget,
+                                                                monkeypatch):
+    from aevae.report.text import study_text
+    from aevae.study import runner
+    from aevae.training import TrainingDivergedError
+
+    execute = runner.execute_run
+
+    def diverging(plan, *arguments):
+        if plan.entry.key == "vae":
+            raise TrainingDivergedError("loss is nan at epoch 1")
+        return execute(plan, *arguments)
+
+    monkeypatch.setattr(runner, "execute_run", diverging)
+    out = tmp_path / "diverged"
+    results = run_study(StudySettings(data="digits", models="ae,vae", seeds=2,
+                                      budget=tiny_budget, tasks="compression", workers=1),
+                        out, progress=False)
+    rows = results["tasks"][0]["metrics"][0]["rows"]
+    assert rows["vae"] == {"available": False, "reason": "training failed (loss is nan at "
+                           "epoch 1) (every seed)"}
+    [row] = results["answers"][0]["bottom_line"]
+    assert "training failed" in row["reason"] and "not in the roster" not in json.dumps(results)
+    assert "vae is not compared: training failed" in study_text(results)
+    assert "training failed (loss is nan" in (out / "report.html").read_text()

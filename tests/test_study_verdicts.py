@@ -497,3 +497,95 @@ def test_a_guard_counts_against_the_claimed_model_never_for_it():
                               "one input."]["parts"]
     assert spread["status"] == FAILS and "keep the input's class" in spread["reason"]
     assert faithful["status"] == FAILS and "reason" not in faithful
+
+
+# ----- unequal seeds, broken figures, one seed in common -----------------------------------------
+def test_a_leader_on_unequal_seeds_that_trails_on_the_shared_ones_does_not_win():
+    # b's extra seed (a's was left out) lifts b's mean; on the seeds both have, b is clearly
+    # better, and the verdict must say so, not "a and b are level".
+    runs = {"a": {0: {"g": {"v": 5.0}}, 1: {"g": {"v": 5.1}}},
+            "b": {0: {"g": {"v": 4.0}}, 1: {"g": {"v": 4.0}}, 2: {"g": {"v": 8.0}}}}
+    rows = metric_rows(Metric("v", "MSE", (("g", "v"),), "lower"), runs,
+                       {key: model(key) for key in runs}, DATA)
+    assert rows["a"]["mean"] < rows["b"]["mean"]
+    verdict = decide(rows, "lower")
+    assert (verdict["winner"], verdict["runner_up"], verdict["ranking"]) == ("b", "a", ["b", "a"])
+    assert verdict["status"] == CLEAR and verdict["every_seed"] and verdict["high"] < 0
+    assert (verdict["winner_mean"], verdict["runner_up_mean"]) == (4.0, pytest.approx(5.05))
+    [sentence] = summary([{"name": "compression", "skipped": None, "metrics": [
+        {"label": "MSE", "digits": 3, "rows": rows, "verdict": verdict}]}], {"a": "a", "b": "b"})
+    assert sentence.startswith("To compress data and reconstruct it, prefer b: MSE 4.00 vs "
+                               "5.05 on the 2 seeds both have for a, the runner-up (")
+
+
+def test_a_figure_that_is_not_finite_on_one_seed_wins_nothing():
+    runs = {"ae": {0: {"g": {"v": 0.30}}, 1: {"g": {"v": 0.31}}, 2: {"g": {"v": math.inf}}},
+            "pca": {0: {"g": {"v": 0.40}}, 1: {"g": {"v": 0.41}}, 2: {"g": {"v": 0.40}}},
+            "vae": {seed: {"g": {"v": math.nan}} for seed in range(3)}}
+    rows = metric_rows(Metric("v", "MSE", (("g", "v"),), "lower"), runs,
+                       {key: model(key) for key in runs}, DATA)
+    assert rows["ae"]["non_finite"] == {2: math.inf}
+    assert rows["ae"]["excluded"] == ["MSE is not finite (inf on seed 2)"]
+    assert rows["vae"] == {"available": False, "reason": "not finite"}
+    verdict = decide(rows, "lower")
+    assert verdict["status"] == "uncontested" and verdict["winner"] == "pca"
+    assert "ae" in verdict["barred"]
+
+
+def test_a_model_whose_every_run_failed_is_named_with_the_failure():
+    from aevae.study.health import assess
+    from aevae.study.verdicts import compare_pair
+
+    runs = {key: {seed: full_metrics(seed=seed) for seed in range(2)} for key in ("ae",)}
+    models = {key: model(key) for key in ("ae", "vae")}
+    health = assess({"ae": {seed: (healthy_record(), metrics)
+                            for seed, metrics in runs["ae"].items()}}, models,
+                    failures={"vae": {0: "loss is nan", 1: "loss is nan"}})
+    tasks = task_results({**runs, "vae": {}}, models, FACTORS, health=health)
+    task = next(task for task in tasks if task["name"] == "compression")
+    row = task["metrics"][0]["rows"]["vae"]
+    assert row == {"available": False,
+                   "reason": "training failed (loss is nan) (every seed)"}
+    compared = compare_pair(task, task["metrics"][0], "ae", "vae")
+    assert compared["reason"] == "vae: training failed (loss is nan) (every seed)"
+
+
+def test_health_is_checked_whatever_tasks_the_study_runs():
+    from aevae.study.runner import HEALTH_GROUPS, metric_groups
+    from aevae.study.tasks import TASKS
+
+    for name in TASKS:
+        groups = set(metric_groups(FACTORS, {name: TASKS[name]}))
+        assert groups >= HEALTH_GROUPS, name
+
+
+def test_one_seed_in_common_leaves_every_claim_inconclusive():
+    # A tie on one seed is no evidence of "at least as good".
+    tasks = study_tasks(ae_fd=[100.0], vae_fd=[100.1], ae_mse=[0.1000], vae_mse=[0.1002])
+    claims = {claim["claim"]: claim for claim in judge_claims(tasks)}
+    for text in ("The AE reconstructs at least as well as the VAE.",
+                 "The VAE samples better from the prior than the AE."):
+        assert claims[text]["status"] == INCONCLUSIVE
+        assert claims[text]["parts"][0]["reason"] == "one seed in common: no interval"
+
+
+def test_the_ex_post_claim_fails_when_the_ae_fails_its_own_tasks_guard():
+    tasks, _ = studied({
+        "ae": {("ex_post_sampling", "ex_post_frechet_distance"): 20.0,
+               ("ex_post_sampling", "ex_post_recall"): 0.05,
+               ("prior_sampling", "prior_frechet_distance"): 300.0},
+        "vae": {("ex_post_sampling", "ex_post_frechet_distance"): 40.0,
+                ("ex_post_sampling", "ex_post_recall"): 0.6,
+                ("prior_sampling", "prior_frechet_distance"): 50.0}})
+    ex_post = next(task for task in tasks if task["name"] == "ex_post_sampling")
+    assert ex_post["metrics"][0]["rows"]["ae"].get("guard_failures"), ex_post["guards"]
+    claims = {claim["claim"]: claim for claim in judge_claims(tasks)}
+    [part] = claims["A density fitted to the AE's codes closes the sampling gap."]["parts"]
+    assert part["status"] == FAILS and part["reason"].startswith("ae: ")
+
+
+def test_a_clipped_interval_keeps_its_mean():
+    rows = metric_rows(Metric("m", "MMD²", (("g", "v"),), "lower", bounds=(0.0, None)),
+                       {"a": {0: {"g": {"v": -0.0004}}, 1: {"g": {"v": -0.0002}}}},
+                       {"a": model("a")}, DATA)
+    assert rows["a"]["clipped"] and rows["a"]["low"] <= rows["a"]["mean"] < 0

@@ -68,8 +68,9 @@ def aggregate(out, since: float | None = None, invocation: str | None = None) ->
         })
     info = DataInfo(**study["data_info"])
     models = {key: ModelInfo(**values) for key, values in study["models"].items()}
-    measured = {key: seeds for key, seeds in by_entry.items() if seeds}
     failures = _failures(study, runs)
+    # An entry whose every run failed stays in the tables, with the failure as its reason.
+    measured = {key: seeds for key, seeds in by_entry.items() if seeds or key in failures}
     health = assess({key: seeds for key, seeds in records.items() if seeds}, models, failures)
     chosen = {name: TASKS[name] for name in study.get("tasks", TASKS) if name in TASKS}
     tasks = task_results(measured, models, info, chosen, health=health)

@@ -212,9 +212,14 @@ def study_tasks(settings: StudySettings) -> dict:
     return {name: TASKS[name] for name in names}
 
 
+# What the health checks read (collapse, no better than the mean): evaluated whatever the
+# tasks, since every run is checked before any of its figures is compared. Both are cheap.
+HEALTH_GROUPS = {"reconstruction", "latent"}
+
+
 def metric_groups(data: DataInfo, tasks: dict) -> list[str]:
-    """The evaluation groups the tasks that fit this data need."""
-    needed = set()
+    """The evaluation groups the tasks that fit this data need, and the health checks'."""
+    needed = set(HEALTH_GROUPS)
     for task in tasks.values():
         if missing_needs(task.needs, data) is None:
             needed |= task.groups

@@ -90,15 +90,19 @@ def metric_rows(metric: Metric, runs: dict[str, dict[int, dict]],
         if reason is not None:
             rows[key] = {"available": False, "reason": reason}
             continue
-        values, left_out = {}, {}
+        values, left_out, broken = {}, {}, {}
         dropped = dropped_seeds(health, key)
         for seed, metrics in by_seed.items():
             value = _first_present(metrics, metric)
             if isinstance(value, (int, float)) and math.isfinite(value):
                 (left_out if seed in dropped else values)[seed] = float(value)
+            elif isinstance(value, (int, float)) and seed not in dropped:
+                broken[seed] = float(value)  # inf or NaN: the run broke on this figure
         if not values:
-            rows[key] = {"available": False,
-                         "reason": _group_reason(by_seed, metric) or "not measured"}
+            failed = [describe(finding) for finding in excluded(health, key)]
+            reason = (_group_reason(by_seed, metric) or ("not finite" if broken else None)
+                      or (failed[0] if failed and not by_seed else None) or "not measured")
+            rows[key] = {"available": False, "reason": reason}
             continue
         interval = t_interval(values.values())
         row = {"available": True, "values": values, **interval.to_dict(), "flags": []}
@@ -122,6 +126,11 @@ def metric_rows(metric: Metric, runs: dict[str, dict[int, dict]],
                 row["small_sample"] = int(min(counts))
         if blocked := excluded(health, key):
             row["excluded"] = [describe(finding) for finding in blocked]
+        if broken:  # the mean of the other seeds would hide the worst one: it wins nothing
+            seeds = ", ".join(f"{value:g} on seed {seed}"
+                              for seed, value in sorted(broken.items()))
+            row["non_finite"] = broken
+            row.setdefault("excluded", []).append(f"{metric.label} is not finite ({seeds})")
         rows[key] = row
     return rows
 
@@ -130,11 +139,11 @@ def _clip(row: dict, bounds: tuple[float | None, float | None]) -> None:
     """A t interval knows no range: "0.995 [0.971, 1.02]" for a share. Clip it and say so."""
     if row.get("low") is None:
         return
-    lowest, highest = bounds
+    lowest, highest = bounds  # an unbiased estimate (MMD²) can fall outside: keep its mean in
     if lowest is not None and row["low"] < lowest:
-        row["low"], row["clipped"] = lowest, True
+        row["low"], row["clipped"] = min(lowest, row["mean"]), True
     if highest is not None and row["high"] > highest:
-        row["high"], row["clipped"] = highest, True
+        row["high"], row["clipped"] = max(highest, row["mean"]), True
 
 
 def eligible(row: dict) -> bool:
@@ -165,12 +174,21 @@ def decide(rows: dict[str, dict], direction: str) -> dict:
     runner_up = next((key for key in order[1:] if set(rows[key]["values"])
                       & set(rows[winner]["values"])), order[1])
     paired = paired_difference(rows[winner]["values"], rows[runner_up]["values"])
+    if paired is not None and sign * paired[0].mean < 0:
+        # Ranked by means over unequal seeds (one left out by a health check), the leader
+        # can trail on the seeds the two share: the pair is judged on those.
+        first, second = order.index(winner), order.index(runner_up)
+        order[first], order[second] = runner_up, winner
+        winner, runner_up = runner_up, winner
+        paired = paired_difference(rows[winner]["values"], rows[runner_up]["values"])
     verdict = {"winner": winner, "runner_up": runner_up, "ranking": order, "barred": barred}
     if paired is None:
         return {**verdict, "status": NOT_COMPARED,
                 "reason": "the two leaders share no seed"}
     interval, differences = paired
     better = [sign * difference > 0 for difference in differences]
+    shared = sorted(set(rows[winner]["values"]) & set(rows[runner_up]["values"]))
+    means = (_mean(rows[winner]["values"], shared), _mean(rows[runner_up]["values"], shared))
     verdict.update({
         "difference": interval.mean,
         "low": interval.low,
@@ -178,8 +196,11 @@ def decide(rows: dict[str, dict], direction: str) -> dict:
         "seeds": len(differences),
         "seeds_ahead": sum(better),
         "every_seed": all(better),
-        "negligible": negligible(interval.mean, rows[winner]["mean"], rows[runner_up]["mean"]),
+        "negligible": negligible(interval.mean, *means),
     })
+    if len(shared) < max(len(rows[winner]["values"]), len(rows[runner_up]["values"])):
+        verdict.update({"shared_seeds": shared, "winner_mean": means[0],
+                        "runner_up_mean": means[1]})
     if verdict["negligible"]:
         verdict["status"] = LEVEL
     elif interval.low is None:
@@ -350,7 +371,7 @@ def _paired_outcome(result: dict, rows: tuple[dict, dict], direction: str) -> di
     result = {**result, "difference": interval.mean, "low": interval.low, "high": interval.high,
               "seeds": len(differences),
               "seeds_in_favour": sum(sign * value > 0 for value in differences)}
-    if negligible(interval.mean, rows[0]["mean"], rows[1]["mean"]):
+    if negligible(interval.mean, result["first_mean"], result["second_mean"]):
         return {**result, "outcome": "level", "negligible": True,
                 "reason": f"a tie: the difference is under {100 * TOLERANCE:g}% of the figure"}
     if interval.low is None:
@@ -464,6 +485,10 @@ def _judge_part(part: ClaimPart, tasks: list[dict], roles: dict[str, str]) -> di
                                            second: second_metric["rows"].get(second)}}
         merged["rows"] = {key: row for key, row in merged["rows"].items() if row is not None}
         compared = compare_pair({"name": "", "guards": []}, merged, first, second)
+        # The pair's figures come from two tasks, so their guards cannot be judged between
+        # them: the first model's failures of its own task's guards count instead.
+        if own := (merged["rows"].get(first) or {}).get("guard_failures"):
+            compared["guard_failures"] = {**compared.get("guard_failures", {}), first: own}
     result.update({key: compared[key] for key in (
         "first_mean", "second_mean", "digits", "label", "difference", "low", "high", "seeds",
         "seeds_in_favour") if key in compared})
@@ -473,6 +498,8 @@ def _judge_part(part: ClaimPart, tasks: list[dict], roles: dict[str, str]) -> di
         return {**result, "status": NOT_TESTED, "reason": reason}
     if compared.get("by_default") == "health":  # a failed run says nothing about the claim
         return {**result, "status": NOT_TESTED, "reason": reason}
+    if compared.get("seeds") == 1:  # no interval: not even a tie or a guard settles it
+        return {**result, "status": INCONCLUSIVE, "reason": "one seed in common: no interval"}
     # A guard counts against the model claimed to be better (its lead on the figure means
     # nothing when it fails the guard), never for it: the other's weakness on another figure
     # does not make it better on this one.
@@ -575,7 +602,7 @@ def verdict_sentence(task: dict, labels: dict[str, str]) -> str:
     if verdict["status"] == NOT_COMPARED:
         return f"To {purpose}: no verdict, {verdict['reason']}."
     winner = verdict["winner"]
-    first = format_value(metric["rows"][winner]["mean"], digits)
+    first = format_value(verdict.get("winner_mean", metric["rows"][winner]["mean"]), digits)
     if verdict["status"] == UNCONTESTED:
         barred = verdict["barred"]
         sick = [labels.get(key, key) for key in barred if metric["rows"][key].get("excluded")]
@@ -588,12 +615,16 @@ def verdict_sentence(task: dict, labels: dict[str, str]) -> str:
         return (f"To {purpose}, {labels[winner]} by default ({metric['label']} {first}): the "
                 f"only model that passes the health checks and guards ({why}).")
     runner_up = verdict["runner_up"]
-    second = format_value(metric["rows"][runner_up]["mean"], digits)
+    second = format_value(verdict.get("runner_up_mean", metric["rows"][runner_up]["mean"]),
+                          digits)
     figure = f"{metric['label']} {first} vs {second}"
+    if shared := verdict.get("shared_seeds"):
+        figure += (f" on the {len(shared)} seeds both have" if len(shared) > 1 else
+                   f" on seed {shared[0]}, the only one both have")
     after = _passed_over(metric, verdict, labels)
     if verdict["status"] == ONE_SEED:
-        return (f"To {purpose}, {labels[winner]} leads {labels[runner_up]} "
-                f"({figure}; one seed, so no interval).{after}")
+        why = "so no interval" if shared else "one seed, so no interval"
+        return f"To {purpose}, {labels[winner]} leads {labels[runner_up]} ({figure}; {why}).{after}"
     margin = (f"difference {format_value(verdict['difference'], digits)} "
               f"[{format_value(verdict['low'], digits)}, "
               f"{format_value(verdict['high'], digits)}]")
