@@ -589,3 +589,14 @@ def test_a_clipped_interval_keeps_its_mean():
                        {"a": {0: {"g": {"v": -0.0004}}, 1: {"g": {"v": -0.0002}}}},
                        {"a": model("a")}, DATA)
     assert rows["a"]["clipped"] and rows["a"]["low"] <= rows["a"]["mean"] < 0
+
+
+def test_a_seed_on_which_the_pair_is_equal_counts_for_neither():
+    from aevae.study.answer import bottom_line
+
+    tasks = study_tasks(ae_fd=[400, 420, 410], vae_fd=[30, 32, 31],
+                        ae_mse=[0.012, 0.013, 0.012], vae_mse=[0.010, 0.011, 0.012])
+    compression = next(row for row in bottom_line(tasks, {"ae": "ae", "vae": "vae"})
+                       if row["task"] == "compression")
+    assert compression["better"] == "vae"
+    assert (compression["seeds"], compression["seeds_in_favour"]) == (3, 2)

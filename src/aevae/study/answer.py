@@ -101,9 +101,10 @@ def bottom_line(tasks: list[dict], roles: dict[str, str]) -> list[dict]:
                 difference = -difference
                 low, high = (-high, -low) if low is not None else (None, None)
             row.update({"difference": difference, "low": low, "high": high,
-                        "seeds": pair.get("seeds"), "seeds_in_favour": pair.get(
-                            "seeds_in_favour") if not flip else
-                        pair["seeds"] - pair["seeds_in_favour"]})
+                        "seeds": pair.get("seeds"),
+                        # A seed on which the two are equal is in neither's favour.
+                        "seeds_in_favour": pair.get("seeds_against" if flip else
+                                                    "seeds_in_favour")})
         verdict = metric["verdict"]
         best = verdict.get("winner")
         if best is not None and best not in (ae, vae) and verdict["status"] in (

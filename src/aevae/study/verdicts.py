@@ -370,7 +370,8 @@ def _paired_outcome(result: dict, rows: tuple[dict, dict], direction: str) -> di
     interval, differences = paired
     result = {**result, "difference": interval.mean, "low": interval.low, "high": interval.high,
               "seeds": len(differences),
-              "seeds_in_favour": sum(sign * value > 0 for value in differences)}
+              "seeds_in_favour": sum(sign * value > 0 for value in differences),
+              "seeds_against": sum(sign * value < 0 for value in differences)}
     if negligible(interval.mean, result["first_mean"], result["second_mean"]):
         return {**result, "outcome": "level", "negligible": True,
                 "reason": f"a tie: the difference is under {100 * TOLERANCE:g}% of the figure"}
