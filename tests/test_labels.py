@@ -252,3 +252,62 @@ def test_the_labels_benchmark_keeps_each_seed_and_resumes_only_under_the_same_bu
     assert trained == [0, 1, 2, 0]
     stored = json.loads((tmp_path / "labels.json").read_text())
     assert [record["seed"] for record in stored["records"]] == [0] and not stored["conditional"]
+
+
+def test_m2_reconstructs_decodes_and_estimates_log_p_x_with_the_class_summed_out(digits):
+    import math
+
+    import torch.nn.functional as F
+
+    x, labels = digits.train.x[:400], digits.train.labels[:400]
+    model = aevae.make("m2", input_shape=digits.shape, latent_dim=3, hidden=(32,), classes=10,
+                       classifier_hidden=(32,), seed=0)
+    model.fit(x, labels=labels, label_known=known_subset(labels, 10), epochs=3, progress=False)
+    test = digits.test.x[:12]
+    assert model.reconstruct(test).shape == test.shape
+    assert model.impute(test, np.ones(test.shape, bool)).shape == test.shape
+    decoded = model.decode(np.zeros((2, 3), np.float32), labels=[3, 7])
+    np.testing.assert_array_equal(decoded, model.decode(np.zeros((2, 3), np.float32),
+                                                        labels=np.array([3, 7])))
+    for method, call in (("vary", lambda: model.vary(test, 2)),
+                         ("interpolate", lambda: model.interpolate(test[0], test[1])),
+                         ("traverse", lambda: model.traverse(test))):
+        with pytest.raises(ValueError, match=f"m2 has no {method}\\(\\): it decodes a code"):
+            call()
+    # log p(x) = log sum_y p(y) p(x|y), each p(x|y) importance-sampled with q(z|x,y) at length.
+    model.eval()
+    tensor = torch.from_numpy(test)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        per_class = []
+        for value in range(10):
+            classes = torch.full((len(test),), value)
+            q = model.conditional_posterior(tensor, classes)
+            z = q.rsample(4000)
+            condition = F.one_hot(classes, 10).float().repeat(4000, 1)
+            output = model.decoder(z.reshape(-1, 3), condition).view(4000, *tensor.shape)
+            weights = (model.likelihood.log_prob(tensor.expand(4000, *tensor.shape), output)
+                       + model.prior.log_prob(z) - q.log_prob(z))
+            per_class.append(torch.logsumexp(weights.double(), 0) - math.log(4000))
+        reference = (torch.logsumexp(torch.stack(per_class), 0) - math.log(10)).numpy()
+    estimate = model.log_likelihood(test, k=5000)
+    np.testing.assert_allclose(estimate, reference, atol=0.05)
+    assert estimate.mean() > np.asarray(model.elbo(test)).mean()
+
+
+@pytest.mark.parametrize("name", ["cvae", "conditional_ae"])
+def test_conditional_models_name_what_they_cannot_do_without_labels(name, digits):
+    model = aevae.make(name, input_shape=digits.shape, latent_dim=3, hidden=(16,), classes=10,
+                       seed=0)
+    x = digits.test.x[:4]
+    for call in (lambda: model.vary(x, 2), lambda: model.traverse(x),
+                 lambda: model.interpolate(x[0], x[1]),
+                 lambda: model.impute(x, np.ones(x.shape, bool))):
+        with pytest.raises(ValueError, match=f"{name} has no .*: it encodes and decodes with a "
+                                             "class"):
+            call()
+    if name == "cvae":
+        with pytest.raises(ValueError, match="cvae has no log_likelihood\\(\\): it models "
+                                             "p\\(x\\|y\\)"):
+            model.log_likelihood(x, k=2)
+        assert np.isfinite(model.elbo(x, labels=np.arange(4))).all()

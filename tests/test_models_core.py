@@ -322,3 +322,62 @@ def test_every_model_class_declares_its_flags():
     assert aevae.models.MODELS["pca"].exact_log_likelihood is None
     vae = aevae.models.MODELS["vae"]
     assert not vae.closed_form and vae.shares_network and vae.exact_log_likelihood is None
+
+
+def test_only_the_same_shape_or_its_flat_values_are_read(digits):
+    from aevae.data import DataError
+
+    images = np.random.default_rng(0).random((20, 3, 8, 8), dtype=np.float32)
+    model = aevae.make("ae", input_shape=(3, 8, 8), network="conv", latent_dim=3, seed=0)
+    channels_last = images.transpose(0, 2, 3, 1)
+    with pytest.raises(DataError, match="channels last\\? move them first"):
+        model.fit(channels_last, epochs=1, progress=False)
+    model.fit(images, epochs=1, progress=False)
+    with pytest.raises(ValueError, match="examples are shaped \\(8, 8, 3\\) but the model "
+                                         "expects \\(3, 8, 8\\); channels last"):
+        model.encode(channels_last)
+    np.testing.assert_array_equal(model.encode(images.reshape(20, -1)), model.encode(images))
+    # Grey images without their channel axis are read as they are: (N, 8, 8) for (1, 8, 8).
+    grey = aevae.make("ae", input_shape=(1, 8, 8), network="conv", latent_dim=3, seed=0)
+    flat = digits.test.x[:10].reshape(10, 8, 8)
+    grey.fit(flat, epochs=1, progress=False)
+    np.testing.assert_array_equal(grey.encode(flat), grey.encode(flat[:, None]))
+    with pytest.raises(ValueError, match="single example"):
+        grey.encode(flat[:1])
+    mlp = aevae.make("ae", input_shape=(2, 3), latent_dim=2, hidden=(4,), seed=0)
+    with pytest.raises(ValueError, match="only the same shape, or its values flattened"):
+        mlp.encode(np.zeros((4, 3, 2), np.float32))
+
+
+def test_a_bernoulli_decoder_scores_only_values_in_its_support(digits):
+    model = aevae.make("vae", input_shape=digits.shape, latent_dim=3, hidden=(16,), seed=0)
+    pixels = (digits.test.x[:4] * 255).astype(np.uint8)
+    for score in (lambda: model.log_likelihood(pixels, k=4), lambda: model.elbo(pixels),
+                  lambda: model.loss_terms(digits.test.x[:4] - 0.5)):
+        with pytest.raises(ValueError, match="bernoulli decoder scores values in \\[0, 1\\] "
+                                             "only"):
+            score()
+    assert model.encode(pixels).shape == (4, 3)  # encoding is not scoring
+
+
+def test_whole_number_options_take_numpy_integers_and_refuse_fractions(digits, tmp_path):
+    x = digits.train.x[:64]
+    model = aevae.make("vae", input_shape=digits.shape, latent_dim=3, hidden=(8,), seed=0)
+    model.fit(x, epochs=np.int64(1), seed=np.int64(2), batch_size=np.int32(32), progress=False)
+    np.testing.assert_array_equal(model.sample(2, seed=np.int64(1)), model.sample(2, seed=1))
+    decoded, chosen = model.traverse(x[:8], dimensions=np.int64(2), steps=np.int64(3))
+    assert decoded.shape == (2, 3, *digits.shape) and len(chosen) == 2
+    for options, message in (({"epochs": 1.5}, "epochs must be a whole number"),
+                             ({"seed": -1}, "seed must be at least 0"),
+                             ({"seed": "3"}, "seed must be a whole number"),
+                             ({"patience": 1.5}, "patience must be a whole number"),
+                             ({"learning_rate": "fast"}, "learning_rate must be a number")):
+        with pytest.raises(ValueError, match=message):
+            model.fit(x, progress=False, **options)
+    with pytest.raises(ValueError, match="k must be a whole number"):
+        model.log_likelihood(x[:2], k=1.5)
+    with pytest.raises(ValueError, match="unknown device 'bogus'"):
+        aevae.load(model.save(tmp_path / "saved"), device="bogus")
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(FileExistsError, match="it is a file, and a model is saved as a folder"):
+        model.save(tmp_path / "a-file")

@@ -124,3 +124,21 @@ def test_user_sequences_with_lengths_from_npz(tmp_path):
     np.savez(tmp_path / "long.npz", x=x, lengths=lengths + 5)
     with pytest.raises(ValueError, match="lengths must be"):
         load_dataset(str(tmp_path / "long.npz"))
+
+
+@pytest.mark.parametrize("name, methods", [
+    ("sequence_vae", ("vary",)),
+    ("vrnn", ("vary", "interpolate", "traverse", "dimension_usage"))])
+def test_sequence_models_name_the_methods_they_do_not_offer(name, methods, short_sines):
+    import aevae
+
+    x, lengths = short_sines
+    model = aevae.make(name, input_shape=(12, 1), latent_dim=3, hidden=(16,),
+                       likelihood="gaussian-learned", seed=0)
+    calls = {"vary": lambda: model.vary(x[:2], 2),
+             "interpolate": lambda: model.interpolate(x[0], x[1]),
+             "traverse": lambda: model.traverse(x[:8]),
+             "dimension_usage": lambda: model.dimension_usage(x[:8])}
+    for method in methods:
+        with pytest.raises(ValueError, match=f"{name} has no {method}\\(\\): "):
+            calls[method]()

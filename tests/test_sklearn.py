@@ -29,7 +29,10 @@ TINY = dict(epochs=2, hidden=(8,), batch_size=16, importance_samples=8)
 
 @parametrize_with_checks(
     [AutoencoderTransformer(**TINY), AutoencoderTransformer(model="ae", **TINY),
-     AutoencoderOutlierDetector(**TINY)],
+     AutoencoderOutlierDetector(**TINY),
+     # A closed-form model, and a flow posterior.
+     AutoencoderTransformer(model="ppca", **TINY),
+     AutoencoderTransformer(model="vae_flow", **TINY)],
     expected_failed_checks=expected_failed_checks,
 )
 def test_scikit_learn_estimator_checks(estimator, check):
@@ -291,7 +294,10 @@ def test_bad_input_and_parameters_fail_the_scikit_learn_way(estimator):
     with pytest.raises(ValueError, match="NaN"):
         fitted.score_samples(broken)
     for bad in ({"latent_dim": 0}, {"epochs": 1.5}, {"validation_fraction": 1.0},
-                {"options": {"seed": 3}}, {"model": "nonexistent"}, {"hidden": (8, -1)}):
+                {"options": {"seed": 3}}, {"model": "nonexistent"}, {"hidden": (8, -1)},
+                # A parameter of its own set in options would silently win over it.
+                {"options": {"latent_dim": 5}}, {"options": {"hidden": (4,)}},
+                {"options": {"likelihood": "gaussian"}}):
         unfitted = clone(estimator).set_params(**bad)  # stored unchecked, as scikit-learn does
         with pytest.raises(ValueError):
             unfitted.fit(x)

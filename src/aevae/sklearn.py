@@ -56,7 +56,11 @@ FLOATS = [np.float64, np.float32]
 AUTO_LATENT = 8
 SCORES = ("reconstruction", "elbo", "likelihood")
 # Options the facade sets itself.
-RESERVED_OPTIONS = {"input_shape": "it is read from X", "seed": "set random_state instead"}
+RESERVED_OPTIONS = {"input_shape": "it is read from X", "seed": "set random_state instead",
+                    # Parameters of their own: set in options, they would silently win over
+                    # the parameter (and over a grid search's values for it).
+                    "latent_dim": "set latent_dim= instead", "hidden": "set hidden= instead",
+                    "likelihood": "set likelihood= instead"}
 
 # Checks that cannot pass, with the reason (see expected_failed_checks).
 _DETECTOR_CHECKS = {
@@ -72,6 +76,12 @@ _NO_LIKELIHOOD = ("score and score_samples raise NoLikelihoodError: a determinis
 # Checks that call score or score_samples on a transformer.
 _SCORING_CHECKS = ("check_fit_score_takes_y", "check_pipeline_consistency",
                    "check_methods_sample_order_invariance", "check_methods_subset_invariance")
+# The planar flow's per-example sums round differently with the batch's size.
+_FLOW_CHECKS = dict.fromkeys(
+    ("check_methods_sample_order_invariance", "check_methods_subset_invariance"),
+    "the flow's per-example reductions round differently with the batch's size: transform "
+    "differs from the same rows in another batch by float32's last bit (about 1e-7 relative), "
+    "which these checks' tolerance (1e-7) does not allow")
 
 
 def expected_failed_checks(estimator) -> dict[str, str]:
@@ -87,6 +97,8 @@ def expected_failed_checks(estimator) -> dict[str, str]:
             return {}
         if not has_likelihood:
             return dict.fromkeys(_SCORING_CHECKS, _NO_LIKELIHOOD)
+        if estimator.model == "vae_flow":
+            return dict(_FLOW_CHECKS)
     return {}
 
 
@@ -377,9 +389,11 @@ class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
     scikit-learn's estimator checks
     -------------------------------
     With a model that has a likelihood (the default VAE, ``ppca``...) every check of
-    ``check_estimator`` applies and passes. A deterministic model (``ae``, ``pca``...) has no
-    log-likelihood, so ``score`` and ``score_samples`` raise NoLikelihoodError (a TypeError), and
-    the four checks that call them cannot pass: ``check_fit_score_takes_y``,
+    ``check_estimator`` applies and passes, but for ``vae_flow``, whose transform differs by
+    float32's last bit between batches of different sizes (two checks). A deterministic model
+    (``ae``, ``pca``...) has no log-likelihood, so ``score`` and ``score_samples`` raise
+    NoLikelihoodError (a TypeError), and the four checks that call them cannot pass:
+    ``check_fit_score_takes_y``,
     ``check_pipeline_consistency``, ``check_methods_sample_order_invariance`` and
     ``check_methods_subset_invariance`` (``expected_failed_checks`` lists them with the reason).
     Results are reproducible for an integer ``random_state`` on the CPU; with

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .errors import DataError
@@ -69,6 +71,26 @@ def validate_array(x, *, name: str = "data", likelihood: str | None = None) -> n
                 f"which the {likelihood.lower()} likelihood needs{hint}"
             )
     return array
+
+
+def example_shape_problem(shape: tuple[int, ...], expected: tuple[int, ...]) -> str | None:
+    """Why examples shaped ``shape`` cannot be read as ``expected`` (a model's input shape), or
+    None when they can: the same shape, either side flat (an image's values in order), or an
+    image without its single channel axis. Another arrangement of the same values is refused:
+    reshaping it would scramble them (channels last read as channels first)."""
+    shape, expected = tuple(int(side) for side in shape), tuple(expected)
+    if shape == expected:
+        return None
+    problem = f"examples are shaped {shape} but the model expects {expected}"
+    if math.prod(shape) != math.prod(expected):
+        return problem
+    if len(shape) == 1 or len(expected) == 1:
+        return None
+    if (expected[0] == 1 and shape == expected[1:]) or (shape[0] == 1 and shape[1:] == expected):
+        return None
+    if len(shape) == len(expected) == 3 and shape == (*expected[1:], expected[0]):
+        return problem + "; channels last? move them first (x.transpose(0, 3, 1, 2))"
+    return problem + " (only the same shape, or its values flattened, is read)"
 
 
 def to_example_layout(x: np.ndarray, *, name: str = "data") -> np.ndarray:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import numbers
 
 import numpy as np
 import torch
@@ -158,9 +159,11 @@ def log_likelihood_estimate(
     facade's ``score_samples``. Raises NoLikelihoodError for a model without a likelihood.
     """
     _require_likelihood(model)
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
-    tensor, _ = model._prepare(x)
+    model.require("log_likelihood")
+    if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"k must be a whole number of at least 1, got {k!r}")
+    k = int(k)
+    tensor, _ = model._prepare(x, scored=True)
     batch_size, samples_per_chunk = _chunk_sizes(len(tensor), k, max_rows, batch_size)
     _, generic_samples_per_chunk = _chunk_sizes(1, k, max_rows, 1)
     fast = _uses_vae_weights(model)

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from .. import __version__
+from ..data.validation import example_shape_problem
 from ..io import (
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -323,6 +324,14 @@ class Autoencoder(nn.Module):
     shares_network: ClassVar[bool] = True
     # A method x -> exact per-example log p(x) (nats) where the model has one (ppca), else None.
     exact_log_likelihood: ClassVar[Any] = None
+    # Public methods the model cannot offer, with why: said in one line instead of a crash
+    # deep in its networks (a decoder that needs a class, a latent per time step).
+    unsupported: ClassVar[dict[str, str]] = {}
+
+    def require(self, method: str) -> None:
+        """ValueError naming ``method`` and why, when the model does not offer it."""
+        if method in self.unsupported:
+            raise ValueError(f"{self.name} has no {method}(): {self.unsupported[method]}")
 
     def __init__(self, config: AutoencoderConfig | None = None, *, encoder: nn.Module | None = None,
                  decoder: nn.Module | None = None, **options):
@@ -442,27 +451,41 @@ class Autoencoder(nn.Module):
         return self.likelihood.log_prob(x, self.decoder_output(z))
 
     # ----- public API on arrays or tensors ----------------------------------------------------
-    def _prepare(self, x, name: str = "x") -> tuple[torch.Tensor, bool]:
+    def _prepare(self, x, name: str = "x", scored: bool = False) -> tuple[torch.Tensor, bool]:
+        """x as a float tensor batch on the model's device, and whether it came as numpy.
+        ``scored``: the likelihood will score x, so x must lie in its support ([0, 1] for a
+        Bernoulli decoder: 0-255 pixels would get impossible log-probabilities)."""
         as_numpy = not isinstance(x, torch.Tensor)
         tensor = _float_tensor(x, name)
         batch = f"(N, {', '.join(map(str, self.input_shape))})"
-        if tensor.dim() == len(self.input_shape):
+        if self._single(tensor):
             raise ValueError(
                 f"expected a batch shaped {batch}, got a "
                 f"single example shaped {tuple(tensor.shape)}; add a leading batch dimension"
             )
         if tensor.dim() == 0:
             raise ValueError(f"expected a batch shaped {batch}, got a single number")
+        if tensor.dim() == 1:
+            raise ValueError(f"expected a batch shaped {batch}, got {tuple(tensor.shape)}")
         if tuple(tensor.shape[1:]) != self.input_shape:
-            if math.prod(tensor.shape[1:]) == math.prod(self.input_shape):
-                tensor = tensor.reshape(tensor.shape[0], *self.input_shape)
-            else:
-                raise ValueError(
-                    f"expected examples shaped {self.input_shape}, got {tuple(tensor.shape[1:])}"
-                )
+            if problem := example_shape_problem(tensor.shape[1:], self.input_shape):
+                raise ValueError(f"{name}: {problem}")
+            tensor = tensor.reshape(tensor.shape[0], *self.input_shape)
         if len(tensor) == 0:
             raise ValueError(f"{name} is an empty batch shaped {tuple(tensor.shape)}")
+        if scored and self.likelihood.needs_unit_interval:
+            low, high = tensor.min().item(), tensor.max().item()
+            if low < 0 or high > 1:
+                raise ValueError(
+                    f"{name} holds values from {low:g} to {high:g}, but the "
+                    f"{self.likelihood.name} decoder scores values in [0, 1] only: scale x as "
+                    "the training data was (e.g. pixels / 255)")
         return tensor.to(self.device), as_numpy
+
+    def _single(self, tensor: torch.Tensor) -> bool:
+        """Whether a tensor is one example (its shape, or its values flat), not a batch."""
+        return tuple(tensor.shape) == self.input_shape or (
+            tensor.dim() == 1 and len(tensor) == math.prod(self.input_shape))
 
     @staticmethod
     def _output(tensor: torch.Tensor, as_numpy: bool):
@@ -531,9 +554,9 @@ class Autoencoder(nn.Module):
         return self._output(decoded, as_numpy)
 
     def sample_latent(self, n: int, seed: int | None = None) -> torch.Tensor:
-        generator = None if seed is None else torch.Generator().manual_seed(seed)
+        generator = None if seed is None else torch.Generator().manual_seed(int(seed))
         with torch.no_grad():
-            return self.prior.sample(n, generator=generator)
+            return self.prior.sample(int(n), generator=generator)
 
     def sample(self, n: int, *, seed: int | None = None, as_numpy: bool = True):
         """Decode ``n`` draws from the prior; returns the decoder means."""
@@ -546,9 +569,10 @@ class Autoencoder(nn.Module):
         Returns (steps, *shape) for single examples, (N, steps, *shape) for batches."""
         if not _whole(steps) or steps < 2:
             raise ValueError(f"steps must be an integer of at least 2, got {steps!r}")
+        self.require("interpolate")
         as_numpy = not isinstance(x_start, torch.Tensor)
         start, end = _float_tensor(x_start, "x_start"), _float_tensor(x_end, "x_end")
-        single = start.dim() == len(self.input_shape)
+        single = self._single(start)
         if single:
             start, end = start[None], end[None]
         start, _ = self._prepare(start, "x_start")
@@ -568,6 +592,7 @@ class Autoencoder(nn.Module):
         z ~ q(z|x) (the decoder's mean, or a draw from p(x|z) with ``sample_likelihood``). A
         deterministic model has one code per input, so its variations all equal the
         reconstruction (unless ``sample_likelihood`` adds the decoder's noise)."""
+        self.require("vary")
         if not _whole(n) or n < 1:
             raise ValueError(f"n must be a whole number of at least 1, got {n!r}")
         tensor, as_numpy = self._prepare(x)
@@ -590,6 +615,7 @@ class Autoencoder(nn.Module):
         reconstruction: start from ``start`` (per-dimension values, default 0), reconstruct,
         put the reconstruction's values into the missing entries, and repeat. Observed entries
         are returned exactly as given. (MIWAE overrides this with importance sampling.)"""
+        self.require("impute")
         values, observed = checked_missing(x, observed)
         if not _whole(iterations) or iterations < 1:
             raise ValueError(f"iterations must be at least 1, got {iterations!r}")
@@ -604,6 +630,7 @@ class Autoencoder(nn.Module):
     def dimension_usage(self, x) -> np.ndarray:
         """How much each latent dimension is used on x: its mean KL to N(0, 1) for models with a
         posterior, else the variance of its codes."""
+        self.require("dimension_usage")
         if self.has_likelihood:
             means, variances = self.encode(x, return_variance=True)
             means, variances = np.asarray(means), np.asarray(variances)
@@ -618,11 +645,12 @@ class Autoencoder(nn.Module):
         ``dimensions``: a count (the most used ones, see ``dimension_usage``) or a list.
         Returns (decoded, dimensions): decoded shaped (len(dimensions), steps, *input_shape).
         """
-        if steps < 2:
-            raise ValueError(f"steps must be at least 2, got {steps}")
+        self.require("traverse")
+        if not _whole(steps) or steps < 2:
+            raise ValueError(f"steps must be a whole number of at least 2, got {steps!r}")
         tensor, as_numpy = self._prepare(x)
         codes = np.asarray(self.encode(tensor.cpu().numpy()))
-        if isinstance(dimensions, int):
+        if _whole(dimensions):
             if dimensions < 1:
                 raise ValueError(f"dimensions must be at least 1, got {dimensions}")
             order = np.argsort(-self.dimension_usage(tensor.cpu().numpy()), kind="stable")
@@ -631,7 +659,7 @@ class Autoencoder(nn.Module):
             chosen = np.asarray(dimensions, dtype=np.int64)
             if chosen.size == 0 or chosen.min() < 0 or chosen.max() >= self.latent_dim:
                 raise ValueError(f"dimensions must lie in 0..{self.latent_dim - 1}")
-        if not 0 <= anchor < len(codes):
+        if not _whole(anchor) or not 0 <= anchor < len(codes):
             raise ValueError(f"anchor must index x (0..{len(codes) - 1}), got {anchor}")
         offsets = np.linspace(-span, span, steps, dtype=np.float32)
         grid = np.repeat(codes[anchor:anchor + 1], len(chosen) * steps, axis=0)
@@ -641,9 +669,10 @@ class Autoencoder(nn.Module):
         decoded = self.decode(grid).reshape(len(chosen), steps, *self.input_shape)
         return self._output(torch.as_tensor(decoded), as_numpy), chosen
 
-    def make_batch(self, x, name: str = "x", **fields):
+    def make_batch(self, x, name: str = "x", *, scored: bool = False, **fields):
         """(Batch on the model's device, whether x came as numpy) from x and the fields this
-        model uses; a field it does not use is an error rather than silently ignored."""
+        model uses; a field it does not use is an error rather than silently ignored.
+        ``scored``: x must lie in the likelihood's support (``_prepare``)."""
         from ..data.batch import make_batch
 
         unused = sorted(field for field, value in fields.items()
@@ -651,7 +680,7 @@ class Autoencoder(nn.Module):
         if unused:
             reads = ", ".join(self.uses) or "nothing but x"
             raise ValueError(f"{self.name} does not use {', '.join(unused)} (it reads {reads})")
-        tensor, as_numpy = self._prepare(x, name)
+        tensor, as_numpy = self._prepare(x, name, scored=scored)
         return make_batch(tensor, fields, name).to(self.device), as_numpy
 
     def batch_loss_terms(self, batch, batch_size: int = 1024) -> dict:
@@ -670,7 +699,7 @@ class Autoencoder(nn.Module):
     def loss_terms(self, x, *, batch_size: int = 1024, **fields) -> dict:
         """Per-example ``loss``, each named term, and ``elbo`` where defined (eval mode);
         ``fields`` (labels=, observed=, lengths=, ...) for the models that use them."""
-        batch, as_numpy = self.make_batch(x, **fields)
+        batch, as_numpy = self.make_batch(x, scored=True, **fields)
         values = self.batch_loss_terms(batch, batch_size)
         return {key: self._output(value, as_numpy) for key, value in values.items()}
 
@@ -715,6 +744,9 @@ class Autoencoder(nn.Module):
     def save(self, directory) -> Path:
         """Write ``config.json`` and ``model.safetensors`` (both atomically) into ``directory``."""
         directory = Path(directory)
+        if directory.exists() and not directory.is_dir():
+            raise FileExistsError(f"cannot save into {directory}: it is a file, and a model is "
+                                  "saved as a folder")
         directory.mkdir(parents=True, exist_ok=True)
         save_tensors(directory / WEIGHTS_FILE, self.state_dict())
         atomic_write_json(directory / CONFIG_FILE, self.describe())
@@ -793,6 +825,9 @@ def build_saved(directory, *, encoder: nn.Module | None = None,
 def load(directory, *, device: str | torch.device = "cpu", encoder: nn.Module | None = None,
          decoder: nn.Module | None = None) -> Autoencoder:
     """Rebuild a saved model from ``config.json`` + ``model.safetensors``; no pickle involved."""
+    from ..training.devices import resolve_device
+
+    device = resolve_device(device)  # an unusable device is one line, before any file is read
     directory = Path(directory)
     weights_path = directory / WEIGHTS_FILE
     for path in (directory / CONFIG_FILE, weights_path):

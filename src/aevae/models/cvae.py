@@ -52,6 +52,12 @@ class Conditioned:
     code of y, and the public API with ``labels``."""
 
     uses = ("labels",)
+    unsupported = {
+        **{method: "it encodes and decodes with a class; use encode, decode and reconstruct "
+           "with labels=" for method in ("vary", "interpolate", "traverse", "impute",
+                                         "dimension_usage")},
+        "log_likelihood": "it models p(x|y), and log_likelihood takes no labels; "
+        "elbo(x, labels=...) bounds log p(x|y)"}
 
     def condition_networks(self) -> None:
         """Replace the unconditioned networks the base built (same options, same seed)."""

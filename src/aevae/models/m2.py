@@ -36,6 +36,7 @@ from ..nets import MLPEncoder
 from ..nets.conditional import ConditionedDecoder, ConditionedEncoder
 from ..priors import StandardNormal
 from .base import LossOutput
+from .cvae import Conditioned
 from .registry import register_model
 from .vae import VAE, VAEConfig
 
@@ -75,6 +76,9 @@ class M2(VAE):
                    "summed out where unknown")
     Config = M2Config
     uses = ("labels", "label_known")
+    unsupported = {method: "it decodes a code only together with a class; use "
+                   "decode(z, labels=...) or sample(n, labels=...)"
+                   for method in ("vary", "interpolate", "traverse")}
 
     def __init__(self, config=None, **options):
         super().__init__(config, **options)
@@ -193,6 +197,46 @@ class M2(VAE):
         """The most probable class under q(y|x)."""
         return np.asarray(self.predict_proba(np.asarray(x) if not torch.is_tensor(x) else x,
                                              batch_size=batch_size)).argmax(axis=1)
+
+    def conditional_posterior(self, x: torch.Tensor, labels: torch.Tensor) -> DiagonalGaussian:
+        condition = F.one_hot(labels, self.config.classes).float()
+        return DiagonalGaussian(*self.encoder(x, condition).chunk(2, dim=-1))
+
+    def reconstruct_batch(self, batch) -> torch.Tensor:
+        """Decoded through each example's label where the batch has one, else the class q(y|x)
+        finds most probable."""
+        x = batch.x
+        labels = self.class_logits(x).argmax(-1)
+        if batch.labels is not None:
+            known = (batch.label_known if batch.label_known is not None
+                     else torch.ones_like(labels, dtype=torch.bool))
+            labels = torch.where(known, batch.labels.to(labels.dtype), labels)
+        condition = F.one_hot(labels, self.config.classes).float()
+        return self.likelihood.mean(self.decoder(self.conditional_posterior(x, labels).mean,
+                                                 condition))
+
+    def log_importance_weights(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """log p(x, y, z) - log q(y|x) q(z|x, y) for k draws of (y, z), shaped (k, N): their
+        log-mean-exp estimates log p(x) with y summed out (a lower bound, exact as k grows)."""
+        count = len(x)
+        log_q_y = F.log_softmax(self.class_logits(x), dim=-1)
+        labels = torch.distributions.Categorical(logits=log_q_y).sample((k,))  # (k, N)
+        repeated = x.repeat(k, *([1] * (x.dim() - 1)))
+        flat = labels.reshape(-1)
+        q = self.conditional_posterior(repeated, flat)
+        z = q.rsample()
+        condition = F.one_hot(flat, self.config.classes).float()
+        log_weights = (self.likelihood.log_prob(repeated, self.decoder(z, condition))
+                       + self.prior.log_prob(z) - q.log_prob(z)
+                       - math.log(self.config.classes) - log_q_y.gather(1, labels.T).T.reshape(-1))
+        return log_weights.view(k, count)
+
+    def decode(self, z, *, labels=None, batch_size: int = 1024):
+        """Mean of p(x|y, z) for the class(es) ``labels`` (one class, or one per code)."""
+        return Conditioned.decode(self, z, labels=labels, batch_size=batch_size)
+
+    def one_hot(self, labels: torch.Tensor) -> torch.Tensor:
+        return Conditioned.one_hot(self, labels)
 
     def encode_tensor(self, x, sample=False):
         """Codes of z given the class q(y|x) finds most probable."""

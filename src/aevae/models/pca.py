@@ -65,7 +65,8 @@ def _principal_components(x, latent_dim: int, seed: int):
     flat = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
     if latent_dim > min(flat.shape):
         raise ValueError(f"latent_dim {latent_dim} exceeds min(examples, dimensions) = "
-                         f"{min(flat.shape)}: PCA cannot find that many components")
+                         f"{min(flat.shape)}: PCA cannot find that many components in "
+                         f"{len(flat)} example(s) of {flat.shape[1]} feature(s)")
     fitted = ScikitPCA(n_components=latent_dim, svd_solver="full", random_state=seed).fit(flat)
     noise = float(fitted.noise_variance_)
     return fitted.mean_, fitted.components_, fitted.explained_variance_, noise

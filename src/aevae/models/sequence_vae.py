@@ -59,6 +59,8 @@ class SequenceVAE(VAE):
                    "latent per sequence (Bowman et al. 2016)")
     Config = SequenceVAEConfig
     uses = ("lengths",)
+    unsupported = {"vary": "its decoder runs step by step; draw codes with encode(x, "
+                   "sample=True) and decode them with decode(z)"}
 
     def posterior_of(self, batch: Batch) -> DiagonalGaussian:
         mean, log_variance = self.encoder(batch.x, batch.lengths).chunk(2, dim=-1)
@@ -124,7 +126,7 @@ class SequenceVAE(VAE):
     def sequence_log_likelihood(self, x, *, lengths=None, k: int = 500, seed: int = 0,
                                 batch_size: int = 64):
         """Importance-sampled log p(x) per sequence (nats), over the real steps."""
-        batch, _ = self.make_batch(x, lengths=lengths)
+        batch, _ = self.make_batch(x, scored=True, lengths=lengths)
         return importance_sampled(self, batch, k, seed, batch_size)
 
 

@@ -60,6 +60,9 @@ class VRNN(Autoencoder):
     has_likelihood = True
     trains_prior = True
     uses = ("lengths",)
+    unsupported = {method: "a VRNN has a latent variable per time step, not one code per "
+                   "sequence to move along" for method in ("vary", "interpolate", "traverse",
+                                                           "dimension_usage")}
 
     def __init__(self, config=None, **options):
         super().__init__(config, **options)
@@ -175,6 +178,6 @@ class VRNN(Autoencoder):
     def sequence_log_likelihood(self, x, *, lengths=None, k: int = 500, seed: int = 0,
                                 batch_size: int = 64):
         """Importance-sampled log p(x) per sequence (nats), over the real steps."""
-        batch, _ = self.make_batch(x, lengths=lengths)
+        batch, _ = self.make_batch(x, scored=True, lengths=lengths)
         return importance_sampled(self, batch, k, seed, batch_size)
 

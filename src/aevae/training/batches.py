@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from ..data import DataError, validate_array
 from ..data.batch import Batch, make_batch
+from ..data.validation import example_shape_problem
 
 if TYPE_CHECKING:  # training does not import models: models call training
     from ..models.base import Autoencoder
@@ -48,11 +49,8 @@ def as_training_tensor(model: Autoencoder, x, name: str) -> torch.Tensor:
     array = validate_array(array, name=name, likelihood=likelihood)
     expected = model.input_shape
     if tuple(array.shape[1:]) != expected:
-        if math.prod(array.shape[1:]) != math.prod(expected):
-            raise DataError(
-                f"{name}: examples are shaped {tuple(array.shape[1:])} but the model expects "
-                f"{expected}"
-            )
+        if problem := example_shape_problem(array.shape[1:], expected):
+            raise DataError(f"{name}: {problem}")
         array = array.reshape(len(array), *expected)
     return torch.from_numpy(np.ascontiguousarray(array))
 
@@ -119,9 +117,8 @@ def streamed(loader: DataLoader, model: Autoencoder, device: torch.device) -> It
 
 
 def check_stream_shape(model: Autoencoder, stream) -> None:
-    if math.prod(stream.example_shape) != math.prod(model.input_shape):
-        raise DataError(f"{stream.path}: examples are shaped {stream.example_shape} but the "
-                        f"model expects {model.input_shape}")
+    if problem := example_shape_problem(stream.example_shape, model.input_shape):
+        raise DataError(f"{stream.path}: {problem}")
 
 
 def chunked(stream, batch_size: int, generator: torch.Generator, processes,

@@ -7,6 +7,7 @@ all build one of these; training.json is its record.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -54,10 +55,25 @@ class TrainingConfig:
         self.check()
 
     def check(self) -> None:
-        """Refuse options no run could use, naming the option."""
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        """Refuse options no run could use, naming the option; whole numbers of any integer
+        type (numpy's too) are stored as int."""
+        for name, lowest in (("epochs", 1), ("batch_size", 1), ("seed", 0), ("patience", 1),
+                             ("labelled_per_batch", 1)):
+            value = getattr(self, name)
+            if value is None and name in ("patience", "labelled_per_batch"):
+                continue
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+                raise ValueError(f"{name} must be a whole number, got {value!r}")
+            if value < lowest:
+                raise ValueError(f"{name} must be at least {lowest}, got {value}")
+            if name == "seed" and value >= 2**63:
+                raise ValueError(f"seed must be below 2**63, got {value}")
+            object.__setattr__(self, name, int(value))  # frozen: set once, here
+        for name in ("learning_rate", "weight_decay", "gradient_clip"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, numbers.Real)
+                                      or isinstance(value, bool)):
+                raise ValueError(f"{name} must be a number, got {value!r}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.optimizer not in OPTIMIZER_NAMES:
@@ -65,8 +81,6 @@ class TrainingConfig:
                              f"{', '.join(OPTIMIZER_NAMES)}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be at least 0, got {self.weight_decay}")
-        if self.patience is not None and self.patience < 1:
-            raise ValueError(f"patience must be at least 1, got {self.patience}")
         if self.gradient_clip is not None and not self.gradient_clip > 0:
             raise ValueError(f"gradient_clip must be positive, got {self.gradient_clip}")
         if self.precision not in PRECISIONS:
