@@ -59,7 +59,8 @@ ROWS = [
     ("codes vs prior: MMD² (IMQ)", "latent", ("prior_mismatch", "mmd_imq"), "{:.4f}"),
     ("codes vs prior: KL of fitted Gaussian [nats]", "latent", ("prior_mismatch", "gaussian_kl"),
      "{:.2f}"),
-    ("holes: Gaussian probes of the codes' region off the codes [fraction; 0.05 = none]",
+    ("holes: Gaussian probes of the codes' region off the codes "
+     "[fraction; about 0.05 for Gaussian codes]",
      "latent", ("holes", "value"), "{:.3f}"),
     ("**Generation** (classifier features)", None, None, None),
     ("prior samples: Fréchet distance", "generation", ("prior", "frechet_distance", "value"),

@@ -247,7 +247,9 @@ def likelihood_report(
         "likelihood": model.config.likelihood,
         "max_rows": max_rows,
         "seed": seed,
-        "unit": "nats per example (bits per dimension: -log2 p(x) / dimensions)",
+        "unit": "nats per example (bits per dimension: -log2 p(x) / dimensions"
+        + ("" if model.likelihood.needs_unit_interval else "; a continuous density's figure on "
+           "the data's scale, not the discretised 8-bit one image-model papers report") + ")",
         "estimator": "log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x) (Burda et al. 2016); "
         "each bound uses its own samples (seed + 1)",
     }

@@ -481,7 +481,8 @@ register_task(Task(
     (
         Metric("holes", "holes between the codes",
                (("latent", "holes", "value"),), "lower",
-               unit="share of probes off the codes; 0.05 = none", bounds=UNIT_RANGE, short="holes"),
+               unit="share of probes off the codes; about 0.05 for Gaussian codes",
+               bounds=UNIT_RANGE, short="holes"),
         Metric("prior_mmd", "codes vs N(0, I): MMD²",
                (("latent", "aggregate_posterior_mismatch", "mmd_imq"),
                 ("latent", "prior_mismatch", "mmd_imq")), "lower", digits=4,
