@@ -530,6 +530,11 @@ def test_a_figure_that_is_not_finite_on_one_seed_wins_nothing():
     verdict = decide(rows, "lower")
     assert verdict["status"] == "uncontested" and verdict["winner"] == "pca"
     assert "ae" in verdict["barred"]
+    rows["vae"] = rows["pca"]  # a second healthy model: the verdict names why ae is passed over
+    [sentence] = summary([{"name": "compression", "skipped": None, "metrics": [
+        {"label": "MSE", "digits": 3, "direction": "lower", "rows": rows,
+         "verdict": decide(rows, "lower")}]}], {key: key for key in rows})
+    assert "not compared: ae (0.305: MSE is not finite (inf on seed 2))" in sentence
 
 
 def test_a_model_whose_every_run_failed_is_named_with_the_failure():

@@ -586,6 +586,7 @@ def _passed_over(metric: dict, verdict: dict, labels: dict[str, str]) -> str:
         row = metric["rows"][key]
         if sign * row["mean"] > sign * best:
             why = ("health check failed" if row.get("excluded") and not row.get("guard_failures")
+                   and not row.get("non_finite") else reasons[-1] if row.get("non_finite")
                    else reasons[0])
             ahead.append(f"{labels.get(key, key)} "
                          f"({format_value(row['mean'], metric['digits'])}: {why})")
