@@ -716,3 +716,42 @@ def test_ctrl_c_while_the_command_line_starts_prints_no_traceback(tmp_path):
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130 and "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("aevae: interrupted")
+
+
+def test_vary_edit_and_impute_read_inputs_on_the_runs_scale_and_shape(tmp_path, capsys):
+    generator = np.random.default_rng(0)
+    codes = generator.normal(size=(300, 2))
+    offsets = np.array([484.0, -30.0, 5.0, 1000.0, 0.0, 77.0])
+    table = (codes @ generator.normal(size=(2, 6)) * 10 + offsets).astype(np.float32)
+    np.save(tmp_path / "table.npy", table)
+    out = tmp_path / "run"
+    assert run(capsys, "train", "vae", "--data", str(tmp_path / "table.npy"), "--epochs", "3",
+               "--hidden", "16", "--out", str(out), "--quiet")[0] == 0
+    holes = table[:10].copy()
+    holes[generator.random(holes.shape) < 0.2] = np.nan
+    np.save(tmp_path / "holes.npy", holes)
+    assert run(capsys, "impute", str(out), "--input", str(tmp_path / "holes.npy"), "--out",
+               str(tmp_path / "filled.npy"))[0] == 0
+    filled, missing = np.load(tmp_path / "filled.npy"), np.isnan(holes)
+    np.testing.assert_array_equal(filled[~missing], holes[~missing])
+    # In the data's units (the model saw standardised values): near each column, not near 0.
+    spread = table.std(axis=0)
+    assert (np.abs(filled - table[:10])[missing] < 5 * np.broadcast_to(spread, holes.shape)[
+        missing]).all()
+    assert run(capsys, "vary", str(out), "--input", str(tmp_path / "table.npy"), "-n", "2",
+               "--limit", "3", "--out", str(tmp_path / "varied.npy"))[0] == 0
+    varied = np.load(tmp_path / "varied.npy")
+    assert varied.shape == (6, 6) and np.abs(varied.mean(axis=0) - offsets).max() < 200
+    np.save(tmp_path / "wide.npy", np.zeros((4, 8), np.float32))
+    np.save(tmp_path / "words.npy", np.array(["a", "b"]))
+    for arguments, message in (
+            (("vary", str(out), "--input", str(tmp_path / "wide.npy"), "--out",
+              str(tmp_path / "v.npy")), "wide.npy: examples are shaped (8,) but the model "
+                                        "expects (6,)"),
+            (("vary", str(out), "--input", str(tmp_path / "table.npy"), "--limit", "-1",
+              "--out", str(tmp_path / "v.npy")), "--limit must be at least 1, got -1"),
+            (("impute", str(out), "--input", str(tmp_path / "holes.npy"), "--mask",
+              str(tmp_path / "words.npy"), "--out", str(tmp_path / "f.npy")),
+             "words.npy: a mask holds true/false (or 1/0) per entry")):
+        code, _, err = run(capsys, *arguments)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err

@@ -701,3 +701,30 @@ def test_a_model_that_failed_on_every_seed_stays_in_the_answer(tmp_path, tiny_bu
     assert "training failed" in row["reason"] and "not in the roster" not in json.dumps(results)
     assert "vae is not compared: training failed" in study_text(results)
     assert "training failed (loss is nan" in (out / "report.html").read_text()
+
+
+def test_a_moved_study_reads_its_own_runs_and_damaged_files_are_named(digits_study, tmp_path,
+                                                                      capsys):
+    import shutil
+
+    out, _, first = digits_study
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved)
+    code, printed, _ = run(capsys, "report", str(moved))
+    assert code == 0 and "not finished" not in printed
+    from aevae.study.results import aggregate
+
+    again = aggregate(moved)
+    assert all(run["path"].startswith(str(moved)) for run in again["runs"])
+    assert again["summary"] == first["summary"]
+    record = Path(again["runs"][0]["path"], "run.json")
+    record.write_text("{}")
+    code, _, err = run(capsys, "report", str(moved))
+    assert code == 2 and err.strip().endswith(
+        "run.json: not a finished run's run.json (missing or damaged: started, finished, "
+        "epochs_run, best_epoch, train_seconds, evaluation_seconds, device, versions, history); "
+        "delete the run's folder to train it again")
+    (moved / "study.json").write_text('{"x": 1}')
+    code, _, err = run(capsys, "report", str(moved))
+    assert code == 2 and "study.json: not a study's study.json (missing or damaged: settings" \
+        in err and len(err.strip().splitlines()) == 1

@@ -793,21 +793,42 @@ def command_sample(arguments) -> int:
     return 0
 
 
-def _input_examples(path: str, model):
+def _input_examples(path: str, model, run: Path):
+    """The examples of an input file or folder (--input) as the run's model reads them: at its
+    image size, on the scale it was trained on (the run's rescaling), in its shape."""
     from .data import load_dataset
+    from .data.preparation import apply_preparation
+    from .data.validation import example_shape_problem
 
-    return load_dataset(path, validation_fraction=0.0).train.x.reshape(-1, *model.input_shape)
+    saved = _read_data_record(run)
+    image_size = saved.get("image_size") if Path(path).expanduser().is_dir() else None
+    dataset = load_dataset(path, validation_fraction=0.0, image_size=image_size)
+    if problem := example_shape_problem(dataset.shape, model.input_shape):
+        raise UsageError(f"{path}: {problem}")
+    x = apply_preparation(dataset, saved.get("preparation") or {}).train.x
+    return x.reshape(-1, *model.input_shape)
+
+
+def _check_limit(arguments) -> None:
+    if arguments.limit is not None and arguments.limit < 1:
+        raise UsageError(f"--limit must be at least 1, got {arguments.limit}")
 
 
 def command_vary(arguments) -> int:
     if arguments.n < 1:
         raise UsageError(f"-n must be at least 1, got {arguments.n}")
     _check_array_or_image(arguments.out)
-    model = _load_model(Path(arguments.run))
-    x = _input_examples(arguments.input, model)[: arguments.limit]
+    _check_limit(arguments)
+    from .data.preparation import undo_preparation
+
+    run = Path(arguments.run)
+    model = _load_model(run)
+    x = _input_examples(arguments.input, model, run)[: arguments.limit]
     varied = model.vary(x, arguments.n, sample_likelihood=arguments.sample_likelihood,
                         seed=arguments.seed)
-    _write_examples(varied.reshape(-1, *model.input_shape), arguments.out,
+    preparation = _read_data_record(run).get("preparation") or {}
+    _write_examples(undo_preparation(varied.reshape(-1, *model.input_shape), preparation),
+                    arguments.out,
                     f"{model.name}: {arguments.n} variations of each input (rows)",
                     columns=arguments.n)
     print(f"wrote {arguments.n} variations of {len(x)} input(s) to {arguments.out}")
@@ -827,9 +848,12 @@ def command_edit(arguments) -> int:
     if (arguments.vector is None) == (arguments.source is None or arguments.target is None):
         raise UsageError("give --vector FILE, or --from CLASS and --to CLASS (a class vector "
                          "from the run's training data)")
+    _check_limit(arguments)
+    from .data.preparation import undo_preparation
+
     run = Path(arguments.run)
     model = _load_model(run)
-    x = _input_examples(arguments.input, model)[: arguments.limit]
+    x = _input_examples(arguments.input, model, run)[: arguments.limit]
     if arguments.vector is not None:
         vector = np.asarray(read_npy(Path(arguments.vector)), dtype=np.float32).reshape(-1)
     else:
@@ -839,7 +863,8 @@ def command_edit(arguments) -> int:
         vector = class_vector(model, dataset.train.x, dataset.train.labels, arguments.source,
                               arguments.target)
     edited = edit(model, x, vector, arguments.strength)
-    _write_examples(np.concatenate([x, edited]), arguments.out,
+    preparation = _read_data_record(run).get("preparation") or {}
+    _write_examples(undo_preparation(np.concatenate([x, edited]), preparation), arguments.out,
                     f"{model.name}: inputs (top) and their edits (bottom)", columns=len(x))
     print(f"wrote {len(x)} edited example(s) to {arguments.out}")
     return 0
@@ -897,21 +922,46 @@ def command_impute(arguments) -> int:
         value = getattr(arguments, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name} must be at least 1, got {value}")
-    model = _load_model(Path(arguments.run))
-    values = np.asarray(read_npy(Path(arguments.input)), dtype=np.float32)
+    from .data.preparation import undo_preparation
+
+    run = Path(arguments.run)
+    model = _load_model(run)
+    values = given = np.asarray(read_npy(Path(arguments.input)), dtype=np.float32)
     if arguments.mask:
-        observed = np.asarray(read_npy(Path(arguments.mask)), dtype=bool)
+        mask = read_npy(Path(arguments.mask))
+        if mask.dtype != bool and not (np.issubdtype(mask.dtype, np.number)
+                                       and np.isin(mask, (0, 1)).all()):
+            raise UsageError(f"{arguments.mask}: a mask holds true/false (or 1/0) per entry, "
+                             f"got {mask.dtype} values")
+        if mask.shape != values.shape:
+            raise UsageError(f"{arguments.mask}: the mask is shaped {mask.shape}, the input "
+                             f"{values.shape}")
+        observed = mask.astype(bool)
     else:
         observed = ~np.isnan(values)
     if observed.all():
         raise UsageError(f"{arguments.input}: no entry is missing (NaN, or false in --mask)")
+    # On the scale the model was trained on (the run's rescaling), and back.
+    preparation = _read_data_record(run).get("preparation") or {}
+    if "mean" in preparation:
+        mean, scale = (np.asarray(preparation[key], np.float64) for key in ("mean", "scale"))
+        if mean.size not in (1, values[0].size):
+            raise UsageError(f"{arguments.input}: examples of {values[0].size} values; the "
+                             f"run was trained on {mean.size}")
+        shape = values.shape[1:] if mean.size > 1 else ()
+        values = ((values - mean.reshape(shape)) / scale.reshape(shape)).astype(np.float32)
     options = {"seed": arguments.seed}
     if "observed" in model.uses:
         options.update(samples=arguments.samples or 1000, multiple=arguments.multiple)
     elif arguments.multiple:
         raise UsageError(f"{model.name} imputes one value per entry (iterated reconstruction); "
                          "--multiple needs a model trained on missing data (miwae)")
-    imputed = model.impute(values, observed, **options)
+    drawn = np.asarray(model.impute(values, observed, **options))  # (N, [multiple,] ...)
+    extra = drawn.ndim - values.ndim
+    restored = undo_preparation(drawn.reshape(-1, *values.shape[1:]), preparation)
+    # Observed entries exactly as given (the rescaling there and back rounds).
+    index = (slice(None), *([None] * extra))
+    imputed = np.where(observed[index], given[index], restored.reshape(drawn.shape))
     buffer = io.BytesIO()
     np.save(buffer, imputed, allow_pickle=False)
     atomic_write_bytes(arguments.out, buffer.getvalue())

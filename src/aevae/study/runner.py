@@ -407,11 +407,33 @@ def discard_run(directory: Path) -> None:
         (directory / name).unlink(missing_ok=True)
 
 
+# What a study reads from a finished run's record (run.json): checked, so a damaged file is
+# one line naming it rather than a KeyError deep in the report.
+RUN_KEYS = ("started", "finished", "epochs_run", "best_epoch", "train_seconds",
+            "evaluation_seconds", "device", "versions", "history")
+
+
 def read_run(directory: Path) -> tuple[dict, dict] | None:
     """(run record, evaluation result) of a finished run directory, or None if incomplete."""
+    from ..io import CorruptFileError
+
     if not (directory / RUN_FILE).is_file() or not (directory / METRICS_FILE).is_file():
         return None
-    return read_json(directory / RUN_FILE), read_json(directory / METRICS_FILE)
+    record, result = read_json(directory / RUN_FILE), read_json(directory / METRICS_FILE)
+    for path, content, keys, table in ((directory / RUN_FILE, record, RUN_KEYS, "history"),
+                                       (directory / METRICS_FILE, result, ("metrics",),
+                                        "metrics")):
+        if not isinstance(content, dict):
+            missing = list(keys)
+        else:
+            missing = [key for key in keys if key not in content]
+            if not missing and not isinstance(content[table], dict):
+                missing = [table]
+        if missing:
+            raise CorruptFileError(
+                f"{path}: not a finished run's {path.name} (missing or damaged: "
+                f"{', '.join(missing)}); delete the run's folder to train it again")
+    return record, result
 
 
 # ----- the study -----------------------------------------------------------------------------
