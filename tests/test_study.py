@@ -410,6 +410,10 @@ def test_a_limited_study_trains_on_the_first_examples_and_keeps_the_other_splits
     (["--limit", "0"], "limit must be a positive number of examples, got 0"),
     (["--likelihood", "poisson"], "unknown likelihood 'poisson'"),
     (["--data", "no-such-file.npy"], "no such file"),
+    (["--models", "ae,conditional_ae,cvae"], "conditional_ae reads labels with every example, "
+     "which the study's tasks do not pass; compare conditional and semi-supervised models"),
+    (["--models", "m2"], "m2 reads labels with every example"),
+    (["--models", "vrnn"], "vrnn reads lengths with every example"),
 ])
 def test_compare_bad_input_is_one_line_and_exit_2(tmp_path, capsys, arguments, message):
     code, _, err = run(capsys, "compare", "--out", str(tmp_path / "x"), "--quiet", *arguments)

@@ -103,6 +103,14 @@ def _value(raw: str):
         return raw
 
 
+# Batch fields a study cannot give a model, and where such a model is compared instead.
+UNSTUDIED_FIELDS = {
+    "labels": "compare conditional and semi-supervised models with the Python API or "
+    "benchmarks/labels.py (docs/models/labels.md)",
+    "lengths": "compare sequence models with benchmarks/sequences.py (docs/models/sequences.md)",
+}
+
+
 def parse_roster(text: str) -> list[RosterEntry]:
     """Entries from ``name:key=value,...``; unknown names and malformed options are ValueErrors
     naming the entry. Duplicates are refused (they would be the same runs)."""
@@ -111,7 +119,10 @@ def parse_roster(text: str) -> list[RosterEntry]:
         if not part:
             continue
         name, *options = _split_top_level(part, ":")
-        model_class(name)  # unknown model: a ValueError listing the known ones
+        cls = model_class(name)  # unknown model: a ValueError listing the known ones
+        if needed := [field for field in cls.uses if field in UNSTUDIED_FIELDS]:
+            raise ValueError(f"{name} reads {', '.join(needed)} with every example, which the "
+                             f"study's tasks do not pass; {UNSTUDIED_FIELDS[needed[0]]}")
         parsed = {}
         for option in options:
             key, separator, raw = option.partition("=")
