@@ -122,7 +122,7 @@ def test_training_config_checks_each_option_and_names_it():
 
     for options, message in [({"epochs": 0}, "epochs must be at least 1, got 0"),
                              ({"batch_size": 0}, "batch_size must be at least 1"),
-                             ({"learning_rate": 0}, "learning_rate must be positive"),
+                             ({"learning_rate": 0}, "learning_rate must be a positive finite"),
                              ({"optimizer": "lbfgs"}, "unknown optimizer 'lbfgs'"),
                              ({"weight_decay": -1}, "weight_decay must be at least 0"),
                              ({"patience": 0}, "patience must be at least 1"),

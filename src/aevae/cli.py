@@ -29,7 +29,7 @@ class UsageError(ValueError):
 # ----- helpers ------------------------------------------------------------------------------
 def _int_list(text: str) -> tuple[int, ...]:
     try:
-        values = tuple(int(part) for part in text.split(",") if part.strip())
+        values = tuple(int(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated integers, got {text!r}") from None
@@ -162,7 +162,9 @@ def command_datasets(arguments) -> int:
     from .data import data_directory, list_datasets
 
     print(_format_table(["dataset", "description"], [list(row) for row in list_datasets()]))
-    print(f"\ndata directory: {data_directory(arguments.data_dir)} "
+    directory = data_directory(arguments.data_dir)
+    state = "" if directory.is_dir() else ", which does not exist yet"
+    print(f"\ndata directory: {directory}{state} "
           "(set with --data-dir or AEVAE_DATA_DIR); or pass a path to .npy/.npz/.csv/images")
     return 0
 
@@ -392,7 +394,7 @@ def _fit(model, train_x, validation, fields: dict, arguments, record: dict, out:
 def command_train(arguments) -> int:
     from .data import load_dataset
     from .io import write_toml
-    from .models import make
+    from .models import make, model_class
     from .models.base import CONFIG_FILE, build_saved
     from .training import resolve_device
     from .training.distributed import is_main_process
@@ -430,6 +432,9 @@ def command_train(arguments) -> int:
     if model is None:
         options["input_shape"] = shape
         options.setdefault("seed", record["seed"])  # one --seed fixes initialisation too
+        if ("labels" in model_class(arguments.model).uses and "classes" not in options
+                and dataset is not None and dataset.train.labels is not None):
+            options["classes"] = int(dataset.train.labels.max()) + 1  # the data's, not 10
         model = make(arguments.model, **options)
     if stream is not None:
         if model.uses:
@@ -541,6 +546,8 @@ def command_evaluate(arguments) -> int:
     from .study.settings import BUDGETS
     from .study.store import RUN_FILE
 
+    if arguments.metrics is not None and not arguments.metrics.strip(", "):
+        raise UsageError("--metrics is empty: name metric groups, or leave it out for all")
     metrics = arguments.metrics.split(",") if arguments.metrics else None
     unknown = [name for name in metrics or [] if name not in METRIC_GROUPS]
     if unknown:
@@ -656,6 +663,9 @@ def _check_array_or_image(out: str) -> str:
     """The output kind an --out path asks for: "npy", "csv" or an image format."""
     from .report.figures import image_format
 
+    existing = _existing_part(Path(out).parent)
+    if not existing.is_dir():
+        raise UsageError(f"--out {out}: {existing} is a file, not a folder")
     suffix = Path(out).suffix.lower()
     return suffix[1:] if suffix in ARRAY_FORMATS else image_format(out)
 
@@ -688,6 +698,10 @@ def _write_examples(values, out: str, title: str, columns: int | None = None) ->
 IMAGE_GRID_LIMIT = 10_000
 # Values drawn and written at a time when an array output is written in chunks (64 MiB).
 CHUNK_VALUES = 2**24
+
+
+# Steps of one traversal row: more are too small to see in the grid.
+TRAVERSAL_STEPS = 50
 
 
 def _check_grid_size(count: int, out: str, what: str) -> None:
@@ -768,7 +782,8 @@ def command_sample(arguments) -> int:
         options["labels"] = arguments.label
         what = f"samples of class {arguments.label}"
     else:
-        what = "samples from the prior"
+        what = ("samples from the prior" if model.has_likelihood else
+                f"decoded N(0, I) draws ({model.name} trains no prior; see `aevae sample --help`)")
     if kind not in ("npy", "csv"):
         samples = model.sample(arguments.n, seed=arguments.seed, **options)
         samples = undo_preparation(samples, preparation)
@@ -894,6 +909,12 @@ def command_traverse(arguments) -> int:
     image_format(arguments.out)
     if arguments.dimensions < 1 or arguments.steps < 2:
         raise UsageError("--dimensions must be at least 1 and --steps at least 2")
+    if not 0 < arguments.span < float("inf"):
+        raise UsageError(f"--span must be a positive number of standard deviations, got "
+                         f"{arguments.span:g}")
+    if arguments.steps > TRAVERSAL_STEPS:
+        raise UsageError(f"--steps {arguments.steps}: a traversal row shows at most "
+                         f"{TRAVERSAL_STEPS} steps")
     run = Path(arguments.run)
     model = _load_model(run)
     dataset = _load_run_data(run, arguments.data, arguments.data_dir)
@@ -1112,6 +1133,14 @@ def _training_flags(command) -> None:
                                  choices=item.metadata["choices"], help=help)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Argument errors in one line, like every other error (argparse prints its usage block
+    first): the line names the command and where its options are listed."""
+
+    def error(self, message: str):
+        self.exit(2, f"aevae: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     # Choices and names in the help come from the registries themselves: no list to keep in step.
     from . import __version__
@@ -1125,7 +1154,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .study.settings import BUDGETS, EXECUTORS, TRACKERS
     from .study.tasks import TASKS
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="aevae", description="Autoencoders and variational autoencoders: train, "
         "evaluate, sample, compare.")
     parser.add_argument("--version", action="version", version=f"aevae {__version__}")
@@ -1423,18 +1452,29 @@ def _check_arguments(arguments) -> None:
         try:
             make_schedule(schedule)
         except ValueError:
-            raise UsageError(f"--kl-schedule {schedule}: expected a number (a constant weight), "
+            raise UsageError(f"--kl-schedule {schedule}: expected a number >= 0 (a constant "
+                             "weight), "
                              "linear:STEPS or cyclical:PERIOD[:RAMP_FRACTION], with STEPS and "
                              "PERIOD numbers of steps") from None
+    if getattr(arguments, "out", None) == "":
+        raise UsageError("--out is empty: name the file or folder to write")
     if arguments.command in ("train", "compare") and arguments.out is not None:
         existing = _existing_part(Path(arguments.out))
         if not existing.is_dir():
             what = "run" if arguments.command == "train" else "study"
             raise UsageError(f"--out {arguments.out}: {existing} is a file, not a folder (the "
                              f"{what} is written in a folder)")
+    if arguments.command == "train" and arguments.save_config:
+        target = Path(arguments.save_config)
+        folder = _existing_part(target.parent)
+        if target.is_dir():
+            raise UsageError(f"--save-config {target}: is a folder; name a .toml file")
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            raise UsageError(f"--save-config {target}: cannot write in {folder}")
     if arguments.command == "evaluate":
         # Checked before the metrics are computed, which can take many minutes.
-        if arguments.out is not None and Path(arguments.out).is_dir():
+        if arguments.out is not None and (Path(arguments.out).is_dir()
+                                          or arguments.out.endswith(("/", os.sep))):
             raise UsageError(f"--out {arguments.out}: is a folder; evaluate writes a JSON file")
         run = Path(arguments.run)
         folder = _existing_part(Path(arguments.out).parent if arguments.out else run)
@@ -1517,10 +1557,14 @@ def _run(argv: list[str] | None) -> int:
     try:
         if argv[:1] == ["train"]:
             _config_defaults(parser, argv)
+        arguments = parser.parse_args(argv)
     except _bad_input_errors() as error:
         print(f"aevae: error: {_error_message(error)}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    arguments = parser.parse_args(argv)
+    except SystemExit as exit:  # --help and --version leave as argparse has them
+        if exit.code == EXIT_BAD_INPUT:
+            return EXIT_BAD_INPUT  # its one line is printed (_Parser.error)
+        raise
     try:
         _check_arguments(arguments)
         with warnings.catch_warnings():

@@ -171,6 +171,8 @@ def read_toml(path: str | os.PathLike) -> dict:
             return tomllib.load(file)
     except tomllib.TOMLDecodeError as error:
         raise CorruptFileError(f"{path}: not valid TOML ({one_line(error)})") from None
+    except UnicodeDecodeError:
+        raise CorruptFileError(f"{path}: not valid TOML (not UTF-8 text)") from None
 
 
 def _toml_value(value) -> str:

@@ -56,6 +56,8 @@ def make_schedule(spec: str | float | None):
     if spec is None:
         return Constant()
     if isinstance(spec, (int, float)):
+        if not (math.isfinite(spec) and spec >= 0):
+            raise ValueError(f"bad KL schedule {spec!r}: a constant weight is a number >= 0")
         return Constant(float(spec))
     kind, _, rest = str(spec).partition(":")
     try:
@@ -64,8 +66,8 @@ def make_schedule(spec: str | float | None):
             return LinearWarmup(int(arguments[0]), *arguments[1:])
         if kind == "cyclical":
             return Cyclical(int(arguments[0]), *arguments[1:])
-        if not rest and math.isfinite(float(kind)):
-            return Constant(float(kind))
+        if not rest and math.isfinite(float(kind)) and float(kind) >= 0:
+            return Constant(float(kind))  # a negative weight would reward a larger KL
     except (IndexError, TypeError, ValueError, OverflowError):
         pass
     raise ValueError(

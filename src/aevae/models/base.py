@@ -343,6 +343,10 @@ class Autoencoder(nn.Module):
         self.config = config
         network_options = self.network_options()
         self.custom_networks = encoder is not None or decoder is not None
+        if config.network == "recurrent" and "lengths" not in self.uses and decoder is None:
+            raise ValueError(f"the recurrent network decodes sequences step by step, reading the "
+                             f"previous step: {self.name} decodes a code alone; use it with "
+                             "sequence_vae, or another network")
         with self.seeded_initialisation(0):
             self.encoder = encoder if encoder is not None else build_encoder(
                 config.network, config.input_shape,

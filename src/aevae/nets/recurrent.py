@@ -78,6 +78,9 @@ def shifted(x: torch.Tensor) -> torch.Tensor:
 
 
 def _recurrent_encoder(input_shape, output_dim, hidden=(256,), **_options):
+    if len(input_shape) != 2:
+        raise ValueError(f"the recurrent network needs sequences shaped (steps, features), got "
+                         f"examples shaped {tuple(input_shape)}")
     return RecurrentEncoder(input_shape[-1], output_dim, width=hidden[0] if hidden else 256)
 
 

@@ -74,8 +74,9 @@ class TrainingConfig:
             if value is not None and (not isinstance(value, numbers.Real)
                                       or isinstance(value, bool)):
                 raise ValueError(f"{name} must be a number, got {value!r}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if not 0 < self.learning_rate < float("inf"):
+            raise ValueError("learning_rate must be a positive finite number, got "
+                             f"{self.learning_rate}")
         if self.optimizer not in OPTIMIZER_NAMES:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; known: "
                              f"{', '.join(OPTIMIZER_NAMES)}")
