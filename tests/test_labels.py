@@ -176,6 +176,14 @@ def test_cli_trains_a_conditional_model_and_samples_varies_and_edits(tmp_path, c
     assert main(["sample", str(run), "-n", "6", "--label", "3", "--out",
                  str(tmp_path / "threes.npy")]) == 0
     assert np.load(tmp_path / "threes.npy").shape == (6, 1, 8, 8)
+    capsys.readouterr()
+    assert main(["sample", str(run), "-n", "2", "--out", str(tmp_path / "any.png")]) == 2
+    assert "cvae draws samples of a class: pass --label CLASS" in capsys.readouterr().err
+    for command in (["evaluate", str(run)], ["reconstruct", str(run), "--out",
+                                            str(tmp_path / "r.png")]):
+        assert main(command) == 2
+        assert (f"cvae encodes and decodes with a class, which `aevae {command[0]}` has no "
+                "option to pass") in capsys.readouterr().err
     vae = tmp_path / "vae"
     assert main(["train", "vae", "--data", "digits", "--latent-dim", "4", "--hidden", "32",
                  "--epochs", "3", "--out", str(vae), "--quiet"]) == 0

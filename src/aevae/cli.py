@@ -111,11 +111,19 @@ def _load_run_data(run: Path, data: str | None, data_dir: str | None,
     return apply_preparation(dataset, saved.get("preparation", {}))
 
 
-def _load_model(run: Path, device: str = "cpu"):
+def _load_model(run: Path, device: str = "cpu", command: str | None = None):
+    """The run's model; ``command``: the command that will use it, refused for a model it
+    cannot serve (one conditioned on a label that the command has no option to pass)."""
     from .models import load
+    from .models.cvae import Conditioned
     from .training import resolve_device
 
-    return load(run, device=resolve_device(device))
+    model = load(run, device=resolve_device(device))
+    if command not in (None, "sample") and isinstance(model, Conditioned):
+        raise UsageError(f"{model.name} encodes and decodes with a class, which `aevae "
+                         f"{command}` has no option to pass; `aevae sample --label` draws a "
+                         "class, and the Python API takes labels= (docs/models/labels.md)")
+    return model
 
 
 # ----- commands -----------------------------------------------------------------------------
@@ -554,7 +562,7 @@ def command_evaluate(arguments) -> int:
         raise UsageError(f"unknown metric group(s) {', '.join(unknown)}; known: "
                          f"{', '.join(METRIC_GROUPS)}")
     run = Path(arguments.run)
-    model = _load_model(run, arguments.device)
+    model = _load_model(run, arguments.device, arguments.command)
     weights = _weights_record(run)
     dataset = _load_run_data(run, arguments.data, arguments.data_dir, arguments.image_size)
     given = {}
@@ -771,10 +779,14 @@ def command_sample(arguments) -> int:
     check_sample_request(arguments.n, arguments.seed)
     from .data.preparation import undo_preparation
 
-    model = _load_model(Path(arguments.run), arguments.device)
+    model = _load_model(Path(arguments.run), arguments.device, arguments.command)
     # A model trained on standardised values samples in those units: give the data's own.
     preparation = _read_data_record(Path(arguments.run)).get("preparation") or {}
     options = {}
+    from .models.cvae import Conditioned
+
+    if arguments.label is None and isinstance(model, Conditioned):
+        raise UsageError(f"{model.name} draws samples of a class: pass --label CLASS")
     if arguments.label is not None:
         if "labels" not in model.uses:
             raise UsageError(f"{model.name} is not conditioned on a label; --label needs a "
@@ -837,7 +849,7 @@ def command_vary(arguments) -> int:
     from .data.preparation import undo_preparation
 
     run = Path(arguments.run)
-    model = _load_model(run)
+    model = _load_model(run, command=arguments.command)
     x = _input_examples(arguments.input, model, run)[: arguments.limit]
     varied = model.vary(x, arguments.n, sample_likelihood=arguments.sample_likelihood,
                         seed=arguments.seed)
@@ -867,7 +879,7 @@ def command_edit(arguments) -> int:
     from .data.preparation import undo_preparation
 
     run = Path(arguments.run)
-    model = _load_model(run)
+    model = _load_model(run, command=arguments.command)
     x = _input_examples(arguments.input, model, run)[: arguments.limit]
     if arguments.vector is not None:
         vector = np.asarray(read_npy(Path(arguments.vector)), dtype=np.float32).reshape(-1)
@@ -892,7 +904,7 @@ def command_reconstruct(arguments) -> int:
 
     _check_image_output(arguments)
     run = Path(arguments.run)
-    model = _load_model(run)
+    model = _load_model(run, command=arguments.command)
     dataset = _load_run_data(run, arguments.data, arguments.data_dir)
     split = dataset.test or dataset.validation or dataset.train
     shown = split.x[: arguments.n]
@@ -916,7 +928,7 @@ def command_traverse(arguments) -> int:
         raise UsageError(f"--steps {arguments.steps}: a traversal row shows at most "
                          f"{TRAVERSAL_STEPS} steps")
     run = Path(arguments.run)
-    model = _load_model(run)
+    model = _load_model(run, command=arguments.command)
     dataset = _load_run_data(run, arguments.data, arguments.data_dir)
     split = dataset.test or dataset.validation or dataset.train
     decoded, dimensions = model.traverse(split.x[:2000], dimensions=arguments.dimensions,
@@ -946,7 +958,7 @@ def command_impute(arguments) -> int:
     from .data.preparation import undo_preparation
 
     run = Path(arguments.run)
-    model = _load_model(run)
+    model = _load_model(run, command=arguments.command)
     values = given = np.asarray(read_npy(Path(arguments.input)), dtype=np.float32)
     if arguments.mask:
         mask = read_npy(Path(arguments.mask))
