@@ -484,6 +484,9 @@ def test_ctrl_c_early_in_compare_prints_no_traceback(tmp_path):
          ["--steps 100000", "at most 50 steps"]),
         (["train", "vae", "--data", "digits", "--epochs", "abc", "--out", "{tmp}/k"],
          ["argument --epochs: invalid int value: 'abc'", "(see `aevae train --help`)"]),
+        (["compare", "--out", "{run}"], ["--out {run} is not empty and holds no study"]),
+        (["train", "vae", "--data", "{tmp}", "--out", "{tmp}/inside"],
+         ["--out {tmp}/inside is inside the data folder {tmp}"]),
     ],
 )
 @pytest.mark.regression

@@ -986,9 +986,10 @@ def command_impute(arguments) -> int:
     options = {"seed": arguments.seed}
     if "observed" in model.uses:
         options.update(samples=arguments.samples or 1000, multiple=arguments.multiple)
-    elif arguments.multiple:
+    elif arguments.multiple or arguments.samples:
+        flag = "--multiple" if arguments.multiple else "--samples"
         raise UsageError(f"{model.name} imputes one value per entry (iterated reconstruction); "
-                         "--multiple needs a model trained on missing data (miwae)")
+                         f"{flag} needs a model trained on missing data (miwae)")
     drawn = np.asarray(model.impute(values, observed, **options))  # (N, [multiple,] ...)
     extra = drawn.ndim - values.ndim
     restored = undo_preparation(drawn.reshape(-1, *values.shape[1:]), preparation)
@@ -1454,7 +1455,9 @@ def _check_arguments(arguments) -> None:
     """Checks of single options, each naming the flag and its value, made before a command
     loads, computes or writes anything."""
     from .schedules import make_schedule
+    from .study.store import STORE_FILE
 
+    STUDY_FILE = "study.json"  # aevae.study.runner's (importing it loads torch)
     for name, minimum in AT_LEAST.items():
         value = getattr(arguments, name, None)
         if value is not None and value < minimum:
@@ -1471,11 +1474,21 @@ def _check_arguments(arguments) -> None:
     if getattr(arguments, "out", None) == "":
         raise UsageError("--out is empty: name the file or folder to write")
     if arguments.command in ("train", "compare") and arguments.out is not None:
-        existing = _existing_part(Path(arguments.out))
+        out = Path(arguments.out)
+        existing = _existing_part(out)
         if not existing.is_dir():
             what = "run" if arguments.command == "train" else "study"
             raise UsageError(f"--out {arguments.out}: {existing} is a file, not a folder (the "
                              f"{what} is written in a folder)")
+        data = Path(arguments.data).expanduser() if arguments.data else None
+        if data is not None and data.is_dir() and out.absolute().is_relative_to(
+                data.absolute()):
+            raise UsageError(f"--out {arguments.out} is inside the data folder {arguments.data}: "
+                             "aevae never writes where your data is read from")
+        if (arguments.command == "compare" and out.is_dir() and any(out.iterdir())
+                and not (out / STUDY_FILE).is_file() and not (out / STORE_FILE).is_file()):
+            raise UsageError(f"--out {arguments.out} is not empty and holds no study: study "
+                             "into a new folder (or a study's own, to resume it)")
     if arguments.command == "train" and arguments.save_config:
         target = Path(arguments.save_config)
         folder = _existing_part(target.parent)
