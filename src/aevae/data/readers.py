@@ -535,7 +535,8 @@ def read_image_folder(folder: str | os.PathLike,
             raise DataError(
                 f"images differ in size: {file} is {width}x{height} "
                 f"but {first_file} is {size[0]}x{size[1]} (width x height); resize them "
-                "all as they are read with --image-size HxW (image_size= in load_dataset)"
+                "all as they are read (--image-size HxW of train, evaluate and compare; "
+                "image_size= in load_dataset), or to one size beforehand"
             )
         pixels.append(values)
     if any(array.ndim == 3 for array in pixels):
