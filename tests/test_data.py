@@ -731,7 +731,7 @@ def test_image_folder_of_mixed_sizes_loads_resized_with_image_size(tmp_path):
     pytest.importorskip("PIL")
     write_image(tmp_path / "mixed" / "a.png", np.full((4, 6), 200, dtype=np.uint8))
     write_image(tmp_path / "mixed" / "b.png", np.zeros((5, 7), dtype=np.uint8))
-    with pytest.raises(DataError, match="images differ in size: .* --image-size HxW of train"):
+    with pytest.raises(DataError, match="images differ in size: .*--image-size HxW of train"):
         load_dataset(str(tmp_path / "mixed"))
     for size in ("8x10", (8, 10)):
         dataset = load_dataset(str(tmp_path / "mixed"), image_size=size)
