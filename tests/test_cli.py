@@ -776,3 +776,17 @@ def test_vary_edit_and_impute_read_inputs_on_the_runs_scale_and_shape(tmp_path, 
              "words.npy: a mask holds true/false (or 1/0) per entry")):
         code, _, err = run(capsys, *arguments)
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_resumed_run_keeps_its_own_training_options(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert run(capsys, "train", "vae", "--data", "digits", "--batch-size", "32",
+               "--learning-rate", "0.02", "--epochs", "1", "--hidden", "16", "--out", out,
+               "--quiet")[0] == 0
+    assert run(capsys, "train", "vae", "--data", "digits", "--resume", "--epochs", "2",
+               "--hidden", "16", "--out", out, "--quiet")[0] == 0
+    record = json.loads((tmp_path / "run" / "training.json").read_text())
+    assert (record["batch_size"], record["learning_rate"], record["epochs"]) == (32, 0.02, 2)
+    code, _, err = run(capsys, "train", "vae", "--data", "digits", "--resume", "--epochs", "3",
+                       "--hidden", "16", "--learning-rate", "0.5", "--out", out, "--quiet")
+    _one_error_line(code, err, "with learning_rate 0.5: the run was trained with 0.02")

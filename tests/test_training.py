@@ -191,3 +191,51 @@ def test_bad_training_settings(digits):
         model.fit(digits.train.x[:10], epochs=1, optimizer="lbfgs", progress=False)
     with pytest.raises(ValueError, match="bad KL schedule"):
         model.fit(digits.train.x[:10], epochs=1, kl_schedule="warmup", progress=False)
+
+
+def test_a_resume_continues_the_run_as_it_was_trained(tmp_path, digits):
+    import warnings
+
+    from aevae.training import Callback
+
+    x, valid = digits.train.x[:200], digits.test.x[:100]
+    settings = dict(validation=valid, batch_size=50, learning_rate=2e-3, seed=1,
+                    progress=False)
+    _small_vae(digits).fit(x, epochs=2, out=tmp_path / "run", **settings)
+    # An option that changes what a step does is refused: the checkpoint's optimizer state
+    # would silently keep the old learning rate, and the records would claim the new one.
+    for changed, message in ((dict(learning_rate=0.5), "learning_rate 0.5: the run was "
+                              "trained with 0.002"),
+                             (dict(optimizer="sgd"), "optimizer 'sgd'"),
+                             (dict(batch_size=20), "batch_size 20")):
+        with pytest.raises(ValueError, match=f"cannot resume .* with {message}"):
+            _small_vae(digits).fit(x, epochs=3, out=tmp_path / "run", resume=True,
+                                   **{**settings, **changed})
+    with pytest.raises(ValueError, match="without validation data"):
+        _small_vae(digits).fit(x, epochs=3, out=tmp_path / "run", resume=True,
+                               **{**settings, "validation": None})
+    with pytest.warns(RuntimeWarning, match="nothing to resume in .*nowhere"):
+        _small_vae(digits).fit(x, epochs=1, out=tmp_path / "nowhere", resume=True, **settings)
+
+    class StopAtTwo(Callback):
+        def epoch_end(self, state, record):
+            state.history.stopped_early = record["epoch"] >= 2
+
+    stopped = tmp_path / "stopped"
+    _small_vae(digits).fit(x, epochs=6, out=stopped, callbacks=[StopAtTwo()], **settings)
+    # The checkpoint holds the callback's stop: resuming as it was trains nothing more...
+    again = _small_vae(digits)
+    again.fit(x, epochs=6, out=stopped, resume=True, **settings)
+    assert len(again.history_.epochs) == 2
+    # ...while early stopping with a larger patience than it waited trains it further.
+    patient = tmp_path / "patient"
+    _small_vae(digits).fit(x, epochs=40, patience=1, out=patient, **settings)
+    first = _small_vae(digits)
+    first.fit(x, epochs=40, patience=1, out=patient, resume=True, **settings)
+    done = len(first.history_.epochs)
+    assert first.history_.stopped_early and done < 40
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        further = _small_vae(digits)
+        further.fit(x, epochs=done + 2, patience=50, out=patient, resume=True, **settings)
+    assert len(further.history_.epochs) == done + 2

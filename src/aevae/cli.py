@@ -1535,6 +1535,28 @@ def _config_defaults(parser: argparse.ArgumentParser, argv: list[str]) -> None:
     train.set_defaults(**values)
 
 
+# Training options a resumed run takes from its training.json unless given again (the KL
+# schedule is recorded as built, not as its flag's text: a resume repeats --kl-schedule).
+RESUMED_FLAGS = ("batch_size", "learning_rate", "optimizer", "weight_decay", "patience",
+                 "gradient_clip", "labelled_per_batch")
+
+
+def _resume_defaults(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """`train --resume`: the run's own training options become the defaults, so that
+    `--resume --epochs 40` continues the run as it was trained."""
+    from .io import read_json
+    from .training.checkpoints import TRAINING_FILE
+
+    train = parser.commands["train"]
+    known, _ = train.parse_known_args(argv[1:])
+    if not known.resume or not known.out:
+        return
+    path = Path(known.out) / TRAINING_FILE
+    record = read_json(path) if path.is_file() else None
+    if isinstance(record, dict):
+        train.set_defaults(**{name: record[name] for name in RESUMED_FLAGS if name in record})
+
+
 def main(argv: list[str] | None = None) -> int:
     # torch loads inside (building the parser names the registries): a Ctrl-C at any moment,
     # start-up included, ends in one line.
@@ -1582,6 +1604,7 @@ def _run(argv: list[str] | None) -> int:
     try:
         if argv[:1] == ["train"]:
             _config_defaults(parser, argv)
+            _resume_defaults(parser, argv)
         arguments = parser.parse_args(argv)
     except _bad_input_errors() as error:
         print(f"aevae: error: {_error_message(error)}", file=sys.stderr)

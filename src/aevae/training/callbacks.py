@@ -16,6 +16,7 @@ Hooks, called in list order: ``fit_start`` (after the model, optimizers and data
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,6 +111,7 @@ class RunFiles(Callback):
         self.run = RunDirectory(out)
         self.resume, self.files = resume, dict(files or {})
         self.pending: dict = {}
+        self.deferred = False
 
     @property
     def directory(self) -> Path:
@@ -120,15 +122,54 @@ class RunFiles(Callback):
         if processes.main:
             self.run.prepare(self.resume, solved=state.stepper is None)
         processes.barrier()  # rank 0 has checked the directory (and raised if it must)
+        record = state.training_record()
         if state.stepper is not None and self.run.checkpoint.exists():  # resuming
+            self._check_continues(state, record)
             state.step, state.stale_epochs, state.best_state = self.run.resume(
                 state.model, state.stepper.optimizers, state.generator, state.history)
             if processes.rank > 0:
                 torch.manual_seed(state.config.seed + 1_000_003 * processes.rank + state.step)
+            if state.validation is None and any(
+                    epoch.get("validation_loss") is not None for epoch in state.history.epochs):
+                raise ValueError(f"cannot resume {self.directory} without validation data: the "
+                                 "run was trained with it, and its best epoch is chosen by it")
+            patience = state.config.patience
+            if (state.history.stopped_early and patience is not None
+                    and 0 < state.stale_epochs < patience):
+                state.history.stopped_early = False  # a larger patience trains it further
+        elif self.resume and state.stepper is not None:
+            warnings.warn(f"nothing to resume in {self.directory} (no checkpoint): training "
+                          "from the first epoch", RuntimeWarning, stacklevel=2)
         # Written with the first checkpoint: until then a failure has nothing to clean up.
-        self.pending = {TRAINING_FILE: state.training_record(), **self.files}
+        self.pending = {TRAINING_FILE: record, **self.files}
+
+    def _check_continues(self, state, record: dict) -> None:
+        """A resume continues the run as it was trained: an option that changes what a step
+        does is refused (the checkpoint's optimizer state would silently keep the old one)."""
+        from ..io import read_json
+
+        path = self.directory / TRAINING_FILE
+        saved = read_json(path) if path.is_file() else {}
+        if not isinstance(saved, dict):
+            return  # a damaged record: the checkpoint's own checks decide
+        for name in CONTINUED_OPTIONS:
+            if name in saved and saved[name] != record.get(name):
+                raise ValueError(
+                    f"cannot resume {self.directory} with {name} {record.get(name)!r}: the run "
+                    f"was trained with {saved[name]!r} (a resume continues it as it was; give "
+                    "the same value, or train into a new folder)")
 
     def epoch_end(self, state, record):
+        if not self.deferred:  # else the EpochWriter writes, after every other callback
+            self.write_epoch(state)
+
+    def writer(self) -> Callback:
+        """The callback that writes each epoch's files instead, to put last, so that the
+        checkpoint holds what every other callback did (an early stop it decided)."""
+        self.deferred = True
+        return EpochWriter(self)
+
+    def write_epoch(self, state):
         if not state.processes.main:
             return
         if state.stepper is None:  # a closed-form solve: weights and files, no checkpoint
@@ -147,6 +188,21 @@ class RunFiles(Callback):
 
     def divergence(self, state, loss):
         return self.run.restore_last_good(state.model)
+
+
+class EpochWriter(Callback):
+    """RunFiles' epoch files and checkpoint, written after every other callback's epoch_end."""
+
+    def __init__(self, run_files: RunFiles):
+        self.run_files = run_files
+
+    def epoch_end(self, state, record):
+        self.run_files.write_epoch(state)
+
+
+# Training options a resume must keep: each changes what a step does.
+CONTINUED_OPTIONS = ("batch_size", "learning_rate", "optimizer", "weight_decay", "seed",
+                     "gradient_clip", "kl_schedule", "labelled_per_batch")
 
 
 class TensorBoard(Callback):

@@ -263,11 +263,13 @@ def fit(model, x, *, validation=None, out=None, resume: bool = False, progress: 
     yours = list(callbacks)
     if not all(isinstance(callback, Callback) for callback in yours):
         raise TypeError("callbacks: expected aevae.training.Callback objects")
-    built_in = [RunFiles(out, resume=resume, files=run_files)] if out is not None else []
+    files = RunFiles(out, resume=resume, files=run_files) if out is not None else None
+    built_in = [files] if files is not None else []
     built_in += [TensorBoard(log_dir)] if log_dir is not None else []
     built_in += [tracker(log_to)] if log_to is not None else []
     built_in += [Progress()] if progress else []
-    trainer = Trainer(config, built_in + yours, batch_transform=batch_transform)
+    last = [files.writer()] if files is not None else []  # after yours: they may stop the run
+    trainer = Trainer(config, built_in + yours + last, batch_transform=batch_transform)
     return trainer.fit(model, x, validation)
 
 
