@@ -1509,15 +1509,16 @@ def _check_arguments(arguments) -> None:
                              "writable (pass --out FILE in another folder)")
 
 
-def _config_defaults(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+def _config_defaults(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
     """Options from `train --config FILE` become the train command's defaults, so anything
-    also given on the command line wins. Unknown names are an error naming the file."""
+    also given on the command line wins. Unknown names are an error naming the file. Returns
+    the names the file set."""
     from .io import read_toml
 
     train = parser.commands["train"]
     known, _ = train.parse_known_args(argv[1:])
     if not known.config:
-        return
+        return set()
     if not Path(known.config).is_file():
         problem = "is a folder" if Path(known.config).is_dir() else "no such file"
         raise UsageError(f"--config {known.config}: {problem}")
@@ -1533,6 +1534,7 @@ def _config_defaults(parser: argparse.ArgumentParser, argv: list[str]) -> None:
     if isinstance(values.get("hidden"), list):
         values["hidden"] = tuple(values["hidden"])
     train.set_defaults(**values)
+    return set(values)
 
 
 # Training options a resumed run takes from its training.json unless given again (the KL
@@ -1541,9 +1543,10 @@ RESUMED_FLAGS = ("batch_size", "learning_rate", "optimizer", "weight_decay", "pa
                  "gradient_clip", "labelled_per_batch")
 
 
-def _resume_defaults(parser: argparse.ArgumentParser, argv: list[str]) -> None:
-    """`train --resume`: the run's own training options become the defaults, so that
-    `--resume --epochs 40` continues the run as it was trained."""
+def _resume_defaults(parser: argparse.ArgumentParser, argv: list[str],
+                     given: set[str] = frozenset()) -> None:
+    """`train --resume`: the run's own training options become the defaults (but those a
+    --config file ``given``), so that `--resume --epochs 40` continues the run as it was."""
     from .io import read_json
     from .training.checkpoints import TRAINING_FILE
 
@@ -1554,7 +1557,8 @@ def _resume_defaults(parser: argparse.ArgumentParser, argv: list[str]) -> None:
     path = Path(known.out) / TRAINING_FILE
     record = read_json(path) if path.is_file() else None
     if isinstance(record, dict):
-        train.set_defaults(**{name: record[name] for name in RESUMED_FLAGS if name in record})
+        train.set_defaults(**{name: record[name] for name in RESUMED_FLAGS
+                              if name in record and name not in given})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1602,9 +1606,8 @@ def _run(argv: list[str] | None) -> int:
             signal.signal(signal.SIGINT, signal.default_int_handler)
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        if argv[:1] == ["train"]:
-            _config_defaults(parser, argv)
-            _resume_defaults(parser, argv)
+        if argv[:1] == ["train"]:  # precedence: a flag, then --config, then a resumed run's
+            _resume_defaults(parser, argv, given=_config_defaults(parser, argv))
         arguments = parser.parse_args(argv)
     except _bad_input_errors() as error:
         print(f"aevae: error: {_error_message(error)}", file=sys.stderr)
