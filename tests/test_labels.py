@@ -301,6 +301,14 @@ def test_m2_reconstructs_decodes_and_estimates_log_p_x_with_the_class_summed_out
     estimate = model.log_likelihood(test, k=5000)
     np.testing.assert_allclose(estimate, reference, atol=0.05)
     assert estimate.mean() > np.asarray(model.elbo(test)).mean()
+    # evaluate measures what M2 offers and says why it skips the rest.
+    from aevae.metrics.evaluate import EvaluationSettings, evaluate
+
+    report = evaluate(model, digits, metrics=["reconstruction", "interpolation"],
+                      settings=EvaluationSettings(max_examples=50))["metrics"]
+    assert report["reconstruction"]["mse"]["value"] > 0
+    assert report["interpolation"] == {"available": False, "reason": "m2 decodes a code only "
+                                       "together with a class: pass labels="}
 
 
 @pytest.mark.parametrize("name", ["cvae", "conditional_ae"])

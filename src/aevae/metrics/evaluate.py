@@ -1072,10 +1072,15 @@ def evaluate(
         )
     model.eval()
     context = context or EvaluationContext(model, dataset, settings)
+    from ..models.base import UnsupportedMethodError
+
     results, seconds = {}, {}
     for index, name in enumerate(names):
         started = time.perf_counter()
-        results[name] = METRIC_GROUPS[name][1](context)
+        try:
+            results[name] = METRIC_GROUPS[name][1](context)
+        except UnsupportedMethodError as error:  # e.g. M2 decodes only with a class
+            results[name] = _unavailable(str(error))
         seconds[name] = time.perf_counter() - started
         if progress is not None:
             progress(name, index + 1, len(names), seconds[name])

@@ -51,6 +51,10 @@ def seeded(seed: int, stream: int = 0):
         yield
 
 
+class UnsupportedMethodError(ValueError):
+    """A public method the model cannot offer (``Autoencoder.unsupported`` says why)."""
+
+
 class NoLikelihoodError(TypeError):
     """Raised when a likelihood is asked of a model that defines none (a deterministic AE)."""
 
@@ -329,9 +333,10 @@ class Autoencoder(nn.Module):
     unsupported: ClassVar[dict[str, str]] = {}
 
     def require(self, method: str) -> None:
-        """ValueError naming ``method`` and why, when the model does not offer it."""
+        """UnsupportedMethodError naming ``method`` and why, when the model does not offer it."""
         if method in self.unsupported:
-            raise ValueError(f"{self.name} has no {method}(): {self.unsupported[method]}")
+            raise UnsupportedMethodError(
+                f"{self.name} has no {method}(): {self.unsupported[method]}")
 
     def __init__(self, config: AutoencoderConfig | None = None, *, encoder: nn.Module | None = None,
                  decoder: nn.Module | None = None, **options):

@@ -35,7 +35,7 @@ from ..distributions import DiagonalGaussian
 from ..nets import MLPEncoder
 from ..nets.conditional import ConditionedDecoder, ConditionedEncoder
 from ..priors import StandardNormal
-from .base import LossOutput
+from .base import LossOutput, UnsupportedMethodError
 from .cvae import Conditioned
 from .registry import register_model
 from .vae import VAE, VAEConfig
@@ -233,6 +233,9 @@ class M2(VAE):
 
     def decode(self, z, *, labels=None, batch_size: int = 1024):
         """Mean of p(x|y, z) for the class(es) ``labels`` (one class, or one per code)."""
+        if labels is None:  # what decodes codes alone (an ex-post sampler, a path) cannot use it
+            raise UnsupportedMethodError(f"{self.name} decodes a code only together with a "
+                                         "class: pass labels=")
         return Conditioned.decode(self, z, labels=labels, batch_size=batch_size)
 
     def one_hot(self, labels: torch.Tensor) -> torch.Tensor:
