@@ -732,7 +732,23 @@ def test_ctrl_c_while_the_command_line_starts_prints_no_traceback(tmp_path):
                                 str(tmp_path / "study"), "--quiet"], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=True,
                                preexec_fn=_interruptible)
-    time.sleep(1.5)
+    # Interrupt once torch is loading, inside main. A fixed delay failed on a loaded machine:
+    # the interrupt then came while Python itself was starting, before any aevae code runs
+    # (an unhandled KeyboardInterrupt there is Python's, exit status -2).
+    from pathlib import Path
+
+    maps = Path(f"/proc/{process.pid}/maps")
+    if maps.exists():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                if "libtorch" in maps.read_text():
+                    break
+            except OSError:
+                pass
+            time.sleep(0.02)
+    else:
+        time.sleep(1.5)  # no /proc: a delay, as before
     os.killpg(process.pid, signal.SIGINT)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130 and "Traceback" not in err
