@@ -148,6 +148,15 @@ def test_dataset_streaming_path(digits):
     model = _small_vae(digits)
     model.fit(dataset, epochs=2, batch_size=50, progress=False)
     assert len(model.history_.epochs) == 2
+    # A dataset's examples in another arrangement of the same values are refused, as arrays
+    # are, not reshaped into scrambled images.
+    images = np.random.default_rng(0).random((40, 3, 4, 4), dtype=np.float32)
+    channels_last = torch.utils.data.TensorDataset(torch.from_numpy(
+        images.transpose(0, 2, 3, 1).copy()))
+    colour = aevae.make("ae", input_shape=(3, 4, 4), latent_dim=2, hidden=(8,), seed=0)
+    with pytest.raises(DataError, match="the dataset's examples are shaped \\(4, 4, 3\\) but "
+                                        "the model expects \\(3, 4, 4\\); channels last"):
+        colour.fit(channels_last, epochs=1, batch_size=20, progress=False)
 
 
 def test_linear_ae_reaches_pca_reconstruction_error(digits):

@@ -820,9 +820,10 @@ def command_sample(arguments) -> int:
     return 0
 
 
-def _input_examples(path: str, model, run: Path):
+def _input_examples(path: str, model, run: Path) -> tuple:
     """The examples of an input file or folder (--input) as the run's model reads them: at its
-    image size, on the scale it was trained on (the run's rescaling), in its shape."""
+    image size, on the scale it was trained on (the run's rescaling), in its shape; and that
+    rescaling, to undo on what the model gives back."""
     from .data import load_dataset
     from .data.preparation import apply_preparation
     from .data.validation import example_shape_problem
@@ -832,8 +833,9 @@ def _input_examples(path: str, model, run: Path):
     dataset = load_dataset(path, validation_fraction=0.0, image_size=image_size)
     if problem := example_shape_problem(dataset.shape, model.input_shape):
         raise UsageError(f"{path}: {problem}")
-    x = apply_preparation(dataset, saved.get("preparation") or {}).train.x
-    return x.reshape(-1, *model.input_shape)
+    preparation = saved.get("preparation") or {}
+    x = apply_preparation(dataset, preparation).train.x
+    return x.reshape(-1, *model.input_shape), preparation
 
 
 def _check_limit(arguments) -> None:
@@ -850,10 +852,10 @@ def command_vary(arguments) -> int:
 
     run = Path(arguments.run)
     model = _load_model(run, command=arguments.command)
-    x = _input_examples(arguments.input, model, run)[: arguments.limit]
+    x, preparation = _input_examples(arguments.input, model, run)
+    x = x[: arguments.limit]
     varied = model.vary(x, arguments.n, sample_likelihood=arguments.sample_likelihood,
                         seed=arguments.seed)
-    preparation = _read_data_record(run).get("preparation") or {}
     _write_examples(undo_preparation(varied.reshape(-1, *model.input_shape), preparation),
                     arguments.out,
                     f"{model.name}: {arguments.n} variations of each input (rows)",
@@ -880,7 +882,8 @@ def command_edit(arguments) -> int:
 
     run = Path(arguments.run)
     model = _load_model(run, command=arguments.command)
-    x = _input_examples(arguments.input, model, run)[: arguments.limit]
+    x, preparation = _input_examples(arguments.input, model, run)
+    x = x[: arguments.limit]
     if arguments.vector is not None:
         vector = np.asarray(read_npy(Path(arguments.vector)), dtype=np.float32).reshape(-1)
     else:
@@ -890,7 +893,6 @@ def command_edit(arguments) -> int:
         vector = class_vector(model, dataset.train.x, dataset.train.labels, arguments.source,
                               arguments.target)
     edited = edit(model, x, vector, arguments.strength)
-    preparation = _read_data_record(run).get("preparation") or {}
     _write_examples(undo_preparation(np.concatenate([x, edited]), preparation), arguments.out,
                     f"{model.name}: inputs (top) and their edits (bottom)", columns=len(x))
     print(f"wrote {len(x)} edited example(s) to {arguments.out}")
@@ -955,7 +957,7 @@ def command_impute(arguments) -> int:
         value = getattr(arguments, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name} must be at least 1, got {value}")
-    from .data.preparation import undo_preparation
+    from .data.preparation import prepare_values, undo_preparation
 
     run = Path(arguments.run)
     model = _load_model(run, command=arguments.command)
@@ -976,13 +978,7 @@ def command_impute(arguments) -> int:
         raise UsageError(f"{arguments.input}: no entry is missing (NaN, or false in --mask)")
     # On the scale the model was trained on (the run's rescaling), and back.
     preparation = _read_data_record(run).get("preparation") or {}
-    if "mean" in preparation:
-        mean, scale = (np.asarray(preparation[key], np.float64) for key in ("mean", "scale"))
-        if mean.size not in (1, values[0].size):
-            raise UsageError(f"{arguments.input}: examples of {values[0].size} values; the "
-                             f"run was trained on {mean.size}")
-        shape = values.shape[1:] if mean.size > 1 else ()
-        values = ((values - mean.reshape(shape)) / scale.reshape(shape)).astype(np.float32)
+    values = prepare_values(values, preparation)
     options = {"seed": arguments.seed}
     if "observed" in model.uses:
         options.update(samples=arguments.samples or 1000, multiple=arguments.multiple)
@@ -1455,9 +1451,7 @@ def _check_arguments(arguments) -> None:
     """Checks of single options, each naming the flag and its value, made before a command
     loads, computes or writes anything."""
     from .schedules import make_schedule
-    from .study.store import STORE_FILE
-
-    STUDY_FILE = "study.json"  # aevae.study.runner's (importing it loads torch)
+    from .study.store import STORE_FILE, STUDY_FILE
     for name, minimum in AT_LEAST.items():
         value = getattr(arguments, name, None)
         if value is not None and value < minimum:

@@ -73,14 +73,16 @@ def apply_preparation(dataset: Dataset, record: dict) -> Dataset:
     record without one), so a study's model sees the values it was trained on."""
     if "mean" not in record:
         return dataset
-    mean, scale = np.asarray(record["mean"], np.float64), np.asarray(record["scale"], np.float64)
-    features = int(np.prod(dataset.shape))
-    if mean.shape != scale.shape or mean.size not in (1, features):
-        raise ValueError(f"the recorded rescaling has {mean.size} means and {scale.size} "
-                         f"scales; the data has {features} features")
-    if mean.size == 1:
-        mean, scale = mean[0], scale[0]
-    return _rescaled(dataset, mean, scale)
+    return _rescaled(dataset, *_rescaling(record, tuple(dataset.shape)))
+
+
+def prepare_values(values: np.ndarray, record: dict) -> np.ndarray:
+    """``values`` (examples in the data's own units; NaN stays NaN) on the scale a model was
+    trained on: ``apply_preparation`` for an array, the inverse of ``undo_preparation``."""
+    if "mean" not in record:
+        return values
+    mean, scale = _rescaling(record, values.shape[1:])
+    return ((values - mean) / scale).astype(np.float32)
 
 
 def undo_preparation(values: np.ndarray, record: dict) -> np.ndarray:
@@ -88,12 +90,21 @@ def undo_preparation(values: np.ndarray, record: dict) -> np.ndarray:
     the inverse of a ``standardise`` record's rescaling (unchanged for a record without one)."""
     if "mean" not in record:
         return values
-    mean, scale = np.asarray(record["mean"], np.float64), np.asarray(record["scale"], np.float64)
-    if mean.size == 1:
-        mean, scale = mean[0], scale[0]
-    else:
-        mean, scale = mean.reshape(values.shape[1:]), scale.reshape(values.shape[1:])
+    mean, scale = _rescaling(record, values.shape[1:])
     return (values * scale + mean).astype(np.float32)
+
+
+def _rescaling(record: dict, shape: tuple[int, ...]):
+    """A ``standardise`` record's (mean, scale), shaped for examples of ``shape``; a record
+    that does not fit them is a ValueError saying so."""
+    mean, scale = np.asarray(record["mean"], np.float64), np.asarray(record["scale"], np.float64)
+    features = int(np.prod(shape))
+    if mean.shape != scale.shape or mean.size not in (1, features):
+        raise ValueError(f"the recorded rescaling has {mean.size} means and {scale.size} "
+                         f"scales; the data has {features} features")
+    if mean.size == 1:
+        return mean[0], scale[0]
+    return mean.reshape(shape), scale.reshape(shape)
 
 
 def _rescaled(dataset: Dataset, mean, scale) -> Dataset:

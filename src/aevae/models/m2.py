@@ -126,11 +126,16 @@ class M2(VAE):
     def class_logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(x)
 
+    def conditional_posterior(self, x: torch.Tensor, labels: torch.Tensor) -> DiagonalGaussian:
+        """q(z|x, y) for the given classes."""
+        condition = F.one_hot(labels, self.config.classes).float()
+        return DiagonalGaussian(*self.encoder(x, condition).chunk(2, dim=-1))
+
     def negative_elbo_given(self, x: torch.Tensor, labels: torch.Tensor
                             ) -> tuple[torch.Tensor, torch.Tensor]:
         """(reconstruction, KL) per example of -ELBO(x, y) for the given classes."""
         condition = F.one_hot(labels, self.config.classes).float()
-        q = DiagonalGaussian(*self.encoder(self.corrupt(x), condition).chunk(2, dim=-1))
+        q = self.conditional_posterior(self.corrupt(x), labels)
         z = q.rsample()
         reconstruction = -self.likelihood.log_prob(x, self.decoder(z, condition))
         return reconstruction, q.kl_to_standard_normal()
@@ -198,10 +203,6 @@ class M2(VAE):
         return np.asarray(self.predict_proba(np.asarray(x) if not torch.is_tensor(x) else x,
                                              batch_size=batch_size)).argmax(axis=1)
 
-    def conditional_posterior(self, x: torch.Tensor, labels: torch.Tensor) -> DiagonalGaussian:
-        condition = F.one_hot(labels, self.config.classes).float()
-        return DiagonalGaussian(*self.encoder(x, condition).chunk(2, dim=-1))
-
     def reconstruct_batch(self, batch) -> torch.Tensor:
         """Decoded through each example's label where the batch has one, else the class q(y|x)
         finds most probable."""
@@ -243,9 +244,7 @@ class M2(VAE):
 
     def encode_tensor(self, x, sample=False):
         """Codes of z given the class q(y|x) finds most probable."""
-        labels = self.class_logits(x).argmax(-1)
-        condition = F.one_hot(labels, self.config.classes).float()
-        q = DiagonalGaussian(*self.encoder(x, condition).chunk(2, dim=-1))
+        q = self.conditional_posterior(x, self.class_logits(x).argmax(-1))
         return (q.rsample() if sample else q.mean), q.variance
 
     def sample(self, n: int, *, labels=None, seed: int | None = None, as_numpy: bool = True):

@@ -9,7 +9,8 @@ from pathlib import Path
 from ..io import read_json
 from .answer import bottom_line, matchings
 from .health import assess
-from .runner import STUDY_FILE, read_run
+from .runner import read_run
+from .store import STUDY_FILE
 from .tasks import TASKS, DataInfo, ModelInfo
 from .verdicts import health_sentences, judge_claims, summary, task_results
 

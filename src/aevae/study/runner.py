@@ -33,11 +33,10 @@ from ..training.devices import usable_cores
 from .artifacts import figure_arrays, save_figure_arrays
 from .roster import DEFAULT_ROSTER, PRESETS, RosterEntry, parse_roster
 from .settings import Budget, StudySettings, default_network
-from .store import RUN_FILE, STORE_FILE, RunStore
+from .store import RUN_FILE, STORE_FILE, STUDY_FILE, RunStore
 from .tasks import TASKS, DataInfo, ModelInfo, lookup, missing_needs
 from .versions import other_versions, versions
 
-STUDY_FILE = "study.json"
 RESULTS_FILE = "results.json"
 METRICS_FILE = "metrics.json"
 # Bump when what a finished run's files mean changes: old runs are then not reused.

@@ -113,7 +113,7 @@ class StudySettings:
     likelihood: str | None = None
     device: str = "auto"
     cuda_graphs: bool = False  # neural runs' steps replayed from a CUDA graph (training/graphs)
-    # Finished runs that other versions trained (runner.REPRODUCING_VERSIONS) are trained
+    # Finished runs that other versions trained (versions.REPRODUCING_VERSIONS) are trained
     # again instead of reused.
     retrain_other_versions: bool = False
     store: str | None = None  # None: runs.sqlite in the output directory

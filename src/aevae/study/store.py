@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 STORE_FILE = "runs.sqlite"
+STUDY_FILE = "study.json"  # beside it in a study folder: the plan
 RUNS_FOLDER = "runs"
 RUN_FILE = "run.json"  # inside each run directory: the row's content, for rebuilding
 SCHEMA_VERSION = 1

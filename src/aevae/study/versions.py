@@ -17,7 +17,14 @@ REPRODUCING_VERSIONS = ("aevae", "aevae source", "torch", "numpy", "scikit-learn
 
 
 def versions() -> dict:
-    """This install's versions, as a run records them."""
+    """This install's versions, as a run records them (a copy: the caller may keep it)."""
+    return dict(_installed())
+
+
+@functools.cache
+def _installed() -> dict:
+    """Fixed for a process; platform.platform() alone reads the interpreter's binary, and a
+    study compares every run it reuses against these."""
     import numpy as np
     import sklearn
     import torch

@@ -112,6 +112,8 @@ def streamed(loader: DataLoader, model: Autoencoder, device: torch.device) -> It
         batch = item[0] if isinstance(item, (tuple, list)) else item
         batch = batch.to(device, torch.float32, non_blocking=True)
         if tuple(batch.shape[1:]) != model.input_shape:
+            if problem := example_shape_problem(batch.shape[1:], model.input_shape):
+                raise DataError(f"the dataset's {problem}")
             batch = batch.reshape(len(batch), *model.input_shape)
         yield Batch(batch)
 
