@@ -36,6 +36,7 @@ from aevae.training import (
     Trainer,
     TrainingConfig,
     TrainingDivergedError,
+    fit,
 )
 from torchrun_environment import torchrun_environment
 
@@ -158,6 +159,19 @@ def test_mixed_precision_trains_close_to_fp32(digits, precision):
         assert math.isfinite(seen.scaler.get_scale()) and seen.scaler.get_scale() > 0
     else:
         assert seen.scaler is None
+
+
+def test_an_fp16_run_resumes_with_the_loss_scale_it_had(digits, tmp_path):
+    if not ON_GPU:
+        pytest.skip("fp16 with loss scaling is for CUDA GPUs")
+    config = dict(batch_size=BATCH, seed=0, device=DEVICE, precision="fp16", compile=False)
+    whole = _Scaler()
+    Trainer(TrainingConfig(epochs=3, **config), [whole]).fit(tiny(digits), train_x(digits))
+    fit(tiny(digits), train_x(digits), epochs=2, out=tmp_path, progress=False, **config)
+    resumed = _Scaler()
+    fit(tiny(digits), train_x(digits), epochs=3, out=tmp_path, resume=True, progress=False,
+        callbacks=[resumed], **config)
+    assert resumed.scaler.state_dict() == whole.scaler.state_dict()
 
 
 def test_a_nan_on_the_device_stops_training_and_keeps_the_last_good_checkpoint(digits,

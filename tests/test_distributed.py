@@ -85,6 +85,16 @@ def test_a_distributed_run_writes_once_and_resumes(tmp_path, script):
     assert training["processes"] == 2
 
 
+def test_a_distributed_vae_resumes_as_if_it_had_not_stopped(tmp_path, script):
+    """Rank 1 draws its own noise, and only rank 0's RNG state is in the checkpoint: each epoch
+    seeds rank 1 from the step, so the resumed run draws what the whole run drew."""
+    run = tmp_path / "run"
+    _run(_torchrun(str(script), "half.st", "2", str(run), "vae"), tmp_path)
+    _run(_torchrun(str(script), "resumed.st", "3", str(run), "vae"), tmp_path)
+    _run(_torchrun(str(script), "whole.st", "3", "-", "vae"), tmp_path)
+    assert _largest_difference(tmp_path / "whole.st", tmp_path / "resumed.st") == 0
+
+
 def test_the_cli_trains_under_torchrun(tmp_path):
     done = _run(_torchrun("-m", "aevae.cli", "train", "vae", "--data", "digits", "--epochs",
                           "2", "--latent-dim", "2", "--out", str(tmp_path / "run"),

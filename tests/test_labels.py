@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 import numpy as np
 import pytest
@@ -144,7 +145,7 @@ def test_m2_weighs_labelled_and_unlabelled_parts_by_their_share_of_the_data(digi
     for share in ("data", "batch"):
         model = aevae.make("m2", input_shape=digits.shape, latent_dim=4, hidden=(16,),
                            classifier_hidden=(16,), labelled_share=share, seed=0)
-        model.prepare_training(whole, len(whole))
+        model.prepare_training(whole, len(whole), labelled_per_batch=2)
         model.train()
         torch.manual_seed(0)
         losses[share] = model.batch_loss(Batch(x, labels=labels, label_known=known)).loss
@@ -153,6 +154,32 @@ def test_m2_weighs_labelled_and_unlabelled_parts_by_their_share_of_the_data(digi
     torch.testing.assert_close(losses["data"][~known], (1 - fraction) * losses["batch"][~known])
     with pytest.raises(ValueError, match="unknown labelled_share 'even'"):
         aevae.make("m2", input_shape=digits.shape, labelled_share="even")
+
+
+def test_m2_data_share_is_unbiased_on_uniformly_drawn_batches():
+    """Without labelled_per_batch a batch holds labels at random (none, most of the time, with
+    10 in 5,000): averaged over batches, the labelled examples must weigh the labelled share of
+    the data, as the objective says, not that share times the chance that a batch holds one."""
+    count, labelled, size = 5000, 10, 100
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(count, 3, generator=generator)
+    labels = torch.randint(0, 2, (count,), generator=generator)
+    known = torch.arange(count) < labelled
+    model = aevae.make("m2", input_shape=(3,), latent_dim=2, hidden=(4,), classes=2,
+                       classifier_hidden=(4,), labelled_share="data", seed=0)
+    model.prepare_training(Batch(x, labels=labels, label_known=known), count)
+    model.train()
+    weight, batches = 0.0, 400
+    with torch.no_grad():
+        for _ in range(batches):
+            index = torch.randperm(count, generator=generator)[:size]
+            batch = Batch(x[index], labels=labels[index], label_known=known[index])
+            output = model.batch_loss(batch)
+            terms = output.terms
+            plain = (terms["reconstruction"] + terms["kl"] + math.log(2)
+                     - terms["label_entropy"] + model.alpha * terms["classification"])
+            weight += float((output.loss / plain)[known[index]].sum()) / size
+    assert weight / batches == pytest.approx(labelled / count, rel=0.25)
 
 
 def test_m1_m2_is_m2_on_a_vae_s_codes(digits):
@@ -327,3 +354,34 @@ def test_conditional_models_name_what_they_cannot_do_without_labels(name, digits
                                              "p\\(x\\|y\\)"):
             model.log_likelihood(x, k=2)
         assert np.isfinite(model.elbo(x, labels=np.arange(4))).all()
+
+
+def test_sample_takes_a_class_by_the_name_the_data_gave_it(tmp_path, capsys):
+    from aevae.cli import main
+
+    rng = np.random.default_rng(0)
+    kinds = np.array(["cat", "dog", "eel"])[np.arange(120) % 3]
+    values = rng.random((120, 4)) + (np.arange(120) % 3)[:, None]
+    lines = ["a,b,c,d,kind"] + [",".join(f"{v:.4f}" for v in row) + f",{kind}"
+                                 for row, kind in zip(values, kinds)]
+    (tmp_path / "pets.csv").write_text("\n".join(lines) + "\n")
+    run = tmp_path / "cvae"
+    assert main(["train", "cvae", "--data", str(tmp_path / "pets.csv"), "--labels", "kind",
+                 "--latent-dim", "2", "--hidden", "8", "--epochs", "1", "--out", str(run),
+                 "--quiet"]) == 0
+    assert json.loads((run / "data.json").read_text())["class_names"] == ["cat", "dog", "eel"]
+    capsys.readouterr()
+    assert main(["sample", str(run), "-n", "3", "--label", "dog", "--out",
+                 str(tmp_path / "dogs.npy")]) == 0
+    assert "samples of class 1 (dog)" in capsys.readouterr().out
+    assert np.load(tmp_path / "dogs.npy").shape == (3, 4)
+    assert main(["sample", str(run), "-n", "3", "--label", "2", "--out",
+                 str(tmp_path / "eels.npy")]) == 0
+    assert "samples of class 2 (eel)" in capsys.readouterr().out
+    assert main(["sample", str(run), "-n", "3", "--label", "owl", "--out",
+                 str(tmp_path / "owls.npy")]) == 2
+    assert ("--label 'owl' is not a class of this run (its classes: cat, dog, eel)"
+            in capsys.readouterr().err)
+    assert main(["sample", str(run), "-n", "3", "--label", "3", "--out",
+                 str(tmp_path / "x.npy")]) == 2
+    assert "--label 3 is not a class of this run (0 to 2)" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -381,3 +382,128 @@ def test_whole_number_options_take_numpy_integers_and_refuse_fractions(digits, t
     (tmp_path / "a-file").write_text("")
     with pytest.raises(FileExistsError, match="it is a file, and a model is saved as a folder"):
         model.save(tmp_path / "a-file")
+
+
+@pytest.mark.parametrize("name", sorted(set(aevae.models.MODELS) - {"pca", "ppca"}))
+def test_a_model_that_reads_corrupted_values_is_scored_on_the_clean_ones(name, monkeypatch):
+    """Corruption (input_noise_std, input_mask_fraction) changes what the network reads; the
+    likelihood must still score the clean x (the denoising criterion), in every model."""
+    from aevae.data.batch import Batch
+
+    shape = (8, 3) if name in ("sequence_vae", "vrnn") else (1, 8, 8)
+    model = aevae.make(name, input_shape=shape, latent_dim=4, hidden=(16,), seed=0,
+                       input_noise_std=0.1)
+    x = torch.rand(6, *shape, generator=torch.Generator().manual_seed(0)) * 0.5
+    monkeypatch.setattr(model, "corrupt", lambda values: values + 0.5)  # read: [0.5, 1)
+    scored = []
+    likelihood = type(model.likelihood)
+    plain = likelihood.elementwise_log_prob
+
+    def recording(self, values, output):
+        scored.append(values.detach().clone())
+        return plain(self, values, output)
+
+    monkeypatch.setattr(likelihood, "elementwise_log_prob", recording)
+    fields = {}
+    if "labels" in model.uses:
+        fields = {"labels": torch.arange(6) % 2,
+                  "label_known": torch.tensor([True, False] * 3)}
+    if "lengths" in model.uses:
+        fields["lengths"] = torch.full((6,), shape[0])
+    model.train()
+    model.batch_loss(Batch(x, **fields))
+    assert scored, "the training loss scored nothing through the likelihood"
+    assert all(float(values.max()) < 0.5 for values in scored)  # the clean x, every time
+
+
+# Models whose objective or solution is written for N(0, I), that learn their own prior (vrnn),
+# or that never fit their codes to one (the deterministic AEs): they refuse another prior.
+STANDARD_NORMAL_ONLY = {"ae", "beta_tcvae", "conditional_ae", "cvae", "denoising_ae", "m2",
+                        "miwae", "pca", "ppca", "rae", "sparse_ae", "vrnn"}
+
+
+@pytest.mark.parametrize("name", sorted(aevae.models.MODELS))
+def test_a_model_that_takes_a_learnt_prior_trains_it(name):
+    """A model that accepts the mixture prior must train against it (its KL to that prior, so
+    the prior's means get a gradient), not against N(0, I) while sampling from the mixture."""
+    from aevae.data.batch import Batch
+
+    shape = (8, 3) if name in ("sequence_vae", "vrnn") else (1, 8, 8)
+    options = dict(input_shape=shape, latent_dim=4, hidden=(16,), seed=0, prior="mixture",
+                   prior_options={"components": 3})
+    if name in STANDARD_NORMAL_ONLY:
+        with pytest.raises(ValueError, match="prior"):
+            aevae.make(name, **options)
+        return
+    model = aevae.make(name, **options)
+    fields = {}
+    if "labels" in model.uses:
+        fields = {"labels": torch.arange(6) % 2,
+                  "label_known": torch.tensor([True, False] * 3)}
+    if "lengths" in model.uses:
+        fields["lengths"] = torch.full((6,), shape[0])
+    x = torch.rand(6, *shape, generator=torch.Generator().manual_seed(0))
+    model.train()
+    model.batch_loss(Batch(x, **fields)).loss.mean().backward()
+    gradient = model.prior.means.grad
+    if name == "adversarial_ae":  # the prior is the fixed target its codes are pushed to
+        assert gradient is None
+        return
+    assert gradient is not None and float(gradient.abs().max()) > 0
+
+
+@pytest.mark.parametrize("name", sorted(aevae.models.MODELS))
+def test_free_bits_either_change_the_training_loss_or_are_refused(name):
+    """An option a model takes must do something: free bits of 5 nats per dimension lift every
+    dimension's KL to the floor, so a model that takes them trains a larger loss."""
+    from aevae.data.batch import Batch
+
+    shape = (8, 3) if name in ("sequence_vae", "vrnn") else (1, 8, 8)
+    options = dict(input_shape=shape, latent_dim=4, hidden=(16,), seed=0)
+    if "free_bits" not in {field.name for field in
+                           dataclasses.fields(aevae.models.MODELS[name].Config)}:
+        return  # not an option of this model: make() refuses it by name
+    try:
+        model = aevae.make(name, free_bits=5.0, **options)
+    except ValueError as refused:
+        assert "free_bits" in str(refused) or "free bits" in str(refused)
+        return
+    plain = aevae.make(name, **options)
+    fields = {}
+    if "labels" in model.uses:
+        fields = {"labels": torch.arange(6) % 2,
+                  "label_known": torch.tensor([True, False] * 3)}
+    if "lengths" in model.uses:
+        fields["lengths"] = torch.full((6,), shape[0])
+    batch = Batch(torch.rand(6, *shape, generator=torch.Generator().manual_seed(0)), **fields)
+    losses = []
+    for each in (plain, model):
+        each.train()
+        torch.manual_seed(0)
+        with torch.no_grad():
+            losses.append(float(each.batch_loss(batch).loss.mean()))
+    assert losses[1] > losses[0] + 1.0, losses
+
+
+def test_reversed_and_flipped_array_views_are_read_like_copies(digits):
+    """x[::-1] and np.flip give numpy views with negative strides, which torch refuses: every
+    entry point reads them as it reads the same values copied."""
+    x = digits.test.x[:40]
+    model = aevae.make("vae", input_shape=digits.shape, latent_dim=2, hidden=(8,), seed=0)
+    reversed_view, flipped = x[::-1], np.flip(x, -1)
+    np.testing.assert_array_equal(model.encode(reversed_view), model.encode(x[::-1].copy()))
+    np.testing.assert_array_equal(model.reconstruct(flipped), model.reconstruct(flipped.copy()))
+    codes = model.encode(x)
+    np.testing.assert_array_equal(model.decode(codes[::-1]), model.decode(codes[::-1].copy()))
+    torch.manual_seed(0)
+    elbo = model.elbo(reversed_view)
+    torch.manual_seed(0)
+    np.testing.assert_array_equal(elbo, model.elbo(x[::-1].copy()))
+    observed = np.ones_like(x, dtype=bool)
+    np.testing.assert_array_equal(model.impute(reversed_view, observed[::-1]),
+                                  model.impute(x[::-1].copy(), observed))
+    cvae = aevae.make("cvae", input_shape=digits.shape, latent_dim=2, hidden=(8,), seed=0)
+    labels = digits.test.labels[:40]
+    cvae.fit(reversed_view, labels=labels[::-1], epochs=1, progress=False)
+    np.testing.assert_array_equal(cvae.decode(codes[::-1], labels=labels[::-1]),
+                                  cvae.decode(codes[::-1].copy(), labels=labels[::-1].copy()))

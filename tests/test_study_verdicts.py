@@ -176,6 +176,32 @@ def test_a_new_task_is_one_registry_entry():
     assert verdict["winner"] == "a" and verdict["status"] == CLEAR
 
 
+@pytest.mark.parametrize("units", [0.0, -1e5], ids=["as-given", "other-units"])
+def test_a_log_density_ties_in_nats_per_dimension_whatever_the_data_units(units):
+    """log p(x)'s zero moves with the data's units (every model's figure shifts by d log c), so
+    a share of the figure is no yardstick: 0.3 nats on 8 dimensions is a real lead and 0.002
+    a tie, in any units (a 0.5% tie would call both ties at -100,000)."""
+    data = DataInfo(kind="tabular", values="real", labels=False, likelihood="gaussian",
+                    dimensions=8)
+    models = {key: model(key, likelihood="gaussian") for key in ("a", "b", "c")}
+
+    def verdict(gap):
+        runs = {key: {seed: {"likelihood": {"log_likelihood": units - 10.0 - lag + 0.01 * seed,
+                                            "examples": 1000}} for seed in range(3)}
+                for key, lag in (("a", 0.0), ("b", gap), ("c", 5.0))}
+        likelihood = next(task for task in task_results(runs, models, data)
+                          if task["name"] == "likelihood")
+        metric = likelihood["metrics"][0]
+        assert metric["tie"] == pytest.approx(0.004)
+        return metric["verdict"], summary([likelihood], {key: key for key in models})[0]
+
+    lead, _ = verdict(0.3)
+    assert lead["status"] == CLEAR and lead["winner"] == "a"
+    tie, sentence = verdict(0.002)
+    assert tie["negligible"] and tie["status"] == LEVEL
+    assert sentence.endswith("a difference under 0.004 nats (0.0005 per data dimension).")
+
+
 # ----- claims and summary ------------------------------------------------------------------------
 def study_tasks(ae_fd, vae_fd, ae_mse, vae_mse):
     runs = {

@@ -92,6 +92,35 @@ def test_killed_and_resumed_run_matches_uninterrupted(tmp_path, digits):
     assert strip(saved) == strip(again)
 
 
+class _FinalScale(aevae.training.Callback):
+    def fit_end(self, state):
+        self.seen = state.stepper.precision.scaler.state_dict()
+
+
+def test_a_resume_keeps_the_loss_scale_fp16_had_learnt(tmp_path, digits, monkeypatch):
+    """fp16's GradScaler is CUDA's: a CPU scaler stands in for it (tests/test_cuda.py runs the
+    real one). A resumed run carries on with the scale it had, not a fresh one."""
+    from aevae.training import devices
+
+    plain = devices.Precision.__init__
+
+    def with_scaler(self, name, device):
+        plain(self, "fp32", device)
+        self.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10, growth_interval=3)
+
+    monkeypatch.setattr(devices.Precision, "__init__", with_scaler)
+    x = digits.train.x[:400]
+    settings = dict(batch_size=50, seed=3, progress=False)  # 8 steps per epoch
+    whole = _FinalScale()
+    fit(_small_vae(digits), x, epochs=4, callbacks=[whole], **settings)
+    fit(_small_vae(digits), x, epochs=2, out=tmp_path, **settings)
+    resumed = _FinalScale()
+    fit(_small_vae(digits), x, epochs=4, out=tmp_path, resume=True, callbacks=[resumed],
+        **settings)
+    assert whole.seen["scale"] == 2.0 ** 20  # 32 steps: grown every third
+    assert resumed.seen == whole.seen
+
+
 def test_existing_run_is_not_overwritten(tmp_path, digits):
     model = _small_vae(digits)
     model.fit(digits.train.x[:100], epochs=1, out=tmp_path, progress=False)
@@ -157,6 +186,13 @@ def test_dataset_streaming_path(digits):
     with pytest.raises(DataError, match="the dataset's examples are shaped \\(4, 4, 3\\) but "
                                         "the model expects \\(3, 4, 4\\); channels last"):
         colour.fit(channels_last, epochs=1, batch_size=20, progress=False)
+    # (x, y) tuples pass x on only: a model that reads labels would train without them.
+    labelled = torch.utils.data.TensorDataset(torch.from_numpy(digits.train.x[:200]),
+                                              torch.from_numpy(digits.train.labels[:200]))
+    m2 = aevae.make("m2", input_shape=digits.shape, latent_dim=2, hidden=(8,), seed=0)
+    with pytest.raises(ValueError, match="m2 reads labels, label_known beside x, which streamed "
+                                         "data does not carry"):
+        m2.fit(labelled, epochs=1, batch_size=50, progress=False)
 
 
 def test_linear_ae_reaches_pca_reconstruction_error(digits):

@@ -459,6 +459,8 @@ def command_train(arguments) -> int:
         fields["labels"] = dataset.train.labels
         if validation is not None:
             validation = Batch(validation, labels=dataset.validation.labels)
+        if dataset.class_names:  # so that `aevae sample --label` takes a class by its name
+            record["class_names"] = list(dataset.class_names)
     if note and not arguments.quiet:
         print(note, file=sys.stderr)
     try:
@@ -764,6 +766,22 @@ def _write_drawn(draw, count: int, rows: int, out: str, kind: str) -> None:
                                 for row in flat)
 
 
+def _class_label(given: str, record: dict, classes: int) -> tuple[int, str | None]:
+    """--label as a class number or, where the run recorded them, a class name."""
+    names = [str(name) for name in record.get("class_names") or []]
+    if given in names:
+        return names.index(given), given
+    try:
+        label = int(given)
+    except ValueError:
+        known = (f"its classes: {', '.join(names)}" if names else
+                 "the run records no class names: give the class number")
+        raise UsageError(f"--label {given!r} is not a class of this run ({known})") from None
+    if not 0 <= label < classes:
+        raise UsageError(f"--label {label} is not a class of this run (0 to {classes - 1})")
+    return label, names[label] if label < len(names) else None
+
+
 def command_sample(arguments) -> int:
     import math
 
@@ -781,7 +799,8 @@ def command_sample(arguments) -> int:
 
     model = _load_model(Path(arguments.run), arguments.device, arguments.command)
     # A model trained on standardised values samples in those units: give the data's own.
-    preparation = _read_data_record(Path(arguments.run)).get("preparation") or {}
+    data_record = _read_data_record(Path(arguments.run))
+    preparation = data_record.get("preparation") or {}
     options = {}
     from .models.cvae import Conditioned
 
@@ -791,8 +810,9 @@ def command_sample(arguments) -> int:
         if "labels" not in model.uses:
             raise UsageError(f"{model.name} is not conditioned on a label; --label needs a "
                              "cvae, conditional_ae or m2 run")
-        options["labels"] = arguments.label
-        what = f"samples of class {arguments.label}"
+        label, name = _class_label(arguments.label, data_record, model.config.classes)
+        options["labels"] = label
+        what = f"samples of class {label}" + (f" ({name})" if name else "")
     else:
         what = ("samples from the prior" if model.has_likelihood else
                 f"decoded N(0, I) draws ({model.name} trains no prior; see `aevae sample --help`)")
@@ -1267,7 +1287,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seeds the draws: the same seed gives the same samples "
                         "(default: 0)")
     sample.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    sample.add_argument("--label", type=int, help="generate this class (conditional models)")
+    sample.add_argument("--label", help="generate this class, by number or by the name the "
+                        "data gave it (conditional models)")
     sample.add_argument("--out", required=True,
                         help="an image (.png, .jpg, .pdf, .svg) or the sampled values "
                         "themselves (.npy, .csv)")

@@ -70,7 +70,7 @@ def _as_tensor(values, name: str, dtype) -> torch.Tensor:
     array = np.asarray(values)
     if array.dtype == object or array.dtype.kind not in "biuf":
         raise DataError(f"{name}: expected numbers, got values of type {array.dtype}")
-    return torch.as_tensor(array).to(dtype)
+    return torch.as_tensor(np.ascontiguousarray(array)).to(dtype)
 
 
 def make_batch(x: torch.Tensor, fields: dict, name: str = "data") -> Batch:

@@ -97,16 +97,19 @@ def _log_mean_exp_vae(model, batch, k, samples_per_chunk, seeds) -> torch.Tensor
     dimensions = mean.shape[-1]
     log_q_constant = -0.5 * q.log_variance.sum(-1, keepdim=True) - 0.5 * dimensions * LOG_2PI
     running = torch.full((len(batch),), -math.inf, dtype=torch.float64, device=batch.device)
-    generators = [torch.Generator().manual_seed(example) for example in seeds]
+    # Each example's k draws in one call: torch draws a short tensor (under 16 numbers) by
+    # another method than a long one, so drawing chunk by chunk would make the numbers depend
+    # on the chunk sizes, that is on max_rows. k x D numbers per example: max(max_rows, k) x D
+    # in all, as many as the decoder's rows hold already.
+    every_noise = torch.stack([
+        torch.randn(k, dimensions, generator=torch.Generator().manual_seed(example),
+                    dtype=mean.dtype)
+        for example in seeds
+    ])
     done = 0
     while done < k:
         count = min(samples_per_chunk, k - done)
-        noise = torch.stack(
-            [
-                torch.randn(count, dimensions, generator=generator, dtype=mean.dtype)
-                for generator in generators
-            ]
-        ).to(batch.device)
+        noise = every_noise[:, done:done + count].to(batch.device)
         z = torch.addcmul(mean[:, None], std[:, None], noise)  # (B, S, D)
         log_q = log_q_constant - 0.5 * noise.pow(2).sum(-1)
         log_weights = _decoder_log_prob(model, batch, z) + model.prior.log_prob(z) - log_q

@@ -166,7 +166,8 @@ def _float_tensor(value, name: str) -> torch.Tensor:
         if array.dtype.kind not in "biuf":
             raise ValueError(f"{name} must hold numbers; got dtype {array.dtype}")
         with np.errstate(over="ignore"):
-            tensor = torch.as_tensor(np.asarray(array, dtype=np.float32))
+            # Contiguous: torch takes no negative strides (x[::-1], np.flip).
+            tensor = torch.as_tensor(np.ascontiguousarray(array, dtype=np.float32))
     finite = torch.isfinite(tensor)
     if not bool(finite.all()):
         raise ValueError(f"{name} holds {int((~finite).sum())} NaN or infinite value(s) (in "
@@ -368,6 +369,13 @@ class Autoencoder(nn.Module):
         if self.prior.uses_posterior and not self.binds_prior:
             raise ValueError(f"the {config.prior} prior is built from a posterior q(z|x), which "
                              f"{self.name} does not have; use it with a VAE")
+        if not self.trains_prior and config.prior != "standard-normal":
+            # Sampling such a model decodes prior draws its training never saw; an untrained
+            # mixture would only make those draws arbitrary.
+            raise ValueError(f"{self.name} does not fit its codes to a prior, so a {config.prior} "
+                             "prior would stay as it was initialised: keep the standard-normal "
+                             "prior, or fit a density to its codes after training "
+                             "(aevae.ExPostSampler)")
 
     def network_options(self) -> dict:
         """The options the network registry builds this model's encoder and decoder with."""
@@ -397,11 +405,12 @@ class Autoencoder(nn.Module):
         see the step it was captured at, so such a model trains eagerly)."""
         return False
 
-    def prepare_training(self, data, count: int) -> None:
-        """Shown the training data (a Batch, or None when it is streamed) and its size before
-        training starts, for what depends on the whole set (beta-TCVAE's minibatch-weighted
-        sampling needs N; M2 weighs its classifier by the share of known labels). Most models
-        ignore it."""
+    def prepare_training(self, data, count: int, labelled_per_batch: int | None = None) -> None:
+        """Shown the training data (a Batch, or None when it is streamed), its size and how
+        batches are drawn (``labelled_per_batch`` labelled examples in each, or None: uniformly)
+        before training starts, for what depends on the whole set (beta-TCVAE's
+        minibatch-weighted sampling needs N; M2 weighs its classifier by the share of known
+        labels). Most models ignore it."""
 
     def batch_loss(self, batch, *, kl_weight: float = 1.0, step: int | None = None
                    ) -> LossOutput:

@@ -101,8 +101,8 @@ class Conditioned:
 
     def decode(self, z, *, labels=None, batch_size: int = 1024):
         """Mean of p(x|z, y)."""
-        tensor = torch.as_tensor(np.asarray(z, dtype=np.float32)) if not torch.is_tensor(z) \
-            else z
+        tensor = (z if torch.is_tensor(z)
+                  else torch.as_tensor(np.ascontiguousarray(z, dtype=np.float32)))
         as_numpy = not torch.is_tensor(z)
         if tensor.dim() != 2 or tensor.shape[1] != self.latent_dim:
             raise ValueError(f"expected codes shaped (N, {self.latent_dim}), got "
@@ -111,7 +111,7 @@ class Conditioned:
             raise ValueError(f"{self.name} is conditioned on a label: pass labels=")
         if np.ndim(labels) == 0:
             labels = np.full(len(tensor), int(labels), dtype=np.int64)
-        labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+        labels = torch.as_tensor(np.ascontiguousarray(labels), dtype=torch.int64)
         if labels.shape != (len(tensor),):
             raise ValueError(f"expected {len(tensor)} labels, got shape {tuple(labels.shape)}")
         batch = Batch(tensor.to(self.device, torch.float32), labels=labels.to(self.device))

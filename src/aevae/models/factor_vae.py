@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..nets import MLPEncoder
 from .registry import register_model
@@ -57,6 +58,9 @@ class FactorVAE(VAE):
             self.discriminator = MLPEncoder(
                 (self.latent_dim,), 1, hidden=self.config.discriminator_hidden,
                 activation="leaky_relu")
+        for layer in self.discriminator.modules():
+            if isinstance(layer, nn.LeakyReLU):
+                layer.negative_slope = 0.2  # the paper's (torch's default is 0.01)
 
     def discriminator_logit(self, z: torch.Tensor) -> torch.Tensor:
         return self.discriminator(z).squeeze(-1)

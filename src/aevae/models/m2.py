@@ -14,8 +14,9 @@ which is the negative ELBO of log p(x). Kingma et al.'s objective is sum_labelle
 ``fit(..., labelled_per_batch=k)`` puts k labelled examples in every batch, and
 ``labelled_share`` says how a batch weighs its two parts. "batch" (the default, as most
 re-implementations do): the mean over its labelled examples plus the mean over its unlabelled
-ones, which counts every label far more often than the objective does. "data": each mean
-weighed by its part's share of the training data, an unbiased estimate of the objective itself,
+ones, which counts every label far more often than the objective does. "data": an unbiased
+estimate of the objective itself (each mean weighed by its part's share of the training data
+under labelled_per_batch; the plain batch mean for uniformly drawn batches),
 whose classifier term is then weak: on MNIST with 100 labels M2's classes settle on a partition
 of the images other than the digits (66% test error after 30 epochs; see
 benchmarks/results/labels_ablation.md), while M1+M2 does best with it. ``predict(x)``
@@ -65,6 +66,8 @@ class M2Config(VAEConfig):
             raise ValueError(f"classes must be at least 2, got {self.classes}")
         if self.samples != 1:
             raise ValueError("m2 draws one z per example and class: samples=1")
+        if self.free_bits:
+            raise ValueError("m2 does not floor its KL (free bits): leave free_bits at 0")
         if self.classification_weight is not None and not self.classification_weight >= 0:
             raise ValueError("classification_weight must be non-negative")
 
@@ -98,11 +101,13 @@ class M2(VAE):
         # Saved with the weights: the alpha training used.
         weight = config.classification_weight
         self.register_buffer("alpha", torch.tensor(0.0 if weight is None else float(weight)))
-        # The labelled share of the training data, for labelled_share="data" (set by fit).
+        # The labelled share of the training data, for labelled_share="data", and whether each
+        # batch holds a fixed number of labelled examples (both set by fit).
         self.labelled_fraction: float | None = None
+        self.stratified = False
 
-    def prepare_training(self, data, count: int) -> None:
-        self.labelled_fraction = None
+    def prepare_training(self, data, count: int, labelled_per_batch: int | None = None) -> None:
+        self.labelled_fraction, self.stratified = None, labelled_per_batch is not None
         if data is None:
             if self.config.labelled_share == "data":
                 raise ValueError("labelled_share='data' weighs the labels by their share of the "
@@ -179,10 +184,16 @@ class M2(VAE):
         # Each part counts as the mean over its own examples, weighed equally ("batch", and
         # outside training) or by the part's share of the training data ("data").
         fraction = self.labelled_fraction if self.training else None
-        labelled_weight, unlabelled_weight = ((1.0, 1.0) if fraction is None
-                                              else (fraction, 1.0 - fraction))
-        share = torch.where(known, labelled_weight * count / max(len(labelled), 1),
-                            unlabelled_weight * count / max(len(unlabelled), 1))
+        if fraction is not None and not self.stratified:
+            # Uniformly drawn batches hold each part at its share on average: the plain batch
+            # mean is the unbiased estimate (reweighing by the labels a batch happens to hold
+            # would drop the labelled part from every batch that holds none).
+            share = torch.ones_like(training)
+        else:
+            labelled_weight, unlabelled_weight = ((1.0, 1.0) if fraction is None
+                                                  else (fraction, 1.0 - fraction))
+            share = torch.where(known, labelled_weight * count / max(len(labelled), 1),
+                                unlabelled_weight * count / max(len(unlabelled), 1))
         return LossOutput(
             loss=share * training,
             terms={"reconstruction": reconstruction, "kl": kl, "classification": classification,

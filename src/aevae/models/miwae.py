@@ -90,7 +90,8 @@ class MIWAE(IWAE):
         values, observed = checked_missing(x, observed)
         clean = np.where(observed, values, 0.0).astype(np.float32)
         tensor, _ = self._prepare(clean)
-        mask = torch.as_tensor(observed.reshape(tensor.shape), device=self.device)
+        mask = torch.as_tensor(np.ascontiguousarray(observed).reshape(tensor.shape),
+                               device=self.device)
         generator = torch.Generator().manual_seed(seed)
         pieces = []
         was_training = self.training

@@ -117,6 +117,11 @@ class PPCA(ClosedForm, VAE):
                    "log p(x), fitted in closed form")
     Config = PPCAConfig
 
+    def __init__(self, config=None, **options):
+        super().__init__(config, **options)
+        if self.config.prior != "standard-normal":
+            raise ValueError("ppca's closed-form solution is for the standard-normal prior")
+
     def solve(self, x: np.ndarray, seed: int) -> None:
         mean, components, eigenvalues, noise = _principal_components(x, self.latent_dim, seed)
         # A noise variance of 0 (data inside a k-dimensional subspace) has no density.

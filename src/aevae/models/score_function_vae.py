@@ -6,8 +6,10 @@ reconstruction term comes from the score-function (REINFORCE, log-derivative) es
 with z drawn from q(z|x) without a path back to the encoder. ``baseline="none"`` uses b = 0;
 ``baseline="leave_one_out"`` uses, for each example, the mean reconstruction term of the other
 examples in the batch (a control variate that does not depend on the example's own draw, so the
-estimate stays unbiased). The KL term keeps its closed-form gradient, the decoder its ordinary
-one. The objective and every reported term are the VAE's: only the encoder's gradient differs,
+estimate stays unbiased). With the N(0, I) prior the KL term keeps its closed-form gradient;
+with another prior its Monte-Carlo estimate log q(z|x) - log p(z) depends on the draw, so it
+joins the learning signal (log p(x|z) - beta * KL). The decoder and the prior get their ordinary
+gradients. The objective and every reported term are the VAE's: only the encoder's gradient differs,
 which is what ``benchmarks/gradient_estimators.py`` measures against the reparameterized one.
 """
 
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..priors import StandardNormal
 from .base import LossOutput
 from .registry import register_model
 from .vae import VAE, VAEConfig
@@ -60,6 +63,11 @@ class ScoreFunctionVAE(VAE):
         reconstruction = -log_likelihood
         kl = self.kl(q, z)
         signal = log_likelihood.detach()
+        if not isinstance(self.prior, StandardNormal):
+            # A Monte-Carlo KL, log q(z|x) - log p(z), depends on the draw too: its part of the
+            # objective joins the learning signal (its own gradient at the fixed z has mean 0).
+            weight = kl_weight * self.config.beta
+            signal = signal - weight * self.kl_penalty(q, kl).detach()
         if self.config.baseline == "leave_one_out":
             signal = signal - leave_one_out_mean(signal)
         # Zero in value (the reported loss stays the VAE's), the score-function estimate in

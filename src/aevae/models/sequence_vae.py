@@ -79,7 +79,7 @@ class SequenceVAE(VAE):
         z = q.rsample()
         output = self.decoder(z, self.decoder_inputs(batch.x))
         reconstruction = -step_log_prob(self.likelihood, batch.x, output, batch.step_mask())
-        return self.elbo_loss(q, reconstruction, q.kl_to_standard_normal(), kl_weight)
+        return self.elbo_loss(q, reconstruction, self.kl(q, z), kl_weight)
 
     def loss(self, x, *, kl_weight=1.0, step=None):
         return self.batch_loss(Batch(x), kl_weight=kl_weight, step=step)

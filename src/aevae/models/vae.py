@@ -93,9 +93,13 @@ class VAE(Autoencoder):
             reconstruction = -self.reconstruction_log_prob(x, z).mean(0)
         return q, z, reconstruction, self.kl(q, z)
 
+    def kl_penalty(self, q, kl) -> torch.Tensor:
+        """The KL as training counts it: with free bits when they are on."""
+        return self.free_bits_kl(q, kl) if self.training and self.config.free_bits else kl
+
     def elbo_loss(self, q, reconstruction, kl, kl_weight) -> LossOutput:
         """The (beta-weighted, free-bits) negative ELBO from its terms."""
-        penalty = self.free_bits_kl(q, kl) if self.training and self.config.free_bits else kl
+        penalty = self.kl_penalty(q, kl)
         return LossOutput(
             loss=reconstruction + (kl_weight * self.config.beta) * penalty,
             terms={"reconstruction": reconstruction, "kl": kl},

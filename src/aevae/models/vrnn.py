@@ -66,6 +66,9 @@ class VRNN(Autoencoder):
 
     def __init__(self, config=None, **options):
         super().__init__(config, **options)
+        if self.config.prior != "standard-normal":
+            raise ValueError("vrnn learns its own prior at every step, p(z_t | past): keep the "
+                             "standard-normal prior option")
         features, width, latent = self.input_shape[-1], self.config.hidden[0], self.latent_dim
         with self.seeded_initialisation(0):
             self.feature_x = nn.Sequential(nn.Linear(features, width), nn.ReLU())
@@ -76,9 +79,12 @@ class VRNN(Autoencoder):
             self.decoder = _mlp(2 * width, width, features)
             self.cell = nn.GRUCell(2 * width, width)
 
-    def run(self, x: torch.Tensor, mask: torch.Tensor, sample: bool = True):
+    def run(self, x: torch.Tensor, mask: torch.Tensor, sample: bool = True,
+            target: torch.Tensor | None = None):
         """Walk the steps: per-step log p(x_t|.), KL_t, log p(z_t|.) - log q(z_t|.) (all
-        (N, T), zero past each length) and the posterior means and variances (N, T, D)."""
+        (N, T), zero past each length) and the posterior means and variances (N, T, D).
+        ``target``: the values scored, when the network reads corrupted ones (``x``)."""
+        target = x if target is None else target
         count, steps = x.shape[:2]
         state = x.new_zeros(count, self.config.hidden[0])
         log_likelihoods, kls, ratios, means, variances = [], [], [], [], []
@@ -90,7 +96,7 @@ class VRNN(Autoencoder):
             z_features = self.feature_z(z)
             output = self.decoder(torch.cat([z_features, state], -1))
             log_likelihoods.append(
-                self.likelihood.elementwise_log_prob(x[:, t], output).sum(-1))
+                self.likelihood.elementwise_log_prob(target[:, t], output).sum(-1))
             kls.append(posterior.kl_to(prior))
             ratios.append(prior.log_prob(z) - posterior.log_prob(z))
             means.append(posterior.mean)
@@ -103,7 +109,8 @@ class VRNN(Autoencoder):
 
     def batch_loss(self, batch, *, kl_weight=1.0, step=None):
         mask = batch.step_mask()
-        log_likelihood, kl, _, _, _ = self.run(self.corrupt(batch.x), mask)
+        # Denoising: the network reads the corrupted steps and is scored on the clean ones.
+        log_likelihood, kl, _, _, _ = self.run(self.corrupt(batch.x), mask, target=batch.x)
         reconstruction, kl = -log_likelihood.sum(1), kl.sum(1)
         return LossOutput(loss=reconstruction + kl_weight * self.config.beta * kl,
                           terms={"reconstruction": reconstruction, "kl": kl},

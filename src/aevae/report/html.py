@@ -91,6 +91,8 @@ def _margin(verdict: dict, digits: int) -> str:
 
 
 def verdict_table(results: dict) -> str:
+    from ..study.verdicts import tie_text
+
     labels = results["labels"]
     rows = []
     for task in results["tasks"]:
@@ -116,7 +118,7 @@ def verdict_table(results: dict) -> str:
             status = verdict["status"]
             css = "holds" if status == "clear winner" else "inconclusive"
             if verdict.get("negligible"):
-                status += " (a tie: under 0.5% apart)"
+                status += f" (a tie: {tie_text(metric.get('tie'))})"
             winner, runner_up = labels[verdict["winner"]], labels[verdict["runner_up"]]
             leader = (f"{e(winner)} and {e(runner_up)} tie" if verdict.get("negligible") else
                       f"<b>{e(winner)}</b> over {e(runner_up)}")
@@ -178,6 +180,7 @@ def claims_table(results: dict) -> str:
 def bottom_line_section(results: dict) -> str:
     """The first thing on the page: AE or VAE on this data, one row per goal."""
     from ..study.answer import in_short
+    from ..study.verdicts import NATS_TIE_PER_DIMENSION
     from .text import bottom_line_rows, not_measured, sweep_rows
 
     labels = results["labels"]
@@ -202,7 +205,8 @@ def bottom_line_section(results: dict) -> str:
         parts.append("<p class='muted'>Each goal's primary figure, mean over seeds (↑ higher "
                      "is better, ↓ lower). Margin: the better minus the other, with the 95% "
                      "Student-t interval of paired per-seed differences; \"level\" when it "
-                     "covers zero, \"tie\" when the two differ by under 0.5%. ✗: the run "
+                     "covers zero, \"tie\" when the two differ by under 0.5% (a log-density: "
+                     f"under {NATS_TIE_PER_DIMENSION:g} nats per data dimension). ✗: the run "
                      "failed a health check. \"By default\": decided by a health check or "
                      "a guard, not by the figure (see the note).</p>")
     else:

@@ -4,6 +4,7 @@ tables, verdicts, claims and summary. ``aevae report`` calls this without traini
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from ..io import read_json
@@ -103,7 +104,10 @@ def aggregate(out, since: float | None = None, invocation: str | None = None) ->
             "history": record["history"],
             "seconds_by_group": result.get("seconds", {}),
         })
-    info = DataInfo(**study["data_info"])
+    # Studies from before data_info held the dimensions: the data's recorded shape gives them.
+    shape = study["data"].get("shape") if isinstance(study["data"], dict) else None
+    info = DataInfo(**{"dimensions": math.prod(shape) if shape else None,
+                       **study["data_info"]})
     models = {key: ModelInfo(**values) for key, values in study["models"].items()}
     failures = _failures(study, runs)
     # An entry whose every run failed stays in the tables, with the failure as its reason.

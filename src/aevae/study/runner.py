@@ -119,7 +119,8 @@ def prepare_data(settings: StudySettings) -> PreparedData:
         dataset, preparation = standardise(dataset)
     info = DataInfo(kind=data_kind(dataset.shape), values=value_kind(dataset.train.x),
                     labels=dataset.train.labels is not None, likelihood=likelihood,
-                    factors=dataset.ground_truth is not None)
+                    factors=dataset.ground_truth is not None,
+                    dimensions=math.prod(dataset.shape))
     splits = {name: len(split) for name, split in dataset.splits().items()}
     description = {
         "name": dataset.name,

@@ -28,6 +28,7 @@ class DataInfo:
     labels: bool
     likelihood: str  # the study's decoder likelihood
     factors: bool = False  # ground-truth factors of variation are known
+    dimensions: int | None = None  # values per example (None in studies from before it)
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,8 @@ class Metric:
     # The figure's possible range (None: unbounded on that side); intervals are clipped to it.
     bounds: tuple[float | None, float | None] = (None, None)
     short: str = ""  # a few characters for narrow tables; the label when empty
+    # A log-density in nats: its zero depends on the data's units, so its ties are absolute.
+    log_density: bool = False
 
     def __post_init__(self):
         if self.direction not in ("lower", "higher"):
@@ -266,7 +269,7 @@ register_task(Task(
                unit="dB", needs=("unit-interval",)),
         Metric("reconstruction_nll", "reconstruction -log p(x|z)",
                (("reconstruction", "negative_log_likelihood_of_reconstruction"),), "lower",
-               unit="nats per example", applies=same_likelihood),
+               unit="nats per example", applies=same_likelihood, log_density=True),
     ),
     note="Codes are posterior means E[z|x] for the VAE family, g(x) for deterministic models.",
     goal="compress",
@@ -281,11 +284,12 @@ register_task(Task(
                (("likelihood", "log_likelihood"),), "higher", unit="nats per example",
                digits=4, applies=needs_likelihood,
                spread=("likelihood", "log_likelihood_standard_error"),
-               count=("likelihood", "examples"), min_count=100, short="log p(x)"),
+               count=("likelihood", "examples"), min_count=100, short="log p(x)",
+               log_density=True),
         Metric("elbo", "ELBO", (("likelihood", "elbo"),), "higher", unit="nats per example",
                digits=4, applies=needs_likelihood,
                spread=("likelihood", "elbo_standard_error"),
-               count=("likelihood", "examples"), min_count=100),
+               count=("likelihood", "examples"), min_count=100, log_density=True),
     ),
     note="Deterministic models define no p(x). For PPCA the estimate equals its exact "
     "log-likelihood (reported in its metrics as exact_log_likelihood).",

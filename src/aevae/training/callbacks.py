@@ -126,9 +126,8 @@ class RunFiles(Callback):
         if state.stepper is not None and self.run.checkpoint.exists():  # resuming
             self._check_continues(state, record)
             state.step, state.stale_epochs, state.best_state = self.run.resume(
-                state.model, state.stepper.optimizers, state.generator, state.history)
-            if processes.rank > 0:
-                torch.manual_seed(state.config.seed + 1_000_003 * processes.rank + state.step)
+                state.model, state.stepper.optimizers, state.generator, state.history,
+                state.stepper.precision.scaler)
             if state.validation is None and any(
                     epoch.get("validation_loss") is not None for epoch in state.history.epochs):
                 raise ValueError(f"cannot resume {self.directory} without validation data: the "
@@ -177,11 +176,12 @@ class RunFiles(Callback):
         if state.stepper is None:  # a closed-form solve: weights and files, no checkpoint
             self.run.write_solution(state.model, state.history, self.pending)
         else:
+            progress = {"step": state.step, "stale_epochs": state.stale_epochs,
+                        "best_state": state.best_state or {}}
+            if (scaler := state.stepper.precision.scaler) is not None:
+                progress["scaler"] = scaler.state_dict()  # fp16's learnt loss scale
             self.run.write_epoch(state.model, state.stepper.optimizers, state.generator,
-                                 state.history, {
-                                     "step": state.step, "stale_epochs": state.stale_epochs,
-                                     "best_state": state.best_state or {},
-                                 }, self.pending)
+                                 state.history, progress, self.pending)
         self.pending = {}
 
     def fit_end(self, state):

@@ -123,9 +123,10 @@ class RunDirectory:
         model.save(self.directory)
         atomic_write_text(self.directory / HISTORY_FILE, history.to_csv())
 
-    def resume(self, model, optimizers, generator, history) -> tuple[int, int, dict | None]:
-        """Load the checkpoint into model, optimizers, RNGs and history; returns the step,
-        the epochs without improvement and the best weights so far."""
+    def resume(self, model, optimizers, generator, history,
+               scaler=None) -> tuple[int, int, dict | None]:
+        """Load the checkpoint into model, optimizers, RNGs, history and fp16's loss scaler;
+        returns the step, the epochs without improvement and the best weights so far."""
         saved = read_json(self.directory / CONFIG_FILE)
         current = json.loads(json.dumps(model.config.to_dict()))  # tuples compare as lists
         if (not isinstance(saved, dict) or saved.get("config") != current
@@ -144,6 +145,9 @@ class RunDirectory:
             if "rng.cuda" in tensors and torch.cuda.is_available():
                 torch.cuda.set_rng_state(tensors["rng.cuda"])
             restored = TrainingHistory.from_dict(metadata["history"])
+            if scaler is not None and metadata.get("scaler"):
+                # The scale it had learnt: a fresh one (65536) skips steps finding it again.
+                scaler.load_state_dict(metadata["scaler"])
             step, stale_epochs = int(metadata["step"]), int(metadata["stale_epochs"])
         except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as error:
             detail = f"{error} is missing" if isinstance(error, KeyError) else one_line(error, 300)

@@ -120,13 +120,11 @@ class Trainer:
         if valid is not None:
             valid = valid.take(slice(processes.rank, None, processes.world)).to(device)
         model.to(device)
-        model.prepare_training(source.batch, len(source))
+        model.prepare_training(source.batch, len(source), config.labelled_per_batch)
 
         torch.manual_seed(config.seed)
         generator = torch.Generator().manual_seed(config.seed)
         processes.broadcast_state(model)
-        if processes.rank > 0:  # its own noise: the same draws in every process would correlate
-            torch.manual_seed(config.seed + 1_000_003 * processes.rank)
         steps = source.steps_per_epoch(config.batch_size)
         stepper = TrainingStep(
             model, optimizer=config.optimizer, learning_rate=config.learning_rate,
@@ -155,6 +153,11 @@ class Trainer:
         state.model.train()
         stepper.reset_sums()
         captured = state.graphs
+        if state.processes.rank > 0:
+            # Its own noise (the same draws in every process would correlate), seeded by the
+            # step at each epoch: only rank 0's RNG state is checkpointed, and a resume
+            # starts at an epoch, so a resumed run draws what it would have drawn.
+            torch.manual_seed(state.config.seed + 1_000_003 * state.processes.rank + state.step)
         batches = source.epoch_indices(state) if captured is not None else source.epoch(state)
         self._emit("epoch_start", state)
         weight = state.schedule(state.step)
