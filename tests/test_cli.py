@@ -487,11 +487,19 @@ def test_ctrl_c_early_in_compare_prints_no_traceback(tmp_path):
         (["compare", "--out", "{run}"], ["--out {run} is not empty and holds no study"]),
         (["train", "vae", "--data", "{tmp}", "--out", "{tmp}/inside"],
          ["--out {tmp}/inside is inside the data folder {tmp}"]),
+        (["train", "vae", "--data", "{tmp}/afolder", "--out", "{tmp}/none/../afolder/run"],
+         ["is inside the data folder {tmp}/afolder"]),
+        (["train", "vae", "--data", "{tmp}/link", "--out", "{tmp}/inside"],
+         ["is inside the data folder {tmp}/link"]),
+        (["train", "vae", "--data", "mnist", "--data-dir", "{tmp}", "--out", "{tmp}/mnist/run"],
+         ["is inside the data folder {tmp}"]),
     ],
 )
 @pytest.mark.regression
 def test_bad_values_are_named_with_their_flag(trained_run, tmp_path, capsys, arguments, parts):
     (tmp_path / "afile").write_text("not a folder\n")
+    (tmp_path / "afolder").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path, target_is_directory=True)
     before = sorted(path.name for path in trained_run.iterdir())
 
     def filled(text):
@@ -499,7 +507,7 @@ def test_bad_values_are_named_with_their_flag(trained_run, tmp_path, capsys, arg
 
     code, _, err = run(capsys, *map(filled, arguments))
     _one_error_line(code, err, *map(filled, parts))
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["afile"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["afile", "afolder", "link"]
     assert sorted(path.name for path in trained_run.iterdir()) == before
 
 
@@ -792,6 +800,27 @@ def test_vary_edit_and_impute_read_inputs_on_the_runs_scale_and_shape(tmp_path, 
              "words.npy: a mask holds true/false (or 1/0) per entry")):
         code, _, err = run(capsys, *arguments)
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_impute_reads_8_bit_images_as_training_read_them(tmp_path, capsys):
+    from sklearn.datasets import load_digits
+
+    images = (load_digits().images[:, None] * 255 / 16).astype(np.uint8)  # 0-255 grey levels
+    np.save(tmp_path / "digits8.npy", images)
+    out = tmp_path / "run"
+    assert run(capsys, "train", "vae", "--data", str(tmp_path / "digits8.npy"), "--epochs",
+               "3", "--hidden", "32", "--out", str(out), "--quiet")[0] == 0
+    mask = np.ones(images[:20].shape, dtype=bool)
+    mask[:, :, 2:6, 2:6] = False  # the middle of each digit is missing
+    np.save(tmp_path / "mask.npy", mask)
+    np.save(tmp_path / "some.npy", images[:20])
+    assert run(capsys, "impute", str(out), "--input", str(tmp_path / "some.npy"), "--mask",
+               str(tmp_path / "mask.npy"), "--out", str(tmp_path / "filled.npy"))[0] == 0
+    filled = np.load(tmp_path / "filled.npy")
+    np.testing.assert_array_equal(filled[mask], images[:20][mask])
+    # On the 0-255 scale, like the observed pixels (a model fed 0-255 as if it were 0-1 fills
+    # in values near 0).
+    assert filled[~mask].mean() > 40
 
 
 def test_a_resumed_run_keeps_its_own_training_options(tmp_path, capsys):

@@ -385,3 +385,16 @@ def test_sample_takes_a_class_by_the_name_the_data_gave_it(tmp_path, capsys):
     assert main(["sample", str(run), "-n", "3", "--label", "3", "--out",
                  str(tmp_path / "x.npy")]) == 2
     assert "--label 3 is not a class of this run (0 to 2)" in capsys.readouterr().err
+
+
+def test_a_conditional_model_refuses_labels_that_are_ids_not_classes(tmp_path, capsys):
+    from aevae.cli import main
+
+    rows = ["a,b,y"] + [f"{i % 7}.0,{i % 5}.0,{(0, 10**9)[i % 2]}" for i in range(60)]
+    (tmp_path / "ids.csv").write_text("\n".join(rows) + "\n")
+    assert main(["train", "cvae", "--data", str(tmp_path / "ids.csv"), "--labels", "y",
+                 "--epochs", "1", "--hidden", "4", "--latent-dim", "1", "--out",
+                 str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "run from 0 to 1000000000: a conditional model takes classes 0 to 9999" in err
+    assert len(err.strip().splitlines()) == 1

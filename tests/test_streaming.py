@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 import aevae
+from aevae.cli import UsageError
 from aevae.data import DataError
 from aevae.data.streaming import ImageFolderStream, NpyStream
 
@@ -150,3 +152,27 @@ def test_the_cli_streams_npy_files_and_image_folders(tmp_path, capsys):
                  str(tmp_path / "named"), "--quiet"])
     assert code == 2 and "--stream reads a .npy file or an image folder" in \
         capsys.readouterr().err
+
+
+def test_a_streamed_run_holds_out_the_rows_a_loaded_one_does(tmp_path, capsys):
+    """evaluate and reconstruct load the file and carve its validation split: a streamed run
+    must have held out those rows, and taken --limit from the rest, as a loaded run does."""
+    from aevae.cli import _stream_source
+    from aevae.data import load_dataset
+
+    x = np.random.default_rng(1).random((400, 5)).astype(np.float32)
+    x[:, 0] = np.arange(400) / 400  # each row tells its index
+    np.save(tmp_path / "rows.npy", x)
+    record = {"data": str(tmp_path / "rows.npy"), "validation_fraction": 0.1, "seed": 7,
+              "limit": 100, "image_size": None, "labels": None}
+    arguments = argparse.Namespace(stream=True, quiet=True)
+    train, validation = _stream_source(arguments, record)
+    loaded = load_dataset(str(tmp_path / "rows.npy"), validation_fraction=0.1, seed=7,
+                          limit=100)
+    np.testing.assert_array_equal(validation, loaded.validation.x)
+    np.testing.assert_array_equal(train.read_rows(train.rows), loaded.train.x)
+    # Values a loaded run would standardise are refused, not trained on as they are.
+    np.save(tmp_path / "real.npy", (x * 50 + 1000).astype(np.float32))
+    with pytest.raises(UsageError, match="values span 1000 to 1049.*standardise the file "
+                                         "first"):
+        _stream_source(arguments, {**record, "data": str(tmp_path / "real.npy")})

@@ -11,7 +11,7 @@ from scipy import stats
 
 from aevae.study.roster import RosterEntry, parse_roster
 from aevae.study.statistics import paired_difference, t_interval
-from aevae.study.tasks import DataInfo, Metric, ModelInfo, Task
+from aevae.study.tasks import TASKS, DataInfo, Metric, ModelInfo, Task
 from aevae.study.verdicts import (
     CLEAR,
     FAILS,
@@ -20,6 +20,7 @@ from aevae.study.verdicts import (
     LEVEL,
     NOT_TESTED,
     ONE_SEED,
+    compare_pair,
     decide,
     format_value,
     judge_claims,
@@ -631,3 +632,127 @@ def test_a_seed_on_which_the_pair_is_equal_counts_for_neither():
                        if row["task"] == "compression")
     assert compression["better"] == "vae"
     assert (compression["seeds"], compression["seeds_in_favour"]) == (3, 2)
+
+
+# ----- trade-offs, trivial baselines, one seed ---------------------------------------------
+def sampling_runs(figures: dict[str, tuple[float, float, float]]) -> dict:
+    """entry -> seed -> prior samples' (FD, precision, recall), a little seed noise."""
+    return {key: {seed: {"generation": {"reference_images": 1000, "prior": {
+        "frechet_distance": {"value": fd + seed}, "precision_recall": {
+            "precision": precision + 0.001 * seed, "recall": recall + 0.001 * seed}}}}
+        for seed in range(3)} for key, (fd, precision, recall) in figures.items()}
+
+
+def test_a_model_far_behind_on_a_figure_does_not_win_it_because_the_other_fails_a_guard():
+    """precision and recall guard each other: ae covers the data (recall 0.9) with samples
+    that rarely look like data (precision 0.15); vae the reverse. On the precision figure ae
+    would be "the only model that passes the guards", with by far the lowest precision."""
+    runs = sampling_runs({"ae": (400.0, 0.15, 0.90), "vae": (60.0, 0.78, 0.03)})
+    models = {"ae": model("ae", has_likelihood=False), "vae": model("vae")}
+    task = next(task for task in task_results(runs, models, DATA)
+                if task["name"] == "prior_sampling")
+    figures = {metric["name"]: metric for metric in task["metrics"]}
+    for name in ("prior_precision", "prior_recall"):
+        verdict = figures[name]["verdict"]
+        assert verdict["status"] == "not compared", verdict
+        assert verdict["reason"].startswith("a trade-off: ")
+    pair = compare_pair(task, figures["prior_precision"], "ae", "vae")
+    assert pair["outcome"] == "level" and pair["by_default"] == "guard"
+    assert pair["reason"].startswith("a trade-off: ")
+    # With no trade-off the figure's own guard decides nothing by itself: the interval does.
+    fair = sampling_runs({"ae": (400.0, 0.15, 0.90), "vae": (60.0, 0.78, 0.85)})
+    task = next(task for task in task_results(fair, models, DATA)
+                if task["name"] == "prior_sampling")
+    precision = next(m for m in task["metrics"] if m["name"] == "prior_precision")
+    assert compare_pair(task, precision, "ae", "vae")["outcome"] == "second"
+    assert "by_default" not in compare_pair(task, precision, "ae", "vae")
+
+
+def test_a_model_no_better_than_the_trivial_fill_wins_nothing_with_the_figure():
+    unlabelled = DataInfo(kind="tabular", values="real", labels=False, likelihood="gaussian")
+    runs = {key: {seed: {"imputation": {"examples": 500, "by_fraction": {
+        "0.2": {"rmse": rmse + 0.01 * seed, "mean_imputation_rmse": 0.88 + 0.01 * seed},
+        "0.5": {"rmse": rmse + 0.01 * seed, "mean_imputation_rmse": 0.90 + 0.01 * seed}}}}
+        for seed in range(3)} for key, rmse in (("ae", 1.93), ("vae", 2.4))}
+    models = {"ae": model("ae", has_likelihood=False), "vae": model("vae")}
+    task = next(task for task in task_results(runs, models, unlabelled)
+                if task["name"] == "imputation")
+    metric = task["metrics"][0]
+    assert metric["rows"]["ae"]["baseline"] == pytest.approx(0.89)
+    assert metric["rows"]["ae"]["baseline_failure"] == (
+        "no better than filling in the training mean: RMSE on the missing entries, 20% "
+        "missing 1.940 against 0.8900")
+    assert metric["verdict"]["status"] == "not compared"  # neither beats the mean
+    assert compare_pair(task, metric, "ae", "vae")["outcome"] == "level"
+
+
+def test_in_short_names_what_the_figures_did_not_decide():
+    from aevae.study.answer import in_short
+
+    roles, labels = {"ae": "ae", "vae": "vae"}, {"ae": "ae", "vae": "vae"}
+
+    def row(goal, outcome, better=None, by_default=None):
+        return {"goal": goal, "outcome": outcome, "better": better, "by_default": by_default}
+
+    assert in_short([row("compress", "first", "ae"), row("generate", "second", "vae"),
+                     row("cluster", "level")], labels, roles) == (
+        "vae for: generate; ae for: compress; no clear difference for: cluster.")
+    collapsed = [row("compress", "first", "ae", "health"), row("generate", "first", "ae",
+                                                               "health")]
+    assert in_short(collapsed, labels, roles) == (
+        "the figures decided no goal: by default, the other failing a health check or guard "
+        "(the figure did not decide): ae for compress, generate.")
+    one_seed = [row("compress", "one seed", "ae"), row("generate", "one seed", "vae")]
+    assert in_short(one_seed, labels, roles) == (
+        "the figures decided no goal: one seed, so nothing tested, for: compress, generate.")
+    assert in_short([row("compress", "not compared")], labels, roles) == (
+        "the figures decided no goal: not compared for: compress.")
+
+
+def test_a_health_finding_on_several_seeds_quotes_each_seed_as_its_own():
+    from aevae.study.health import describe
+
+    finding = {"message": "reconstructs no better than the training mean (MSE 0.0771 against "
+               "0.0772 for the mean)", "seeds": [0, 1, 2], "seed_count": 3,
+               "messages": ["reconstructs no better than the training mean (MSE 0.0771 "
+                            "against 0.0772 for the mean)", "... (MSE 0.0779 ...)",
+                            "... (MSE 0.0770 ...)"]}
+    assert describe(finding) == (
+        "reconstructs no better than the training mean (MSE 0.0771 against 0.0772 for the "
+        "mean) on seed 0, and likewise on seeds 1, 2 (every seed)")
+    same = {**finding, "messages": [finding["message"]] * 3}
+    assert describe(same) == finding["message"] + " (every seed)"
+
+
+def test_active_units_intervals_stay_within_the_code_size():
+    runs = {"vae": {seed: {"latent": {"active_units": {"value": value, "n_dimensions": 8}}}
+                    for seed, value in enumerate([6, 8, 8])}}
+    metric = next(metric for task in TASKS.values() for metric in task.metrics
+                  if metric.name == "active_units")
+    row = metric_rows(metric, runs, {"vae": model("vae")}, DATA)["vae"]
+    assert row["high"] == 8 and row["clipped"] and row["low"] < row["mean"] < 8
+    assert format_value(row["mean"], metric.digits) == "7.3"
+
+
+def test_the_best_of_the_roster_on_one_seed_is_not_called_level(tmp_path, capsys):
+    from aevae.cli import main
+    from aevae.report.text import _best_text
+
+    row = {"best": "pca", "best_value": 0.817, "digits": 3, "best_status": ONE_SEED}
+    assert _best_text(row, {"pca": "pca"}) == "pca 0.817 (one seed: untested)"
+    np.save(tmp_path / "ones.npy", np.ones((200, 6), dtype=np.float32))
+    assert main(["compare", "--data", str(tmp_path / "ones.npy"), "--models", "ae,vae",
+                 "--out", str(tmp_path / "study")]) == 2
+    assert "ones: every value is 1, so there is nothing to learn or compare" in (
+        capsys.readouterr().err)
+
+
+def test_small_data_waits_as_many_more_epochs_before_stopping_early():
+    from aevae.study.settings import BUDGETS, StudySettings
+
+    quick = BUDGETS["quick"]
+    assert quick.epoch_cap(250) == 250 and quick.patience_within(250) == 34  # 4 steps an epoch
+    assert quick.training_config(250, seed=0, device="cpu").patience == 34
+    assert quick.patience_within(quick.epoch_cap(1437)) == 8  # digits: the budget's own
+    given = StudySettings(patience=5).training_budget  # --patience is taken as given
+    assert given.patience_within(given.epoch_cap(250)) == 5

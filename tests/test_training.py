@@ -128,6 +128,27 @@ def test_existing_run_is_not_overwritten(tmp_path, digits):
         _small_vae(digits).fit(digits.train.x[:100], epochs=1, out=tmp_path, progress=False)
 
 
+def test_a_folder_holding_a_saved_model_or_the_users_files_is_not_overwritten(tmp_path,
+                                                                                digits):
+    x = digits.train.x[:100]
+    saved = _small_vae(digits)
+    saved.save(tmp_path / "saved")
+    before = (tmp_path / "saved" / "model.safetensors").read_bytes()
+    with pytest.raises(FileExistsError, match="already holds config.json, model.safetensors "
+                                              "and no checkpoint to resume"):
+        _small_vae(digits).fit(x, epochs=1, out=tmp_path / "saved", progress=False)
+    assert (tmp_path / "saved" / "model.safetensors").read_bytes() == before
+    solved = aevae.make("pca", input_shape=digits.shape, latent_dim=2)
+    solved.fit(x, out=tmp_path / "pca", progress=False)
+    with pytest.raises(FileExistsError, match="already holds"):
+        _small_vae(digits).fit(x, epochs=1, out=tmp_path / "pca", progress=False)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "config.json").write_text('{"my": "settings"}')
+    with pytest.raises(FileExistsError, match="already holds config.json"):
+        _small_vae(digits).fit(x, epochs=1, out=tmp_path / "mine", progress=False)
+    assert (tmp_path / "mine" / "config.json").read_text() == '{"my": "settings"}'
+
+
 def test_resume_after_completion_is_a_no_op(tmp_path, digits):
     model = _small_vae(digits)
     model.fit(digits.train.x[:100], epochs=2, out=tmp_path, progress=False)

@@ -299,22 +299,40 @@ def _stream_source(arguments, record: dict):
         raise UsageError("--stream reads x only: labels need the data in memory")
     fraction, seed = record["validation_fraction"], record["seed"]
     if is_npy:
-        stream = NpyStream(path, limit=record["limit"])
+        # As load_dataset splits in memory: validation carved from the whole file, then the
+        # limit taken from the rest.
+        stream, validation = NpyStream(path), None
         if fraction > 0:
-            return stream.hold_out(fraction, seed)
-        return stream, None
+            stream, validation = stream.hold_out(fraction, seed)
+        if record["limit"] is not None:
+            stream = stream.first(record["limit"])
+        import numpy as np
+
+        sample = validation if validation is not None else stream.read_rows(stream.rows[:10_000])
+        low, high = float(np.nanmin(sample)), float(np.nanmax(sample))
+        if sample.dtype != np.uint8 and (low < 0.0 or high > 1.0):
+            # In memory such values are standardised, which a stream does not do.
+            raise UsageError(f"{path}: values span {low:g} to {high:g}; a streamed run reads "
+                             "them as they are, without the standardising a loaded run "
+                             "applies: standardise the file first (each column to mean 0, "
+                             "std 1), or train from memory (leave out --stream)")
+        return stream, validation
     if path.is_dir():
         import numpy as np
         import torch
 
         folder = ImageFolderStream(path)
-        count = len(folder) if record["limit"] is None else min(record["limit"], len(folder))
-        order = np.random.default_rng(seed).permutation(count)
-        held = min(10_000, round(fraction * count)) if fraction > 0 else 0
+        # The rows load_dataset would carve, then the limit: see the .npy case.
+        order = np.random.RandomState(seed).permutation(len(folder))
+        held = max(1, round(fraction * len(folder))) if fraction > 0 else 0
         validation = None
         if held:
-            validation = torch.stack([folder[int(i)] for i in np.sort(order[:held])]).numpy()
-        train = torch.utils.data.Subset(folder, np.sort(order[held:]).tolist())
+            read = np.sort(order[:min(held, 10_000)])
+            validation = torch.stack([folder[int(i)] for i in read]).numpy()
+        rest = np.sort(order[held:])
+        if record["limit"] is not None:
+            rest = rest[:record["limit"]]
+        train = torch.utils.data.Subset(folder, rest.tolist())
         train.example_shape = folder.example_shape
         return train, validation
     raise UsageError(f"--stream reads a .npy file or an image folder, not {record['data']}")
@@ -399,7 +417,12 @@ def _fit(model, train_x, validation, fields: dict, arguments, record: dict, out:
     )
 
 
+MAX_CLASSES = 10_000  # one-hot condition vectors: labels beyond this are ids, not classes
+
+
 def command_train(arguments) -> int:
+    import numpy as np
+
     from .data import load_dataset
     from .io import write_toml
     from .models import make, model_class
@@ -442,7 +465,14 @@ def command_train(arguments) -> int:
         options.setdefault("seed", record["seed"])  # one --seed fixes initialisation too
         if ("labels" in model_class(arguments.model).uses and "classes" not in options
                 and dataset is not None and dataset.train.labels is not None):
-            options["classes"] = int(dataset.train.labels.max()) + 1  # the data's, not 10
+            # The data's classes, not 10: every split's (a class may sit in validation only).
+            labels = np.concatenate([split.labels for split in dataset.splits().values()
+                                     if split.labels is not None])
+            if labels.min() < 0 or labels.max() >= MAX_CLASSES:
+                raise UsageError(f"labels of {record['data']} run from {labels.min()} to "
+                                 f"{labels.max()}: a conditional model takes classes 0 to "
+                                 f"{MAX_CLASSES - 1} (text labels are numbered for you)")
+            options["classes"] = int(labels.max()) + 1
         model = make(arguments.model, **options)
     if stream is not None:
         if model.uses:
@@ -981,7 +1011,11 @@ def command_impute(arguments) -> int:
 
     run = Path(arguments.run)
     model = _load_model(run, command=arguments.command)
-    values = given = np.asarray(read_npy(Path(arguments.input)), dtype=np.float32)
+    raw = read_npy(Path(arguments.input))
+    # 8-bit images are read as x / 255, as training read them (and written back as 0-255).
+    levels = 255.0 if raw.dtype == np.uint8 else 1.0
+    given = np.asarray(raw, dtype=np.float32)
+    values = given / levels
     if arguments.mask:
         mask = read_npy(Path(arguments.mask))
         if mask.dtype != bool and not (np.issubdtype(mask.dtype, np.number)
@@ -1008,7 +1042,7 @@ def command_impute(arguments) -> int:
                          f"{flag} needs a model trained on missing data (miwae)")
     drawn = np.asarray(model.impute(values, observed, **options))  # (N, [multiple,] ...)
     extra = drawn.ndim - values.ndim
-    restored = undo_preparation(drawn.reshape(-1, *values.shape[1:]), preparation)
+    restored = undo_preparation(drawn.reshape(-1, *values.shape[1:]), preparation) * levels
     # Observed entries exactly as given (the rescaling there and back rounds).
     index = (slice(None), *([None] * extra))
     imputed = np.where(observed[index], given[index], restored.reshape(drawn.shape))
@@ -1496,10 +1530,15 @@ def _check_arguments(arguments) -> None:
             raise UsageError(f"--out {arguments.out}: {existing} is a file, not a folder (the "
                              f"{what} is written in a folder)")
         data = Path(arguments.data).expanduser() if arguments.data else None
-        if data is not None and data.is_dir() and out.absolute().is_relative_to(
-                data.absolute()):
-            raise UsageError(f"--out {arguments.out} is inside the data folder {arguments.data}: "
-                             "aevae never writes where your data is read from")
+        # Resolved: "..", symlinks and a --data-dir given for a named dataset count too.
+        folders = [(data, arguments.data)] if data is not None and data.is_dir() else []
+        given = getattr(arguments, "data_dir", None)
+        if given and data is not None and not data.exists():  # a named dataset's folder
+            folders.append((Path(given).expanduser(), given))
+        for folder, named in folders:
+            if out.expanduser().resolve().is_relative_to(folder.resolve()):
+                raise UsageError(f"--out {arguments.out} is inside the data folder {named}: "
+                                 "aevae never writes where your data is read from")
         if (arguments.command == "compare" and out.is_dir() and any(out.iterdir())
                 and not (out / STUDY_FILE).is_file() and not (out / STORE_FILE).is_file()):
             raise UsageError(f"--out {arguments.out} is not empty and holds no study: study "

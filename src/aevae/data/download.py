@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..io import new_file_mode
-from .directories import ENVIRONMENT_VARIABLE
+from .directories import ENVIRONMENT_VARIABLE, is_writable_directory, user_cache_directory
 from .errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -102,6 +102,7 @@ def download_file(remote: RemoteFile, directory: str | os.PathLike,
     directory = Path(directory)
     into = directory if staging is None else Path(staging)
     target = into / remote.name
+    _refuse_read_only(into, directory)
     try:
         into.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -146,10 +147,19 @@ def ensure_files(
     dataset: str,
     searched: str = "",
 ) -> Path:
-    """Make sure all files of ``folder`` exist in ``directory``, downloading if allowed."""
+    """Make sure all files of ``folder`` exist in ``directory``, downloading if allowed, and
+    return the folder that has them: ``directory``, or the user cache's ``folder`` when
+    ``directory`` is read-only (aevae never writes into it)."""
     directory = Path(directory)
-    missing = [remote for remote in REMOTE_FILES[folder] if not (directory / remote.name).is_file()]
-    if missing and not download:
+    missing = _missing_files(folder, directory)
+    if not missing:
+        return directory
+    cache = user_cache_directory() / folder
+    read_only = _read_only(directory)
+    if read_only and cache.absolute() != directory.absolute():
+        if not _missing_files(folder, cache):
+            return cache  # downloaded there before, since this directory is read-only
+    if not download:
         names = ", ".join(remote.name for remote in missing)
         where = f" ({searched})" if searched else ""
         raise DataError(
@@ -157,20 +167,58 @@ def ensure_files(
             f"set {ENVIRONMENT_VARIABLE} to a folder containing {folder}/, pass data_dir, "
             "or allow downloading"
         )
-    if missing:
-        _download_all(missing, directory)
+    if read_only:
+        if cache.absolute() == directory.absolute() or _read_only(cache):
+            also = ("" if cache.absolute() == directory.absolute() else
+                    f", and so is the user cache that would take it instead "
+                    f"({_nearest_existing(cache)})")
+            raise DataError(
+                f"cannot download dataset {dataset!r} into {directory}: "
+                f"{_nearest_existing(directory)} is read-only{also}; download {folder}/ into "
+                f"a writable folder and set {ENVIRONMENT_VARIABLE} to it, or pass data_dir"
+            )
+        logger.info("%s is read-only: downloading %s into the user cache %s instead",
+                    directory, dataset, cache)
+        directory = cache
+        missing = _missing_files(folder, directory)
+    _download_all(missing, directory)
     return directory
+
+
+def _missing_files(folder: str, directory: Path) -> list[RemoteFile]:
+    return [remote for remote in REMOTE_FILES[folder] if not (directory / remote.name).is_file()]
+
+
+def _nearest_existing(path: Path) -> Path:
+    """``path`` or its closest ancestor that exists: where its folders would be created."""
+    existing = path.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    return existing
+
+
+def _read_only(directory: Path) -> bool:
+    """True when ``directory`` (or, not there yet, the folder it would be made in) is a folder
+    aevae may not write into; a file in the way is reported where the download is tried."""
+    existing = _nearest_existing(directory)
+    return existing.is_dir() and not is_writable_directory(existing)
+
+
+def _refuse_read_only(into: Path, directory: Path) -> None:
+    # Root could write there anyway: the missing write bits are what says "read-only".
+    if _read_only(into):
+        raise DataError(f"cannot download into {directory}: {_nearest_existing(into)} is "
+                        f"read-only; set {ENVIRONMENT_VARIABLE} to a writable folder")
 
 
 def _download_all(missing: list[RemoteFile], directory: Path) -> None:
     """Download ``missing`` into ``directory``. The files arrive in a staging folder beside it
     (same file system); ``directory`` and its parents are created only once every file has
     arrived and been checked. A failure leaves the disk as it was: no folder, no file."""
-    existing = directory.absolute()
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = _nearest_existing(directory)
     if not existing.is_dir():
         raise DataError(f"cannot create data directory {directory}: {existing} is not a folder")
+    _refuse_read_only(existing, directory)
     try:
         staging = Path(tempfile.mkdtemp(prefix=".aevae-download-", dir=existing))
     except OSError as error:
@@ -209,7 +257,8 @@ class DataSource:
     origin: str = ""  # how root was chosen, for error messages
 
     def folder(self, folder: str, dataset: str) -> Path:
-        """``root/folder`` with all its files present (downloaded if allowed)."""
+        """``root/folder`` with all its files present (downloaded if allowed); the user
+        cache's ``folder`` instead when ``root/folder`` is read-only and lacks them."""
         return ensure_files(
             folder,
             self.root / folder,

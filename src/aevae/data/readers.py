@@ -9,6 +9,7 @@ import csv
 import gzip
 import hashlib
 import io
+import json
 import math
 import os
 import struct
@@ -164,15 +165,22 @@ def read_amat(path: str | os.PathLike, *, cache: bool = True) -> np.ndarray:
     """Read an .amat text file into a float32 (N, D) array.
 
     With ``cache``, the parsed array is stored under the user cache directory (never beside
-    the file: aevae does not write into data folders); a cache older than its source is
-    ignored, and an unwritable cache means no cache.
+    the file: aevae does not write into data folders), with a record of the source it came
+    from; a cache whose record does not match the source exactly is ignored, and an
+    unwritable cache means no cache.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"file not found: {path}")
     candidate = _amat_cache_path(path) if cache else None
+    stamp = None
     if candidate is not None:
-        cached = _load_fresh_cache(candidate, path)
+        try:
+            stamp = _source_stamp(path)  # before reading: a change while parsing misses later
+        except OSError:
+            candidate = None
+    if candidate is not None:
+        cached = _load_fresh_cache(candidate, stamp)
         if cached is not None:
             return cached.astype(np.float32)
     try:
@@ -181,7 +189,7 @@ def read_amat(path: str | os.PathLike, *, cache: bool = True) -> np.ndarray:
         raise DataError(f"cannot read {path}: {error}") from None
     array = parse_amat(raw, source=str(path))
     if candidate is not None:
-        _save_cache(candidate, array)
+        _save_cache(candidate, array, stamp)
     return array.astype(np.float32)
 
 
@@ -190,30 +198,60 @@ def _amat_cache_path(path: Path) -> Path:
     return user_cache_directory() / "parsed" / f"{path.stem}-{key}.npy"
 
 
-def _load_fresh_cache(candidate: Path, source: Path) -> np.ndarray | None:
+def _source_stamp(source: Path) -> dict:
+    """What identifies this version of ``source``. Copies that keep an older mtime (cp -p,
+    tar, rsync -a) still change the size or the ctime, which nobody can set back."""
+    status = source.stat()
+    return {"path": str(source.resolve()), "size": status.st_size,
+            "mtime_ns": status.st_mtime_ns, "ctime_ns": status.st_ctime_ns}
+
+
+def _cache_stamp(status: os.stat_result) -> dict:
+    # Ties the record to one written array: another process may replace the array alone.
+    return {"size": status.st_size, "mtime_ns": status.st_mtime_ns, "inode": status.st_ino}
+
+
+def _load_fresh_cache(candidate: Path, stamp: dict) -> np.ndarray | None:
+    """The cached array, only if its record matches ``stamp`` and the array file exactly;
+    a cache without a record (older aevae) is stale."""
     try:
-        if candidate.stat().st_mtime_ns < source.stat().st_mtime_ns:
+        record = json.loads(candidate.with_suffix(".json").read_text(encoding="utf-8"))
+        if not isinstance(record, dict) or record.get("source") != stamp:
+            return None
+        if record.get("cache") != _cache_stamp(candidate.stat()):
             return None
         return np.load(candidate, allow_pickle=False)
-    except (OSError, ValueError):
+    except NUMPY_FILE_ERRORS:
         return None
 
 
-def _save_cache(candidate: Path, array: np.ndarray) -> bool:
-    """Write atomically; any failure (read-only, full disk) silently means no cache."""
-    temporary = None
+def _save_cache(candidate: Path, array: np.ndarray, stamp: dict) -> bool:
+    """Write the array, then its record, each atomically; any failure (read-only, full disk)
+    silently means no cache."""
+    temporaries = []
     try:
         candidate.parent.mkdir(parents=True, exist_ok=True)
         if not is_writable_directory(candidate.parent):
             return False
         handle, temporary = tempfile.mkstemp(dir=candidate.parent, suffix=".partial")
+        temporaries.append(temporary)
         with os.fdopen(handle, "wb") as stream:
             np.save(stream, array, allow_pickle=False)
         os.chmod(temporary, 0o644)
+        written = _cache_stamp(os.stat(temporary))  # a rename keeps size, mtime and inode
         os.replace(temporary, candidate)
+        temporaries.pop()
+        record = json.dumps({"source": stamp, "cache": written})
+        handle, temporary = tempfile.mkstemp(dir=candidate.parent, suffix=".partial")
+        temporaries.append(temporary)
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(record)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, candidate.with_suffix(".json"))
+        temporaries.pop()
         return True
     except OSError:
-        if temporary is not None:
+        for temporary in temporaries:
             Path(temporary).unlink(missing_ok=True)
         return False
 
@@ -369,7 +407,7 @@ def _is_number(text: str) -> bool:
 
 
 def read_csv(path: str | os.PathLike, labels: str | None = None) -> ArrayData:
-    """A numeric table, one example per row; a header row is detected automatically.
+    """A numeric table, one example per row; a first row without any number is a header.
 
     ``labels`` names the label column, or is ``"last"`` or ``"first"``; label values may
     be integers or class names. The delimiter is the most common of , ; and tab on the
@@ -400,12 +438,10 @@ def read_csv(path: str | os.PathLike, labels: str | None = None) -> ArrayData:
     if not rows:
         raise DataError(f"{path} holds no data")
 
-    def non_numeric(row: list[str]) -> int:
-        return sum(1 for cell in row if cell and not _is_number(cell))
-
     header: list[str] | None = None
-    first_count = non_numeric(rows[0][1])
-    if first_count and (len(rows) == 1 or first_count > non_numeric(rows[1][1])):
+    # A header has no number in it: a first row with one is data, so its missing-value marker
+    # or text label is read (or refused) as in any other row, not dropped as column names.
+    if not any(_is_number(cell) for cell in rows[0][1]):
         header = rows[0][1]
         rows = rows[1:]
         if not rows:
@@ -418,6 +454,11 @@ def read_csv(path: str | os.PathLike, labels: str | None = None) -> ArrayData:
     label_column = _label_column(labels, header, width, path)
     label_values = None
     if label_column is not None:
+        for number, row in rows:
+            if not row[label_column]:
+                where = (f"column {header[label_column]!r}" if header
+                         else f"column {label_column + 1}")
+                raise DataError(f"{path}: line {number} has no label (its {where} is empty)")
         label_values = np.array([row[label_column] for _, row in rows])
         if all(_is_number(value) for value in label_values.tolist()):
             label_values = label_values.astype(np.float64)
@@ -434,8 +475,10 @@ def read_csv(path: str | os.PathLike, labels: str | None = None) -> ArrayData:
             for column, cell in enumerate(row):
                 if cell and not _is_number(cell):
                     where = f"column {header[column]!r}" if header else f"column {column + 1}"
+                    hint = ("" if header or number != rows[0][0] else
+                            "; a first row with a number in it is data, not a header")
                     raise DataError(
-                        f"{path}: line {number}, {where} has a non-numeric value {cell!r}"
+                        f"{path}: line {number}, {where} has a non-numeric value {cell!r}{hint}"
                     ) from None
         raise
     names = None if header is None else tuple(

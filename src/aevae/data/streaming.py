@@ -117,19 +117,30 @@ class NpyStream:
 
     def hold_out(self, fraction: float, seed: int,
                  limit: int = VALIDATION_LIMIT) -> tuple[NpyStream, np.ndarray]:
-        """A stream without a random ``fraction`` of its rows (at most ``limit``), and those
-        rows, read into memory for validation."""
+        """A stream without a random ``fraction`` of its rows, and (at most ``limit`` of) those
+        rows, read into memory for validation. The rows are those ``load_dataset`` carves with
+        the same fraction and seed, so that a streamed run and the commands that later load
+        the file (evaluate, reconstruct) agree on which rows were held out."""
         if not 0.0 < fraction < 1.0:
             raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
-        size = min(limit, max(1, round(fraction * len(self.rows))))
+        size = max(1, round(fraction * len(self.rows)))
         if size >= len(self.rows):
             raise DataError(f"{self.path}: too few rows ({len(self.rows)}) to hold out "
                             "validation data")
-        picked = np.sort(np.random.default_rng(seed).choice(self.rows, size, replace=False))
+        order = np.random.RandomState(seed).permutation(len(self.rows))
+        held = np.sort(self.rows[order[:size]])
+        read = np.sort(self.rows[order[:min(size, limit)]])  # what memory allows of them
         rest = object.__new__(NpyStream)
         rest.__dict__.update(self.__dict__)
-        rest.rows = np.setdiff1d(self.rows, picked, assume_unique=True)
-        return rest, self.read_rows(picked)
+        rest.rows = np.setdiff1d(self.rows, held, assume_unique=True)
+        return rest, self.read_rows(read)
+
+    def first(self, count: int) -> NpyStream:
+        """A stream of this one's first ``count`` rows (``--limit``, after the hold-out)."""
+        rest = object.__new__(NpyStream)
+        rest.__dict__.update(self.__dict__)
+        rest.rows = self.rows[:count]
+        return rest
 
     def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[np.ndarray]:
         """One epoch of shuffled batches: chunks in random order, rows shuffled within each,

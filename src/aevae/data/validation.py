@@ -141,6 +141,11 @@ def validate_labels(
     if array.dtype.kind in "USO":
         text = np.array([v.decode(errors="replace") if isinstance(v, bytes) else str(v)
                          for v in array.tolist()])
+        # A blank name would silently become a class of its own.
+        blank = [index for index, value in enumerate(text.tolist()) if not value.strip()]
+        if blank:
+            raise DataError(f"{name} has an empty label at example {blank[0]} "
+                            f"({len(blank)} empty in all)")
         class_names, indices = np.unique(text, return_inverse=True)
         return indices.astype(np.int64), tuple(str(value) for value in class_names)
     raise DataError(f"{name} has unsupported dtype {array.dtype}")

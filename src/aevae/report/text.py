@@ -85,7 +85,9 @@ def _best_text(row: dict, labels: dict[str, str]) -> str:
     if "best" not in row:
         return ""
     text = f"{labels.get(row['best'], row['best'])} {_value(row['best_value'], row['digits'])}"
-    if row.get("best_status") not in ("clear winner", "uncontested"):
+    if row.get("best_status") == "one seed":
+        text += " (one seed: untested)"
+    elif row.get("best_status") not in ("clear winner", "uncontested"):
         text += " (level with the next)"
     return text
 
@@ -261,7 +263,8 @@ def small_samples(results: dict) -> str:
     if not flagged:
         return ""
     splits = results["study"]["data"].get("splits", {})
-    where = f" (the test split holds {splits['test']:,} examples)" if "test" in splits else ""
+    where = (f" (the test split holds {splits['test']:,}; sample quality also compares with "
+             "training examples)" if "test" in splits else "")
     return (f"figures of {len(flagged)} task(s) rest on as few as {min(flagged.values())} "
             f"examples{where}, so their intervals are wide and their verdicts fragile: "
             + ", ".join(flagged) + ".")

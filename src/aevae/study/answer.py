@@ -145,15 +145,39 @@ def margin_text(row: dict) -> str:
 
 
 def in_short(rows: list[dict], labels: dict[str, str], roles: dict[str, str]) -> str:
-    """"vae for: generate ...; ae for: compress ...; level: ..." (clear results only)."""
-    groups: dict[str, list[str]] = {"ae": [], "vae": [], "level": []}
+    """"vae for: generate ...; ae for: compress ...; no clear difference for: ...", then what
+    the figures did not decide: wins by default (the other failed a health check or a guard),
+    leads on one seed (nothing tested), goals where the two were not compared."""
+    goals: dict[str, list[str]] = {key: [] for key in (
+        "ae", "vae", "level", "default ae", "default vae", "one seed", "not compared")}
     for row in rows:
-        if row["outcome"] in ("first", "second", "only") and row.get("better"):
-            groups[row["better"]].append(row["goal"])
-        elif row["outcome"] == "level":
-            groups["level"].append(row["goal"])
-    parts = [f"{labels.get(roles[role], roles[role])} for: {', '.join(goals)}"
-             for role, goals in (("vae", groups["vae"]), ("ae", groups["ae"])) if goals]
-    if groups["level"]:
-        parts.append(f"no clear difference for: {', '.join(groups['level'])}")
-    return "; ".join(parts) + "." if parts else "no goal separates them on this data."
+        outcome = row["outcome"]
+        if outcome in ("first", "second", "only") and row.get("better"):
+            key = f"default {row['better']}" if row.get("by_default") else row["better"]
+            goals[key].append(row["goal"])
+        elif outcome in ("level", "one seed", "not compared"):
+            goals[outcome].append(row["goal"])
+
+    def name(role: str) -> str:
+        return labels.get(roles[role], roles[role])
+
+    parts = [f"{name(role)} for: {', '.join(goals[role])}" for role in ("vae", "ae")
+             if goals[role]]
+    if goals["level"]:
+        parts.append(f"no clear difference for: {', '.join(goals['level'])}")
+    defaults = [f"{name(role)} for {', '.join(goals[f'default {role}'])}"
+                for role in ("vae", "ae") if goals[f"default {role}"]]
+    if defaults:
+        parts.append("by default, the other failing a health check or guard (the figure did "
+                     f"not decide): {' and '.join(defaults)}")
+    if goals["one seed"]:
+        parts.append(f"one seed, so nothing tested, for: {', '.join(goals['one seed'])}")
+    if goals["not compared"]:
+        parts.append(f"not compared for: {', '.join(goals['not compared'])}")
+    if not parts:
+        return "no goal was measured for both."
+    text = "; ".join(parts) + "."
+    decided = sum(len(goals[key]) for key in ("ae", "vae", "level"))
+    if not decided:
+        text = f"the figures decided no goal: {text}"
+    return text

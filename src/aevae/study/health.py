@@ -106,8 +106,9 @@ def assess(runs: dict[str, dict[int, tuple[dict, dict]]], models: dict[str, Mode
             for finding in found:
                 entry = grouped.setdefault((finding.check, finding.severity), {
                     "check": finding.check, "severity": finding.severity,
-                    "message": finding.message, "seeds": []})
+                    "message": finding.message, "seeds": [], "messages": []})
                 entry["seeds"].append(seed)
+                entry["messages"].append(finding.message)  # its own figures, seed by seed
         findings = sorted(grouped.values(), key=lambda item: item["severity"] != EXCLUDED)
         for finding in findings:
             finding["seed_count"] = len(checked)
@@ -124,13 +125,18 @@ def assess(runs: dict[str, dict[int, tuple[dict, dict]]], models: dict[str, Mode
 
 
 def describe(finding: dict) -> str:
-    """"posterior collapse: ... (seeds 0, 1 of 3)", or without seeds when all have it."""
+    """"posterior collapse: ... (2 of 3 seeds)", or without seeds when all have it. Where the
+    seeds' messages differ (their own figures), the first seed's is quoted as that seed's."""
     seeds, count = finding["seeds"], finding.get("seed_count", len(finding["seeds"]))
     if len(seeds) == count:
         where = "every seed" if count > 1 else ""
     else:
         where = f"{len(seeds)} of {count} seeds"
-    return finding["message"] + (f" ({where})" if where else "")
+    message = finding["message"]
+    if len(set(finding.get("messages") or [message])) > 1:
+        others = ", ".join(str(seed) for seed in seeds[1:])
+        message += f" on seed {seeds[0]}, and likewise on seed{'s' * (len(seeds) > 2)} {others}"
+    return message + (f" ({where})" if where else "")
 
 
 def excluded(health: dict | None, key: str) -> list[dict]:

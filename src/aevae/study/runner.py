@@ -108,6 +108,10 @@ def prepare_data(settings: StudySettings) -> PreparedData:
         raise ValueError(f"{dataset.name} holds padded sequences of different lengths: the study "
                          "compares models on fixed-size examples; see benchmarks/sequences.py "
                          "for the sequence models")
+    lowest, highest = dataset.value_range
+    if lowest == highest:  # every model reconstructs it exactly: no question to answer
+        raise ValueError(f"{dataset.name}: every value is {lowest:g}, so there is nothing to "
+                         "learn or compare")
     values = value_kind(dataset.train.x)
     likelihood, reason = _choose_likelihood(values, settings.likelihood)
     preparation = {"transform": "none"}
@@ -235,9 +239,13 @@ def run_identity(entry: RosterEntry, options: dict, seed: int, data: PreparedDat
         "data": data.description["fingerprint"],
         "seed": seed,
         "training": {key: value for key, value in budget.to_dict().items()
-                     if key not in ("name", "description")},
+                     if key not in ("name", "description", "patience_scales")},
         "device": device,
     }
+    # The patience this run waits (on small data more than the budget's): runs from before it
+    # scaled keep their identity wherever it is unchanged.
+    determined_by["training"]["patience"] = budget.patience_within(
+        budget.epoch_cap(len(data.dataset.train)))
     if cuda_graphs and device == "cuda":  # replayed steps draw other noise: another run
         determined_by["cuda_graphs"] = True
     text = json.dumps(determined_by, sort_keys=True)

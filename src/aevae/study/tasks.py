@@ -71,6 +71,12 @@ class Metric:
     short: str = ""  # a few characters for narrow tables; the label when empty
     # A log-density in nats: its zero depends on the data's units, so its ties are absolute.
     log_density: bool = False
+    # The same figure for a trivial method in the same run (filling in the training mean,
+    # leaving the corrupted input as it is): a model no better than it wins nothing with it.
+    baseline: tuple[str, ...] | None = None
+    baseline_label: str = ""
+    # Where a run records the figure's largest possible value (active units: the code size).
+    upper: tuple[str, ...] | None = None
 
     def __post_init__(self):
         if self.direction not in ("lower", "higher"):
@@ -403,12 +409,17 @@ register_task(Task(
     (
         Metric("denoise_noise", "PSNR after Gaussian noise (std 0.3)",
                (("denoising", "gaussian_noise", "0.3", "value"),), "higher", unit="dB",
-               short="PSNR, noise 0.3"),
+               short="PSNR, noise 0.3",
+               baseline=("denoising", "gaussian_noise", "0.3", "corrupted_psnr"),
+               baseline_label="the noisy input left as it is"),
         Metric("denoise_mask", "PSNR after masking half the values",
-               (("denoising", "masking", "0.5", "value"),), "higher", unit="dB"),
+               (("denoising", "masking", "0.5", "value"),), "higher", unit="dB",
+               baseline=("denoising", "masking", "0.5", "corrupted_psnr"),
+               baseline_label="the masked input left as it is"),
     ),
     needs=("unit-interval",),
-    note="None of the models was trained to denoise; this asks what each gives for free.",
+    note="None of the models was trained to denoise; this asks what each gives for free. A "
+    "model no better than leaving the corrupted input as it is wins nothing here.",
     goal="denoise",
 ))
 
@@ -420,15 +431,19 @@ register_task(Task(
         Metric("impute_20", "RMSE on the missing entries, 20% missing",
                (("imputation", "by_fraction", "0.2", "rmse"),), "lower", digits=4,
                count=("imputation", "examples"), min_count=100, bounds=POSITIVE,
-               short="RMSE, 20% missing"),
+               short="RMSE, 20% missing",
+               baseline=("imputation", "by_fraction", "0.2", "mean_imputation_rmse"),
+               baseline_label="filling in the training mean"),
         Metric("impute_50", "RMSE on the missing entries, 50% missing",
                (("imputation", "by_fraction", "0.5", "rmse"),), "lower", digits=4,
-               count=("imputation", "examples"), min_count=100, bounds=POSITIVE),
+               count=("imputation", "examples"), min_count=100, bounds=POSITIVE,
+               baseline=("imputation", "by_fraction", "0.5", "mean_imputation_rmse"),
+               baseline_label="filling in the training mean"),
     ),
     goal="impute",
     note="Models trained on complete data fill the gaps by iterated reconstruction starting "
-    "from the training mean; MIWAE by importance sampling. Filling with the training mean is "
-    "in each run's metrics.json for scale.",
+    "from the training mean; MIWAE by importance sampling. A model no better than filling in "
+    "the training mean wins nothing here.",
 ))
 
 register_task(Task(
@@ -492,7 +507,8 @@ register_task(Task(
                 ("latent", "prior_mismatch", "mmd_imq")), "lower", digits=4,
                unit="VAE family: the aggregate posterior", bounds=POSITIVE),
         Metric("active_units", "active units", (("latent", "active_units", "value"),),
-               "higher", digits=0, bounds=POSITIVE),
+               "higher", digits=2, bounds=POSITIVE,
+               upper=("latent", "active_units", "n_dimensions")),
     ),
     guards=(RECONSTRUCTION_FLOOR,),
     goal="latent space",

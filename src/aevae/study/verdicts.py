@@ -133,7 +133,14 @@ def metric_rows(metric: Metric, runs: dict[str, dict[int, dict]],
             row["left_out"] = left_out
             row["flags"].append(f"seed(s) {', '.join(map(str, sorted(left_out)))} left out: "
                                 "the run failed a health check")
-        _clip(row, metric.bounds)
+        bounds = metric.bounds
+        if metric.upper is not None:
+            uppers = [lookup(by_seed[seed], metric.upper) for seed in values]
+            uppers = [value for value in uppers if isinstance(value, (int, float))]
+            if uppers:
+                top = min(uppers) if bounds[1] is None else min(bounds[1], *uppers)
+                bounds = (bounds[0], top)
+        _clip(row, bounds)
         if metric.caveat is not None and (caveat := metric.caveat(models[key], data)):
             row["caveat"] = caveat
         if metric.spread is not None:
@@ -147,6 +154,8 @@ def metric_rows(metric: Metric, runs: dict[str, dict[int, dict]],
                 row["flags"].append(f"small sample: {int(min(counts))} examples behind this "
                                     f"figure (at least {metric.min_count} wanted)")
                 row["small_sample"] = int(min(counts))
+        if metric.baseline is not None:
+            _against_baseline(row, metric, [by_seed[seed] for seed in values])
         if blocked := excluded(health, key):
             row["excluded"] = [describe(finding) for finding in blocked]
         if broken:  # the mean of the other seeds would hide the worst one: it wins nothing
@@ -156,6 +165,23 @@ def metric_rows(metric: Metric, runs: dict[str, dict[int, dict]],
             row.setdefault("excluded", []).append(f"{metric.label} is not finite ({seeds})")
         rows[key] = row
     return rows
+
+
+def _against_baseline(row: dict, metric: Metric, measured: list[dict]) -> None:
+    """The trivial method's mean on the same runs; an entry no better than it may not win."""
+    trivial = [lookup(metrics, metric.baseline) for metrics in measured]
+    trivial = [value for value in trivial
+               if isinstance(value, (int, float)) and math.isfinite(value)]
+    if not trivial:
+        return
+    row["baseline"] = sum(trivial) / len(trivial)
+    sign = 1.0 if metric.direction == "higher" else -1.0
+    if sign * row["mean"] <= sign * row["baseline"]:
+        row["baseline_failure"] = (
+            f"no better than {metric.baseline_label}: {metric.label} "
+            f"{format_value(row['mean'], metric.digits)} against "
+            f"{format_value(row['baseline'], metric.digits)}")
+        row.setdefault("guard_failures", []).append(row["baseline_failure"])
 
 
 def _clip(row: dict, bounds: tuple[float | None, float | None]) -> None:
@@ -174,10 +200,13 @@ def eligible(row: dict) -> bool:
     return row["available"] and not row.get("excluded") and not row.get("guard_failures")
 
 
-def decide(rows: dict[str, dict], direction: str, tie: float | None = None) -> dict:
+def decide(rows: dict[str, dict], direction: str, tie: float | None = None,
+           own_guard: dict[str, str] | None = None) -> dict:
     """The verdict on one figure: winner, runner-up, paired margin and its interval, among the
     entries that may win (``eligible``); the others are listed with why they may not. ``tie``:
-    the figure's absolute tie (``metric_tie``), None for a relative one."""
+    the figure's absolute tie (``metric_tie``), None for a relative one. ``own_guard``: the
+    entries failing the guard the task sets on this very figure, with the guard's text; such an
+    entry still competes on the figure, but cannot win it by default."""
     available = [key for key, row in rows.items() if row["available"]]
     candidates = [key for key in available if eligible(rows[key])]
     barred = {key: rows[key].get("excluded", []) + rows[key].get("guard_failures", [])
@@ -185,6 +214,13 @@ def decide(rows: dict[str, dict], direction: str, tie: float | None = None) -> d
     sign = 1.0 if direction == "higher" else -1.0
     order = sorted(candidates, key=lambda key: sign * rows[key]["mean"], reverse=True)
     if len(candidates) < 2:
+        if len(candidates) == 1 and barred and order[0] in (own_guard or {}):
+            # The others fail another guard, the only one left falls far behind on this very
+            # figure: a trade-off, not a win.
+            only = order[0]
+            return {"status": NOT_COMPARED, "barred": {**barred, only: [own_guard[only]]},
+                    "reason": f"a trade-off: {only} {own_guard[only]}, and every other model "
+                    "fails a health check or another of the task's guards"}
         if len(candidates) == 1 and barred:
             return {"status": UNCONTESTED, "winner": order[0], "ranking": order,
                     "barred": barred,
@@ -293,9 +329,13 @@ def task_results(runs: dict[str, dict[int, dict]], models: dict[str, ModelInfo],
         metrics = []
         for metric in measured:
             rows = own[metric.name]
+            own_guard = {}
             for guard in guards:
                 if tuple(guard["metric"]) == (task.name, metric.name):
-                    continue  # a figure does not guard itself
+                    # A figure does not bar its own entries (the figure itself ranks them), but
+                    # an entry far behind on it cannot win it by default.
+                    own_guard.update({key: _guard_text(guard, key) for key in guard["failing"]})
+                    continue
                 for key in guard["failing"]:
                     if key in rows and rows[key]["available"]:
                         rows[key].setdefault("guard_failures", []).append(
@@ -310,7 +350,7 @@ def task_results(runs: dict[str, dict[int, dict]], models: dict[str, ModelInfo],
                 "bounds": list(metric.bounds),
                 "rows": rows,
                 "tie": (tie := metric_tie(metric, data)),
-                "verdict": decide(rows, metric.direction, tie),
+                "verdict": decide(rows, metric.direction, tie, own_guard),
             })
         results.append({**entry, "skipped": None, "metrics": metrics, "guards": guards})
     return results
@@ -348,9 +388,12 @@ def compare_pair(task: dict, metric: dict, first: str, second: str) -> dict:
         return {**result, "outcome": "second" if name == first else "first",
                 "by_default": "health", "reason": f"{name}: {reasons[0]}"}
     failing = {first: [], second: []}
+    own = {first: [], second: []}  # the guard on this very figure (see below)
+    for name, row in zip((first, second), rows):
+        if row.get("baseline_failure"):
+            failing[name].append(row["baseline_failure"])
     for guard in task.get("guards", []):
-        if tuple(guard["metric"]) == (task["name"], metric["name"]):
-            continue
+        is_own = tuple(guard["metric"]) == (task["name"], metric["name"])
         means = guard["means"]
         if first not in means or second not in means:
             continue
@@ -361,7 +404,7 @@ def compare_pair(task: dict, metric: dict, first: str, second: str) -> dict:
         spec = Guard(tuple(guard["metric"]), guard["why"], ratio=guard.get("ratio"),
                      difference=guard.get("difference"))
         if not spec.passes(means[worse], means[better], guard["direction"]):
-            failing[worse].append(_guard_text(pair_guard, worse))
+            (own if is_own else failing)[worse].append(_guard_text(pair_guard, worse))
     figure = _paired_outcome(result, rows, metric["direction"], metric.get("tie"))
     figure["figure_outcome"] = figure["outcome"]
     figure["guard_failures"] = {key: texts for key, texts in failing.items() if texts}
@@ -372,6 +415,13 @@ def compare_pair(task: dict, metric: dict, first: str, second: str) -> dict:
     if failing[first] or failing[second]:
         loser = first if failing[first] else second
         winner = second if loser == first else first
+        if own[winner]:
+            # The other fails another guard, but this one falls far behind on the figure
+            # itself: a trade-off, not a win by default. (Alone, the figure's own guard
+            # decides nothing: the paired interval does.)
+            return {**figure, "outcome": "level", "by_default": "guard",
+                    "reason": f"a trade-off: {loser} {failing[loser][0]}; {winner} "
+                    f"{own[winner][0]}"}
         note = f"{loser}: {failing[loser][0]}"
         if figure["outcome"] == ("first" if winner == first else "second"):
             return {**figure, "guard_note": note}  # the figure decides; the guard agrees
@@ -638,7 +688,8 @@ def verdict_sentence(task: dict, labels: dict[str, str]) -> str:
                    if not metric["rows"][key].get("excluded")]
         why = "; ".join(part for part in (
             f"{', '.join(sick)} failed a health check" if sick else "",
-            f"{', '.join(guarded)} fail one of the task's guards (see the task's table)"
+            f"{', '.join(guarded)} {'fails' if len(guarded) == 1 else 'fail'} one of the "
+            "task's guards (see the task's table)"
             if guarded else "") if part)
         return (f"To {purpose}, {labels[winner]} by default ({metric['label']} {first}): the "
                 f"only model that passes the health checks and guards ({why}).")

@@ -94,6 +94,15 @@ class RunDirectory:
                 f"{self.directory} already holds a training run; resume it (resume=True / "
                 "--resume) or choose another output directory"
             )
+        if not self.checkpoint.exists():
+            # Nothing to resume: files the run would write must not replace the user's (a
+            # saved model, a finished closed-form run, their own config.json).
+            taken = [name for name in (CONFIG_FILE, WEIGHTS_FILE, HISTORY_FILE, TRAINING_FILE)
+                     if (self.directory / name).exists()]
+            if taken and not (solved and resume):
+                raise FileExistsError(
+                    f"{self.directory} already holds {', '.join(taken)} and no checkpoint to "
+                    "resume; choose another output directory (or delete them)")
         self.check_writable()
         remove_temporary_files(self.directory)  # left by a run killed while writing
         return self.checkpoint.exists()
