@@ -507,3 +507,19 @@ def test_reversed_and_flipped_array_views_are_read_like_copies(digits):
     cvae.fit(reversed_view, labels=labels[::-1], epochs=1, progress=False)
     np.testing.assert_array_equal(cvae.decode(codes[::-1], labels=labels[::-1]),
                                   cvae.decode(codes[::-1].copy(), labels=labels[::-1].copy()))
+
+
+def test_options_refused_for_training_still_load_from_runs_older_versions_saved(tmp_path):
+    """Options a model now refuses to train with (a prior it never fits, free bits its
+    objective ignored) are refused by make() and fit(), not by load(): runs saved by older
+    versions keep loading."""
+    for name, options in (("ae", {"prior": "mixture"}), ("beta_tcvae", {"free_bits": 1.0})):
+        old = aevae.models.MODELS[name](input_shape=(1, 8, 8), latent_dim=2, hidden=(8,),
+                                        **options)  # as an older version built it
+        old.save(tmp_path / name)
+        loaded = aevae.load(tmp_path / name)
+        assert loaded.encode(np.zeros((2, 1, 8, 8), np.float32)).shape == (2, 2)
+        with pytest.raises(ValueError, match="prior|free bits"):
+            aevae.make(name, input_shape=(1, 8, 8), latent_dim=2, hidden=(8,), **options)
+        with pytest.raises(ValueError, match="prior|free bits"):
+            loaded.fit(np.zeros((10, 1, 8, 8), np.float32), epochs=1, progress=False)

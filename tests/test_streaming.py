@@ -176,3 +176,27 @@ def test_a_streamed_run_holds_out_the_rows_a_loaded_one_does(tmp_path, capsys):
     with pytest.raises(UsageError, match="values span 1000 to 1049.*standardise the file "
                                          "first"):
         _stream_source(arguments, {**record, "data": str(tmp_path / "real.npy")})
+    # Standardised values are read as they are, as a loaded run would nearly leave them.
+    standard = (x - x.mean(axis=0)) / x.std(axis=0)
+    np.save(tmp_path / "standard.npy", standard.astype(np.float32))
+    _stream_source(arguments, {**record, "data": str(tmp_path / "standard.npy")})
+
+
+def test_an_image_folder_streams_the_images_it_loads(tmp_path):
+    """Streaming and loading list an image folder the same way, hidden files and folders
+    (".thumbs", macOS's "._a.png") left out of both, so their rows and splits agree."""
+    from PIL import Image
+
+    from aevae.data import load_dataset
+
+    for name in ("a", "b", "a/.thumbs", ".hidden"):
+        (tmp_path / "images" / name).mkdir(parents=True, exist_ok=True)
+    for index, name in enumerate(("a/1.png", "a/2.png", "b/1.png", "a/.thumbs/1.png",
+                                  ".hidden/1.png", "b/._1.png")):
+        pixels = np.full((4, 4), 20 * index, dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / "images" / name, format="PNG")
+    stream = ImageFolderStream(tmp_path / "images")
+    loaded = load_dataset(str(tmp_path / "images"), validation_fraction=0.0)
+    assert len(stream) == len(loaded.train) == 3
+    np.testing.assert_array_equal(np.stack([stream[i].numpy() for i in range(3)]),
+                                  loaded.train.x)

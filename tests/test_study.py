@@ -251,6 +251,22 @@ KILLED_STUDY = textwrap.dedent("""
 """)
 
 
+def test_a_run_killed_before_its_first_checkpoint_is_trained_afresh(tmp_path, tiny_budget):
+    """Killed while writing its first epoch, a run leaves training.json and weights but no
+    checkpoint: the next study trains it from the start instead of refusing its folder."""
+    settings = StudySettings(data="digits", models="vae", seeds=1, budget=tiny_budget,
+                             tasks="compression")
+    first = run_study(settings, tmp_path / "study", progress=False)
+    run = tmp_path / "study" / "runs" / first["runs"][0]["id"]
+    from aevae.training import CHECKPOINT_FILE
+
+    for name in ("run.json", "metrics.json", CHECKPOINT_FILE):
+        (run / name).unlink()
+    again = run_study(settings, tmp_path / "study", progress=False)
+    assert again["timing"]["runs_executed"] == 1
+    assert (run / CHECKPOINT_FILE).is_file() and (run / "run.json").is_file()
+
+
 def test_a_killed_study_resumes_and_trains_only_the_missing_runs(tmp_path, tiny_budget):
     out = tmp_path / "killed"
     slower = {**tiny_budget.to_dict(), "epochs": 10}

@@ -683,7 +683,9 @@ def test_a_model_no_better_than_the_trivial_fill_wins_nothing_with_the_figure():
         "no better than filling in the training mean: RMSE on the missing entries, 20% "
         "missing 1.940 against 0.8900")
     assert metric["verdict"]["status"] == "not compared"  # neither beats the mean
-    assert compare_pair(task, metric, "ae", "vae")["outcome"] == "level"
+    pair = compare_pair(task, metric, "ae", "vae")
+    assert pair["outcome"] == "not compared" and pair["reason"].startswith("neither wins: ae no "
+                                                                            "better than")
 
 
 def test_in_short_names_what_the_figures_did_not_decide():
@@ -707,6 +709,9 @@ def test_in_short_names_what_the_figures_did_not_decide():
         "the figures decided no goal: one seed, so nothing tested, for: compress, generate.")
     assert in_short([row("compress", "not compared")], labels, roles) == (
         "the figures decided no goal: not compared for: compress.")
+    assert in_short([row("generate", "level", None, "guard")], labels, roles) == (
+        "the figures decided no goal: a trade-off, each failing a guard the other passes, "
+        "for: generate.")
 
 
 def test_a_health_finding_on_several_seeds_quotes_each_seed_as_its_own():
@@ -718,8 +723,8 @@ def test_a_health_finding_on_several_seeds_quotes_each_seed_as_its_own():
                             "against 0.0772 for the mean)", "... (MSE 0.0779 ...)",
                             "... (MSE 0.0770 ...)"]}
     assert describe(finding) == (
-        "reconstructs no better than the training mean (MSE 0.0771 against 0.0772 for the "
-        "mean) on seed 0, and likewise on seeds 1, 2 (every seed)")
+        "on seed 0 (likewise on seeds 1, 2): reconstructs no better than the training mean "
+        "(MSE 0.0771 against 0.0772 for the mean) (every seed)")
     same = {**finding, "messages": [finding["message"]] * 3}
     assert describe(same) == finding["message"] + " (every seed)"
 
@@ -734,12 +739,16 @@ def test_active_units_intervals_stay_within_the_code_size():
     assert format_value(row["mean"], metric.digits) == "7.3"
 
 
-def test_the_best_of_the_roster_on_one_seed_is_not_called_level(tmp_path, capsys):
-    from aevae.cli import main
+def test_the_best_of_the_roster_on_one_seed_is_not_called_level():
     from aevae.report.text import _best_text
 
     row = {"best": "pca", "best_value": 0.817, "digits": 3, "best_status": ONE_SEED}
     assert _best_text(row, {"pca": "pca"}) == "pca 0.817 (one seed: untested)"
+
+
+def test_constant_data_is_refused_by_the_study(tmp_path, capsys):
+    from aevae.cli import main
+
     np.save(tmp_path / "ones.npy", np.ones((200, 6), dtype=np.float32))
     assert main(["compare", "--data", str(tmp_path / "ones.npy"), "--models", "ae,vae",
                  "--out", str(tmp_path / "study")]) == 2

@@ -135,7 +135,7 @@ def test_a_folder_holding_a_saved_model_or_the_users_files_is_not_overwritten(tm
     saved.save(tmp_path / "saved")
     before = (tmp_path / "saved" / "model.safetensors").read_bytes()
     with pytest.raises(FileExistsError, match="already holds config.json, model.safetensors "
-                                              "and no checkpoint to resume"):
+                                              "and no training run to resume"):
         _small_vae(digits).fit(x, epochs=1, out=tmp_path / "saved", progress=False)
     assert (tmp_path / "saved" / "model.safetensors").read_bytes() == before
     solved = aevae.make("pca", input_shape=digits.shape, latent_dim=2)
@@ -147,6 +147,66 @@ def test_a_folder_holding_a_saved_model_or_the_users_files_is_not_overwritten(tm
     with pytest.raises(FileExistsError, match="already holds config.json"):
         _small_vae(digits).fit(x, epochs=1, out=tmp_path / "mine", progress=False)
     assert (tmp_path / "mine" / "config.json").read_text() == '{"my": "settings"}'
+    # A run killed while writing its first epoch (training.json and weights, no checkpoint yet)
+    # is still a run: refused as one, and resumed from the start.
+    killed = tmp_path / "killed"
+    _small_vae(digits).fit(x, epochs=1, out=killed, progress=False)
+    (killed / "checkpoint.safetensors").unlink()
+    with pytest.raises(FileExistsError, match="already holds a training run that wrote no "
+                                              "checkpoint"):
+        _small_vae(digits).fit(x, epochs=1, out=killed, progress=False)
+    with pytest.warns(RuntimeWarning, match="nothing to resume"):
+        _small_vae(digits).fit(x, epochs=1, out=killed, resume=True, progress=False)
+    assert (killed / "checkpoint.safetensors").is_file()
+
+
+def test_one_training_process_per_run_folder(tmp_path, digits):
+    """Two trainings into one folder would interleave their files (one's weights beside the
+    other's records): the second is refused while the first's process lives; the lock file a
+    killed process leaves behind locks nothing."""
+    import subprocess
+    import sys
+
+    from aevae.training.checkpoints import LOCK_FILE
+
+    x = digits.train.x[:100]
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time\n"
+         f"handle = os.open({str(busy / LOCK_FILE)!r}, os.O_CREAT | os.O_RDWR)\n"
+         "fcntl.flock(handle, fcntl.LOCK_EX)\n"
+         "os.write(handle, b'pid 1 on elsewhere')\n"
+         "print('locked', flush=True)\ntime.sleep(60)\n"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(FileExistsError, match="is being trained into by another aevae "
+                                                  "process \\(pid 1 on elsewhere\\)"):
+            _small_vae(digits).fit(x, epochs=1, out=busy, progress=False)
+        assert sorted(path.name for path in busy.iterdir()) == [LOCK_FILE]  # nothing written
+    finally:
+        holder.kill()
+        holder.wait()
+    stale = busy  # its holder was killed: the file it left locks nothing
+    _small_vae(digits).fit(x, epochs=1, out=stale, progress=False)
+    assert (stale / "model.safetensors").is_file() and not (stale / LOCK_FILE).exists()
+    # A failure before the first epoch (here a callback's) gives the lock and folder back,
+    # and a refused resume leaves the run resumable.
+
+    class Refuses(aevae.training.Callback):
+        def fit_start(self, state):
+            raise RuntimeError("not today")
+
+    with pytest.raises(RuntimeError, match="not today"):
+        _small_vae(digits).fit(x, epochs=1, out=tmp_path / "new" / "run", progress=False,
+                               callbacks=[Refuses()])
+    assert not (tmp_path / "new").exists()
+    with pytest.raises(ValueError, match="cannot resume"):
+        _small_vae(digits).fit(x, epochs=2, out=stale, resume=True, learning_rate=0.1,
+                               progress=False)
+    assert not (stale / LOCK_FILE).exists()
+    _small_vae(digits).fit(x, epochs=2, out=stale, resume=True, progress=False)
 
 
 def test_resume_after_completion_is_a_no_op(tmp_path, digits):
@@ -211,8 +271,8 @@ def test_dataset_streaming_path(digits):
     labelled = torch.utils.data.TensorDataset(torch.from_numpy(digits.train.x[:200]),
                                               torch.from_numpy(digits.train.labels[:200]))
     m2 = aevae.make("m2", input_shape=digits.shape, latent_dim=2, hidden=(8,), seed=0)
-    with pytest.raises(ValueError, match="m2 reads labels, label_known beside x, which streamed "
-                                         "data does not carry"):
+    with pytest.raises(ValueError, match="m2 reads labels beside x, which streamed data does "
+                                         "not carry"):
         m2.fit(labelled, epochs=1, batch_size=50, progress=False)
 
 

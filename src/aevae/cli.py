@@ -59,6 +59,8 @@ DATA_RECORD = {
     # Written by a study's runs: the test split it carved and the rescaling it trained on.
     "test_fraction": ((int, float), "a number"),
     "preparation": ((dict,), "an object"),
+    # Written by the conditional models' runs: the names of their classes.
+    "class_names": ((list,), "a list of names"),
 }
 
 
@@ -309,33 +311,48 @@ def _stream_source(arguments, record: dict):
         import numpy as np
 
         sample = validation if validation is not None else stream.read_rows(stream.rows[:10_000])
-        low, high = float(np.nanmin(sample)), float(np.nanmax(sample))
-        if sample.dtype != np.uint8 and (low < 0.0 or high > 1.0):
-            # In memory such values are standardised, which a stream does not do.
-            raise UsageError(f"{path}: values span {low:g} to {high:g}; a streamed run reads "
-                             "them as they are, without the standardising a loaded run "
-                             "applies: standardise the file first (each column to mean 0, "
-                             "std 1), or train from memory (leave out --stream)")
+        _check_streamed_scale(path, sample.reshape(len(sample), -1))
         return stream, validation
     if path.is_dir():
         import numpy as np
         import torch
 
+        from .data.loading import carved_indices
+        from .data.streaming import VALIDATION_LIMIT
+
         folder = ImageFolderStream(path)
         # The rows load_dataset would carve, then the limit: see the .npy case.
-        order = np.random.RandomState(seed).permutation(len(folder))
-        held = max(1, round(fraction * len(folder))) if fraction > 0 else 0
-        validation = None
-        if held:
-            read = np.sort(order[:min(held, 10_000)])
-            validation = torch.stack([folder[int(i)] for i in read]).numpy()
-        rest = np.sort(order[held:])
+        rest, validation = np.arange(len(folder)), None
+        if fraction > 0:
+            rest, held = carved_indices(len(folder), fraction, seed)
+            validation = torch.stack([folder[int(i)] for i in held[:VALIDATION_LIMIT]]).numpy()
         if record["limit"] is not None:
             rest = rest[:record["limit"]]
         train = torch.utils.data.Subset(folder, rest.tolist())
         train.example_shape = folder.example_shape
         return train, validation
     raise UsageError(f"--stream reads a .npy file or an image folder, not {record['data']}")
+
+
+def _check_streamed_scale(path: Path, sample) -> None:
+    """A loaded run standardises real values (outside [0, 1]); a stream reads them as they
+    are, so it takes only values a loaded run would leave about as they are: in [0, 1], or
+    columns already about mean 0 and std 1 (judged on up to 10,000 of its rows)."""
+    import numpy as np
+
+    low, high = float(np.nanmin(sample)), float(np.nanmax(sample))
+    if low >= 0.0 and high <= 1.0:
+        return
+    means, spreads = np.nanmean(sample, axis=0), np.nanstd(sample, axis=0)
+    varying = spreads > 0
+    if (np.abs(means).max() <= 0.5 and (spreads[varying] >= 0.5).all()
+            and (spreads[varying] <= 2.0).all()):
+        return
+    raise UsageError(f"{path}: values span {low:g} to {high:g} (column means up to "
+                     f"{np.abs(means).max():.3g}, spreads up to {spreads.max():.3g}); a "
+                     "streamed run reads them as they are, without the standardising a loaded "
+                     "run applies: standardise the file first (each column to mean 0, std 1), "
+                     "or train from memory (leave out --stream)")
 
 
 def _check_cuda_graphs(arguments, what: str) -> None:
@@ -417,9 +434,6 @@ def _fit(model, train_x, validation, fields: dict, arguments, record: dict, out:
     )
 
 
-MAX_CLASSES = 10_000  # one-hot condition vectors: labels beyond this are ids, not classes
-
-
 def command_train(arguments) -> int:
     import numpy as np
 
@@ -468,6 +482,8 @@ def command_train(arguments) -> int:
             # The data's classes, not 10: every split's (a class may sit in validation only).
             labels = np.concatenate([split.labels for split in dataset.splits().values()
                                      if split.labels is not None])
+            from .models.cvae import MAX_CLASSES
+
             if labels.min() < 0 or labels.max() >= MAX_CLASSES:
                 raise UsageError(f"labels of {record['data']} run from {labels.min()} to "
                                  f"{labels.max()}: a conditional model takes classes 0 to "

@@ -91,6 +91,15 @@ def atomic_output(path: str | os.PathLike):
 TEMPORARY_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 
 
+def nearest_existing(path: str | os.PathLike) -> Path:
+    """``path`` (absolute) or its closest ancestor that exists: where its folders would be
+    made."""
+    existing = Path(path).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    return existing
+
+
 def remove_temporary_files(directory: str | os.PathLike) -> int:
     """Delete the temporary files that writes killed half-way (SIGKILL, power loss) left in
     ``directory``; only call it where no other process is writing. Returns how many."""

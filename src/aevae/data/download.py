@@ -13,7 +13,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..io import new_file_mode
+from ..io import nearest_existing, new_file_mode
 from .directories import ENVIRONMENT_VARIABLE, is_writable_directory, user_cache_directory
 from .errors import DataError
 
@@ -171,10 +171,10 @@ def ensure_files(
         if cache.absolute() == directory.absolute() or _read_only(cache):
             also = ("" if cache.absolute() == directory.absolute() else
                     f", and so is the user cache that would take it instead "
-                    f"({_nearest_existing(cache)})")
+                    f"({nearest_existing(cache)})")
             raise DataError(
                 f"cannot download dataset {dataset!r} into {directory}: "
-                f"{_nearest_existing(directory)} is read-only{also}; download {folder}/ into "
+                f"{nearest_existing(directory)} is read-only{also}; download {folder}/ into "
                 f"a writable folder and set {ENVIRONMENT_VARIABLE} to it, or pass data_dir"
             )
         logger.info("%s is read-only: downloading %s into the user cache %s instead",
@@ -189,25 +189,17 @@ def _missing_files(folder: str, directory: Path) -> list[RemoteFile]:
     return [remote for remote in REMOTE_FILES[folder] if not (directory / remote.name).is_file()]
 
 
-def _nearest_existing(path: Path) -> Path:
-    """``path`` or its closest ancestor that exists: where its folders would be created."""
-    existing = path.absolute()
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    return existing
-
-
 def _read_only(directory: Path) -> bool:
     """True when ``directory`` (or, not there yet, the folder it would be made in) is a folder
     aevae may not write into; a file in the way is reported where the download is tried."""
-    existing = _nearest_existing(directory)
+    existing = nearest_existing(directory)
     return existing.is_dir() and not is_writable_directory(existing)
 
 
 def _refuse_read_only(into: Path, directory: Path) -> None:
     # Root could write there anyway: the missing write bits are what says "read-only".
     if _read_only(into):
-        raise DataError(f"cannot download into {directory}: {_nearest_existing(into)} is "
+        raise DataError(f"cannot download into {directory}: {nearest_existing(into)} is "
                         f"read-only; set {ENVIRONMENT_VARIABLE} to a writable folder")
 
 
@@ -215,7 +207,7 @@ def _download_all(missing: list[RemoteFile], directory: Path) -> None:
     """Download ``missing`` into ``directory``. The files arrive in a staging folder beside it
     (same file system); ``directory`` and its parents are created only once every file has
     arrived and been checked. A failure leaves the disk as it was: no folder, no file."""
-    existing = _nearest_existing(directory)
+    existing = nearest_existing(directory)
     if not existing.is_dir():
         raise DataError(f"cannot create data directory {directory}: {existing} is not a folder")
     _refuse_read_only(existing, directory)

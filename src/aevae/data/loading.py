@@ -236,15 +236,20 @@ def _finish(dataset: Dataset, validation_fraction: float, test_fraction: float, 
     return dataclasses.replace(dataset, **checked, value_range=observed_range(checked["train"].x))
 
 
+def carved_indices(count: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, carved) of ``count`` examples: a seeded random ``fraction`` carved out, the rest
+    kept, each sorted so both keep the examples' order. Every split of a data set (a loaded
+    one's, a stream's) is carved by this."""
+    carved = max(1, round(fraction * count))
+    order = np.random.RandomState(seed).permutation(count)
+    return np.sort(order[carved:]), np.sort(order[:carved])
+
+
 def _carve_split(train: Split, fraction: float, seed: int, name: str
                       ) -> tuple[Split, Split]:
     """(rest, carved): a seeded random ``fraction`` of train moved to a new split."""
     count = len(train)
-    validation_count = max(1, round(fraction * count))
-    if validation_count >= count:
+    if max(1, round(fraction * count)) >= count:
         raise DataError(f"{name} {fraction} of {count} examples leaves none for training")
-    order = np.random.RandomState(seed).permutation(count)
-    # Sorted, so both parts keep the original order of the examples.
-    validation_indices = np.sort(order[:validation_count])
-    train_indices = np.sort(order[validation_count:])
-    return train.take(train_indices), train.take(validation_indices)
+    kept, carved = carved_indices(count, fraction, seed)
+    return train.take(kept), train.take(carved)

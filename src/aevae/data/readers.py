@@ -508,26 +508,17 @@ def _label_column(
 # ---------------------------------------------------------------- image folders
 
 
-def read_image_folder(folder: str | os.PathLike,
-                      size: tuple[int, int] | None = None) -> ArrayData:
-    """All images in ``folder``, as uint8 (N, H, W) grey or (N, H, W, 3) colour.
-
-    Images in subfolders are labelled by subfolder name (sorted, index 0 first); images
-    directly in ``folder`` have no labels. All images must have the same size, unless ``size``
-    = (height, width) is given: each is then resized to it (bilinear) as it is read.
-    """
-    folder = Path(folder)
-    try:
-        from PIL import Image
-    except ImportError:
-        raise DataError(
-            f"reading the image folder {folder} needs pillow: pip install pillow"
-        ) from None
+def image_files(folder: Path) -> tuple[list[Path], tuple[str, ...] | None, np.ndarray | None]:
+    """The images of an image folder in reading order, with their class names and labels
+    (None when they lie at the top level): what both loading and streaming read. Hidden
+    files and folders (".thumbs", macOS's "._a.png") are not images of the data."""
 
     def images_in(directory: Path, recursive: bool) -> list[Path]:
         found = directory.rglob("*") if recursive else directory.iterdir()
         return sorted(
-            path for path in found if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+            path for path in found
+            if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+            and not any(part.startswith(".") for part in path.relative_to(directory).parts)
         )
 
     top_level = images_in(folder, recursive=False)
@@ -544,15 +535,33 @@ def read_image_folder(folder: str | os.PathLike,
     if not top_level and not by_class:
         suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
         raise DataError(f"no images ({suffixes}) found in {folder}")
+    if not by_class:
+        return top_level, None, None
+    class_names = tuple(by_class)
+    files = [file for name in class_names for file in by_class[name]]
+    labels = np.concatenate(
+        [np.full(len(by_class[name]), index) for index, name in enumerate(class_names)]
+    ).astype(np.int64)
+    return files, class_names, labels
 
-    if by_class:
-        class_names = tuple(by_class)
-        files = [file for name in class_names for file in by_class[name]]
-        labels = np.concatenate(
-            [np.full(len(by_class[name]), index) for index, name in enumerate(class_names)]
-        ).astype(np.int64)
-    else:
-        class_names, files, labels = None, top_level, None
+
+def read_image_folder(folder: str | os.PathLike,
+                      size: tuple[int, int] | None = None) -> ArrayData:
+    """All images in ``folder``, as uint8 (N, H, W) grey or (N, H, W, 3) colour.
+
+    Images in subfolders are labelled by subfolder name (sorted, index 0 first); images
+    directly in ``folder`` have no labels. All images must have the same size, unless ``size``
+    = (height, width) is given: each is then resized to it (bilinear) as it is read.
+    """
+    folder = Path(folder)
+    try:
+        from PIL import Image
+    except ImportError:
+        raise DataError(
+            f"reading the image folder {folder} needs pillow: pip install pillow"
+        ) from None
+
+    files, class_names, labels = image_files(folder)
 
     pixels: list[np.ndarray] = []
     size, resize_to = None, None if size is None else (int(size[0]), int(size[1]))

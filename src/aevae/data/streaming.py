@@ -21,12 +21,12 @@ import torch
 
 from .errors import DataError
 from .readers import (
-    IMAGE_SUFFIXES,
     NPY_MAGIC,
     NUMPY_FILE_ERRORS,
     _check_numpy_header,
     _eight_bit_pixels,
     _numpy_error,
+    image_files,
 )
 from .validation import to_example_layout, validate_array
 
@@ -123,17 +123,16 @@ class NpyStream:
         the file (evaluate, reconstruct) agree on which rows were held out."""
         if not 0.0 < fraction < 1.0:
             raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
-        size = max(1, round(fraction * len(self.rows)))
-        if size >= len(self.rows):
+        from .loading import carved_indices
+
+        if max(1, round(fraction * len(self.rows))) >= len(self.rows):
             raise DataError(f"{self.path}: too few rows ({len(self.rows)}) to hold out "
                             "validation data")
-        order = np.random.RandomState(seed).permutation(len(self.rows))
-        held = np.sort(self.rows[order[:size]])
-        read = np.sort(self.rows[order[:min(size, limit)]])  # what memory allows of them
+        kept, held = carved_indices(len(self.rows), fraction, seed)
         rest = object.__new__(NpyStream)
         rest.__dict__.update(self.__dict__)
-        rest.rows = np.setdiff1d(self.rows, held, assume_unique=True)
-        return rest, self.read_rows(read)
+        rest.rows = self.rows[kept]
+        return rest, self.read_rows(self.rows[held[:limit]])  # what memory allows of them
 
     def first(self, count: int) -> NpyStream:
         """A stream of this one's first ``count`` rows (``--limit``, after the hold-out)."""
@@ -193,12 +192,7 @@ class ImageFolderStream(torch.utils.data.Dataset):
         self.folder = Path(folder)
         if not self.folder.is_dir():
             raise DataError(f"no such folder: {self.folder}")
-        files = sorted(path for path in self.folder.rglob("*")
-                       if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise DataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in "
-                            f"{self.folder}")
-        self.files = files
+        self.files, _, _ = image_files(self.folder)  # the rows load_dataset reads, in order
         first = self._pixels(0)
         self.example_shape = tuple(first.shape)
 

@@ -369,13 +369,18 @@ class Autoencoder(nn.Module):
         if self.prior.uses_posterior and not self.binds_prior:
             raise ValueError(f"the {config.prior} prior is built from a posterior q(z|x), which "
                              f"{self.name} does not have; use it with a VAE")
-        if not self.trains_prior and config.prior != "standard-normal":
+
+    def training_refusal(self) -> str | None:
+        """Why this configuration is not trained (a prior it would never fit, an option its
+        objective ignores), or None. Checked when a model is made and when it is trained, not
+        when a saved one is loaded: runs that older versions trained still load."""
+        if not self.trains_prior and self.config.prior != "standard-normal":
             # Sampling such a model decodes prior draws its training never saw; an untrained
             # mixture would only make those draws arbitrary.
-            raise ValueError(f"{self.name} does not fit its codes to a prior, so a {config.prior} "
-                             "prior would stay as it was initialised: keep the standard-normal "
-                             "prior, or fit a density to its codes after training "
-                             "(aevae.ExPostSampler)")
+            return (f"{self.name} does not fit its codes to a prior, so a {self.config.prior} "
+                    "prior would stay as it was initialised: keep the standard-normal prior, "
+                    "or fit a density to its codes after training (aevae.ExPostSampler)")
+        return None
 
     def network_options(self) -> dict:
         """The options the network registry builds this model's encoder and decoder with."""

@@ -37,9 +37,6 @@ class BetaTCVAEConfig(VAEConfig):
         super().__post_init__()
         if self.samples != 1:
             raise ValueError("beta_tcvae estimates q(z) from one sample per example: samples=1")
-        if self.free_bits:
-            raise ValueError("free bits floor the KL per dimension, which beta_tcvae splits "
-                             "into total correlation and the rest: leave free_bits at 0")
 
 
 def pairwise_log_density(z: torch.Tensor, q: DiagonalGaussian) -> torch.Tensor:
@@ -79,6 +76,12 @@ class BetaTCVAE(VAE):
     @staticmethod
     def _forget_training_size(module, incompatible_keys) -> None:
         module._training_size = None
+
+    def training_refusal(self) -> str | None:
+        if self.config.free_bits:
+            return ("free bits floor the KL per dimension, which beta_tcvae splits into total "
+                    "correlation and the rest: leave free_bits at 0")
+        return super().training_refusal()
 
     def prepare_training(self, data, count: int, labelled_per_batch: int | None = None) -> None:
         self.training_size.fill_(int(count))

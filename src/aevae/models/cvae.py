@@ -24,6 +24,14 @@ from .base import AutoencoderConfig, LossOutput
 from .registry import register_model
 from .vae import VAE, VAEConfig
 
+MAX_CLASSES = 10_000  # one-hot condition vectors: labels beyond this are ids, not classes
+
+
+def check_classes(classes: int) -> None:
+    if not 2 <= classes <= MAX_CLASSES:
+        raise ValueError(f"classes must be 2 to {MAX_CLASSES:,} (one-hot labels), got "
+                         f"{classes}")
+
 
 @dataclass
 class ConditionalAEConfig(AutoencoderConfig):
@@ -32,8 +40,7 @@ class ConditionalAEConfig(AutoencoderConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.classes < 2:
-            raise ValueError(f"classes must be at least 2, got {self.classes}")
+        check_classes(self.classes)
 
 
 @dataclass
@@ -43,8 +50,7 @@ class ConditionalVAEConfig(VAEConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.classes < 2:
-            raise ValueError(f"classes must be at least 2, got {self.classes}")
+        check_classes(self.classes)
 
 
 class Conditioned:

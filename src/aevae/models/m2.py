@@ -37,7 +37,7 @@ from ..nets import MLPEncoder
 from ..nets.conditional import ConditionedDecoder, ConditionedEncoder
 from ..priors import StandardNormal
 from .base import LossOutput, UnsupportedMethodError
-from .cvae import Conditioned
+from .cvae import Conditioned, check_classes
 from .registry import register_model
 from .vae import VAE, VAEConfig
 
@@ -62,12 +62,9 @@ class M2Config(VAEConfig):
         if self.labelled_share not in LABELLED_SHARES:
             raise ValueError(f"unknown labelled_share {self.labelled_share!r}; known: "
                              f"{', '.join(LABELLED_SHARES)}")
-        if self.classes < 2:
-            raise ValueError(f"classes must be at least 2, got {self.classes}")
+        check_classes(self.classes)
         if self.samples != 1:
             raise ValueError("m2 draws one z per example and class: samples=1")
-        if self.free_bits:
-            raise ValueError("m2 does not floor its KL (free bits): leave free_bits at 0")
         if self.classification_weight is not None and not self.classification_weight >= 0:
             raise ValueError("classification_weight must be non-negative")
 
@@ -105,6 +102,11 @@ class M2(VAE):
         # batch holds a fixed number of labelled examples (both set by fit).
         self.labelled_fraction: float | None = None
         self.stratified = False
+
+    def training_refusal(self) -> str | None:
+        if self.config.free_bits:
+            return "m2 does not floor its KL (free bits): leave free_bits at 0"
+        return super().training_refusal()
 
     def prepare_training(self, data, count: int, labelled_per_batch: int | None = None) -> None:
         self.labelled_fraction, self.stratified = None, labelled_per_batch is not None

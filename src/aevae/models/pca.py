@@ -117,10 +117,10 @@ class PPCA(ClosedForm, VAE):
                    "log p(x), fitted in closed form")
     Config = PPCAConfig
 
-    def __init__(self, config=None, **options):
-        super().__init__(config, **options)
+    def training_refusal(self) -> str | None:
         if self.config.prior != "standard-normal":
-            raise ValueError("ppca's closed-form solution is for the standard-normal prior")
+            return "ppca's closed-form solution is for the standard-normal prior"
+        return super().training_refusal()
 
     def solve(self, x: np.ndarray, seed: int) -> None:
         mean, components, eigenvalues, noise = _principal_components(x, self.latent_dim, seed)

@@ -22,7 +22,10 @@ def model_class(name: str) -> type:
 
 def make(name: str, **options):
     """Build a model by registered name, e.g. ``make("vae", input_shape=(1, 28, 28))``."""
-    return model_class(name)(**options)
+    model = model_class(name)(**options)
+    if (refused := model.training_refusal()) is not None:
+        raise ValueError(refused)
+    return model
 
 
 def available_models() -> list[tuple[str, str]]:

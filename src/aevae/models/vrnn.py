@@ -66,9 +66,6 @@ class VRNN(Autoencoder):
 
     def __init__(self, config=None, **options):
         super().__init__(config, **options)
-        if self.config.prior != "standard-normal":
-            raise ValueError("vrnn learns its own prior at every step, p(z_t | past): keep the "
-                             "standard-normal prior option")
         features, width, latent = self.input_shape[-1], self.config.hidden[0], self.latent_dim
         with self.seeded_initialisation(0):
             self.feature_x = nn.Sequential(nn.Linear(features, width), nn.ReLU())
@@ -78,6 +75,12 @@ class VRNN(Autoencoder):
             self.encoder = _mlp(2 * width, width, 2 * latent)
             self.decoder = _mlp(2 * width, width, features)
             self.cell = nn.GRUCell(2 * width, width)
+
+    def training_refusal(self) -> str | None:
+        if self.config.prior != "standard-normal":
+            return ("vrnn learns its own prior at every step, p(z_t | past): keep the "
+                    "standard-normal prior option")
+        return super().training_refusal()
 
     def run(self, x: torch.Tensor, mask: torch.Tensor, sample: bool = True,
             target: torch.Tensor | None = None):

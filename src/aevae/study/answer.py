@@ -130,6 +130,8 @@ def row_verdict(row: dict, labels: dict[str, str], roles: dict[str, str]) -> str
         return f"{name} (only one)"
     if outcome == "one seed":
         return f"{name} leads (one seed)"
+    if row.get("by_default"):  # each fails a guard the other passes
+        return "trade-off"
     return "tie" if row.get("negligible") else "level"
 
 
@@ -149,12 +151,15 @@ def in_short(rows: list[dict], labels: dict[str, str], roles: dict[str, str]) ->
     the figures did not decide: wins by default (the other failed a health check or a guard),
     leads on one seed (nothing tested), goals where the two were not compared."""
     goals: dict[str, list[str]] = {key: [] for key in (
-        "ae", "vae", "level", "default ae", "default vae", "one seed", "not compared")}
+        "ae", "vae", "level", "default ae", "default vae", "trade-off", "one seed",
+        "not compared")}
     for row in rows:
         outcome = row["outcome"]
         if outcome in ("first", "second", "only") and row.get("better"):
             key = f"default {row['better']}" if row.get("by_default") else row["better"]
             goals[key].append(row["goal"])
+        elif outcome == "level" and row.get("by_default"):
+            goals["trade-off"].append(row["goal"])
         elif outcome in ("level", "one seed", "not compared"):
             goals[outcome].append(row["goal"])
 
@@ -170,6 +175,9 @@ def in_short(rows: list[dict], labels: dict[str, str], roles: dict[str, str]) ->
     if defaults:
         parts.append("by default, the other failing a health check or guard (the figure did "
                      f"not decide): {' and '.join(defaults)}")
+    if goals["trade-off"]:
+        parts.append("a trade-off, each failing a guard the other passes, for: "
+                     f"{', '.join(goals['trade-off'])}")
     if goals["one seed"]:
         parts.append(f"one seed, so nothing tested, for: {', '.join(goals['one seed'])}")
     if goals["not compared"]:

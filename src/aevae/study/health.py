@@ -135,7 +135,8 @@ def describe(finding: dict) -> str:
     message = finding["message"]
     if len(set(finding.get("messages") or [message])) > 1:
         others = ", ".join(str(seed) for seed in seeds[1:])
-        message += f" on seed {seeds[0]}, and likewise on seed{'s' * (len(seeds) > 2)} {others}"
+        message = (f"on seed {seeds[0]} (likewise on seed{'s' * (len(seeds) > 2)} {others}): "
+                   f"{message}")
     return message + (f" ({where})" if where else "")
 
 

@@ -343,6 +343,8 @@ def execute_run(plan: RunPlan, data: PreparedData, settings: StudySettings, stor
         if not (settings.retrain_other_versions and other_versions(found[0].get("versions"))):
             return complete_run(plan, data, settings, store, groups)
         discard_run(directory)  # asked for: trained afresh by the installed versions
+    elif not (directory / CHECKPOINT_FILE).exists():
+        discard_run(directory)  # a run killed before its first checkpoint starts afresh
     device = resolve_device(settings.device)
     dataset = data.dataset
     atomic_write_json(directory / DATA_FILE, data_record(settings, data))
@@ -373,8 +375,9 @@ def execute_run(plan: RunPlan, data: PreparedData, settings: StudySettings, stor
         "data_fingerprint": data.description["fingerprint"],
         "seed": plan.seed,
         "budget": budget.name,
-        "training": {key: value for key, value in budget.to_dict().items()
-                     if key != "description"},
+        "training": {**{key: value for key, value in budget.to_dict().items()
+                        if key not in ("description", "patience_scales")},
+                     "patience": budget.patience_within(epoch_cap)},  # what it waited
         "epochs_run": len(history.epochs),
         "epoch_cap": epoch_cap,
         "best_epoch": history.best_epoch,

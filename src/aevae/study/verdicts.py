@@ -409,9 +409,12 @@ def compare_pair(task: dict, metric: dict, first: str, second: str) -> dict:
     figure["figure_outcome"] = figure["outcome"]
     figure["guard_failures"] = {key: texts for key, texts in failing.items() if texts}
     if failing[first] and failing[second]:
+        both = f"{first} {failing[first][0]}; {second} {failing[second][0]}"
+        if all(failing[name][0] == row.get("baseline_failure")
+               for name, row in zip((first, second), rows)):
+            return {**figure, "outcome": "not compared", "reason": f"neither wins: {both}"}
         return {**figure, "outcome": "level", "by_default": "guard",
-                "reason": f"a trade-off: {first} {failing[first][0]}; {second} "
-                f"{failing[second][0]}"}
+                "reason": f"a trade-off: {both}"}
     if failing[first] or failing[second]:
         loser = first if failing[first] else second
         winner = second if loser == first else first

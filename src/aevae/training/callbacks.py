@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import TRAINING_FILE, RunDirectory
+from .checkpoints import TRAINING_FILE, RunDirectory, RunLock
 from .history import TrainingHistory
 
 
@@ -109,6 +109,7 @@ class RunFiles(Callback):
 
     def __init__(self, out, *, resume: bool = False, files: dict | None = None):
         self.run = RunDirectory(out)
+        self.lock = RunLock(out)
         self.resume, self.files = resume, dict(files or {})
         self.pending: dict = {}
         self.deferred = False
@@ -120,6 +121,8 @@ class RunFiles(Callback):
     def fit_start(self, state):
         processes = state.processes
         if processes.main:
+            self.run.check_writable()  # before the lock makes any folder
+            self.lock.acquire()  # given back by fit_end or fit_failed, whatever fails next
             self.run.prepare(self.resume, solved=state.stepper is None)
         processes.barrier()  # rank 0 has checked the directory (and raised if it must)
         record = state.training_record()
@@ -187,6 +190,10 @@ class RunFiles(Callback):
     def fit_end(self, state):
         if state.best_restored and state.processes.main:
             state.model.save(self.run.directory)
+        self.lock.release()
+
+    def fit_failed(self, state, error):
+        self.lock.release()
 
     def divergence(self, state, loss):
         return self.run.restore_last_good(state.model)

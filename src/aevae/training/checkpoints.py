@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from pathlib import Path
 
 import torch
@@ -16,6 +17,7 @@ from ..io import (
     atomic_write_json,
     atomic_write_text,
     load_tensors,
+    nearest_existing,
     one_line,
     read_json,
     remove_temporary_files,
@@ -64,6 +66,75 @@ def prefixed(tensors: dict, prefix: str) -> dict:
     return {key[len(prefix):]: value for key, value in tensors.items() if key.startswith(prefix)}
 
 
+def _read_json_or_none(path: Path):
+    try:
+        return read_json(path)
+    except (OSError, ValueError):
+        return None
+
+
+LOCK_FILE = ".aevae-training.lock"
+
+
+class RunLock:
+    """One training process per run folder at a time: two would interleave their files (one
+    model's weights beside the other's records). An advisory lock (flock) on a file in the
+    folder, which the kernel drops when its process ends however it ends, so a killed run's
+    leftover file locks nothing. Where flock does not exist (Windows) there is no lock."""
+
+    def __init__(self, directory):
+        self.directory = Path(directory)
+        self.path = self.directory / LOCK_FILE
+        self.handle: int | None = None
+        self.created: list[Path] = []  # folders this lock made, deepest first
+
+    def acquire(self) -> None:
+        target = self.directory.absolute()
+        existing = nearest_existing(target)
+        self.created = [folder for folder in (target, *target.parents)
+                        if folder.is_relative_to(existing) and folder != existing]
+        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            import fcntl
+        except ImportError:
+            return
+        for _ in range(3):
+            handle = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # held by a live process
+                holder = os.read(handle, 200).decode(errors="replace").strip() or "unknown"
+                os.close(handle)
+                self.release()
+                raise FileExistsError(
+                    f"{self.directory} is being trained into by another aevae process "
+                    f"({holder}); wait for it to finish or choose another folder") from None
+            try:  # the file may have been removed by the holder that just let go
+                current = os.fstat(handle).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                current = False
+            if not current:
+                os.close(handle)
+                continue
+            os.ftruncate(handle, 0)
+            os.write(handle, f"pid {os.getpid()} on {socket.gethostname()}".encode())
+            self.handle = handle
+            return
+        raise FileExistsError(f"{self.directory}: cannot take its training lock {self.path}")
+
+    def release(self) -> None:
+        if self.handle is not None:
+            self.path.unlink(missing_ok=True)  # before letting go: see acquire
+            os.close(self.handle)  # drops the flock
+            self.handle = None
+        created, self.created = self.created, []
+        for folder in created:  # a run that wrote nothing leaves no folder behind
+            try:
+                folder.rmdir()
+            except OSError:
+                break  # not empty: the run's files stay
+
+
 class RunDirectory:
     """The files of a run directory: config, weights, history, checkpoint."""
 
@@ -76,8 +147,7 @@ class RunDirectory:
 
     def check_writable(self) -> None:
         """Fail now rather than after the first epoch if the run cannot be written."""
-        existing = next(folder for folder in (self.directory, *self.directory.parents)
-                        if folder.exists())
+        existing = nearest_existing(self.directory)
         if not existing.is_dir():
             raise NotADirectoryError(f"cannot write the run {self.directory}: {existing} is "
                                      "not a folder")
@@ -86,8 +156,9 @@ class RunDirectory:
                                   "writable")
 
     def prepare(self, resume: bool, solved: bool = False) -> bool:
-        """Check the directory before training (``solved``: for a closed-form model, which
-        leaves weights and no checkpoint); whether there is a checkpoint to resume."""
+        """Check the directory before training, once ``check_writable`` has (``solved``: for a
+        closed-form model, which leaves weights and no checkpoint); whether there is a
+        checkpoint to resume."""
         held = self.directory / WEIGHTS_FILE if solved else self.checkpoint
         if held.exists() and not resume:
             raise FileExistsError(
@@ -96,14 +167,20 @@ class RunDirectory:
             )
         if not self.checkpoint.exists():
             # Nothing to resume: files the run would write must not replace the user's (a
-            # saved model, a finished closed-form run, their own config.json).
+            # saved model, their own config.json). A run killed while writing its first
+            # epoch left training.json first: that folder is a run, resumed from the start.
             taken = [name for name in (CONFIG_FILE, WEIGHTS_FILE, HISTORY_FILE, TRAINING_FILE)
                      if (self.directory / name).exists()]
-            if taken and not (solved and resume):
+            ours = isinstance(_read_json_or_none(self.directory / TRAINING_FILE), dict)
+            if taken and not ours:
                 raise FileExistsError(
-                    f"{self.directory} already holds {', '.join(taken)} and no checkpoint to "
-                    "resume; choose another output directory (or delete them)")
-        self.check_writable()
+                    f"{self.directory} already holds {', '.join(taken)} and no training run "
+                    "to resume; choose another output directory (or delete them)")
+            if taken and not resume:
+                raise FileExistsError(
+                    f"{self.directory} already holds a training run that wrote no checkpoint; "
+                    "resume it (resume=True / --resume) to train it from the start, or "
+                    "choose another output directory")
         remove_temporary_files(self.directory)  # left by a run killed while writing
         return self.checkpoint.exists()
 

@@ -119,10 +119,10 @@ def data_source(model, data, labelled_per_batch: int | None = None):
     """The source for ``data``: a Dataset, an NpyStream, or anything in memory (array, tensor,
     ``Batch``)."""
     if isinstance(data, (Dataset, NpyStream)):
-        if model.uses:  # a Dataset's (x, y) tuples would lose y: the model would train blind
-            raise ValueError(f"{model.name} reads {', '.join(model.uses)} beside x, which "
-                             "streamed data does not carry (x only): train it from arrays "
-                             "in memory")
+        if "labels" in model.uses:  # a Dataset's (x, y) tuples would lose y: it would train
+            # without them (masks and lengths default to complete, full-length examples)
+            raise ValueError(f"{model.name} reads labels beside x, which streamed data does "
+                             "not carry (x only): train it from arrays in memory")
         if labelled_per_batch is not None:
             raise ValueError("labelled_per_batch needs in-memory data with label_known")
         if isinstance(data, NpyStream):

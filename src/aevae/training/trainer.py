@@ -66,16 +66,20 @@ class Trainer:
         self.batch_transform = batch_transform
 
     def fit(self, model, data, validation=None) -> TrainingHistory:
+        if (refused := model.training_refusal()) is not None:
+            raise ValueError(refused)
         if model.closed_form:
             return self._solve(model, data, validation)
         state, source = self._start(model, data, validation)
-        self._emit("fit_start", state)
+        # Every callback hears of a failure, in fit_start (a refused resume) and fit_end
+        # too: what one of them took at the start (the run folder's lock) is given back.
         with self._reporting_failure(state):
+            self._emit("fit_start", state)
             for epoch in range(len(state.history.epochs) + 1, self.config.epochs + 1):
                 if state.history.stopped_early:
                     break
                 self._epoch(state, source, epoch)
-        self._emit("fit_end", state)
+            self._emit("fit_end", state)
         state.processes.barrier()  # nobody reads the run before rank 0 has written it
         return state.history
 
@@ -210,18 +214,19 @@ class Trainer:
                               closed_form_record=model.solve_record(
                                   len(train), None if valid is None else len(valid),
                                   self.config.seed))
-        self._emit("fit_start", state)
         values = train.x.numpy()
         with self._reporting_failure(state):
+            self._emit("fit_start", state)
             model.solve(values, self.config.seed)
-        record = {"epoch": 1, "train_loss": float(np.mean(model.loss_terms(values)["loss"]))}
-        if valid is not None:
-            for name, terms in model.loss_terms(valid.x.numpy()).items():
-                record[f"validation_{name}"] = float(np.mean(terms))
-        record["seconds"] = time.perf_counter() - started
-        state.history.epochs.append(record)
-        self._emit("epoch_end", state, record)
-        self._emit("fit_end", state)
+            record = {"epoch": 1,
+                      "train_loss": float(np.mean(model.loss_terms(values)["loss"]))}
+            if valid is not None:
+                for name, terms in model.loss_terms(valid.x.numpy()).items():
+                    record[f"validation_{name}"] = float(np.mean(terms))
+            record["seconds"] = time.perf_counter() - started
+            state.history.epochs.append(record)
+            self._emit("epoch_end", state, record)
+            self._emit("fit_end", state)
         return state.history
 
 
