@@ -523,3 +523,30 @@ def test_options_refused_for_training_still_load_from_runs_older_versions_saved(
             aevae.make(name, input_shape=(1, 8, 8), latent_dim=2, hidden=(8,), **options)
         with pytest.raises(ValueError, match="prior|free bits"):
             loaded.fit(np.zeros((10, 1, 8, 8), np.float32), epochs=1, progress=False)
+
+
+def test_an_older_run_with_a_refused_option_is_evaluated_without_retraining_copies(digits):
+    """The one-class anomaly protocol trains fresh copies of the model: for a configuration
+    now refused for training (a run an older version saved) it says why it cannot."""
+    from aevae.metrics.evaluate import EvaluationSettings, evaluate
+
+    old = aevae.models.MODELS["beta_tcvae"](input_shape=digits.shape, latent_dim=2,
+                                            hidden=(8,), free_bits=0.5)
+    result = evaluate(old, digits, ["anomaly"], EvaluationSettings(max_examples=100))
+    anomaly = result["metrics"]["anomaly"]
+    assert not anomaly["available"] and "cannot be trained: free bits" in anomaly["reason"]
+
+
+def test_a_file_system_without_locks_trains_without_the_run_lock(tmp_path, digits,
+                                                                   monkeypatch):
+    import errno
+    import fcntl
+
+    def no_locks(handle, operation):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    model = aevae.make("ae", input_shape=digits.shape, latent_dim=2, hidden=(8,), seed=0)
+    with pytest.warns(RuntimeWarning, match="cannot lock it"):
+        model.fit(digits.train.x[:100], epochs=1, out=tmp_path / "run", progress=False)
+    assert (tmp_path / "run" / "model.safetensors").is_file()

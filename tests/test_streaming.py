@@ -200,3 +200,14 @@ def test_an_image_folder_streams_the_images_it_loads(tmp_path):
     assert len(stream) == len(loaded.train) == 3
     np.testing.assert_array_equal(np.stack([stream[i].numpy() for i in range(3)]),
                                   loaded.train.x)
+
+
+def test_the_validation_rows_a_stream_keeps_are_drawn_from_all_it_held_out(table):
+    """Memory keeps at most `limit` held-out rows: a random share of them, not the first ones
+    (a file's order may follow a factor)."""
+    path, _ = table
+    train, validation = NpyStream(path).hold_out(0.5, seed=0, limit=20)
+    assert len(validation) == 20 and len(train) == 500
+    rows = NpyStream(path).read_rows(np.arange(1000))
+    kept = [int(np.flatnonzero((rows == row).all(axis=1))[0]) for row in validation]
+    assert max(kept) > 500  # the first 20 held-out rows would all lie near the start

@@ -686,6 +686,10 @@ def test_a_model_no_better_than_the_trivial_fill_wins_nothing_with_the_figure():
     pair = compare_pair(task, metric, "ae", "vae")
     assert pair["outcome"] == "not compared" and pair["reason"].startswith("neither wins: ae no "
                                                                             "better than")
+    from aevae.study.answer import bottom_line, margin_text
+
+    [row] = bottom_line([task], {"ae": "ae", "vae": "vae"})
+    assert margin_text(row) == "" and row["reason"].startswith("neither wins")
 
 
 def test_in_short_names_what_the_figures_did_not_decide():

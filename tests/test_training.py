@@ -140,8 +140,10 @@ def test_a_folder_holding_a_saved_model_or_the_users_files_is_not_overwritten(tm
     assert (tmp_path / "saved" / "model.safetensors").read_bytes() == before
     solved = aevae.make("pca", input_shape=digits.shape, latent_dim=2)
     solved.fit(x, out=tmp_path / "pca", progress=False)
-    with pytest.raises(FileExistsError, match="already holds"):
-        _small_vae(digits).fit(x, epochs=1, out=tmp_path / "pca", progress=False)
+    for resume in (False, True):  # a finished closed-form run is no VAE run to resume
+        with pytest.raises(FileExistsError, match="already holds"):
+            _small_vae(digits).fit(x, epochs=1, out=tmp_path / "pca", resume=resume,
+                                   progress=False)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "config.json").write_text('{"my": "settings"}')
     with pytest.raises(FileExistsError, match="already holds config.json"):

@@ -317,7 +317,7 @@ def _stream_source(arguments, record: dict):
         import numpy as np
         import torch
 
-        from .data.loading import carved_indices
+        from .data.loading import carved_indices, some_of
         from .data.streaming import VALIDATION_LIMIT
 
         folder = ImageFolderStream(path)
@@ -325,7 +325,8 @@ def _stream_source(arguments, record: dict):
         rest, validation = np.arange(len(folder)), None
         if fraction > 0:
             rest, held = carved_indices(len(folder), fraction, seed)
-            validation = torch.stack([folder[int(i)] for i in held[:VALIDATION_LIMIT]]).numpy()
+            validation = torch.stack([folder[int(i)] for i in
+                                      some_of(held, VALIDATION_LIMIT, seed)]).numpy()
         if record["limit"] is not None:
             rest = rest[:record["limit"]]
         train = torch.utils.data.Subset(folder, rest.tolist())

@@ -245,6 +245,14 @@ def carved_indices(count: int, fraction: float, seed: int) -> tuple[np.ndarray, 
     return np.sort(order[carved:]), np.sort(order[:carved])
 
 
+def some_of(indices: np.ndarray, most: int, seed: int) -> np.ndarray:
+    """At most ``most`` of sorted ``indices``, drawn at random (not the first ones: a file's
+    order may follow a factor), still sorted."""
+    if len(indices) <= most:
+        return indices
+    return np.sort(np.random.RandomState(seed).choice(indices, most, replace=False))
+
+
 def _carve_split(train: Split, fraction: float, seed: int, name: str
                       ) -> tuple[Split, Split]:
     """(rest, carved): a seeded random ``fraction`` of train moved to a new split."""

@@ -123,7 +123,7 @@ class NpyStream:
         the file (evaluate, reconstruct) agree on which rows were held out."""
         if not 0.0 < fraction < 1.0:
             raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
-        from .loading import carved_indices
+        from .loading import carved_indices, some_of
 
         if max(1, round(fraction * len(self.rows))) >= len(self.rows):
             raise DataError(f"{self.path}: too few rows ({len(self.rows)}) to hold out "
@@ -132,7 +132,7 @@ class NpyStream:
         rest = object.__new__(NpyStream)
         rest.__dict__.update(self.__dict__)
         rest.rows = self.rows[kept]
-        return rest, self.read_rows(self.rows[held[:limit]])  # what memory allows of them
+        return rest, self.read_rows(self.rows[some_of(held, limit, seed)])  # what fits
 
     def first(self, count: int) -> NpyStream:
         """A stream of this one's first ``count`` rows (``--limit``, after the hold-out)."""

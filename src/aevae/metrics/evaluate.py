@@ -586,6 +586,8 @@ def _anomaly(context: EvaluationContext) -> dict:
     labels = context.evaluation_split.labels
     if train_labels is None or labels is None:
         return _unavailable("the dataset has no labels to define normal classes")
+    if (refused := model.training_refusal()) is not None:  # a run an older version trained
+        return _unavailable(f"its one-class copies cannot be trained: {refused}")
     classes = [int(value) for value in np.unique(labels) if np.any(train_labels == value)]
     if len(classes) < 2:
         return _unavailable("needs at least two classes present in both splits")
@@ -937,7 +939,8 @@ def measure_speeds(model: Autoencoder, dataset: Dataset, names: list[str] | None
                 speeds.classifier_step = max((steps(1024) - steps(256)) / 3, 1e-4)
             else:
                 speeds.classifier_step = steps(len(dataset.train.x))
-    if labels is not None and "anomaly" in names and settings.anomaly_training_epochs > 0:
+    if (labels is not None and "anomaly" in names and settings.anomaly_training_epochs > 0
+            and model.training_refusal() is None):
         batch = settings.anomaly_batch_size
 
         def fit(count: int) -> float:  # one step per batch

@@ -74,8 +74,9 @@ class Callback:
         return None
 
     def fit_failed(self, state: TrainingState, error: BaseException) -> None:
-        """Training stopped on ``error`` (divergence, a bad batch, Ctrl-C) after fit_start; it
-        is raised again once every callback has been told."""
+        """Training stopped on ``error`` (divergence, a bad batch, Ctrl-C), anywhere from
+        fit_start to fit_end (perhaps before this callback's own fit_start ran); it is raised
+        again once every callback has been told."""
 
 
 class BestValidation(Callback):
@@ -123,7 +124,8 @@ class RunFiles(Callback):
         if processes.main:
             self.run.check_writable()  # before the lock makes any folder
             self.lock.acquire()  # given back by fit_end or fit_failed, whatever fails next
-            self.run.prepare(self.resume, solved=state.stepper is None)
+            self.run.prepare(self.resume, solved=state.stepper is None,
+                             model=state.model.name)
         processes.barrier()  # rank 0 has checked the directory (and raised if it must)
         record = state.training_record()
         if state.stepper is not None and self.run.checkpoint.exists():  # resuming

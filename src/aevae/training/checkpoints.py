@@ -3,9 +3,11 @@ so ``resume=True`` continues a killed run losing at most one epoch (bit for bit 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
+import warnings
 from pathlib import Path
 
 import torch
@@ -102,7 +104,15 @@ class RunLock:
             handle = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:  # held by a live process
+            except OSError as error:
+                if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    # A file system without locks (some NFS or Lustre mounts): no lock.
+                    os.close(handle)
+                    self.path.unlink(missing_ok=True)
+                    warnings.warn(f"{self.directory}: cannot lock it ({error.strerror}); "
+                                  "training without the one-process-per-folder lock",
+                                  RuntimeWarning, stacklevel=2)
+                    return
                 holder = os.read(handle, 200).decode(errors="replace").strip() or "unknown"
                 os.close(handle)
                 self.release()
@@ -155,10 +165,10 @@ class RunDirectory:
             raise PermissionError(f"cannot write the run {self.directory}: {existing} is not "
                                   "writable")
 
-    def prepare(self, resume: bool, solved: bool = False) -> bool:
+    def prepare(self, resume: bool, solved: bool = False, model: str | None = None) -> bool:
         """Check the directory before training, once ``check_writable`` has (``solved``: for a
-        closed-form model, which leaves weights and no checkpoint); whether there is a
-        checkpoint to resume."""
+        closed-form model, which leaves weights and no checkpoint; ``model``: the name of the
+        model trained); whether there is a checkpoint to resume."""
         held = self.directory / WEIGHTS_FILE if solved else self.checkpoint
         if held.exists() and not resume:
             raise FileExistsError(
@@ -171,7 +181,10 @@ class RunDirectory:
             # epoch left training.json first: that folder is a run, resumed from the start.
             taken = [name for name in (CONFIG_FILE, WEIGHTS_FILE, HISTORY_FILE, TRAINING_FILE)
                      if (self.directory / name).exists()]
-            ours = isinstance(_read_json_or_none(self.directory / TRAINING_FILE), dict)
+            record = _read_json_or_none(self.directory / TRAINING_FILE)
+            config = _read_json_or_none(self.directory / CONFIG_FILE)
+            ours = (isinstance(record, dict) and ("fit" in record) == solved  # same kind
+                    and (not isinstance(config, dict) or config.get("model") == model))
             if taken and not ours:
                 raise FileExistsError(
                     f"{self.directory} already holds {', '.join(taken)} and no training run "
