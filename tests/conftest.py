@@ -117,3 +117,16 @@ def load_benchmark():
         return module
 
     return load
+
+
+@pytest.fixture
+def isolated_data_environment(monkeypatch, tmp_path):
+    """No network, no $AEVAE_DATA_DIR, and a private user cache (for the data tests)."""
+    import urllib.request
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("tests must not touch the network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    monkeypatch.delenv("AEVAE_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))

@@ -44,16 +44,7 @@ def shared_directory() -> Path:
     return SHARED
 
 
-@pytest.fixture(autouse=True)
-def isolated_environment(monkeypatch, tmp_path):
-    """No network, no $AEVAE_DATA_DIR, and a private user cache for every test."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("tests must not touch the network")
-
-    monkeypatch.setattr(urllib.request, "urlopen", refuse)
-    monkeypatch.delenv("AEVAE_DATA_DIR", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
+pytestmark = pytest.mark.usefixtures("isolated_data_environment")
 
 
 @pytest.fixture(scope="module")

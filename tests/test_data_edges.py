@@ -21,15 +21,7 @@ from aevae.data.download import RemoteFile, download_file
 from aevae.data.readers import read_amat
 from aevae.data.validation import validate_labels
 
-
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch, tmp_path):
-    def refuse(*args, **kwargs):
-        raise AssertionError("tests must not touch the network")
-
-    monkeypatch.setattr(urllib.request, "urlopen", refuse)
-    monkeypatch.delenv("AEVAE_DATA_DIR", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
+pytestmark = pytest.mark.usefixtures("isolated_data_environment")
 
 
 def one_line_error(call, *fragments: str) -> str:

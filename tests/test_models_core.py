@@ -384,6 +384,17 @@ def test_whole_number_options_take_numpy_integers_and_refuse_fractions(digits, t
         model.save(tmp_path / "a-file")
 
 
+def _batch_fields(model, shape: tuple[int, ...]) -> dict:
+    """The fields beside x that ``model`` reads, for a batch of six examples of ``shape``."""
+    fields = {}
+    if "labels" in model.uses:
+        fields = {"labels": torch.arange(6) % 2,
+                  "label_known": torch.tensor([True, False] * 3)}
+    if "lengths" in model.uses:
+        fields["lengths"] = torch.full((6,), shape[0])
+    return fields
+
+
 @pytest.mark.parametrize("name", sorted(set(aevae.models.MODELS) - {"pca", "ppca"}))
 def test_a_model_that_reads_corrupted_values_is_scored_on_the_clean_ones(name, monkeypatch):
     """Corruption (input_noise_std, input_mask_fraction) changes what the network reads; the
@@ -404,12 +415,7 @@ def test_a_model_that_reads_corrupted_values_is_scored_on_the_clean_ones(name, m
         return plain(self, values, output)
 
     monkeypatch.setattr(likelihood, "elementwise_log_prob", recording)
-    fields = {}
-    if "labels" in model.uses:
-        fields = {"labels": torch.arange(6) % 2,
-                  "label_known": torch.tensor([True, False] * 3)}
-    if "lengths" in model.uses:
-        fields["lengths"] = torch.full((6,), shape[0])
+    fields = _batch_fields(model, shape)
     model.train()
     model.batch_loss(Batch(x, **fields))
     assert scored, "the training loss scored nothing through the likelihood"
@@ -436,12 +442,7 @@ def test_a_model_that_takes_a_learnt_prior_trains_it(name):
             aevae.make(name, **options)
         return
     model = aevae.make(name, **options)
-    fields = {}
-    if "labels" in model.uses:
-        fields = {"labels": torch.arange(6) % 2,
-                  "label_known": torch.tensor([True, False] * 3)}
-    if "lengths" in model.uses:
-        fields["lengths"] = torch.full((6,), shape[0])
+    fields = _batch_fields(model, shape)
     x = torch.rand(6, *shape, generator=torch.Generator().manual_seed(0))
     model.train()
     model.batch_loss(Batch(x, **fields)).loss.mean().backward()
@@ -469,12 +470,7 @@ def test_free_bits_either_change_the_training_loss_or_are_refused(name):
         assert "free_bits" in str(refused) or "free bits" in str(refused)
         return
     plain = aevae.make(name, **options)
-    fields = {}
-    if "labels" in model.uses:
-        fields = {"labels": torch.arange(6) % 2,
-                  "label_known": torch.tensor([True, False] * 3)}
-    if "lengths" in model.uses:
-        fields["lengths"] = torch.full((6,), shape[0])
+    fields = _batch_fields(model, shape)
     batch = Batch(torch.rand(6, *shape, generator=torch.Generator().manual_seed(0)), **fields)
     losses = []
     for each in (plain, model):
