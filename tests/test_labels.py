@@ -375,6 +375,9 @@ def test_sample_takes_a_class_by_the_name_the_data_gave_it(tmp_path, capsys):
                  str(tmp_path / "dogs.npy")]) == 0
     assert "samples of class 1 (dog)" in capsys.readouterr().out
     assert np.load(tmp_path / "dogs.npy").shape == (3, 4)
+    assert main(["sample", str(run), "-n", "2", "--label", "dog", "--out",
+                 str(tmp_path / "dogs.csv")]) == 0  # headed with the data's own columns
+    assert (tmp_path / "dogs.csv").read_text().splitlines()[0] == "a,b,c,d"
     assert main(["sample", str(run), "-n", "3", "--label", "2", "--out",
                  str(tmp_path / "eels.npy")]) == 0
     assert "samples of class 2 (eel)" in capsys.readouterr().out

@@ -59,8 +59,10 @@ DATA_RECORD = {
     # Written by a study's runs: the test split it carved and the rescaling it trained on.
     "test_fraction": ((int, float), "a number"),
     "preparation": ((dict,), "an object"),
-    # Written by the conditional models' runs: the names of their classes.
+    # Written by the conditional models' runs: the names of their classes; by runs on a table
+    # with a header, its column names.
     "class_names": ((list,), "a list of names"),
+    "feature_names": ((list,), "a list of names"),
 }
 
 
@@ -508,6 +510,8 @@ def command_train(arguments) -> int:
             validation = Batch(validation, labels=dataset.validation.labels)
         if dataset.class_names:  # so that `aevae sample --label` takes a class by its name
             record["class_names"] = list(dataset.class_names)
+    if dataset is not None and dataset.feature_names:  # the header of the .csv it writes
+        record["feature_names"] = list(dataset.feature_names)
     if note and not arguments.quiet:
         print(note, file=sys.stderr)
     try:
@@ -727,8 +731,18 @@ def _check_array_or_image(out: str) -> str:
     return suffix[1:] if suffix in ARRAY_FORMATS else image_format(out)
 
 
-def _write_examples(values, out: str, title: str, columns: int | None = None) -> None:
-    """Examples as an image grid, or the values themselves for .npy / .csv."""
+def _csv_header(width: int, record: dict) -> str:
+    """The data's own column names where the run recorded them, else x0, x1, ..."""
+    names = [str(name) for name in record.get("feature_names") or []]
+    if len(names) != width:
+        names = [f"x{index}" for index in range(width)]
+    return ",".join(names)
+
+
+def _write_examples(values, out: str, title: str, columns: int | None = None,
+                    record: dict | None = None) -> None:
+    """Examples as an image grid, or the values themselves for .npy / .csv (headed with the
+    column names the run's data ``record`` keeps)."""
     import io
 
     import numpy as np
@@ -743,7 +757,7 @@ def _write_examples(values, out: str, title: str, columns: int | None = None) ->
         atomic_write_bytes(out, buffer.getvalue())
     elif kind == "csv":  # one example a row, values flattened
         flat = values.reshape(len(values), -1)
-        header = ",".join(f"x{index}" for index in range(flat.shape[1]))
+        header = _csv_header(flat.shape[1], record or {})
         rows = "\n".join(",".join(f"{value:.7g}" for value in row) for row in flat)
         atomic_write_text(out, header + "\n" + rows + "\n")
     else:
@@ -784,9 +798,11 @@ def _check_disk_space(out: str, kind: str, values: int) -> None:
                          f"{free / 2**30:,.1f} GiB free")
 
 
-def _write_drawn(draw, count: int, rows: int, out: str, kind: str) -> None:
+def _write_drawn(draw, count: int, rows: int, out: str, kind: str,
+                 record: dict | None = None) -> None:
     """``count`` examples drawn ``rows`` at a time by ``draw(start, stop)`` into a .npy or .csv
-    file, chunk by chunk, so memory stays bounded whatever the count."""
+    file (headed as ``_csv_header`` says), chunk by chunk, so memory stays bounded whatever
+    the count."""
     import numpy as np
 
     from .io import atomic_output
@@ -808,7 +824,7 @@ def _write_drawn(draw, count: int, rows: int, out: str, kind: str) -> None:
                 flat = draw(start, min(count, start + rows))
                 flat = flat.reshape(len(flat), -1)
                 if start == 0:
-                    file.write(",".join(f"x{index}" for index in range(flat.shape[1])) + "\n")
+                    file.write(_csv_header(flat.shape[1], record or {}) + "\n")
                 file.writelines(",".join(f"{value:.7g}" for value in row) + "\n"
                                 for row in flat)
 
@@ -866,7 +882,7 @@ def command_sample(arguments) -> int:
     if kind not in ("npy", "csv"):
         samples = model.sample(arguments.n, seed=arguments.seed, **options)
         samples = undo_preparation(samples, preparation)
-        _write_examples(samples, arguments.out, f"{model.name}: {what}")
+        _write_examples(samples, arguments.out, f"{model.name}: {what}", record=data_record)
     else:
         size = math.prod(model.input_shape)
         _check_disk_space(arguments.out, kind, arguments.n * size)
@@ -882,7 +898,7 @@ def command_sample(arguments) -> int:
             drawn = model.sample(stop - start, seed=seeds[start // rows], **options)
             return undo_preparation(drawn, preparation)
 
-        _write_drawn(draw, arguments.n, rows, arguments.out, kind)
+        _write_drawn(draw, arguments.n, rows, arguments.out, kind, data_record)
     print(f"wrote {arguments.n} {what} to {arguments.out}")
     return 0
 
@@ -926,7 +942,7 @@ def command_vary(arguments) -> int:
     _write_examples(undo_preparation(varied.reshape(-1, *model.input_shape), preparation),
                     arguments.out,
                     f"{model.name}: {arguments.n} variations of each input (rows)",
-                    columns=arguments.n)
+                    columns=arguments.n, record=_read_data_record(run))
     print(f"wrote {arguments.n} variations of {len(x)} input(s) to {arguments.out}")
     if not model.has_likelihood and not arguments.sample_likelihood:
         print(f"note: {model.name} is deterministic: one code per input, so every variation "
@@ -961,7 +977,8 @@ def command_edit(arguments) -> int:
                               arguments.target)
     edited = edit(model, x, vector, arguments.strength)
     _write_examples(undo_preparation(np.concatenate([x, edited]), preparation), arguments.out,
-                    f"{model.name}: inputs (top) and their edits (bottom)", columns=len(x))
+                    f"{model.name}: inputs (top) and their edits (bottom)", columns=len(x),
+                    record=_read_data_record(run))
     print(f"wrote {len(x)} edited example(s) to {arguments.out}")
     return 0
 
