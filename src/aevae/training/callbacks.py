@@ -105,8 +105,8 @@ class BestValidation(Callback):
 
 
 class RunFiles(Callback):
-    """The run directory ``out``: nothing is written before the first epoch is done, so a run
-    that fails earlier leaves no files or folders behind."""
+    """The run directory ``out``: nothing but its lock file is written before the first epoch
+    is done, so a run that fails earlier leaves no files or folders behind."""
 
     def __init__(self, out, *, resume: bool = False, files: dict | None = None):
         self.run = RunDirectory(out)
