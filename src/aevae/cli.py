@@ -282,7 +282,7 @@ def _available_memory() -> int | None:
 def _stream_source(arguments, record: dict):
     """(training stream, validation array) when the data is streamed from disk: asked with
     --stream, or a .npy file larger than half of the memory available now."""
-    from .data.streaming import ImageFolderStream, NpyStream
+    from .data.streaming import VALIDATION_LIMIT, ImageFolderStream, NpyStream
 
     path = Path(record["data"]).expanduser()
     is_npy = path.suffix.lower() == ".npy" and path.is_file()
@@ -310,9 +310,8 @@ def _stream_source(arguments, record: dict):
             stream, validation = stream.hold_out(fraction, seed)
         if record["limit"] is not None:
             stream = stream.first(record["limit"])
-        import numpy as np
-
-        sample = validation if validation is not None else stream.read_rows(stream.rows[:10_000])
+        sample = (validation if validation is not None
+                  else stream.read_rows(stream.rows[:VALIDATION_LIMIT]))
         _check_streamed_scale(path, sample.reshape(len(sample), -1))
         return stream, validation
     if path.is_dir():
@@ -320,7 +319,6 @@ def _stream_source(arguments, record: dict):
         import torch
 
         from .data.loading import carved_indices, some_of
-        from .data.streaming import VALIDATION_LIMIT
 
         folder = ImageFolderStream(path)
         # The rows load_dataset would carve, then the limit: see the .npy case.
@@ -905,8 +903,8 @@ def command_sample(arguments) -> int:
 
 def _input_examples(path: str, model, run: Path) -> tuple:
     """The examples of an input file or folder (--input) as the run's model reads them: at its
-    image size, on the scale it was trained on (the run's rescaling), in its shape; and that
-    rescaling, to undo on what the model gives back."""
+    image size, on the scale it was trained on (the run's rescaling), in its shape; that
+    rescaling, to undo on what the model gives back; and the run's data record it read."""
     from .data import load_dataset
     from .data.preparation import apply_preparation
     from .data.validation import example_shape_problem
@@ -918,7 +916,7 @@ def _input_examples(path: str, model, run: Path) -> tuple:
         raise UsageError(f"{path}: {problem}")
     preparation = saved.get("preparation") or {}
     x = apply_preparation(dataset, preparation).train.x
-    return x.reshape(-1, *model.input_shape), preparation
+    return x.reshape(-1, *model.input_shape), preparation, saved
 
 
 def _check_limit(arguments) -> None:
@@ -935,14 +933,14 @@ def command_vary(arguments) -> int:
 
     run = Path(arguments.run)
     model = _load_model(run, command=arguments.command)
-    x, preparation = _input_examples(arguments.input, model, run)
+    x, preparation, data_record = _input_examples(arguments.input, model, run)
     x = x[: arguments.limit]
     varied = model.vary(x, arguments.n, sample_likelihood=arguments.sample_likelihood,
                         seed=arguments.seed)
     _write_examples(undo_preparation(varied.reshape(-1, *model.input_shape), preparation),
                     arguments.out,
                     f"{model.name}: {arguments.n} variations of each input (rows)",
-                    columns=arguments.n, record=_read_data_record(run))
+                    columns=arguments.n, record=data_record)
     print(f"wrote {arguments.n} variations of {len(x)} input(s) to {arguments.out}")
     if not model.has_likelihood and not arguments.sample_likelihood:
         print(f"note: {model.name} is deterministic: one code per input, so every variation "
@@ -965,7 +963,7 @@ def command_edit(arguments) -> int:
 
     run = Path(arguments.run)
     model = _load_model(run, command=arguments.command)
-    x, preparation = _input_examples(arguments.input, model, run)
+    x, preparation, data_record = _input_examples(arguments.input, model, run)
     x = x[: arguments.limit]
     if arguments.vector is not None:
         vector = np.asarray(read_npy(Path(arguments.vector)), dtype=np.float32).reshape(-1)
@@ -978,7 +976,7 @@ def command_edit(arguments) -> int:
     edited = edit(model, x, vector, arguments.strength)
     _write_examples(undo_preparation(np.concatenate([x, edited]), preparation), arguments.out,
                     f"{model.name}: inputs (top) and their edits (bottom)", columns=len(x),
-                    record=_read_data_record(run))
+                    record=data_record)
     print(f"wrote {len(x)} edited example(s) to {arguments.out}")
     return 0
 

@@ -256,8 +256,7 @@ def some_of(indices: np.ndarray, most: int, seed: int) -> np.ndarray:
 def _carve_split(train: Split, fraction: float, seed: int, name: str
                       ) -> tuple[Split, Split]:
     """(rest, carved): a seeded random ``fraction`` of train moved to a new split."""
-    count = len(train)
-    if max(1, round(fraction * count)) >= count:
-        raise DataError(f"{name} {fraction} of {count} examples leaves none for training")
-    kept, carved = carved_indices(count, fraction, seed)
+    kept, carved = carved_indices(len(train), fraction, seed)
+    if not len(kept):
+        raise DataError(f"{name} {fraction} of {len(train)} examples leaves none for training")
     return train.take(kept), train.take(carved)

@@ -125,10 +125,10 @@ class NpyStream:
             raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
         from .loading import carved_indices, some_of
 
-        if max(1, round(fraction * len(self.rows))) >= len(self.rows):
+        kept, held = carved_indices(len(self.rows), fraction, seed)
+        if not len(kept):
             raise DataError(f"{self.path}: too few rows ({len(self.rows)}) to hold out "
                             "validation data")
-        kept, held = carved_indices(len(self.rows), fraction, seed)
         rest = object.__new__(NpyStream)
         rest.__dict__.update(self.__dict__)
         rest.rows = self.rows[kept]

@@ -238,14 +238,12 @@ def run_identity(entry: RosterEntry, options: dict, seed: int, data: PreparedDat
         "options": json.loads(json.dumps(options, default=list)),
         "data": data.description["fingerprint"],
         "seed": seed,
-        "training": {key: value for key, value in budget.to_dict().items()
-                     if key not in ("name", "description", "patience_scales")},
+        # With the patience it waits: runs from before small data waited longer keep their
+        # identity wherever it is unchanged.
+        "training": {key: value for key, value in budget.run_training(
+            budget.epoch_cap(len(data.dataset.train))).items() if key != "name"},
         "device": device,
     }
-    # The patience this run waits (on small data more than the budget's): runs from before it
-    # scaled keep their identity wherever it is unchanged.
-    determined_by["training"]["patience"] = budget.patience_within(
-        budget.epoch_cap(len(data.dataset.train)))
     if cuda_graphs and device == "cuda":  # replayed steps draw other noise: another run
         determined_by["cuda_graphs"] = True
     text = json.dumps(determined_by, sort_keys=True)
@@ -375,9 +373,7 @@ def execute_run(plan: RunPlan, data: PreparedData, settings: StudySettings, stor
         "data_fingerprint": data.description["fingerprint"],
         "seed": plan.seed,
         "budget": budget.name,
-        "training": {**{key: value for key, value in budget.to_dict().items()
-                        if key not in ("description", "patience_scales")},
-                     "patience": budget.patience_within(epoch_cap)},  # what it waited
+        "training": budget.run_training(epoch_cap),
         "epochs_run": len(history.epochs),
         "epoch_cap": epoch_cap,
         "best_epoch": history.best_epoch,

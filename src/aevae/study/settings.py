@@ -39,6 +39,13 @@ class Budget:
                               patience=self.patience_within(epochs), seed=seed,
                               device=str(device), cuda_graphs=cuda_graphs)
 
+    def run_training(self, cap: int) -> dict:
+        """What a run capped at ``cap`` epochs trains with: the budget's settings, with the
+        patience it waits (``patience_within``)."""
+        return {**{key: value for key, value in self.to_dict().items()
+                   if key not in ("description", "patience_scales")},
+                "patience": self.patience_within(cap)}
+
     def patience_within(self, cap: int) -> int:
         """The early-stopping patience of a run capped at ``cap`` epochs. Small data sets get
         more, shorter epochs (``min_steps``) and wait as many more, so that early stopping
