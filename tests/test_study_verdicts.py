@@ -769,3 +769,55 @@ def test_small_data_waits_as_many_more_epochs_before_stopping_early():
     assert quick.patience_within(quick.epoch_cap(1437)) == 8  # digits: the budget's own
     given = StudySettings(patience=5).training_budget  # --patience is taken as given
     assert given.patience_within(given.epoch_cap(250)) == 5
+
+
+# ----- "at least as good" is non-inferiority ----------------------------------------------------
+def test_at_least_as_good_needs_the_interval_to_rule_out_more_than_a_tie():
+    claim = "The AE reconstructs at least as well as the VAE."
+    # Ahead on the mean, but the interval allows a deficit of about 20%: not shown.
+    wide = study_tasks(ae_fd=[1, 1, 1], vae_fd=[1, 1, 1], ae_mse=[0.0100, 0.0130, 0.0080],
+                       vae_mse=[0.0120, 0.0100, 0.0100])
+    part = {c["claim"]: c for c in judge_claims(wide)}[claim]["parts"][0]
+    assert part["status"] == INCONCLUSIVE
+    assert part["reason"].startswith("the interval allows ae to be worse by ")
+    assert part["reason"].endswith("more than a tie (5.333e-05)")
+    # Level on the mean (a tie) with a wide interval: the same.
+    tied_wide = study_tasks(ae_fd=[1, 1, 1], vae_fd=[1, 1, 1], ae_mse=[0.0100, 0.0140, 0.0120],
+                            vae_mse=[0.0120, 0.0120, 0.0120])
+    part = {c["claim"]: c for c in judge_claims(tied_wide)}[claim]["parts"][0]
+    assert part["status"] == INCONCLUSIVE
+    # Behind by a hair in every seed, within a tie (0.5% of the figure): no worse.
+    close = study_tasks(ae_fd=[1, 1, 1], vae_fd=[1, 1, 1], ae_mse=[0.01002, 0.01101, 0.01201],
+                        vae_mse=[0.0100, 0.0110, 0.0120])
+    part = {c["claim"]: c for c in judge_claims(close)}[claim]["parts"][0]
+    assert part["status"] == HOLDS and part["reason"].startswith("no worse")
+    # Behind by more than a tie in every seed: clearly worse.
+    behind = study_tasks(ae_fd=[1, 1, 1], vae_fd=[1, 1, 1], ae_mse=[0.0110, 0.0121, 0.0132],
+                         vae_mse=[0.0100, 0.0110, 0.0120])
+    assert {c["claim"]: c for c in judge_claims(behind)}[claim]["status"] == FAILS
+
+
+def test_a_claimed_model_no_better_than_the_trivial_method_fails_its_part():
+    # Both models leave the noisy input worse than it was: the AE does not "suffice for
+    # denoising", whatever the VAE does.
+    from aevae.study.health import assess
+
+    runs = {key: {seed: full_metrics({("denoising", "denoise_noise"): psnr}, seed)
+                  for seed in range(3)} for key, psnr in (("ae", 9.0), ("vae", 8.0))}
+    for by_seed in runs.values():
+        for metrics in by_seed.values():
+            _set(metrics, ("denoising", "gaussian_noise", "0.3", "corrupted_psnr"), 10.5)
+    models = {key: model(key) for key in runs}
+    health = assess({key: {seed: (healthy_record(), metrics) for seed, metrics in by_seed.items()}
+                     for key, by_seed in runs.items()}, models)
+    tasks = task_results(runs, models, FACTORS, health=health)
+    for task in tasks:
+        for metric in task["metrics"]:
+            if metric["name"] == "denoise_noise":
+                for row in metric["rows"].values():
+                    assert row["baseline_failure"].startswith("no better than the noisy input")
+    claims = {c["claim"]: c for c in judge_claims(tasks)}
+    denoising = claims["A plain AE suffices for denoising and for separating classes."]
+    part = next(p for p in denoising["parts"] if "PSNR" in p["text"])
+    assert part["status"] == FAILS and part["reason"].startswith("ae: no better than")
+    assert denoising["status"] == FAILS

@@ -42,13 +42,16 @@ TOLERANCE = 0.005
 NATS_TIE_PER_DIMENSION = 0.0005
 
 
+def tie_size(first: float, second: float, tie: float | None = None) -> float:
+    """The largest difference that is a tie: ``tie`` where the figure has an absolute one (see
+    ``metric_tie``), else TOLERANCE of the figure's size."""
+    return tie if tie is not None else TOLERANCE * max(abs(first), abs(second))
+
+
 def negligible(difference: float, first: float, second: float,
                tie: float | None = None) -> bool:
-    """Whether a difference is a tie: under ``tie`` where the figure has an absolute one (see
-    ``metric_tie``), else under TOLERANCE of the figure's size."""
-    if tie is not None:
-        return abs(difference) <= tie
-    return abs(difference) <= TOLERANCE * max(abs(first), abs(second))
+    """Whether a difference is a tie (``tie_size``)."""
+    return abs(difference) <= tie_size(first, second, tie)
 
 
 def metric_tie(metric: Metric, data: DataInfo) -> float | None:
@@ -451,6 +454,11 @@ def _paired_outcome(result: dict, rows: tuple[dict, dict], direction: str,
               "seeds": len(differences),
               "seeds_in_favour": sum(sign * value > 0 for value in differences),
               "seeds_against": sum(sign * value < 0 for value in differences)}
+    # "At least as good" needs the whole interval to rule out a deficit larger than a tie.
+    margin = tie_size(result["first_mean"], result["second_mean"], tie)
+    result["tie_size"] = margin
+    if interval.low is not None:
+        result["worst_case"] = min(sign * interval.low, sign * interval.high)
     if negligible(interval.mean, result["first_mean"], result["second_mean"], tie):
         return {**result, "outcome": "level", "negligible": True,
                 "reason": f"a tie: the difference is {tie_text(tie)}"}
@@ -574,30 +582,37 @@ def _judge_part(part: ClaimPart, tasks: list[dict], roles: dict[str, str]) -> di
         "seeds_in_favour") if key in compared})
     outcome = compared["outcome"]
     reason = compared.get("reason")
-    if outcome == "not compared":
-        return {**result, "status": NOT_TESTED, "reason": reason}
     if compared.get("by_default") == "health":  # a failed run says nothing about the claim
         return {**result, "status": NOT_TESTED, "reason": reason}
     if compared.get("seeds") == 1:  # no interval: not even a tie or a guard settles it
         return {**result, "status": INCONCLUSIVE, "reason": "one seed in common: no interval"}
     # A guard counts against the model claimed to be better (its lead on the figure means
     # nothing when it fails the guard), never for it: the other's weakness on another figure
-    # does not make it better on this one.
+    # does not make it better on this one. That holds when both fail (no better than the
+    # trivial method, the first model is not "better" or "as good" in any useful sense).
     failures = compared.get("guard_failures", {})
     if failures.get(first):
         return {**result, "status": FAILS, "reason": f"{first}: {failures[first][0]}"}
+    if outcome == "not compared":
+        return {**result, "status": NOT_TESTED, "reason": reason}
     outcome = compared.get("figure_outcome", outcome)
     reason = None if failures else reason
     if outcome == "one seed":
         return {**result, "status": INCONCLUSIVE, "reason": reason}
     if outcome == "level":
-        if compared.get("negligible"):
-            tie = HOLDS if part.relation != "better" else INCONCLUSIVE
-            return {**result, "status": tie, "reason": compared.get("reason")}
         if part.relation == "better":
-            return {**result, "status": INCONCLUSIVE}
-        favour = compared.get("leader") == first
-        return {**result, "status": HOLDS if favour else INCONCLUSIVE}
+            return {**result, "status": INCONCLUSIVE, "reason": compared.get("reason")}
+        # Non-inferiority: the interval's end against the first model lies within a tie.
+        worst, margin = compared.get("worst_case"), compared["tie_size"]
+        digits = compared["digits"]
+        if worst is not None and worst >= -margin:
+            return {**result, "status": HOLDS, "reason": (
+                f"no worse: the interval rules out a deficit larger than a tie "
+                f"({format_value(margin, digits)})")}
+        return {**result, "status": INCONCLUSIVE, "reason": (
+            f"the interval allows {first} to be worse by "
+            f"{format_value(-worst, digits)}, more than a tie "
+            f"({format_value(margin, digits)})")}
     won = outcome == "first"
     return {**result, "status": HOLDS if won else FAILS,
             **({"reason": reason} if reason else {})}
