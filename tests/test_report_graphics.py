@@ -384,6 +384,16 @@ def test_line_chart_series_gaps_and_legend():
     assert "2.5" not in ticks  # whole-number epochs get whole-number ticks
 
 
+def test_line_chart_several_lines_share_one_legend_entry_and_colour():
+    series = [{"label": "vae", "color": "#1f77b4",
+               "lines": [[(1, 5.0), (2, 4.0)], [(1, 5.5), (2, 4.5), (3, 4.4)]]},
+              {"label": "ae", "points": [(1, 3.0), (2, 2.0)]}]
+    root = parse(svg.line_chart(series, title="t", x_label="epoch", y_label="loss"))
+    lines = list(root.iter(SVG_NS + "polyline"))
+    assert len(lines) == 3 and legend_entries(root) == 2
+    assert lines[0].get("stroke") == lines[1].get("stroke") == "#1f77b4" != lines[2].get("stroke")
+
+
 def test_line_chart_log_scale_and_fallback():
     decay = [{"label": "a", "points": [(e, 10.0 ** -e) for e in range(5)]}]
     log = parse(svg.line_chart(decay, title="t", x_label="x", y_label="y", log_y=True))

@@ -211,6 +211,10 @@ def test_report_is_self_contained_and_complete(digits_study):
     assert page.index("<table class='bottom'>") < page.index("id='claims'")
     assert page.count("data:image/png;base64,") >= 4 * 5  # per model: 3 grids, 2 strips
     assert page.count("<svg") >= 10
+    # Training curves: every seed of every neural model (pca and ppca have no epochs).
+    curves = page.split("<h3>Training curves</h3>")[1].split("</div></div>")[0]
+    loss = curves.split("<svg")[-1]
+    assert loss.count("<polyline") == 2 * 2 and "One line per seed" in curves
     for sentence in results["summary"]:
         assert sentence.replace("'", "&#x27;").replace("&", "&amp;")[:40] in page
 

@@ -521,21 +521,25 @@ def curve_figures(results: dict) -> str:
         parts.append(f'<div class="chart">{chart}</div>')
     if not families:
         parts.append('<p class="muted">No model with a KL term in the roster.</p>')
-    parts.append("</div><h3>Training curves</h3><div class='figures'>")
-    first = {}
+    parts.append("</div><h3>Training curves</h3><p class='muted'>One line per seed, in its "
+                 "model's colour.</p><div class='figures'>")
+    by_entry: dict[str, list[dict]] = {}  # every seed's curve: one seed may be the odd one
     for run in sorted(results["runs"], key=lambda run: run["seed"]):
-        if run["status"] == "finished" and run["entry"] not in first:
-            first[run["entry"]] = run
+        if run["status"] == "finished":
+            by_entry.setdefault(run["entry"], []).append(run)
     for column, title in (("validation_reconstruction", "validation -log p(x|z)"),
                           ("validation_loss", "validation loss (each model's objective)")):
         series = []
-        for key, run in first.items():
-            history = run["history"]
-            points = [(epoch, value) for epoch, value in zip(history["epoch"], history[column])
-                      if value is not None]
-            if len(points) > 1:
-                series.append({"label": labels[key], "points": points,
-                               "color": colours.get(key)})
+        for key, runs in by_entry.items():
+            lines = []
+            for run in runs:
+                history = run["history"]
+                points = [(epoch, value) for epoch, value
+                          in zip(history["epoch"], history[column]) if value is not None]
+                if len(points) > 1:
+                    lines.append(points)
+            if lines:
+                series.append({"label": labels[key], "lines": lines, "color": colours.get(key)})
         if series:
             chart = svg.line_chart(series, title=title, x_label="epoch",
                                    y_label="nats per example", width=500, height=300,

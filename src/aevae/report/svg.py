@@ -671,26 +671,30 @@ def line_chart(series: Sequence[Mapping], *, title: str, x_label: str, y_label: 
                width: int = 420, height: int = 260, log_y: bool = False,
                legend: bool | None = None) -> str:
     """Polylines of one or more series (dicts ``label``, ``points`` [(x, y)], optional
-    ``color``), e.g. validation loss per epoch. Points are joined in the order given; a missing
-    value (None, NaN, inf) breaks the line. ``log_y`` uses a log scale when all y > 0, else a
+    ``color``), e.g. validation loss per epoch. A series may give ``lines`` (several point
+    lists, e.g. one per seed) instead of ``points``: each is its own line, in the series'
+    colour, under one legend entry. Points are joined in the order given; a missing value
+    (None, NaN, inf) breaks the line. ``log_y`` uses a log scale when all y > 0, else a
     linear one. Each series has its own colour (see ``_series_colours``); a legend lists the
     series when there is more than one, or always with ``legend=True``.
     """
     prepared = []
     colours = _series_colours([s.get("color") for s in series])
     for s, colour in zip(series, colours):
-        segments: list[list[tuple[float, float]]] = [[]]
-        for pair in s.get("points") or ():
-            try:
-                x, y = pair
-            except (TypeError, ValueError):
-                continue
-            x, y = _finite(x), _finite(y)
-            if x is None or y is None:
-                if segments[-1]:
-                    segments.append([])
-                continue
-            segments[-1].append((x, y))
+        segments: list[list[tuple[float, float]]] = []
+        for line in s.get("lines") or [s.get("points") or ()]:
+            segments.append([])
+            for pair in line or ():
+                try:
+                    x, y = pair
+                except (TypeError, ValueError):
+                    continue
+                x, y = _finite(x), _finite(y)
+                if x is None or y is None:
+                    if segments[-1]:
+                        segments.append([])
+                    continue
+                segments[-1].append((x, y))
         prepared.append((str(s.get("label", "")), colour,
                          [segment for segment in segments if segment]))
     xs = [x for _, _, segments in prepared for segment in segments for x, _ in segment]
