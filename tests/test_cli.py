@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import pytest
 
+import aevae
 from aevae.cli import main
 
 
@@ -835,3 +836,18 @@ def test_a_resumed_run_keeps_its_own_training_options(tmp_path, capsys):
     code, _, err = run(capsys, "train", "vae", "--data", "digits", "--resume", "--epochs", "3",
                        "--hidden", "16", "--learning-rate", "0.5", "--out", out, "--quiet")
     _one_error_line(code, err, "with learning_rate 0.5: the run was trained with 0.02")
+
+
+def test_resuming_a_run_whose_configuration_is_no_longer_trained_says_so(tmp_path, capsys):
+    # An older version trained an AE with a mixture prior (now refused): the run still loads,
+    # and a resume says why it cannot go on rather than advising another prior.
+    out = tmp_path / "run"
+    assert run(capsys, "train", "ae", "--data", "digits", "--epochs", "1", "--hidden", "16",
+               "--out", str(out), "--quiet")[0] == 0
+    saved = aevae.load(out)
+    older = aevae.models.MODELS["ae"](**{**saved.config.to_dict(), "prior": "mixture"})
+    older.save(out)
+    code, _, err = run(capsys, "train", "ae", "--data", "digits", "--resume", "--epochs", "2",
+                       "--hidden", "16", "--out", str(out), "--quiet")
+    _one_error_line(code, err, "this version no longer trains its configuration")
+    assert "still loads" in err

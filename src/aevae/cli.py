@@ -461,6 +461,10 @@ def command_train(arguments) -> int:
     if resumed is not None:
         model = build_saved(out)
         _check_resumable(out, model, arguments.model, options)
+        if (refused := model.training_refusal()) is not None:  # saved by an older version
+            raise UsageError(f"cannot resume {out}: this version no longer trains its "
+                             f"configuration ({refused}); the saved model still loads for "
+                             "evaluate, sample and the other commands")
     stream, note = _stream_source(arguments, record), None
     if stream is not None:
         train_x, validation = stream
