@@ -76,6 +76,17 @@ def rows_of(values: dict[str, list[float]]) -> dict:
     return metric_rows(metric, runs, {key: model(key) for key in values}, DATA)
 
 
+def test_differences_that_cancel_have_a_mean_of_exactly_zero():
+    # A probe's accuracies (multiples of 1/360) whose differences sum to 3.7e-17 in floating
+    # point, not to zero.
+    first = {0: 313 / 360, 1: 319 / 360, 2: 298 / 360}
+    second = {0: 312 / 360, 1: 311 / 360, 2: 307 / 360}
+    assert sum(first[seed] - second[seed] for seed in first) != 0.0
+    interval, _ = paired_difference(first, second)
+    assert interval.mean == 0.0 and interval.low == -interval.high
+    assert paired_difference({0: 1.0, 1: 2.0}, {0: 1.0, 1: 2.0 - 1e-9})[0].mean != 0.0
+
+
 def test_clear_winner_in_every_seed():
     rows = rows_of({"a": [0.90, 0.91, 0.92], "b": [0.80, 0.82, 0.81], "c": [0.5, 0.5, 0.6]})
     verdict = decide(rows, "higher")
@@ -120,8 +131,23 @@ def test_a_negligible_difference_is_a_tie_even_with_a_zero_width_interval():
     sentences = summary([{"name": "anomaly", "skipped": None, "metrics": [
         {"label": "AUROC", "digits": 3, "rows": rows, "verdict": verdict}]}],
         {"pca": "pca", "ppca": "ppca"})
-    assert sentences == ["To detect anomalies, pca and ppca are level on this data: AUROC "
-                         "0.998 vs 0.998, a difference under 0.5% of the figure."]
+    assert sentences == ["To detect anomalies, pca and ppca tie on this data: AUROC 0.998 vs "
+                         "0.998, the interval [1.00e-04, 1.00e-04] lies within a tie (under 0.5% "
+                         "of the figure)."]
+
+
+def test_a_small_mean_difference_with_a_wide_interval_is_no_tie():
+    # Level on average, but the seeds disagree by far more than a tie: nothing is shown.
+    rows = rows_of({"a": [0.90, 0.80, 0.851], "b": [0.80, 0.90, 0.85]})
+    verdict = decide(rows, "higher")
+    assert abs(verdict["difference"]) < 0.005 * 0.85 and verdict["low"] < -0.1
+    assert not verdict["negligible"] and verdict["status"] == LEVEL
+    sentence = summary([{"name": "anomaly", "skipped": None, "metrics": [
+        {"label": "AUROC", "digits": 3, "rows": rows, "verdict": verdict}]}],
+        {"a": "a", "b": "b"})[0]
+    assert sentence.endswith("covers zero.") and "tie" not in sentence
+    # One seed shows no tie either.
+    assert not decide(rows_of({"a": [0.85], "b": [0.8501]}), "higher")["negligible"]
 
 
 def test_one_seed_has_no_interval():
@@ -200,7 +226,8 @@ def test_a_log_density_ties_in_nats_per_dimension_whatever_the_data_units(units)
     assert lead["status"] == CLEAR and lead["winner"] == "a"
     tie, sentence = verdict(0.002)
     assert tie["negligible"] and tie["status"] == LEVEL
-    assert sentence.endswith("a difference under 0.004 nats (0.0005 per data dimension).")
+    assert sentence.endswith("lies within a tie (under 0.004 nats (0.0005 per data "
+                             "dimension)).")
 
 
 # ----- claims and summary ------------------------------------------------------------------------
@@ -247,9 +274,11 @@ def test_claims_hold_fail_or_stay_inconclusive():
     tied = study_tasks(ae_fd=[100, 101, 102], vae_fd=[100.1, 101.1, 102.1],
                        ae_mse=[0.0100, 0.0110, 0.0120], vae_mse=[0.01001, 0.01101, 0.01201])
     claims = {claim["claim"]: claim for claim in judge_claims(tied)}
-    # Equal is "at least as good", and not "better".
+    # Shown to tie: "at least as good" holds, "better" does not.
     assert claims["The AE reconstructs at least as well as the VAE."]["status"] == HOLDS
-    assert claims["The VAE samples better from the prior than the AE."]["status"] == INCONCLUSIVE
+    sampling = claims["The VAE samples better from the prior than the AE."]
+    assert sampling["status"] == FAILS
+    assert sampling["parts"][0]["reason"].startswith("a tie: the interval [")
 
 
 def test_summary_sentences_follow_the_verdicts():

@@ -118,7 +118,7 @@ def verdict_table(results: dict) -> str:
             status = verdict["status"]
             css = "holds" if status == "clear winner" else "inconclusive"
             if verdict.get("negligible"):
-                status += f" (a tie: {tie_text(metric.get('tie'))})"
+                status += f" (a tie: {tie_text(metric.get('tie'))} either way)"
             winner, runner_up = labels[verdict["winner"]], labels[verdict["runner_up"]]
             leader = (f"{e(winner)} and {e(runner_up)} tie" if verdict.get("negligible") else
                       f"<b>{e(winner)}</b> over {e(runner_up)}")
@@ -134,7 +134,7 @@ def verdict_table(results: dict) -> str:
             rows.append([
                 title, e(metric["label"]) + f' <span class="muted">({e(_better(metric))})</span>',
                 f'<span class="{css}">{e(status)}</span>', leader,
-                "" if verdict.get("negligible") else e(_margin(verdict, metric["digits"])),
+                e(_margin(verdict, metric["digits"])),
                 e(seeds)])
     return _table(["task", "figure", "verdict", "leader", "margin [95% CI]",
                    "seeds ahead"], rows, raw=True)
@@ -205,8 +205,9 @@ def bottom_line_section(results: dict) -> str:
         parts.append("<p class='muted'>Each goal's primary figure, mean over seeds (↑ higher "
                      "is better, ↓ lower). Margin: the better minus the other, with the 95% "
                      "Student-t interval of paired per-seed differences; \"level\" when it "
-                     "covers zero, \"tie\" when the two differ by under 0.5% (a log-density: "
-                     f"under {NATS_TIE_PER_DIMENSION:g} nats per data dimension). ✗: the run "
+                     "covers zero, \"tie\" when it lies within 0.5% of the figure either way (a "
+                     f"log-density: within {NATS_TIE_PER_DIMENSION:g} nats per data dimension). "
+                     "✗: the run "
                      "failed a health check. \"By default\": decided by a health check or "
                      "a guard, not by the figure (see the note).</p>")
     else:

@@ -136,8 +136,8 @@ def row_verdict(row: dict, labels: dict[str, str], roles: dict[str, str]) -> str
 
 
 def margin_text(row: dict) -> str:
-    """The margin with its interval; "" where a check decided or the figures tie."""
-    if ("difference" not in row or row.get("by_default") or row.get("negligible")
+    """The margin with its interval; "" where a check decided."""
+    if ("difference" not in row or row.get("by_default")
             or row["outcome"] == "not compared"):  # the reason, a note, says why
         return ""
     digits = row["digits"]

@@ -48,10 +48,16 @@ def tie_size(first: float, second: float, tie: float | None = None) -> float:
     return tie if tie is not None else TOLERANCE * max(abs(first), abs(second))
 
 
-def negligible(difference: float, first: float, second: float,
+def negligible(low: float | None, high: float | None, first: float, second: float,
                tie: float | None = None) -> bool:
-    """Whether a difference is a tie (``tie_size``)."""
-    return abs(difference) <= tie_size(first, second, tie)
+    """Whether two figures are shown to tie: the whole interval of their paired difference
+    [low, high] lies within ``tie_size`` either way (a zero-width interval, from models that
+    do not depend on the seed, included). A small mean difference with a wide interval shows
+    nothing, and nor does one seed (no interval)."""
+    if low is None or high is None:
+        return False
+    margin = tie_size(first, second, tie)
+    return -margin <= low and high <= margin
 
 
 def metric_tie(metric: Metric, data: DataInfo) -> float | None:
@@ -66,6 +72,12 @@ def tie_text(tie: float | None) -> str:
         return f"under {100 * TOLERANCE:g}% of the figure"
     return (f"under {tie:.3g} nats ({NATS_TIE_PER_DIMENSION:g} per data "
             "dimension)")
+
+
+def tie_reason(low: float, high: float, digits: int, tie: float | None) -> str:
+    """Why two figures tie, in words: their interval and the tie it lies within."""
+    return (f"the interval [{format_value(low, digits)}, {format_value(high, digits)}] lies "
+            f"within a tie ({tie_text(tie)})")
 
 
 def format_value(value: float | None, digits: int = 3) -> str:
@@ -259,7 +271,7 @@ def decide(rows: dict[str, dict], direction: str, tie: float | None = None,
         "seeds": len(differences),
         "seeds_ahead": sum(better),
         "every_seed": all(better),
-        "negligible": negligible(interval.mean, *means, tie),
+        "negligible": negligible(interval.low, interval.high, *means, tie),
     })
     if len(shared) < max(len(rows[winner]["values"]), len(rows[runner_up]["values"])):
         verdict.update({"shared_seeds": shared, "winner_mean": means[0],
@@ -459,12 +471,13 @@ def _paired_outcome(result: dict, rows: tuple[dict, dict], direction: str,
     result["tie_size"] = margin
     if interval.low is not None:
         result["worst_case"] = min(sign * interval.low, sign * interval.high)
-    if negligible(interval.mean, result["first_mean"], result["second_mean"], tie):
-        return {**result, "outcome": "level", "negligible": True,
-                "reason": f"a tie: the difference is {tie_text(tie)}"}
     if interval.low is None:
         return {**result, "outcome": "one seed", "reason": "one seed: no interval",
                 "leader": first if sign * interval.mean > 0 else second}
+    if negligible(interval.low, interval.high, result["first_mean"], result["second_mean"],
+                  tie):
+        return {**result, "outcome": "level", "negligible": True, "reason": "a tie: " + tie_reason(
+            interval.low, interval.high, result["digits"], tie)}
     lowest, highest = sorted((sign * interval.low, sign * interval.high))
     if lowest > 0:
         return {**result, "outcome": "first"}
@@ -600,8 +613,9 @@ def _judge_part(part: ClaimPart, tasks: list[dict], roles: dict[str, str]) -> di
     if outcome == "one seed":
         return {**result, "status": INCONCLUSIVE, "reason": reason}
     if outcome == "level":
-        if part.relation == "better":
-            return {**result, "status": INCONCLUSIVE, "reason": compared.get("reason")}
+        if part.relation == "better":  # shown to tie, the first is not better: it fails
+            status = FAILS if compared.get("negligible") else INCONCLUSIVE
+            return {**result, "status": status, "reason": compared.get("reason")}
         # Non-inferiority: the interval's end against the first model lies within a tie.
         worst, margin = compared.get("worst_case"), compared["tie_size"]
         digits = compared["digits"]
@@ -731,8 +745,9 @@ def verdict_sentence(task: dict, labels: dict[str, str]) -> str:
         return (f"To {purpose}, prefer {labels[winner]}: {figure} for {labels[runner_up]}, the "
                 f"runner-up ({margin}, {seeds}).{after}")
     if verdict["negligible"]:
-        return (f"To {purpose}, {labels[winner]} and {labels[runner_up]} are level on this "
-                f"data: {figure}, a difference {tie_text(metric.get('tie'))}.{after}")
+        return (f"To {purpose}, {labels[winner]} and {labels[runner_up]} tie on this data: "
+                f"{figure}, " + tie_reason(verdict["low"], verdict["high"], digits,
+                                           metric.get("tie")) + f".{after}")
     return (f"To {purpose}, {labels[winner]} and {labels[runner_up]} are level on this data: "
             f"{figure}, {margin} covers zero.{after}")
 
