@@ -132,8 +132,8 @@ def test_a_negligible_difference_is_a_tie_even_with_a_zero_width_interval():
         {"label": "AUROC", "digits": 3, "rows": rows, "verdict": verdict}]}],
         {"pca": "pca", "ppca": "ppca"})
     assert sentences == ["To detect anomalies, pca and ppca tie on this data: AUROC 0.998 vs "
-                         "0.998, the interval [1.00e-04, 1.00e-04] lies within a tie (under 0.5% "
-                         "of the figure)."]
+                         "0.998, the interval [1.00e-04, 1.00e-04] lies within 0.5% of the figure "
+                         "either way."]
 
 
 def test_a_small_mean_difference_with_a_wide_interval_is_no_tie():
@@ -226,8 +226,8 @@ def test_a_log_density_ties_in_nats_per_dimension_whatever_the_data_units(units)
     assert lead["status"] == CLEAR and lead["winner"] == "a"
     tie, sentence = verdict(0.002)
     assert tie["negligible"] and tie["status"] == LEVEL
-    assert sentence.endswith("lies within a tie (under 0.004 nats (0.0005 per data "
-                             "dimension)).")
+    assert sentence.endswith("lies within 0.004 nats (0.0005 per data dimension) either "
+                             "way.")
 
 
 # ----- claims and summary ------------------------------------------------------------------------

@@ -118,7 +118,7 @@ def verdict_table(results: dict) -> str:
             status = verdict["status"]
             css = "holds" if status == "clear winner" else "inconclusive"
             if verdict.get("negligible"):
-                status += f" (a tie: {tie_text(metric.get('tie'))} either way)"
+                status += f" (a tie: the interval within {tie_text(metric.get('tie'))})"
             winner, runner_up = labels[verdict["winner"]], labels[verdict["runner_up"]]
             leader = (f"{e(winner)} and {e(runner_up)} tie" if verdict.get("negligible") else
                       f"<b>{e(winner)}</b> over {e(runner_up)}")

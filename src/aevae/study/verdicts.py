@@ -68,16 +68,16 @@ def metric_tie(metric: Metric, data: DataInfo) -> float | None:
 
 
 def tie_text(tie: float | None) -> str:
+    """The tie in words: "0.5% of the figure", "0.004 nats (0.0005 per data dimension)"."""
     if tie is None:
-        return f"under {100 * TOLERANCE:g}% of the figure"
-    return (f"under {tie:.3g} nats ({NATS_TIE_PER_DIMENSION:g} per data "
-            "dimension)")
+        return f"{100 * TOLERANCE:g}% of the figure"
+    return f"{tie:.3g} nats ({NATS_TIE_PER_DIMENSION:g} per data dimension)"
 
 
 def tie_reason(low: float, high: float, digits: int, tie: float | None) -> str:
     """Why two figures tie, in words: their interval and the tie it lies within."""
     return (f"the interval [{format_value(low, digits)}, {format_value(high, digits)}] lies "
-            f"within a tie ({tie_text(tie)})")
+            f"within {tie_text(tie)} either way")
 
 
 def format_value(value: float | None, digits: int = 3) -> str:
@@ -476,8 +476,9 @@ def _paired_outcome(result: dict, rows: tuple[dict, dict], direction: str,
                 "leader": first if sign * interval.mean > 0 else second}
     if negligible(interval.low, interval.high, result["first_mean"], result["second_mean"],
                   tie):
-        return {**result, "outcome": "level", "negligible": True, "reason": "a tie: " + tie_reason(
-            interval.low, interval.high, result["digits"], tie)}
+        tied = "a tie: " + tie_reason(interval.low, interval.high, result["digits"], tie)
+        return {**result, "outcome": "level", "negligible": True, "reason": tied,
+                "tie_reason": tied}
     lowest, highest = sorted((sign * interval.low, sign * interval.high))
     if lowest > 0:
         return {**result, "outcome": "first"}
@@ -614,8 +615,9 @@ def _judge_part(part: ClaimPart, tasks: list[dict], roles: dict[str, str]) -> di
         return {**result, "status": INCONCLUSIVE, "reason": reason}
     if outcome == "level":
         if part.relation == "better":  # shown to tie, the first is not better: it fails
-            status = FAILS if compared.get("negligible") else INCONCLUSIVE
-            return {**result, "status": status, "reason": compared.get("reason")}
+            if compared.get("negligible"):
+                return {**result, "status": FAILS, "reason": compared["tie_reason"]}
+            return {**result, "status": INCONCLUSIVE, "reason": reason}
         # Non-inferiority: the interval's end against the first model lies within a tie.
         worst, margin = compared.get("worst_case"), compared["tie_size"]
         digits = compared["digits"]
