@@ -120,3 +120,34 @@ def test_the_last_barrier_is_freed_by_the_main_thread(tmp_path):
     finally:
         dist.destroy_process_group()
         distributed._KEPT_WORK.clear()
+
+
+CLOSED_FORM_AND_TOO_FEW = """
+import os, sys
+import aevae
+from aevae.data import load_dataset
+
+data = load_dataset("digits")
+model = aevae.make("pca", input_shape=data.shape, latent_dim=4)
+model.fit(data.train.x[:300], validation=data.test.x[:50], out=sys.argv[1], progress=False)
+vae = aevae.make("vae", input_shape=data.shape, latent_dim=2, hidden=(8,))
+try:
+    vae.fit(data.train.x[:300], validation=data.test.x[:1], epochs=1, progress=False,
+            device="cpu")
+except ValueError as error:
+    print("REFUSED", os.environ["RANK"], error)
+"""
+
+
+def test_a_closed_form_model_is_written_once_and_too_few_rows_are_refused(tmp_path):
+    """Every process solves pca (the same numbers) and rank 0 alone writes its run (each
+    rank took the run folder's lock before); one validation row for two processes is refused
+    with a message, not an IndexError deep in the model."""
+    script = tmp_path / "closed.py"
+    script.write_text(CLOSED_FORM_AND_TOO_FEW)
+    done = _run(_torchrun(str(script), str(tmp_path / "run")), tmp_path)
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+    assert len((tmp_path / "run" / "history.csv").read_text().splitlines()) == 2
+    refused = sorted(line for line in done.stdout.splitlines() if line.startswith("REFUSED"))
+    assert [line.split()[1] for line in refused] == ["0", "1"]
+    assert "validation data: 1 example(s) cannot be shared by the 2 processes" in refused[0]

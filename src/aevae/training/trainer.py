@@ -120,6 +120,11 @@ class Trainer:
         if processes.enabled and config.batch_size < processes.world:
             raise ValueError(f"batch_size {config.batch_size} is smaller than the "
                              f"{processes.world} processes sharing each batch")
+        for name, count in (("training data", len(source)),
+                            ("validation data", None if valid is None else len(valid))):
+            if processes.enabled and count is not None and count < processes.world:
+                raise ValueError(f"{name}: {count} example(s) cannot be shared by the "
+                                 f"{processes.world} processes (every one needs at least one)")
         source.place(device)
         if valid is not None:
             valid = valid.take(slice(processes.rank, None, processes.world)).to(device)
@@ -209,7 +214,10 @@ class Trainer:
         valid = None
         if validation is not None:
             valid = batching.as_training_batch(model, validation, "validation data")
-        state = TrainingState(model, self.config, TrainingHistory(), Distributed(),
+        # Under torchrun every process solves the same problem (the solution does not depend on
+        # the process), and only rank 0 writes: the run folder's files and lock are its alone.
+        processes = Distributed.from_environment(torch.device("cpu"))
+        state = TrainingState(model, self.config, TrainingHistory(), processes,
                               torch.device("cpu"), None, validation=valid, epoch=1,
                               closed_form_record=model.solve_record(
                                   len(train), None if valid is None else len(valid),
@@ -227,6 +235,7 @@ class Trainer:
             state.history.epochs.append(record)
             self._emit("epoch_end", state, record)
             self._emit("fit_end", state)
+        processes.barrier()  # nobody reads the run before rank 0 has written it
         return state.history
 
 
