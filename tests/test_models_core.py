@@ -546,3 +546,25 @@ def test_a_file_system_without_locks_trains_without_the_run_lock(tmp_path, digit
     with pytest.warns(RuntimeWarning, match="cannot lock it"):
         model.fit(digits.train.x[:100], epochs=1, out=tmp_path / "run", progress=False)
     assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("name", sorted(set(aevae.models.MODELS) - {"pca", "ppca"}))
+def test_every_model_steps_under_bf16_autocast(name):
+    """docs/training.md: precision="bf16" trains every model on the CPU. A mixed batch (half
+    labelled) takes every path of m2, whose float32 buffers once refused bf16 terms."""
+    from aevae.data.batch import Batch
+
+    shape = (8, 3) if name in ("sequence_vae", "vrnn") else (1, 8, 8)
+    model = aevae.make(name, input_shape=shape, latent_dim=4, hidden=(16,), seed=0)
+    batch = Batch(torch.rand(6, *shape, generator=torch.Generator().manual_seed(0)),
+                  **_batch_fields(model, shape))
+    model.train()
+    losses = []
+    for autocast in (False, True):
+        torch.manual_seed(0)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            loss = model.batch_loss(batch).loss.mean()
+        loss.backward()
+        losses.append(float(loss.detach()))
+    assert np.isfinite(losses).all()
+    assert losses[1] == pytest.approx(losses[0], rel=0.05, abs=0.5)

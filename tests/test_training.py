@@ -278,6 +278,41 @@ def test_dataset_streaming_path(digits):
         m2.fit(labelled, epochs=1, batch_size=50, progress=False)
 
 
+def test_a_datasets_batches_are_checked_as_arrays_are(digits):
+    """8-bit pixels for a Bernoulli decoder (a loss of 1e20 before) and a NaN (reported as a
+    divergence before) are refused naming the data."""
+    model = _small_vae(digits)
+    pixels = torch.utils.data.TensorDataset(torch.from_numpy(
+        (digits.train.x[:100] * 255).astype(np.uint8)))
+    with pytest.raises(DataError, match="a batch of the training dataset has values outside "
+                                        "\\[0, 1\\].*divide by 255"):
+        model.fit(pixels, epochs=1, batch_size=50, progress=False)
+    broken = digits.train.x[:100].copy()
+    broken[70, 0, 0, 0] = np.nan
+    with pytest.raises(DataError, match="a batch of the training dataset contains 1 NaN"):
+        _small_vae(digits).fit(torch.utils.data.TensorDataset(torch.from_numpy(broken)),
+                               epochs=1, batch_size=50, progress=False)
+
+
+@pytest.mark.parametrize("source", ["arrays", "dataset", "stream"])
+def test_batch_norm_skips_a_last_batch_of_one_example(digits, source, tmp_path):
+    """65 examples in batches of 64 leave one: batch norm has no statistics for it (a crash at
+    the end of the first epoch before). It is left out of that epoch (another one each epoch:
+    the order is shuffled)."""
+    from aevae.data import NpyStream
+
+    x = digits.train.x[:65]
+    data = {"arrays": lambda: x,
+            "dataset": lambda: torch.utils.data.TensorDataset(torch.from_numpy(x)),
+            "stream": lambda: (np.save(tmp_path / "x.npy", x), NpyStream(tmp_path / "x.npy"))[1]}
+    model = aevae.make("vae", input_shape=digits.shape, latent_dim=2, hidden=(16,), seed=0,
+                       norm="batch")
+    model.fit(data[source](), epochs=2, batch_size=64, progress=False)
+    assert len(model.history_.epochs) == 2
+    with pytest.raises(ValueError, match="batch norm needs at least two examples a step"):
+        model.fit(x, epochs=1, batch_size=1, progress=False)
+
+
 def test_linear_ae_reaches_pca_reconstruction_error(digits):
     x = digits.train.x.reshape(len(digits.train.x), -1)
     latent = 8

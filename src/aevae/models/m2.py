@@ -145,7 +145,8 @@ class M2(VAE):
         q = self.conditional_posterior(self.corrupt(x), labels)
         z = q.rsample()
         reconstruction = -self.likelihood.log_prob(x, self.decoder(z, condition))
-        return reconstruction, q.kl_to_standard_normal()
+        # float32 under autocast too: the terms are written into float32 buffers by index.
+        return reconstruction.float(), q.kl_to_standard_normal().float()
 
     def batch_loss(self, batch, *, kl_weight=1.0, step=None):
         x, count = batch.x, len(batch)
@@ -157,7 +158,7 @@ class M2(VAE):
             if int(labels[known].min()) < 0 or int(labels[known].max()) >= self.config.classes:
                 raise ValueError(f"labels must be classes 0..{self.config.classes - 1}")
         log_prior_y = -math.log(self.config.classes)
-        log_q = F.log_softmax(self.class_logits(x), dim=-1)
+        log_q = F.log_softmax(self.class_logits(x).float(), dim=-1)
         reconstruction = torch.empty(count, device=x.device)
         kl = torch.empty(count, device=x.device)
         classification = torch.zeros(count, device=x.device)

@@ -106,10 +106,26 @@ def count_batches(train: Batch | None, loader: DataLoader | None, batch_size: in
     return math.ceil(len(train) / batch_size)
 
 
+def smallest_share(model: Autoencoder) -> int:
+    """The fewest examples a process may step on: batch norm needs two (one example has no
+    batch statistics), anything else one."""
+    batch_norm = torch.nn.modules.batchnorm._BatchNorm
+    return 2 if any(isinstance(module, batch_norm) for module in model.modules()) else 1
+
+
 def streamed(loader: DataLoader, model: Autoencoder, device: torch.device) -> Iterator[Batch]:
-    """Batches of a ``torch.utils.data.Dataset`` (data that does not fit in memory)."""
+    """Batches of a ``torch.utils.data.Dataset`` (data that does not fit in memory), each
+    checked as arrays are (finite; in [0, 1] for a Bernoulli decoder) before it is used."""
+    likelihood = "bernoulli" if model.likelihood.needs_unit_interval else None
+    fewest = smallest_share(model)
     for item in loader:
         batch = item[0] if isinstance(item, (tuple, list)) else item
+        if len(batch) < fewest:
+            continue  # a last batch of one example: batch norm cannot step on it
+        if batch.device.type == "cpu":  # checked before it travels (a Dataset's own device
+            # tensors are the caller's to check: copying them back would cost every step)
+            batch = torch.from_numpy(validate_array(
+                batch, name="a batch of the training dataset", likelihood=likelihood))
         batch = batch.to(device, torch.float32, non_blocking=True)
         if tuple(batch.shape[1:]) != model.input_shape:
             if problem := example_shape_problem(batch.shape[1:], model.input_shape):
@@ -127,7 +143,7 @@ def chunked(stream, batch_size: int, generator: torch.Generator, processes,
             model: Autoencoder, device: torch.device) -> Iterator[Batch]:
     """Batches of an ``NpyStream`` (a file read in shuffled chunks), this process's share."""
     for values in stream.batches(batch_size, generator):
-        if len(values) < processes.world:
-            continue  # a last batch too small to give every process an example
+        if len(values) < processes.world * smallest_share(model):
+            continue  # a last batch too small to give every process its fewest examples
         x = torch.from_numpy(values).reshape(len(values), *model.input_shape)
         yield Batch(x[processes.share(torch.arange(len(x)))].to(device, non_blocking=True))

@@ -57,10 +57,12 @@ class InMemory:
                 yield state.processes.share(indices)
 
     def _index_batches(self, state) -> list[torch.Tensor]:
-        # A last batch too small to give every process an example is left out.
+        # A last batch too small to give every process an example (two with batch norm) is
+        # left out.
+        fewest = state.processes.world * batching.smallest_share(state.model)
         return [indices for indices in batching.index_batches(
             self.batch, state.config.batch_size, state.generator, self.labelled_per_batch)
-            if len(indices) >= state.processes.world]
+            if len(indices) >= fewest]
 
 
 class Streamed:

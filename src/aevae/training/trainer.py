@@ -125,6 +125,13 @@ class Trainer:
             if processes.enabled and count is not None and count < processes.world:
                 raise ValueError(f"{name}: {count} example(s) cannot be shared by the "
                                  f"{processes.world} processes (every one needs at least one)")
+        fewest = processes.world * batching.smallest_share(model)
+        if fewest > 1 and min(config.batch_size, len(source)) < fewest:
+            raise ValueError(
+                f"batch norm needs at least two examples a step in each process: batch_size "
+                f"{config.batch_size} and {len(source)} training example(s) give fewer than "
+                f"{fewest}" + (f" over {processes.world} processes" if processes.enabled else
+                               "") + "; use a larger batch or norm='layer'")
         source.place(device)
         if valid is not None:
             valid = valid.take(slice(processes.rank, None, processes.world)).to(device)
