@@ -386,15 +386,20 @@ def test_a_resume_continues_the_run_as_it_was_trained(tmp_path, digits):
 
     stopped = tmp_path / "stopped"
     _small_vae(digits).fit(x, epochs=6, out=stopped, callbacks=[StopAtTwo()], **settings)
-    # The checkpoint holds the callback's stop: resuming as it was trains nothing more...
+    # A callback's stop (a time budget, say) is not the run's own: a resume goes on...
     again = _small_vae(digits)
     again.fit(x, epochs=6, out=stopped, resume=True, **settings)
-    assert len(again.history_.epochs) == 2
-    # ...while early stopping with a larger patience than it waited trains it further.
+    assert len(again.history_.epochs) == 6
+    # ...and a run that has its epochs says that nothing is left to train.
+    with pytest.warns(RuntimeWarning, match="has trained 6 epoch\\(s\\) already"):
+        _small_vae(digits).fit(x, epochs=6, out=stopped, resume=True, **settings)
+    # Early stopping by its own patience stops it again, saying so, while a larger patience
+    # than it waited (or none) trains it further.
     patient = tmp_path / "patient"
     _small_vae(digits).fit(x, epochs=40, patience=1, out=patient, **settings)
     first = _small_vae(digits)
-    first.fit(x, epochs=40, patience=1, out=patient, resume=True, **settings)
+    with pytest.warns(RuntimeWarning, match="stopped early at epoch .*a larger patience"):
+        first.fit(x, epochs=40, patience=1, out=patient, resume=True, **settings)
     done = len(first.history_.epochs)
     assert first.history_.stopped_early and done < 40
     with warnings.catch_warnings():

@@ -138,9 +138,20 @@ class RunFiles(Callback):
                 raise ValueError(f"cannot resume {self.directory} without validation data: the "
                                  "run was trained with it, and its best epoch is chosen by it")
             patience = state.config.patience
-            if (state.history.stopped_early and patience is not None
-                    and 0 < state.stale_epochs < patience):
-                state.history.stopped_early = False  # a larger patience trains it further
+            done = len(state.history.epochs)
+            if state.history.stopped_early:
+                # Stopped by its patience or by a callback: it goes on unless this patience
+                # would stop it again at once (no patience, or a larger one, trains it further).
+                if patience is None or state.stale_epochs < patience:
+                    state.history.stopped_early = False
+                elif processes.main and done < state.config.epochs:
+                    warnings.warn(f"{self.directory} stopped early at epoch {done} ({patience} "
+                                  "epochs without improvement): nothing to train; a larger "
+                                  "patience trains it further", RuntimeWarning, stacklevel=2)
+            if processes.main and done >= state.config.epochs:
+                warnings.warn(f"{self.directory} has trained {done} epoch(s) already, as many "
+                              f"as epochs={state.config.epochs}: nothing to train; more epochs "
+                              "train it further", RuntimeWarning, stacklevel=2)
         elif self.resume and state.stepper is not None:
             warnings.warn(f"nothing to resume in {self.directory} (no checkpoint): training "
                           "from the first epoch", RuntimeWarning, stacklevel=2)
