@@ -64,6 +64,27 @@ def test_models_refuse_fields_they_do_not_use(digits):
         vae.loss_terms(digits.test.x, labels=digits.test.labels)
 
 
+@pytest.mark.parametrize("name", ["cvae", "conditional_ae"])
+def test_a_conditional_model_refuses_validation_data_without_labels_before_training(name,
+                                                                                    digits):
+    """It failed after a whole epoch, in the first validation pass."""
+    from aevae.training import Callback
+
+    class Counting(Callback):
+        steps = 0
+
+        def batch_end(self, state, *arguments):
+            Counting.steps += 1
+
+    model = aevae.make(name, input_shape=digits.shape, latent_dim=2, hidden=(8,), seed=0)
+    with pytest.raises(ValueError, match=f"{name} is conditioned on a label: the validation "
+                                         "data needs labels too"):
+        model.fit(digits.train.x[:100], labels=digits.train.labels[:100],
+                  validation=digits.test.x[:20], epochs=1, progress=False,
+                  callbacks=[Counting()])
+    assert Counting.steps == 0
+
+
 @pytest.mark.parametrize("name", ["cvae", "m2"])
 def test_conditional_decoders_take_likelihoods_with_several_outputs_per_value(name, digits):
     # student-t: location, scale and degrees of freedom per pixel, so 3 x 64 decoder outputs.

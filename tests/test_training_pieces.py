@@ -124,7 +124,12 @@ def test_training_config_checks_each_option_and_names_it():
                              ({"batch_size": 0}, "batch_size must be at least 1"),
                              ({"learning_rate": 0}, "learning_rate must be a positive finite"),
                              ({"optimizer": "lbfgs"}, "unknown optimizer 'lbfgs'"),
-                             ({"weight_decay": -1}, "weight_decay must be at least 0"),
+                             ({"weight_decay": -1}, "weight_decay must be a finite number"),
+                             ({"weight_decay": float("inf")}, "weight_decay must be a finite"),
+                             ({"kl_schedule": "bogus"}, "bad KL schedule 'bogus'"),
+                             # a negative weight rewards a larger KL; NaN read as weight 1
+                             ({"kl_schedule": "linear:100:-1"}, "bad KL schedule"),
+                             ({"kl_schedule": "linear:100:nan"}, "bad KL schedule"),
                              ({"patience": 0}, "patience must be at least 1"),
                              ({"gradient_clip": 0}, "gradient_clip must be positive"),
                              ({"precision": "fp8"}, "unknown precision 'fp8'"),

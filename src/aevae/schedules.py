@@ -28,6 +28,8 @@ class LinearWarmup:
     def __post_init__(self):
         if self.steps < 1:
             raise ValueError(f"warm-up steps must be at least 1, got {self.steps}")
+        if not 0.0 <= self.start <= 1.0:  # NaN too: min(1.0, nan) would read as 1
+            raise ValueError(f"warm-up start must be a weight in [0, 1], got {self.start}")
 
     def __call__(self, step: int) -> float:
         return min(1.0, self.start + (1.0 - self.start) * step / self.steps)

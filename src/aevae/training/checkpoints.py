@@ -31,11 +31,16 @@ CHECKPOINT_FILE = "checkpoint.safetensors"
 TRAINING_FILE = "training.json"
 
 
-def rng_state(generator: torch.Generator) -> dict[str, torch.Tensor]:
+def rng_state(generator: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
     state = {"rng.torch": torch.get_rng_state(), "rng.shuffle": generator.get_state()}
-    if torch.cuda.is_available():
-        state["rng.cuda"] = torch.cuda.get_rng_state()
+    if device.type == "cuda":  # the training GPU's own generator, not the current device's
+        state["rng.cuda"] = torch.cuda.get_rng_state(device)
     return state
+
+
+def _device_of(model) -> torch.device:
+    return next((tensor.device for tensor in model.state_dict().values()),
+                torch.device("cpu"))
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer, prefix: str) -> tuple[dict, dict]:
@@ -210,7 +215,7 @@ class RunDirectory:
         for name, optimizer in optimizers.items():
             tensors_of_optimizer, optimizer_json[name] = optimizer_tensors(optimizer, name)
             tensors.update(tensors_of_optimizer)
-        tensors.update(rng_state(generator))
+        tensors.update(rng_state(generator, _device_of(model)))
         tensors.update({f"best.{key}": value for key, value in progress.pop("best_state").items()})
         metadata = {"history": history.to_dict(), "optimizers": optimizer_json, **progress}
         save_tensors(self.checkpoint, tensors, metadata)
@@ -241,8 +246,9 @@ class RunDirectory:
                 restore_optimizer(optimizer, name, tensors, metadata["optimizers"][name])
             torch.set_rng_state(tensors["rng.torch"])
             generator.set_state(tensors["rng.shuffle"])
-            if "rng.cuda" in tensors and torch.cuda.is_available():
-                torch.cuda.set_rng_state(tensors["rng.cuda"])
+            device = _device_of(model)
+            if "rng.cuda" in tensors and device.type == "cuda":
+                torch.cuda.set_rng_state(tensors["rng.cuda"], device)
             restored = TrainingHistory.from_dict(metadata["history"])
             if scaler is not None and metadata.get("scaler"):
                 # The scale it had learnt: a fresh one (65536) skips steps finding it again.

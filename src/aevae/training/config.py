@@ -11,6 +11,7 @@ import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..schedules import make_schedule
 from .devices import PRECISIONS
 
 OPTIMIZER_NAMES = ("adam", "adamw", "sgd")
@@ -80,8 +81,11 @@ class TrainingConfig:
         if self.optimizer not in OPTIMIZER_NAMES:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; known: "
                              f"{', '.join(OPTIMIZER_NAMES)}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be at least 0, got {self.weight_decay}")
+        if not 0 <= self.weight_decay < float("inf"):
+            raise ValueError(f"weight_decay must be a finite number >= 0, got "
+                             f"{self.weight_decay}")
+        if not callable(self.kl_schedule):
+            make_schedule(self.kl_schedule)  # a bad schedule is refused here, not in fit
         if self.gradient_clip is not None and not self.gradient_clip > 0:
             raise ValueError(f"gradient_clip must be positive, got {self.gradient_clip}")
         if self.precision not in PRECISIONS:

@@ -115,6 +115,11 @@ class Trainer:
         valid = None
         if validation is not None:
             valid = batching.as_training_batch(model, validation, "validation data")
+        if "labels" in model.uses and "label_known" not in model.uses:  # conditioned on y
+            for name, batch in (("training data", source.batch), ("validation data", valid)):
+                if batch is not None and batch.labels is None:
+                    raise ValueError(f"{model.name} is conditioned on a label: the {name} "
+                                     "needs labels too (a Batch(x, labels=y))")
         processes = Distributed.from_environment(device)
         device = processes.local_device(device)
         if processes.enabled and config.batch_size < processes.world:
