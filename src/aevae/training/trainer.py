@@ -214,7 +214,8 @@ class Trainer:
         kept = "".join(notes) or "; no checkpoint was written yet"
         raise TrainingDivergedError(
             f"training diverged: loss is {loss} at epoch {state.epoch}, step {state.step}"
-            f"{kept}. Try a lower learning rate, gradient clipping, or check the data scale")
+            f"{kept}. Try a lower learning rate or gradient clipping (in a new run: a resume "
+            "keeps the run's own), or check the data scale")
 
     def _solve(self, model, data, validation) -> TrainingHistory:
         """A closed-form model: one solve on the training data, recorded as epoch 1."""
