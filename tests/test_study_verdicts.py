@@ -850,3 +850,25 @@ def test_a_claimed_model_no_better_than_the_trivial_method_fails_its_part():
     part = next(p for p in denoising["parts"] if "PSNR" in p["text"])
     assert part["status"] == FAILS and part["reason"].startswith("ae: no better than")
     assert denoising["status"] == FAILS
+
+
+def test_a_guard_between_two_is_judged_on_the_seeds_they_share():
+    """The VAE's seed 2 collapsed (left out): the AE's recall is then compared on seeds 0 and 1,
+    where it covers under half as much as the VAE's (0.2 against 0.5), not on its mean over
+    all three (0.47, lifted by seed 2)."""
+    from aevae.study.health import assess
+
+    recall = {"ae": (0.2, 0.2, 1.0), "vae": (0.5, 0.5, 0.5)}
+    runs = {key: {seed: full_metrics({("prior_sampling", "prior_recall"): recall[key][seed],
+                                      ("prior_sampling", "prior_frechet_distance"):
+                                      30.0 if key == "ae" else 40.0}, seed)
+                  for seed in range(3)} for key in ("ae", "vae")}
+    runs["vae"][2]["latent"]["active_units"]["value"] = 0  # seed 2 collapsed
+    models = {key: model(key) for key in runs}
+    health = assess({key: {seed: (healthy_record(), metrics) for seed, metrics in seeds.items()}
+                     for key, seeds in runs.items()}, models)
+    tasks = task_results(runs, models, FACTORS, health=health)
+    task = next(task for task in tasks if task["name"] == "prior_sampling")
+    pair = compare_pair(task, task["metrics"][0], "ae", "vae")
+    assert pair["outcome"] == "second" and pair["by_default"] == "guard"
+    assert "recall 0.201 against 0.500 for vae" in pair["reason"]

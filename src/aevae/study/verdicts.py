@@ -307,6 +307,7 @@ def guard_rows(task: Task, runs: dict[str, dict[int, dict]], models: dict[str, M
         guards.append({
             "metric": list(guard.metric), "label": metric.label, "digits": metric.digits,
             "direction": metric.direction, "why": guard.why, "means": means, "best": best,
+            "values": {key: rows[key]["values"] for key in means},
             "ratio": guard.ratio, "difference": guard.difference,
             "bar": guard.bar(means[best], metric.direction) if best is not None else None,
             "failing": sorted(key for key in healthy
@@ -412,10 +413,15 @@ def compare_pair(task: dict, metric: dict, first: str, second: str) -> dict:
         means = guard["means"]
         if first not in means or second not in means:
             continue
+        values = guard.get("values") or {}
+        shared_seeds = set(values.get(first, {})) & set(values.get(second, {}))
+        if shared_seeds and any(set(values[key]) != shared_seeds for key in (first, second)):
+            # Judged between the two on the seeds both have, as the figure is.
+            means = {key: _mean(values[key], sorted(shared_seeds)) for key in (first, second)}
         sign = 1.0 if guard["direction"] == "higher" else -1.0
         better = max((first, second), key=lambda key: sign * means[key])
         worse = second if better == first else first
-        pair_guard = {**guard, "best": better}
+        pair_guard = {**guard, "best": better, "means": means}
         spec = Guard(tuple(guard["metric"]), guard["why"], ratio=guard.get("ratio"),
                      difference=guard.get("difference"))
         if not spec.passes(means[worse], means[better], guard["direction"]):
