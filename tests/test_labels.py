@@ -422,3 +422,12 @@ def test_a_conditional_model_refuses_labels_that_are_ids_not_classes(tmp_path, c
     err = capsys.readouterr().err
     assert "run from 0 to 1000000000: a conditional model takes classes 0 to 9999" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_cvae_refuses_samples_it_would_ignore_and_conditional_ae_has_no_variance(digits):
+    with pytest.raises(ValueError, match="cvae draws one z per example: samples=1"):
+        aevae.make("cvae", input_shape=digits.shape, latent_dim=2, hidden=(8,), samples=5)
+    model = aevae.make("conditional_ae", input_shape=digits.shape, latent_dim=2, hidden=(8,))
+    with pytest.raises(aevae.NoLikelihoodError, match="codes have no variance"):
+        model.encode(digits.test.x[:4], labels=digits.test.labels[:4], return_variance=True)
+    assert aevae.ExPostSampler is aevae.ex_post.ExPostSampler  # the name errors advise

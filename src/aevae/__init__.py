@@ -18,6 +18,7 @@ _NAMES = {
     "attribute_vector": "editing",
     "class_vector": "editing",
     "edit": "editing",
+    "ExPostSampler": "ex_post",
 }
 SUBPACKAGES = ("metrics", "ex_post", "sklearn", "study", "models", "data", "training")
 

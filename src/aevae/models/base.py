@@ -214,7 +214,8 @@ class AutoencoderConfig:
     input_shape: tuple[int, ...]
     # Size of the code z.
     latent_dim: int = 16
-    # Encoder/decoder architecture: mlp, conv, linear, locatello_mlp (see `aevae models`).
+    # Encoder/decoder architecture: mlp, conv, linear, locatello_mlp, recurrent (see
+    # `aevae models`).
     network: str = "mlp"
     # Hidden widths of the encoder; the decoder mirrors them.
     hidden: tuple[int, ...] = (512,)
@@ -222,9 +223,9 @@ class AutoencoderConfig:
     activation: str = "relu"
     # Normalisation after each hidden layer: none, batch or layer.
     norm: str | None = None
-    # Weight initialisation: default (torch's), xavier or kaiming.
+    # Weight initialisation: default (torch's), xavier, kaiming or orthogonal.
     init: str = "default"
-    # Decoder likelihood p(x|z): bernoulli, gaussian or gaussian-learned.
+    # Decoder likelihood p(x|z): bernoulli, gaussian, gaussian-learned or student-t.
     likelihood: str = "bernoulli"
     # Options of the likelihood, e.g. {"sigma": 0.1} or {"per_dimension": true}.
     likelihood_options: dict = field(default_factory=dict)

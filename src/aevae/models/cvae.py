@@ -20,7 +20,7 @@ from ..distributions import DiagonalGaussian
 from ..nets.conditional import ConditionedDecoder, ConditionedEncoder
 from ..priors import StandardNormal
 from .ae import AE
-from .base import AutoencoderConfig, LossOutput
+from .base import AutoencoderConfig, LossOutput, NoLikelihoodError
 from .registry import register_model
 from .vae import VAE, VAEConfig
 
@@ -101,7 +101,7 @@ class Conditioned:
             batch, batch_size)
         if return_variance:
             if variance is None:
-                raise ValueError(f"{self.name} is deterministic: its codes have no variance")
+                raise NoLikelihoodError(f"{self.name} is deterministic: its codes have no variance")
             return self._output(codes, as_numpy), self._output(variance, as_numpy)
         return self._output(codes, as_numpy)
 
@@ -182,6 +182,11 @@ class ConditionalVAE(Conditioned, VAE):
         if not isinstance(self.prior, StandardNormal):
             raise ValueError("cvae uses the standard-normal prior")
         self.condition_networks()
+
+    def training_refusal(self) -> str | None:
+        if self.config.samples != 1:  # its loss draws one z: more would be ignored
+            return "cvae draws one z per example: samples=1"
+        return super().training_refusal()
 
     def conditional_posterior(self, x, condition) -> DiagonalGaussian:
         mean, log_variance = self.encoder(x, condition).chunk(2, dim=-1)

@@ -464,8 +464,8 @@ register_task(Task(
     guards=(Guard(("manipulation", "edit_realism"), "its edits lie over 1.5 times as far "
                   "from the data", ratio=1.5),),
     goal="edit (latent arithmetic)",
-    note="Class vectors from the training codes; every evaluation example is moved to a "
-    "randomly chosen other class.",
+    note="Class vectors from the training codes; up to 1,000 evaluation examples are moved to "
+    "a randomly chosen other class.",
 ))
 
 register_task(Task(
