@@ -473,7 +473,19 @@ def test_ctrl_c_early_in_compare_prints_no_traceback(tmp_path):
          ["--learning-rate", "positive finite number, got inf"]),
         (["train", "vae", "--data", "digits", "--out", ""], ["--out is empty"]),
         (["train", "vae", "--data", "digits", "--out", "{tmp}/k", "--save-config", "{tmp}"],
-         ["--save-config {tmp}: is a folder"]),
+         ["--save-config {tmp}: name a .toml file"]),
+        (["train", "vae", "--data", "digits", "--out", "{tmp}/k", "--save-config",
+          "{tmp}/afile"], ["--save-config {tmp}/afile: name a .toml file"]),
+        (["evaluate", "{run}", "--out", "{run}/model.safetensors"],
+         ["would replace the run's own model.safetensors"]),
+        (["sample", "{run}", "--out", "{run}/config.json"],
+         ["would replace the run's own config.json"]),
+        (["vary", "{run}", "--input", "{tmp}/afile", "--out", "{tmp}/afile"],
+         ["--out {tmp}/afile is the file the command reads"]),
+        (["edit", "{run}", "--input", "{tmp}/afile", "--data", "{tmp}/afolder", "--from", "1",
+          "--to", "2", "--out", "{tmp}/afolder/e.png"], ["is inside the data folder"]),
+        (["compare", "--data", "{tmp}/afolder", "--store", "{tmp}/afolder/runs.sqlite",
+          "--out", "{tmp}/k"], ["--store {tmp}/afolder/runs.sqlite is inside the data folder"]),
         (["train", "vae", "--data", "digits", "--network", "recurrent", "--out", "{tmp}/k"],
          ["the recurrent network decodes sequences step by step"]),
         (["evaluate", "{run}", "--metrics", ""], ["--metrics is empty"]),
@@ -851,3 +863,51 @@ def test_resuming_a_run_whose_configuration_is_no_longer_trained_says_so(tmp_pat
                        "--hidden", "16", "--out", str(out), "--quiet")
     _one_error_line(code, err, "this version no longer trains its configuration")
     assert "still loads" in err
+
+
+def test_outputs_stay_out_of_the_environments_data_directory_and_studies(tmp_path, capsys,
+                                                                         monkeypatch):
+    """$AEVAE_DATA_DIR is a data folder the user pointed at, as --data-dir is; a study folder
+    is no run folder."""
+    shared = tmp_path / "shared"
+    (shared / "mnist").mkdir(parents=True)
+    monkeypatch.setenv("AEVAE_DATA_DIR", str(shared))
+    code, _, err = run(capsys, "train", "vae", "--data", "mnist", "--out",
+                       str(shared / "mnist" / "run"))
+    _one_error_line(code, err, f"is inside the data folder {shared}")
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "study.json").write_text("{}")
+    code, _, err = run(capsys, "train", "vae", "--data", "digits", "--out", str(study))
+    _one_error_line(code, err, "holds a study: train into a folder of its own")
+    assert sorted(path.name for path in tmp_path.rglob("*")) == ["mnist", "shared", "study",
+                                                                 "study.json"]
+
+
+def test_a_table_is_matched_to_the_training_columns_by_name(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    values = rng.random((120, 4)).astype(np.float32)
+    header = "a,b,c,d"
+
+    def table(path, columns, names):
+        rows = [",".join(f"{value:.6f}" for value in row[columns]) for row in values]
+        path.write_text(names + "\n" + "\n".join(rows) + "\n")
+        return str(path)
+
+    data = table(tmp_path / "train.csv", [0, 1, 2, 3], header)
+    out = tmp_path / "run"
+    assert run(capsys, "train", "ae", "--data", data, "--epochs", "1", "--hidden", "8",
+               "--latent-dim", "2", "--out", str(out), "--quiet")[0] == 0
+    reversed_table = table(tmp_path / "reversed.csv", [3, 2, 1, 0], "d,c,b,a")
+    for source, name in ((data, "same.csv"), (reversed_table, "reversed-out.csv")):
+        assert run(capsys, "reconstruct", str(out), "--data", source, "-n", "5", "--out",
+                   str(tmp_path / (name + ".png")))[0] == 0
+        assert run(capsys, "vary", str(out), "--input", source, "-n", "1", "--limit", "3",
+                   "--out", str(tmp_path / name))[0] == 0
+    same = (tmp_path / "same.csv").read_text().splitlines()
+    assert same[0] == header and (tmp_path / "reversed-out.csv").read_text().splitlines() == same
+    other = table(tmp_path / "other.csv", [0, 1, 2, 3], "a,b,c,e")
+    code, _, err = run(capsys, "vary", str(out), "--input", other, "-n", "1", "--out",
+                       str(tmp_path / "x.csv"))
+    _one_error_line(code, err, "its columns are not those the run was trained on (missing: d) "
+                    "(not in training: e); expected a, b, c, d")

@@ -84,6 +84,33 @@ def _read_data_record(run: Path) -> dict:
     return record
 
 
+def _matched_columns(dataset, saved: dict, source: str):
+    """A table read for a run trained on a table with a header: its columns matched to the
+    training table's by name (in the training order), or an error naming the difference; a
+    table without a header is taken in the training order."""
+    import dataclasses
+
+    trained = [str(name) for name in saved.get("feature_names") or []]
+    given = [str(name) for name in dataset.feature_names or []]
+    if not trained or not given or given == trained:
+        return dataset
+    if sorted(given) != sorted(trained) or len(set(given)) != len(given):
+        missing = [name for name in trained if name not in given]
+        extra = [name for name in given if name not in trained]
+        raise UsageError(
+            f"{source}: its columns are not those the run was trained on"
+            + (f" (missing: {', '.join(missing[:5])})" if missing else "")
+            + (f" (not in training: {', '.join(extra[:5])})" if extra else "")
+            + f"; expected {', '.join(trained[:8])}{', ...' if len(trained) > 8 else ''}")
+    order = [given.index(name) for name in trained]  # the same columns in another order
+
+    def reordered(split):
+        return None if split is None else dataclasses.replace(split, x=split.x[:, order])
+
+    return dataclasses.replace(dataset, feature_names=tuple(trained), **{
+        name: reordered(getattr(dataset, name)) for name in ("train", "validation", "test")})
+
+
 def _load_run_data(run: Path, data: str | None, data_dir: str | None,
                    image_size: str | None = None):
     from .data import load_dataset
@@ -99,8 +126,9 @@ def _load_run_data(run: Path, data: str | None, data_dir: str | None,
         # Other data, at the image size and on the scale the model was trained on.
         if image_size is None and Path(data).expanduser().is_dir():
             image_size = saved.get("image_size")
-        return apply_preparation(load_dataset(data, data_dir=data_dir, image_size=image_size),
-                                 saved.get("preparation", {}))
+        other = _matched_columns(load_dataset(data, data_dir=data_dir, image_size=image_size),
+                                 saved, data)
+        return apply_preparation(other, saved.get("preparation", {}))
     image_size = image_size or saved.get("image_size")
     # The same splits and values as in training, so the held-out part stays held out.
     dataset = load_dataset(
@@ -607,7 +635,6 @@ def command_evaluate(arguments) -> int:
         practical_settings,
     )
     from .study.settings import BUDGETS
-    from .study.store import RUN_FILE
 
     if arguments.metrics is not None and not arguments.metrics.strip(", "):
         raise UsageError("--metrics is empty: name metric groups, or leave it out for all")
@@ -662,7 +689,7 @@ def command_evaluate(arguments) -> int:
                       progress=None if arguments.quiet else report)
     result["weights"] = weights  # so a later resume can tell these figures stale
     # A study's run (it has run.json) keeps its metrics.json: the study's results read it.
-    default = "evaluation.json" if (run / RUN_FILE).is_file() else "metrics.json"
+    default = _evaluation_file(run)
     out = Path(arguments.out) if arguments.out else run / default
     atomic_write_json(out, result)
     print(_evaluation_table(result, model))
@@ -915,7 +942,8 @@ def _input_examples(path: str, model, run: Path) -> tuple:
 
     saved = _read_data_record(run)
     image_size = saved.get("image_size") if Path(path).expanduser().is_dir() else None
-    dataset = load_dataset(path, validation_fraction=0.0, image_size=image_size)
+    dataset = _matched_columns(
+        load_dataset(path, validation_fraction=0.0, image_size=image_size), saved, path)
     if problem := example_shape_problem(dataset.shape, model.input_shape):
         raise UsageError(f"{path}: {problem}")
     preparation = saved.get("preparation") or {}
@@ -1565,25 +1593,20 @@ def _check_arguments(arguments) -> None:
             what = "run" if arguments.command == "train" else "study"
             raise UsageError(f"--out {arguments.out}: {existing} is a file, not a folder (the "
                              f"{what} is written in a folder)")
-        data = Path(arguments.data).expanduser() if arguments.data else None
-        # Resolved: "..", symlinks and a --data-dir given for a named dataset count too.
-        folders = [(data, arguments.data)] if data is not None and data.is_dir() else []
-        given = getattr(arguments, "data_dir", None)
-        if given and data is not None and not data.exists():  # a named dataset's folder
-            folders.append((Path(given).expanduser(), given))
-        for folder, named in folders:
-            if out.expanduser().resolve().is_relative_to(folder.resolve()):
-                raise UsageError(f"--out {arguments.out} is inside the data folder {named}: "
-                                 "aevae never writes where your data is read from")
+        if arguments.command == "train" and out.is_dir() and (
+                (out / STUDY_FILE).is_file() or (out / STORE_FILE).is_file()):
+            raise UsageError(f"--out {arguments.out} holds a study: train into a folder of "
+                             "its own")
         if (arguments.command == "compare" and out.is_dir() and any(out.iterdir())
                 and not (out / STUDY_FILE).is_file() and not (out / STORE_FILE).is_file()):
             raise UsageError(f"--out {arguments.out} is not empty and holds no study: study "
                              "into a new folder (or a study's own, to resume it)")
+    _check_write_targets(arguments)
     if arguments.command == "train" and arguments.save_config:
         target = Path(arguments.save_config)
         folder = _existing_part(target.parent)
-        if target.is_dir():
-            raise UsageError(f"--save-config {target}: is a folder; name a .toml file")
+        if target.is_dir() or target.suffix.lower() != ".toml":
+            raise UsageError(f"--save-config {target}: name a .toml file")
         if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
             raise UsageError(f"--save-config {target}: cannot write in {folder}")
     if arguments.command == "evaluate":
@@ -1597,6 +1620,84 @@ def _check_arguments(arguments) -> None:
                                                                            os.W_OK | os.X_OK):
             raise UsageError(f"cannot write the evaluation in {folder}: the folder is not "
                              "writable (pass --out FILE in another folder)")
+
+
+# The files of a run folder that no command's output may replace (evaluate writes its own
+# figures, metrics.json or a study run's evaluation.json, by design).
+RUN_FILE_NAMES = ("config.json", "model.safetensors", "checkpoint.safetensors", "training.json",
+                  "history.csv", "data.json", "run.json", "metrics.json", "evaluation.json",
+                  "figures.safetensors", ".aevae-training.lock")
+WRITING_OPTIONS = ("out", "store", "tensorboard", "save_config")
+
+
+def _evaluation_file(run: Path) -> str:
+    """Where `aevae evaluate` writes a run's figures: a study run's own metrics.json is the
+    study's, so it gets evaluation.json."""
+    from .study.store import RUN_FILE
+
+    return "evaluation.json" if (run / RUN_FILE).is_file() else "metrics.json"
+
+
+def _read_places(arguments) -> list[tuple[Path, str]]:
+    """Where this command reads data from, resolved: the folders it never writes into and the
+    files it never overwrites (its --data or --input, the run's recorded data, and a named
+    dataset's data directory, from --data-dir or $AEVAE_DATA_DIR)."""
+    from .data.directories import data_directory
+    from .io import CorruptFileError
+
+    sources = [(getattr(arguments, "data", None), getattr(arguments, "data_dir", None))]
+    run = getattr(arguments, "run", None)
+    if run is not None:
+        try:
+            saved = _read_data_record(Path(run))
+        except (CorruptFileError, OSError):
+            saved = {}  # the command itself reports a damaged run
+        sources.append((saved.get("data"), saved.get("data_dir")))
+    places = []
+    for name, directory in sources:
+        if not name:
+            continue
+        path = Path(name).expanduser()
+        if path.exists():
+            places.append((path.resolve(), name))
+        elif directory or os.environ.get("AEVAE_DATA_DIR"):  # a named dataset's files
+            root = data_directory(directory)
+            if root.is_dir():
+                places.append((root.resolve(), str(root)))
+    given = getattr(arguments, "input", None)
+    if given and Path(given).expanduser().exists():
+        places.append((Path(given).expanduser().resolve(), given))
+    return places
+
+
+def _check_write_targets(arguments) -> None:
+    """Every path a command writes (--out, --store, --tensorboard, --save-config) lies outside
+    the data it reads and replaces neither an input file nor a file of the run it reads."""
+    targets = [(f"--{name.replace('_', '-')}", getattr(arguments, name))
+               for name in WRITING_OPTIONS if getattr(arguments, name, None)]
+    if not targets:
+        return
+    places = _read_places(arguments)
+    run = getattr(arguments, "run", None)
+    for flag, value in targets:
+        target = Path(value).expanduser().resolve()  # "..", symlinks: where it really goes
+        for place, named in places:
+            if place.is_dir() and target.is_relative_to(place):
+                raise UsageError(f"{flag} {value} is inside the data folder {named}: aevae "
+                                 "never writes where your data is read from")
+            if target == place:
+                raise UsageError(f"{flag} {value} is the file the command reads ({named}): "
+                                 "write to another file")
+        folder = Path(run).expanduser().resolve() if run is not None else None
+        if folder is not None and target.parent == folder and target.name in RUN_FILE_NAMES \
+                and not (arguments.command == "evaluate" and flag == "--out"
+                         and target.name == _evaluation_file(folder)):
+            raise UsageError(f"{flag} {value} would replace the run's own {target.name}: "
+                             "write to another file")
+        if arguments.command == "train" and flag == "--save-config" and getattr(
+                arguments, "out", None) and target.parent == Path(
+                arguments.out).expanduser().resolve() and target.name in RUN_FILE_NAMES:
+            raise UsageError(f"{flag} {value} would replace the run's own {target.name}")
 
 
 def _config_defaults(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
