@@ -911,3 +911,40 @@ def test_a_table_is_matched_to_the_training_columns_by_name(tmp_path, capsys):
                        str(tmp_path / "x.csv"))
     _one_error_line(code, err, "its columns are not those the run was trained on (missing: d) "
                     "(not in training: e); expected a, b, c, d")
+
+
+def test_a_request_too_large_for_memory_is_one_line(trained_run, tmp_path, capsys):
+    inputs = tmp_path / "in.npy"
+    np.save(inputs, np.random.default_rng(0).random((2, 8, 8)).astype(np.float32))
+    code, _, err = run(capsys, "vary", str(trained_run), "--input", str(inputs), "--limit", "1",
+                       "-n", "1000000000000", "--out", str(tmp_path / "huge.npy"))
+    _one_error_line(code, err, "out of memory (", "ask for fewer samples")
+    assert not (tmp_path / "huge.npy").exists()
+
+
+@pytest.mark.parametrize("line, expected", [
+    ('restore_best = "false"', "restore_best = 'false': expected true or false"),
+    ('resume = "no"', "resume = 'no': expected true or false"),
+    ("data = 5", "data = 5: expected text"),
+    ("epochs = 2.5", "epochs = 2.5: expected a whole number"),
+    ('optimizer = "lbfgs"', "optimizer = 'lbfgs': expected one of"),
+    ("option = 3", "option = 3: expected a table"),
+])
+def test_a_config_files_values_are_checked_like_flags(tmp_path, capsys, line, expected):
+    """A TOML value reached the command unchecked: "false" (a truthy text) turned restore-best
+    on, "no" resumed the run, and data = 5 failed deep in pathlib."""
+    config = tmp_path / "c.toml"
+    config.write_text(f'model = "ae"\n{line}\n')
+    code, _, err = run(capsys, "train", "--config", str(config), "--out", str(tmp_path / "r"))
+    _one_error_line(code, err, f"{config}: {expected}")
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_config_may_give_options_as_key_value_texts(tmp_path, capsys):
+    config = tmp_path / "c.toml"
+    config.write_text('model = "beta_vae"\ndata = "digits"\noption = "beta=2"\nepochs = 1\n'
+                      "hidden = [8]\n")
+    assert run(capsys, "train", "--config", str(config), "--out", str(tmp_path / "r"),
+               "--quiet")[0] == 0
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert saved["config"]["beta"] == 2

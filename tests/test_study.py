@@ -3,6 +3,7 @@ the report re-rendered, and the CLI's verbs."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -752,3 +753,22 @@ def test_a_moved_study_reads_its_own_runs_and_damaged_files_are_named(digits_stu
     code, _, err = run(capsys, "report", str(moved))
     assert code == 2 and "study.json: not a study's study.json (missing or damaged: settings" \
         in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_study_folder_holds_one_datas_study(tmp_path, tiny_budget):
+    """Another study of the same data extends the folder, with a note; a study of other data
+    is refused (it silently replaced study.json, results and report before)."""
+    out = tmp_path / "study"
+    settings = StudySettings(data="digits", models="pca", seeds=1, budget=tiny_budget,
+                             tasks="compression")
+    run_study(settings, out, progress=False)
+    notes = []
+    run_study(dataclasses.replace(settings, models="pca,ppca"), out, progress=False,
+              notify=notes.append)
+    assert any("held this data's study with other settings (models)" in note for note in notes)
+    table = tmp_path / "table.npy"
+    np.save(table, np.random.default_rng(0).random((150, 5)).astype(np.float32))
+    before = (out / "study.json").read_text()
+    with pytest.raises(ValueError, match="holds a study of digits, not of table"):
+        run_study(dataclasses.replace(settings, data=str(table)), out, progress=False)
+    assert (out / "study.json").read_text() == before

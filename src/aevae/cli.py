@@ -1724,8 +1724,50 @@ def _config_defaults(parser: argparse.ArgumentParser, argv: list[str]) -> set[st
                             for key, value in values["option"].items()]
     if isinstance(values.get("hidden"), list):
         values["hidden"] = tuple(values["hidden"])
+    actions = {action.dest: action for action in train._actions}
+    option = values.get("option")
+    if isinstance(option, str):
+        option = [option]
+    if isinstance(option, list):  # "key=value" texts, as on the command line
+        try:
+            values["option"] = [actions["option"].type(item) if isinstance(item, str)
+                                else item for item in option]
+        except (TypeError, ValueError, argparse.ArgumentTypeError) as error:
+            raise UsageError(f"{known.config}: option: {error}") from None
+    elif option is not None:
+        raise UsageError(f"{known.config}: option = {option!r}: expected a table "
+                         "([option] key = value) or \"key=value\" texts")
+    for name in set(values) - {"option", "hidden"}:
+        values[name] = _config_value(known.config, name, values[name], actions[name])
     train.set_defaults(**values)
     return set(values)
+
+
+def _config_value(path: str, name: str, value, action: argparse.Action):
+    """A --config value as its flag would give it: true or false for a switch (the text
+    "false" is no False), a number for a number, one of the choices; else an error naming the
+    key and the file."""
+    def refused(expected: str) -> UsageError:
+        return UsageError(f"{path}: {name} = {value!r}: expected {expected}")
+
+    if action.nargs == 0:  # a switch: store_true, --x/--no-x
+        if not isinstance(value, bool):
+            raise refused("true or false")
+        return value
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise refused("a number" if action.type in (int, float) else "text")
+    if action.type is None and not isinstance(value, str):
+        raise refused("text (in quotes)")
+    if action.type is not None:
+        try:
+            kept = isinstance(action.type, type) and isinstance(value, action.type)
+            value = value if kept else action.type(str(value))
+        except (TypeError, ValueError, argparse.ArgumentTypeError):
+            raise refused("a whole number" if action.type is int else
+                          "a number" if action.type is float else "a valid value") from None
+    if action.choices is not None and value not in action.choices:
+        raise refused(f"one of {', '.join(map(str, action.choices))}")
+    return value
 
 
 # Training options a resumed run takes from its training.json unless given again (the KL
@@ -1817,6 +1859,23 @@ def _run(argv: list[str] | None) -> int:
             traceback.print_exc()
         print(f"aevae: error: {_error_message(error)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except (MemoryError, RuntimeError) as error:
+        if not _out_of_memory(error):
+            raise
+        if os.environ.get("AEVAE_DEBUG"):
+            traceback.print_exc()
+        print(f"aevae: error: out of memory ({_error_message(error)}): ask for fewer samples, "
+              "examples or draws, or a smaller batch", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    """A request too large for the machine (torch's allocators say so in a RuntimeError)."""
+    if isinstance(error, MemoryError):
+        return True
+    text = str(error).lower()
+    return any(sign in text for sign in ("can't allocate memory", "out of memory",
+                                         "not enough memory"))
 
 
 if __name__ == "__main__":

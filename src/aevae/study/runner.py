@@ -455,6 +455,34 @@ def open_store(settings: StudySettings, out: Path) -> RunStore:
     return RunStore(Path(settings.store) if settings.store else out / STORE_FILE)
 
 
+def _check_same_study(out: Path, description: dict, settings, notify) -> None:
+    """A study folder holds one study: another study of the same data may extend or change
+    it (its runs stay in the store, its report describes the new settings, with a note), a
+    study of other data goes into a folder of its own."""
+    from ..io import read_json
+
+    path = out / STUDY_FILE
+    if not path.is_file():
+        return
+    try:
+        previous = read_json(path)
+    except (OSError, ValueError):
+        return  # a damaged record is written anew
+    if not isinstance(previous, dict):
+        return
+    before = (previous.get("data") or {}).get("fingerprint")
+    if before is not None and before != description.get("fingerprint"):
+        name = (previous.get("data") or {}).get("name", "other data")
+        raise ValueError(f"{out} holds a study of {name}, not of {description.get('name')}: "
+                         "study other data into a folder of its own")
+    changed = sorted(key for key, value in settings.to_dict().items()
+                     if key in (previous.get("settings") or {})
+                     and previous["settings"][key] != json.loads(json.dumps(value, default=list)))
+    if changed:
+        notify(f"note: {out} held this data's study with other settings ({', '.join(changed)}); "
+               "its results and report now describe this one (earlier runs stay in the store)")
+
+
 def run_study(settings: StudySettings, out, *, progress: bool = True,
               notify: Callable[[str], None] | None = None) -> dict:
     """Run (or resume) the study described by ``settings`` into ``out``; returns the results
@@ -492,6 +520,7 @@ def run_study(settings: StudySettings, out, *, progress: bool = True,
         from ..tracking import MLflowTracking
 
         tracking = MLflowTracking()
+    _check_same_study(out, data.description, settings, notify)
     out.mkdir(parents=True, exist_ok=True)
     store = open_store(settings, out)
     study = {
