@@ -489,6 +489,10 @@ def test_ctrl_c_early_in_compare_prints_no_traceback(tmp_path):
         (["train", "vae", "--data", "digits", "--network", "recurrent", "--out", "{tmp}/k"],
          ["the recurrent network decodes sequences step by step"]),
         (["evaluate", "{run}", "--metrics", ""], ["--metrics is empty"]),
+        (["evaluate", "{run}", "--max-examples", "2"], ["--max-examples 2: must be at least 10"]),
+        (["evaluate", "{run}", "--generated-samples", "3"],
+         ["--generated-samples 3: must be at least 10"]),
+        (["evaluate", "{run}", "--seed", "-1"], ["--seed -1: must be at least 0"]),
         (["sample", "{run}", "--out", "{tmp}/afile/x.png"],
          ["--out {tmp}/afile/x.png", "is a file, not a folder"]),
         (["traverse", "{run}", "--out", "{tmp}/t.png", "--span", "0"], ["--span must be a "

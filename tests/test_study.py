@@ -772,3 +772,18 @@ def test_a_study_folder_holds_one_datas_study(tmp_path, tiny_budget):
     with pytest.raises(ValueError, match="holds a study of digits, not of table"):
         run_study(dataclasses.replace(settings, data=str(table)), out, progress=False)
     assert (out / "study.json").read_text() == before
+
+
+def test_a_study_run_records_the_tables_column_names(tmp_path, tiny_budget):
+    """So that a .csv written from the run (aevae sample, vary) is headed with them, as for a
+    run `aevae train` made."""
+    values = np.random.default_rng(0).random((150, 3))
+    table = tmp_path / "table.csv"
+    table.write_text("u,v,w\n" + "\n".join(",".join(f"{x:.5f}" for x in row) for row in values))
+    results = run_study(StudySettings(data=str(table), models="pca", seeds=1,
+                                      budget=tiny_budget, tasks="compression"),
+                        tmp_path / "study", progress=False)
+    run = tmp_path / "study" / "runs" / results["runs"][0]["id"]
+    assert json.loads((run / "data.json").read_text())["feature_names"] == ["u", "v", "w"]
+    assert main(["sample", str(run), "-n", "2", "--out", str(tmp_path / "s.csv")]) == 0
+    assert (tmp_path / "s.csv").read_text().splitlines()[0] == "u,v,w"

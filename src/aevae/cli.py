@@ -1554,8 +1554,10 @@ def _error_message(error: BaseException) -> str:
 
 
 # Options that must be at least a value, by name (whichever commands take them).
-AT_LEAST = {"importance_samples": 1, "likelihood_examples": 1, "generated_samples": 1,
-            "max_examples": 1, "anomaly_epochs": 0}
+# Ten examples and samples: the fewest every metric group can use (the holes of the codes
+# need three, precision and recall more samples than their k neighbours).
+AT_LEAST = {"importance_samples": 1, "likelihood_examples": 1, "generated_samples": 10,
+            "max_examples": 10, "anomaly_epochs": 0, "seed": 0}
 
 
 def _existing_part(path: Path) -> Path:

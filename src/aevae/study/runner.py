@@ -91,6 +91,10 @@ def data_record(settings: StudySettings, data: PreparedData) -> dict:
         "limit": settings.limit,
         "image_size": settings.image_size,
         "preparation": data.description["preparation"],
+        # As `aevae train` records them: `sample --label` takes a class by its name, and a
+        # .csv written from a run is headed with the table's own column names.
+        **{key: data.description[key] for key in ("class_names", "feature_names")
+           if data.description.get(key)},
     }
 
 
