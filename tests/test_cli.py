@@ -952,3 +952,14 @@ def test_a_config_may_give_options_as_key_value_texts(tmp_path, capsys):
                "--quiet")[0] == 0
     saved = json.loads((tmp_path / "r" / "config.json").read_text())
     assert saved["config"]["beta"] == 2
+
+
+def test_a_sequence_run_writes_arrays_not_images(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run(capsys, "train", "sequence_vae", "--data", "sines", "--limit", "60", "--epochs",
+               "1", "--hidden", "8", "--latent-dim", "2", "--likelihood", "gaussian-learned",
+               "--out", str(out), "--quiet")[0] == 0
+    code, _, err = run(capsys, "sample", str(out), "-n", "2", "--out", str(tmp_path / "s.png"))
+    _one_error_line(code, err, "sequence_vae models sequences, which an image grid does not "
+                    "show; write .npy or .csv")
+    assert run(capsys, "sample", str(out), "-n", "2", "--out", str(tmp_path / "s.npy"))[0] == 0

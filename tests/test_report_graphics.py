@@ -631,3 +631,16 @@ def test_runs_table_says_closed_form_not_best_none():
     assert "None" not in markup
     assert markup.count("<td>closed form</td>") == 2
     assert "<td>3 (best n/a)</td>" in markup and "<td>3 (best 2)</td>" in markup
+
+
+def test_image_grids_show_values_outside_the_unit_interval_in_their_own_range():
+    """8-bit or standardised values were clipped to [0, 1]: all white (or black)."""
+    from aevae.report.figures import display_range, image_grid
+
+    pixels = np.arange(32, dtype=np.float32).reshape(2, 4, 4) * 8  # 0 .. 248
+    assert display_range(pixels) == (0.0, 248.0)
+    grid = image_grid(pixels, columns=2, value_range=display_range(pixels))
+    assert grid.min() == 0.0 and grid.max() == 1.0 and len(np.unique(grid)) > 20
+    unit = pixels / 248.0
+    assert display_range(unit) == (0.0, 1.0)
+    np.testing.assert_allclose(image_grid(unit, columns=2), grid, atol=1e-6)

@@ -143,14 +143,20 @@ def _load_run_data(run: Path, data: str | None, data_dir: str | None,
     return apply_preparation(dataset, saved.get("preparation", {}))
 
 
-def _load_model(run: Path, device: str = "cpu", command: str | None = None):
+def _load_model(run: Path, device: str = "cpu", command: str | None = None,
+                out: str | None = None):
     """The run's model; ``command``: the command that will use it, refused for a model it
-    cannot serve (one conditioned on a label that the command has no option to pass)."""
+    cannot serve (one conditioned on a label that the command has no option to pass, or a
+    sequence model asked for an image ``out``)."""
     from .models import load
     from .models.cvae import Conditioned
     from .training import resolve_device
 
     model = load(run, device=resolve_device(device))
+    if out is not None and "lengths" in model.uses and Path(out).suffix.lower() not in (
+            ARRAY_FORMATS):
+        raise UsageError(f"--out {out}: {model.name} models sequences, which an image grid "
+                         "does not show; write .npy or .csv")
     if command not in (None, "sample") and isinstance(model, Conditioned):
         raise UsageError(f"{model.name} encodes and decodes with a class, which `aevae "
                          f"{command}` has no option to pass; `aevae sample --label` draws a "
@@ -889,7 +895,8 @@ def command_sample(arguments) -> int:
     check_sample_request(arguments.n, arguments.seed)
     from .data.preparation import undo_preparation
 
-    model = _load_model(Path(arguments.run), arguments.device, arguments.command)
+    model = _load_model(Path(arguments.run), arguments.device, arguments.command,
+                        arguments.out)
     # A model trained on standardised values samples in those units: give the data's own.
     data_record = _read_data_record(Path(arguments.run))
     preparation = data_record.get("preparation") or {}
@@ -964,7 +971,7 @@ def command_vary(arguments) -> int:
     from .data.preparation import undo_preparation
 
     run = Path(arguments.run)
-    model = _load_model(run, command=arguments.command)
+    model = _load_model(run, command=arguments.command, out=arguments.out)
     x, preparation, data_record = _input_examples(arguments.input, model, run)
     x = x[: arguments.limit]
     varied = model.vary(x, arguments.n, sample_likelihood=arguments.sample_likelihood,
@@ -994,7 +1001,7 @@ def command_edit(arguments) -> int:
     from .data.preparation import undo_preparation
 
     run = Path(arguments.run)
-    model = _load_model(run, command=arguments.command)
+    model = _load_model(run, command=arguments.command, out=arguments.out)
     x, preparation, data_record = _input_examples(arguments.input, model, run)
     x = x[: arguments.limit]
     if arguments.vector is not None:
@@ -1013,6 +1020,14 @@ def command_edit(arguments) -> int:
     return 0
 
 
+def _data_units(values, run: Path):
+    """Values the model reads or gives back, in the data's own units (the run's rescaling
+    undone), as sample, vary and edit write them."""
+    from .data.preparation import undo_preparation
+
+    return undo_preparation(values, _read_data_record(run).get("preparation") or {})
+
+
 def command_reconstruct(arguments) -> int:
     import numpy as np
 
@@ -1020,11 +1035,11 @@ def command_reconstruct(arguments) -> int:
 
     _check_image_output(arguments)
     run = Path(arguments.run)
-    model = _load_model(run, command=arguments.command)
+    model = _load_model(run, command=arguments.command, out=arguments.out)
     dataset = _load_run_data(run, arguments.data, arguments.data_dir)
     split = dataset.test or dataset.validation or dataset.train
     shown = split.x[: arguments.n]
-    pairs = np.concatenate([shown, model.reconstruct(shown)])
+    pairs = _data_units(np.concatenate([shown, model.reconstruct(shown)]), run)
     save_image_grid(pairs, arguments.out, columns=len(shown),
                     title=f"{model.name}: data (top) and reconstructions (bottom)")
     print(f"wrote {len(shown)} reconstructions to {arguments.out}")
@@ -1044,12 +1059,12 @@ def command_traverse(arguments) -> int:
         raise UsageError(f"--steps {arguments.steps}: a traversal row shows at most "
                          f"{TRAVERSAL_STEPS} steps")
     run = Path(arguments.run)
-    model = _load_model(run, command=arguments.command)
+    model = _load_model(run, command=arguments.command, out=arguments.out)
     dataset = _load_run_data(run, arguments.data, arguments.data_dir)
     split = dataset.test or dataset.validation or dataset.train
     decoded, dimensions = model.traverse(split.x[:2000], dimensions=arguments.dimensions,
                                          steps=arguments.steps, span=arguments.span)
-    save_image_grid(decoded.reshape(-1, *model.input_shape), arguments.out,
+    save_image_grid(_data_units(decoded.reshape(-1, *model.input_shape), run), arguments.out,
                     columns=arguments.steps,
                     title=f"{model.name}: latent dimensions {', '.join(map(str, dimensions))} "
                     f"(rows), each swept over +-{arguments.span:g} std")
@@ -1074,7 +1089,7 @@ def command_impute(arguments) -> int:
     from .data.preparation import prepare_values, undo_preparation
 
     run = Path(arguments.run)
-    model = _load_model(run, command=arguments.command)
+    model = _load_model(run, command=arguments.command, out=arguments.out)
     raw = read_npy(Path(arguments.input))
     # 8-bit images are read as x / 255, as training read them (and written back as 0-255).
     levels = 255.0 if raw.dtype == np.uint8 else 1.0

@@ -12,9 +12,14 @@ import numpy as np
 from ..io import atomic_write_bytes
 
 
-def image_grid(images: np.ndarray, columns: int | None = None, padding: int = 1) -> np.ndarray:
-    """Tile images shaped (N, C, H, W) or (N, H, W) into one (rows*H, columns*W[, 3]) array."""
+def image_grid(images: np.ndarray, columns: int | None = None, padding: int = 1,
+               value_range: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
+    """Tile images shaped (N, C, H, W) or (N, H, W) into one (rows*H, columns*W[, 3]) array
+    of grey levels in [0, 1]: ``value_range`` (low, high) maps to black and white."""
     images = np.asarray(images, dtype=np.float32)
+    low, high = value_range
+    if (low, high) != (0.0, 1.0):
+        images = (images - low) / (high - low if high > low else 1.0)
     if images.ndim == 2:  # tabular rows: show each as a one-pixel-high strip
         images = images[:, None, None, :]
     if images.ndim == 3:
@@ -51,6 +56,16 @@ def image_format(path: str | os.PathLike) -> str:
     return IMAGE_FORMATS[suffix]
 
 
+def display_range(images) -> tuple[float, float]:
+    """Grey levels for images: [0, 1] for values within it (pixels as aevae reads them), else
+    the images' own range (8-bit or standardised values would show as black and white)."""
+    values = np.asarray(images, dtype=np.float32)
+    finite = values[np.isfinite(values)]
+    if finite.size == 0 or (finite.min() >= 0.0 and finite.max() <= 1.0):
+        return 0.0, 1.0
+    return float(finite.min()), float(finite.max())
+
+
 def save_image_grid(images: np.ndarray, path, *, columns: int | None = None,
                     title: str | None = None, scale: float = 1.0) -> None:
     """Save a grid of images (atomically) in the format the extension names (see
@@ -61,7 +76,7 @@ def save_image_grid(images: np.ndarray, path, *, columns: int | None = None,
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
-    grid = image_grid(images, columns)
+    grid = image_grid(images, columns, value_range=display_range(images))
     height, width = grid.shape[:2]
     # About four screen pixels per image pixel, within sensible figure sizes.
     inches = min(12.0, max(3.0, scale * 4.0 * max(height, width) / 100.0))
