@@ -963,3 +963,15 @@ def test_a_sequence_run_writes_arrays_not_images(tmp_path, capsys):
     _one_error_line(code, err, "sequence_vae models sequences, which an image grid does not "
                     "show; write .npy or .csv")
     assert run(capsys, "sample", str(out), "-n", "2", "--out", str(tmp_path / "s.npy"))[0] == 0
+
+
+def test_evaluate_on_other_data_needs_its_own_out(trained_run, tmp_path, capsys):
+    """Figures on other data replaced RUN/metrics.json, the run's figures on its own data."""
+    other = tmp_path / "other.npy"
+    np.save(other, np.random.default_rng(0).random((60, 8, 8)).astype(np.float32))
+    code, _, err = run(capsys, "evaluate", str(trained_run), "--data", str(other), "--metrics",
+                       "reconstruction")
+    _one_error_line(code, err, f"--data {other} is not the data", "pass --out FILE")
+    assert run(capsys, "evaluate", str(trained_run), "--data", str(other), "--metrics",
+               "reconstruction", "--out", str(tmp_path / "other.json"), "--quiet")[0] == 0
+    assert json.loads((tmp_path / "other.json").read_text())["dataset"] == "other"

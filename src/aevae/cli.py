@@ -650,6 +650,14 @@ def command_evaluate(arguments) -> int:
         raise UsageError(f"unknown metric group(s) {', '.join(unknown)}; known: "
                          f"{', '.join(METRIC_GROUPS)}")
     run = Path(arguments.run)
+    if arguments.data is not None and arguments.out is None:
+        from .data.loading import recorded_data
+
+        saved = _read_data_record(run).get("data")
+        if saved is None or recorded_data(arguments.data) != recorded_data(saved):
+            raise UsageError(f"--data {arguments.data} is not the data {run} was trained on: "
+                             f"pass --out FILE for its figures ({run / _evaluation_file(run)} "
+                             "keeps those on the run's own data)")
     model = _load_model(run, arguments.device, arguments.command)
     weights = _weights_record(run)
     dataset = _load_run_data(run, arguments.data, arguments.data_dir, arguments.image_size)
