@@ -975,3 +975,19 @@ def test_evaluate_on_other_data_needs_its_own_out(trained_run, tmp_path, capsys)
     assert run(capsys, "evaluate", str(trained_run), "--data", str(other), "--metrics",
                "reconstruction", "--out", str(tmp_path / "other.json"), "--quiet")[0] == 0
     assert json.loads((tmp_path / "other.json").read_text())["dataset"] == "other"
+
+
+def test_the_training_table_with_its_label_column_is_an_input(tmp_path, capsys):
+    """vary/edit on the table a run was trained on (--labels kind) read the label column as a
+    feature: a shape error for numbers, a parse error for class names."""
+    rng = np.random.default_rng(0)
+    rows = [f"{a:.4f},{b:.4f},{c:.4f},{'xy'[i % 2]}" for i, (a, b, c) in
+            enumerate(rng.random((120, 3)))]
+    table = tmp_path / "t.csv"
+    table.write_text("a,b,c,kind\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "run"
+    assert run(capsys, "train", "ae", "--data", str(table), "--labels", "kind", "--epochs", "1",
+               "--hidden", "8", "--latent-dim", "2", "--out", str(out), "--quiet")[0] == 0
+    assert run(capsys, "vary", str(out), "--input", str(table), "-n", "1", "--limit", "2",
+               "--out", str(tmp_path / "v.csv"))[0] == 0
+    assert (tmp_path / "v.csv").read_text().splitlines()[0] == "a,b,c"

@@ -958,12 +958,31 @@ def _input_examples(path: str, model, run: Path) -> tuple:
     saved = _read_data_record(run)
     image_size = saved.get("image_size") if Path(path).expanduser().is_dir() else None
     dataset = _matched_columns(
-        load_dataset(path, validation_fraction=0.0, image_size=image_size), saved, path)
+        load_dataset(path, validation_fraction=0.0, image_size=image_size,
+                     labels=_label_column_in(path, saved.get("labels"))), saved, path)
     if problem := example_shape_problem(dataset.shape, model.input_shape):
         raise UsageError(f"{path}: {problem}")
     preparation = saved.get("preparation") or {}
     x = apply_preparation(dataset, preparation).train.x
     return x.reshape(-1, *model.input_shape), preparation, saved
+
+
+def _label_column_in(path: str, label: str | None) -> str | None:
+    """The run's label column when the input table has it too (the training table itself,
+    say): it is set apart as labels, not read as a feature."""
+    import csv
+
+    source = Path(path).expanduser()
+    if not label or source.suffix.lower() != ".csv" or not source.is_file():
+        return None
+    with open(source, newline="", encoding="utf-8", errors="replace") as handle:
+        first = handle.readline()
+    try:
+        dialect = csv.Sniffer().sniff(first, delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    header = next(csv.reader([first], dialect), [])
+    return label if label in [name.strip() for name in header] else None
 
 
 def _check_limit(arguments) -> None:
