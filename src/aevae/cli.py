@@ -209,7 +209,8 @@ def command_datasets(arguments) -> int:
 
     print(_format_table(["dataset", "description"], [list(row) for row in list_datasets()]))
     directory = data_directory(arguments.data_dir)
-    state = "" if directory.is_dir() else ", which does not exist yet"
+    state = ("" if directory.is_dir() else ", which is a file, not a folder"
+             if directory.exists() else ", which does not exist yet")
     print(f"\ndata directory: {directory}{state} "
           "(set with --data-dir or AEVAE_DATA_DIR); or pass a path to .npy/.npz/.csv/images")
     return 0
@@ -1025,6 +1026,8 @@ def command_edit(arguments) -> int:
         raise UsageError("give --vector FILE, or --from CLASS and --to CLASS (a class vector "
                          "from the run's training data)")
     _check_limit(arguments)
+    if not np.isfinite(arguments.strength):
+        raise UsageError(f"--strength {arguments.strength}: must be a finite number")
     from .data.preparation import undo_preparation
 
     run = Path(arguments.run)
@@ -1033,6 +1036,8 @@ def command_edit(arguments) -> int:
     x = x[: arguments.limit]
     if arguments.vector is not None:
         vector = np.asarray(read_npy(Path(arguments.vector)), dtype=np.float32).reshape(-1)
+        if not np.isfinite(vector).all():
+            raise UsageError(f"--vector {arguments.vector}: holds values that are not finite")
     else:
         dataset = _load_run_data(run, arguments.data, arguments.data_dir)
         if dataset.train.labels is None:
@@ -1413,13 +1418,15 @@ def build_parser() -> argparse.ArgumentParser:
                           "100,000 examples) run the budget's protocol as is, instead of "
                           "capping examples, samples, feature-classifier steps and one-class "
                           "models to keep it to minutes")
-    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of every random draw")
     evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda")
     evaluate.add_argument("--quiet", action="store_true", help="no progress lines")
-    evaluate.add_argument("--out", help="where to write the JSON (default RUN/metrics.json)")
+    evaluate.add_argument("--out", help="where to write the JSON (default RUN/metrics.json; "
+                          "RUN/evaluation.json for a study's run)")
     evaluate.set_defaults(handler=command_evaluate)
 
-    sample = commands.add_parser("sample", help="decode draws from the prior into an image grid")
+    sample = commands.add_parser("sample", help="decode draws from the prior into an image "
+                                 "grid, or .npy / .csv values")
     sample.add_argument("run", help="run directory (the --out of `aevae train`)")
     sample.add_argument("-n", type=int, default=64, help="how many samples to draw (an image "
                         f"shows at most {IMAGE_GRID_LIMIT:,}; .npy and .csv take any number)")
@@ -1442,7 +1449,7 @@ def build_parser() -> argparse.ArgumentParser:
     vary.add_argument("--limit", type=int, default=8, help="use the first N inputs")
     vary.add_argument("--sample-likelihood", action="store_true",
                       help="draw from p(x|z) instead of taking its mean")
-    vary.add_argument("--seed", type=int, default=0)
+    vary.add_argument("--seed", type=int, default=0, help="seed of the draws")
     vary.add_argument("--out", required=True, help="an image, or .npy / .csv for the values")
     vary.set_defaults(handler=command_vary)
 
@@ -1454,7 +1461,8 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--vector", help=".npy of one latent vector to add")
     edit.add_argument("--from", dest="source", type=int, help="class to move away from")
     edit.add_argument("--to", dest="target", type=int, help="class to move towards")
-    edit.add_argument("--strength", type=float, default=1.0)
+    edit.add_argument("--strength", type=float, default=1.0,
+                      help="how far to move each code, in class vectors")
     edit.add_argument("--limit", type=int, default=16, help="use the first N inputs")
     edit.add_argument("--out", required=True, help="an image, or .npy / .csv for the values")
     edit.set_defaults(handler=command_edit)
@@ -1462,7 +1470,7 @@ def build_parser() -> argparse.ArgumentParser:
     reconstruct = commands.add_parser("reconstruct", help="data and reconstructions as an image")
     reconstruct.add_argument("run")
     data_options(reconstruct)
-    reconstruct.add_argument("-n", type=int, default=16)
+    reconstruct.add_argument("-n", type=int, default=16, help="examples to show")
     reconstruct.add_argument("--out", required=True,
                              help="image to write; .png, .jpg, .pdf or .svg")
     reconstruct.set_defaults(handler=command_reconstruct)
@@ -1473,7 +1481,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_options(traverse)
     traverse.add_argument("--dimensions", type=int, default=6,
                           help="how many dimensions, the most used first (by KL or variance)")
-    traverse.add_argument("--steps", type=int, default=7)
+    traverse.add_argument("--steps", type=int, default=7, help="values along each dimension")
     traverse.add_argument("--span", type=float, default=2.0,
                           help="sweep over the codes' mean +- span standard deviations")
     traverse.add_argument("--out", required=True, help="image to write; .png, .jpg, .pdf or .svg")
@@ -1489,7 +1497,7 @@ def build_parser() -> argparse.ArgumentParser:
     impute.add_argument("--samples", type=int, help="importance samples (miwae; default 1000)")
     impute.add_argument("--multiple", type=int, help="draw this many imputations each "
                         "(miwae): output shaped (N, multiple, ...)")
-    impute.add_argument("--seed", type=int, default=0)
+    impute.add_argument("--seed", type=int, default=0, help="seed of the draws")
     impute.set_defaults(handler=command_impute)
 
     models = commands.add_parser("models", help="list the models, priors, likelihoods, "

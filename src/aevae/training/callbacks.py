@@ -149,8 +149,8 @@ class RunFiles(Callback):
                                   "epochs without improvement): nothing to train; a larger "
                                   "patience trains it further", RuntimeWarning, stacklevel=2)
             if processes.main and done >= state.config.epochs:
-                warnings.warn(f"{self.directory} has trained {done} epoch(s) already, as many "
-                              f"as epochs={state.config.epochs}: nothing to train; more epochs "
+                warnings.warn(f"{self.directory} has trained {done} epoch(s) already, at least "
+                              f"epochs={state.config.epochs}: nothing to train; more epochs "
                               "train it further", RuntimeWarning, stacklevel=2)
         elif self.resume and state.stepper is not None:
             warnings.warn(f"nothing to resume in {self.directory} (no checkpoint): training "
