@@ -787,3 +787,13 @@ def test_a_study_run_records_the_tables_column_names(tmp_path, tiny_budget):
     assert json.loads((run / "data.json").read_text())["feature_names"] == ["u", "v", "w"]
     assert main(["sample", str(run), "-n", "2", "--out", str(tmp_path / "s.csv")]) == 0
     assert (tmp_path / "s.csv").read_text().splitlines()[0] == "u,v,w"
+
+
+def test_a_study_whose_tasks_do_not_fit_the_data_is_refused_before_training(tmp_path,
+                                                                             tiny_budget):
+    """It trained every run, then printed an empty table."""
+    settings = StudySettings(data="digits", models="pca", seeds=1, budget=tiny_budget,
+                             tasks="disentanglement")
+    with pytest.raises(ValueError, match="no task asked for fits digits \\(disentanglement: "):
+        run_study(settings, tmp_path / "study", progress=False)
+    assert not (tmp_path / "study").exists()

@@ -517,6 +517,11 @@ def run_study(settings: StudySettings, out, *, progress: bool = True,
     data = prepare_data(settings)
     plans = plan_runs(settings, data, entries)
     tasks = study_tasks(settings)
+    if settings.tasks is not None and all(missing_needs(task.needs, data.info) is not None
+                                          for task in tasks.values()):
+        reasons = "; ".join(f"{name}: {missing_needs(task.needs, data.info)}"
+                            for name, task in tasks.items())
+        raise ValueError(f"no task asked for fits {data.description['name']} ({reasons})")
     groups = metric_groups(data.info, tasks)
     workers = settings.workers or default_workers(device)
     tracking = None
