@@ -872,3 +872,36 @@ def test_a_guard_between_two_is_judged_on_the_seeds_they_share():
     pair = compare_pair(task, task["metrics"][0], "ae", "vae")
     assert pair["outcome"] == "second" and pair["by_default"] == "guard"
     assert "recall 0.201 against 0.500 for vae" in pair["reason"]
+
+
+def test_more_seeds_of_a_small_lead_never_turn_a_failed_claim_into_a_held_one():
+    """With the tie at 0.5 (0.5% of FD ~100): a precise lead of 0.3 is shown to be under a tie,
+    so "the VAE samples better" fails; the same mean with noisier seeds cannot tell, so it is
+    inconclusive (it held before: the noisy interval excluded zero). Only a lead whose whole
+    interval clears the tie holds, and the verdict calls only that a clear winner."""
+    claim = "The VAE samples better from the prior than the AE."
+    ae = [100.0, 101.0, 102.0]
+    statuses = {}
+    for name, leads in (("precise", (0.29, 0.30, 0.31)), ("noisy", (0.2, 0.3, 0.4)),
+                        ("large", (4.9, 5.0, 5.1))):
+        tasks = study_tasks(ae_fd=ae, vae_fd=[a - lead for a, lead in zip(ae, leads)],
+                            ae_mse=[0.01] * 3, vae_mse=[0.01] * 3)
+        statuses[name] = {c["claim"]: c for c in judge_claims(tasks)}[claim]["status"]
+        verdict = next(task for task in tasks if task["name"] == "prior_sampling")[
+            "metrics"][0]["verdict"]
+        assert (verdict["status"] == CLEAR) == (name == "large")
+    assert statuses == {"precise": FAILS, "noisy": INCONCLUSIVE, "large": HOLDS}
+
+
+def test_at_least_as_good_fails_only_when_a_deficit_beyond_a_tie_is_shown():
+    claim = "The AE reconstructs at least as well as the VAE."
+    vae = [0.0100, 0.0110, 0.0120]  # tie 0.5% of ~0.011: 5.5e-05
+    cases = {"within": (4.4e-05, 4.5e-05, 4.6e-05),  # a deficit, but inside the tie
+             "straddling": (4e-05, 5e-05, 6e-05),    # shown a deficit, maybe beyond the tie
+             "beyond": (2e-04, 2.1e-04, 2.2e-04)}    # a deficit beyond the tie
+    statuses = {}
+    for name, deficits in cases.items():
+        tasks = study_tasks(ae_fd=[1] * 3, vae_fd=[1] * 3, vae_mse=vae,
+                            ae_mse=[v + d for v, d in zip(vae, deficits)])
+        statuses[name] = {c["claim"]: c for c in judge_claims(tasks)}[claim]["status"]
+    assert statuses == {"within": HOLDS, "straddling": INCONCLUSIVE, "beyond": FAILS}

@@ -204,9 +204,10 @@ def bottom_line_section(results: dict) -> str:
             parts.append(f"<p class='muted'>{e(skipped)}</p>")
         parts.append("<p class='muted'>Each goal's primary figure, mean over seeds (↑ higher "
                      "is better, ↓ lower). Margin: the better minus the other, with the 95% "
-                     "Student-t interval of paired per-seed differences; \"level\" when it "
-                     "covers zero, \"tie\" when it lies within 0.5% of the figure either way (a "
-                     f"log-density: within {NATS_TIE_PER_DIMENSION:g} nats per data dimension). "
+                     "Student-t interval of paired per-seed differences; a model's name when it "
+                     "lies on its side beyond the tie (0.5% of the figure; a log-density: "
+                     f"{NATS_TIE_PER_DIMENSION:g} nats per data dimension), \"tie\" when it "
+                     "lies within the tie either way, \"level\" otherwise. "
                      "✗: the run "
                      "failed a health check. \"By default\": decided by a health check or "
                      "a guard, not by the figure (see the note).</p>")

@@ -33,8 +33,10 @@ UNCONTESTED = "uncontested"  # the only entry that passes the health checks and 
 
 HOLDS, FAILS, INCONCLUSIVE, NOT_TESTED = "holds", "does not hold", "inconclusive", "not tested"
 PARTLY = "partly tested"  # the parts that ran hold; others could not run
-# Differences smaller than this share of the figure's size are ties, whatever the interval:
-# models that do not depend on the seed (PCA) give zero-width intervals around any difference.
+# The smallest difference that counts, as a share of the figure's size (the "tie"): a model
+# is clearly better when the whole interval of its lead lies beyond it, and two models tie when
+# the interval lies within it either way. (Models that do not depend on the seed, PCA, give
+# zero-width intervals around any difference: a tiny one is a tie, not a win.)
 TOLERANCE = 0.005
 # A log-density's zero moves with the data's units (x in mm instead of m adds d log 1000 nats),
 # so a share of it is no yardstick: its ties are absolute, this many nats per data dimension
@@ -280,10 +282,12 @@ def decide(rows: dict[str, dict], direction: str, tie: float | None = None,
         verdict["status"] = LEVEL
     elif interval.low is None:
         verdict["status"] = ONE_SEED
-    elif sign * interval.low > 0 and sign * interval.high > 0:
-        verdict["status"] = CLEAR
+    elif min(sign * interval.low, sign * interval.high) > tie_size(*means, tie):
+        verdict["status"] = CLEAR  # ahead by more than a tie, at every point of the interval
     else:
         verdict["status"] = LEVEL
+        # Ahead at every point, but perhaps by less than a tie: not a clear win.
+        verdict["short_of_tie"] = min(sign * interval.low, sign * interval.high) > 0
     return verdict
 
 
@@ -472,11 +476,12 @@ def _paired_outcome(result: dict, rows: tuple[dict, dict], direction: str,
               "seeds": len(differences),
               "seeds_in_favour": sum(sign * value > 0 for value in differences),
               "seeds_against": sum(sign * value < 0 for value in differences)}
-    # "At least as good" needs the whole interval to rule out a deficit larger than a tie.
+    # The claims read the interval's two ends, from the first model's side, against the tie.
     margin = tie_size(result["first_mean"], result["second_mean"], tie)
     result["tie_size"] = margin
     if interval.low is not None:
-        result["worst_case"] = min(sign * interval.low, sign * interval.high)
+        result["worst_case"], result["best_case"] = sorted((sign * interval.low,
+                                                           sign * interval.high))
     if interval.low is None:
         return {**result, "outcome": "one seed", "reason": "one seed: no interval",
                 "leader": first if sign * interval.mean > 0 else second}
@@ -485,12 +490,14 @@ def _paired_outcome(result: dict, rows: tuple[dict, dict], direction: str,
         tied = "a tie: " + tie_reason(interval.low, interval.high, result["digits"], tie)
         return {**result, "outcome": "level", "negligible": True, "reason": tied,
                 "tie_reason": tied}
-    lowest, highest = sorted((sign * interval.low, sign * interval.high))
-    if lowest > 0:
+    lowest, highest = result["worst_case"], result["best_case"]
+    if lowest > margin:  # ahead by more than a tie at every point of the interval
         return {**result, "outcome": "first"}
-    if highest < 0:
+    if highest < -margin:
         return {**result, "outcome": "second"}
-    return {**result, "outcome": "level", "reason": "the interval covers zero",
+    reason = ("the interval covers zero" if lowest <= 0 <= highest else
+              f"the interval does not clear a tie ({tie_text(tie)})")
+    return {**result, "outcome": "level", "reason": reason,
             "leader": first if sign * interval.mean > 0 else second}
 
 
@@ -615,29 +622,42 @@ def _judge_part(part: ClaimPart, tasks: list[dict], roles: dict[str, str]) -> di
         return {**result, "status": FAILS, "reason": f"{first}: {failures[first][0]}"}
     if outcome == "not compared":
         return {**result, "status": NOT_TESTED, "reason": reason}
-    outcome = compared.get("figure_outcome", outcome)
-    reason = None if failures else reason
-    if outcome == "one seed":
-        return {**result, "status": INCONCLUSIVE, "reason": reason}
-    if outcome == "level":
-        if part.relation == "better":  # shown to tie, the first is not better: it fails
-            if compared.get("negligible"):
-                return {**result, "status": FAILS, "reason": compared["tie_reason"]}
-            return {**result, "status": INCONCLUSIVE, "reason": reason}
-        # Non-inferiority: the interval's end against the first model lies within a tie.
-        worst, margin = compared.get("worst_case"), compared["tie_size"]
-        digits = compared["digits"]
-        if worst is not None and worst >= -margin:
-            return {**result, "status": HOLDS, "reason": (
-                f"no worse: the interval rules out a deficit larger than a tie "
-                f"({format_value(margin, digits)})")}
-        return {**result, "status": INCONCLUSIVE, "reason": (
-            f"the interval allows {first} to be worse by "
-            f"{format_value(-worst, digits)}, more than a tie "
-            f"({format_value(margin, digits)})")}
-    won = outcome == "first"
-    return {**result, "status": HOLDS if won else FAILS,
-            **({"reason": reason} if reason else {})}
+    if compared.get("worst_case") is None:  # no interval
+        return {**result, "status": INCONCLUSIVE, "reason": None if failures else reason}
+    return {**result, **_against_the_tie(part.relation, first, compared)}
+
+
+def _against_the_tie(relation: str, first: str, compared: dict) -> dict:
+    """A claim part's status from the interval of the first model's lead [worst, best] and
+    the tie m. "Better" is a minimum-effect test: it holds when the whole interval lies beyond
+    m, fails when it lies below m (the first is shown not to be better by more than a tie,
+    ties included), and is inconclusive otherwise. "At least as good" is a non-inferiority
+    test: it holds when the interval lies above -m, fails when it lies below -m."""
+    worst, best, margin = compared["worst_case"], compared["best_case"], compared["tie_size"]
+    digits = compared["digits"]
+    tie = format_value(margin, digits)
+    if relation == "better":
+        if worst > margin:
+            return {"status": HOLDS}
+        if best <= margin:
+            if worst >= -margin:
+                reason = compared.get("tie_reason") or (
+                    f"a lead of at most a tie ({tie}): the interval rules out more")
+            else:
+                reason = None if best < 0 else (
+                    f"the interval rules out a lead larger than a tie ({tie})")
+            return {"status": FAILS, **({"reason": reason} if reason else {})}
+        return {"status": INCONCLUSIVE,
+                **({"reason": f"the interval does not clear a tie ({tie})"} if worst > 0
+                   else {})}
+    if worst >= -margin:
+        return {"status": HOLDS, **({} if worst > 0 else {
+            "reason": f"no worse: the interval rules out a deficit larger than a tie ({tie})"})}
+    if best < -margin:
+        return {"status": FAILS}
+    return {"status": INCONCLUSIVE, "reason": (
+        f"the interval allows {first} to be worse by {format_value(-worst, digits)}, more than "
+        f"a tie ({tie})")}
 
 
 def judge_claims(tasks: list[dict], claims: tuple[Claim, ...] = CLAIMS,
@@ -756,6 +776,10 @@ def verdict_sentence(task: dict, labels: dict[str, str]) -> str:
         return (f"To {purpose}, {labels[winner]} and {labels[runner_up]} tie on this data: "
                 f"{figure}, " + tie_reason(verdict["low"], verdict["high"], digits,
                                            metric.get("tie")) + f".{after}")
+    if verdict.get("short_of_tie"):
+        return (f"To {purpose}, {labels[winner]} leads {labels[runner_up]} by less than this "
+                f"data can call clear: {figure}, {margin} does not clear a tie "
+                f"({tie_text(metric.get('tie'))}).{after}")
     return (f"To {purpose}, {labels[winner]} and {labels[runner_up]} are level on this data: "
             f"{figure}, {margin} covers zero.{after}")
 
