@@ -991,3 +991,27 @@ def test_the_training_table_with_its_label_column_is_an_input(tmp_path, capsys):
     assert run(capsys, "vary", str(out), "--input", str(table), "-n", "1", "--limit", "2",
                "--out", str(tmp_path / "v.csv"))[0] == 0
     assert (tmp_path / "v.csv").read_text().splitlines()[0] == "a,b,c"
+    # The same for a table given as other data, and for a label column named "last" in a
+    # tab-separated file with a byte-order mark.
+    assert run(capsys, "evaluate", str(out), "--data", str(table), "--metrics",
+               "reconstruction", "--out", str(tmp_path / "e.json"), "--quiet")[0] == 0
+    tabs = tmp_path / "t.tsv"
+    tabs.write_text("\ufeff" + table.read_text().replace(",", "\t"), encoding="utf-8")
+    last = tmp_path / "last"
+    assert run(capsys, "train", "ae", "--data", str(tabs), "--labels", "last", "--epochs", "1",
+               "--hidden", "8", "--latent-dim", "2", "--out", str(last), "--quiet")[0] == 0
+    assert run(capsys, "vary", str(last), "--input", str(tabs), "-n", "1", "--limit", "2",
+               "--out", str(tmp_path / "w.csv"))[0] == 0
+
+
+def test_outputs_beside_data_that_is_not_read_are_allowed(tmp_path, capsys, monkeypatch):
+    """A review's false positives: a folder named like a dataset (digits/) holding runs, and
+    $AEVAE_DATA_DIR at the working directory, refused every output; digits reads no files,
+    and a named dataset's own folder (mnist/) is all that is protected."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AEVAE_DATA_DIR", ".")
+    assert run(capsys, "train", "ae", "--data", "digits", "--epochs", "1", "--hidden", "8",
+               "--latent-dim", "2", "--out", "digits/ae", "--quiet")[0] == 0
+    assert run(capsys, "sample", "digits/ae", "-n", "4", "--out", "digits/ae/s.png")[0] == 0
+    code, _, err = run(capsys, "train", "vae", "--data", "mnist", "--out", "mnist/vae")
+    _one_error_line(code, err, "is inside the data folder mnist")

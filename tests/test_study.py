@@ -768,8 +768,13 @@ def test_a_study_folder_holds_one_datas_study(tmp_path, tiny_budget):
     assert any("held this data's study with other settings (models)" in note for note in notes)
     table = tmp_path / "table.npy"
     np.save(table, np.random.default_rng(0).random((150, 5)).astype(np.float32))
+    notes.clear()
+    run_study(dataclasses.replace(settings, limit=500), out, progress=False,
+              notify=notes.append)  # the same data, a first look: other settings
+    assert any("other settings (limit, models)" in note for note in notes)
     before = (out / "study.json").read_text()
-    with pytest.raises(ValueError, match="holds a study of digits, not of table"):
+    with pytest.raises(ValueError, match="holds a study of digits \\(digits\\), not of .*"
+                                         "table.npy"):
         run_study(dataclasses.replace(settings, data=str(table)), out, progress=False)
     assert (out / "study.json").read_text() == before
 

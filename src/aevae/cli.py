@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import errno
 import json
+import math
 import os
 import sys
 import traceback
@@ -126,8 +127,10 @@ def _load_run_data(run: Path, data: str | None, data_dir: str | None,
         # Other data, at the image size and on the scale the model was trained on.
         if image_size is None and Path(data).expanduser().is_dir():
             image_size = saved.get("image_size")
-        other = _matched_columns(load_dataset(data, data_dir=data_dir, image_size=image_size),
-                                 saved, data)
+        features = len(saved.get("feature_names") or []) or None
+        other = _matched_columns(load_dataset(
+            data, data_dir=data_dir, image_size=image_size,
+            labels=_label_column_in(data, saved.get("labels"), features)), saved, data)
         return apply_preparation(other, saved.get("preparation", {}))
     image_size = image_size or saved.get("image_size")
     # The same splits and values as in training, so the held-out part stays held out.
@@ -155,6 +158,9 @@ def _load_model(run: Path, device: str = "cpu", command: str | None = None,
     model = load(run, device=resolve_device(device))
     if out is not None and "lengths" in model.uses and Path(out).suffix.lower() not in (
             ARRAY_FORMATS):
+        if command in ("reconstruct", "traverse"):  # image outputs only
+            raise UsageError(f"{model.name} models sequences, which `aevae {command}` (an "
+                             f"image) cannot show: call model.{command}() from Python")
         raise UsageError(f"--out {out}: {model.name} models sequences, which an image grid "
                          "does not show; write .npy or .csv")
     if command not in (None, "sample") and isinstance(model, Conditioned):
@@ -654,8 +660,8 @@ def command_evaluate(arguments) -> int:
     if arguments.data is not None and arguments.out is None:
         from .data.loading import recorded_data
 
-        saved = _read_data_record(run).get("data")
-        if saved is None or recorded_data(arguments.data) != recorded_data(saved):
+        saved = _read_data_record(run).get("data") if run.is_dir() else None
+        if saved is not None and recorded_data(arguments.data) != recorded_data(saved):
             raise UsageError(f"--data {arguments.data} is not the data {run} was trained on: "
                              f"pass --out FILE for its figures ({run / _evaluation_file(run)} "
                              "keeps those on the run's own data)")
@@ -960,7 +966,8 @@ def _input_examples(path: str, model, run: Path) -> tuple:
     image_size = saved.get("image_size") if Path(path).expanduser().is_dir() else None
     dataset = _matched_columns(
         load_dataset(path, validation_fraction=0.0, image_size=image_size,
-                     labels=_label_column_in(path, saved.get("labels"))), saved, path)
+                     labels=_label_column_in(path, saved.get("labels"),
+                                             math.prod(model.input_shape))), saved, path)
     if problem := example_shape_problem(dataset.shape, model.input_shape):
         raise UsageError(f"{path}: {problem}")
     preparation = saved.get("preparation") or {}
@@ -968,22 +975,20 @@ def _input_examples(path: str, model, run: Path) -> tuple:
     return x.reshape(-1, *model.input_shape), preparation, saved
 
 
-def _label_column_in(path: str, label: str | None) -> str | None:
+def _label_column_in(path: str, label: str | None, features: int | None) -> str | None:
     """The run's label column when the input table has it too (the training table itself,
-    say): it is set apart as labels, not read as a feature."""
-    import csv
+    say): it is set apart as labels, not read as a feature. ``features``: how many feature
+    columns the run was trained on (a "first" or "last" label column is one more)."""
+    from .data.readers import table_columns
 
     source = Path(path).expanduser()
-    if not label or source.suffix.lower() != ".csv" or not source.is_file():
+    if not label or source.suffix.lower() not in (".csv", ".tsv", ".txt") or not (
+            source.is_file()):
         return None
-    with open(source, newline="", encoding="utf-8", errors="replace") as handle:
-        first = handle.readline()
-    try:
-        dialect = csv.Sniffer().sniff(first, delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    header = next(csv.reader([first], dialect), [])
-    return label if label in [name.strip() for name in header] else None
+    header, width = table_columns(source)
+    if label in ("first", "last"):
+        return label if features is not None and width == features + 1 else None
+    return label if header is not None and label in header else None
 
 
 def _check_limit(arguments) -> None:
@@ -1676,9 +1681,20 @@ def _check_arguments(arguments) -> None:
 
 # The files of a run folder that no command's output may replace (evaluate writes its own
 # figures, metrics.json or a study run's evaluation.json, by design).
-RUN_FILE_NAMES = ("config.json", "model.safetensors", "checkpoint.safetensors", "training.json",
-                  "history.csv", "data.json", "run.json", "metrics.json", "evaluation.json",
-                  "figures.safetensors", ".aevae-training.lock")
+def _run_file_names() -> set[str]:
+    from .data.loading import DATA_FILE
+    from .ex_post import EX_POST_FILE
+    from .io import CONFIG_FILE, WEIGHTS_FILE
+    from .study.artifacts import FIGURES_FILE
+    from .study.runner import METRICS_FILE
+    from .study.store import RUN_FILE
+    from .training.checkpoints import CHECKPOINT_FILE, LOCK_FILE, TRAINING_FILE
+    from .training.history import HISTORY_FILE
+
+    return {CONFIG_FILE, WEIGHTS_FILE, CHECKPOINT_FILE, TRAINING_FILE, HISTORY_FILE, DATA_FILE,
+            RUN_FILE, METRICS_FILE, "evaluation.json", FIGURES_FILE, EX_POST_FILE, LOCK_FILE}
+
+
 WRITING_OPTIONS = ("out", "store", "tensorboard", "save_config")
 
 
@@ -1695,6 +1711,7 @@ def _read_places(arguments) -> list[tuple[Path, str]]:
     files it never overwrites (its --data or --input, the run's recorded data, and a named
     dataset's data directory, from --data-dir or $AEVAE_DATA_DIR)."""
     from .data.directories import data_directory
+    from .data.registry import find_dataset
     from .io import CorruptFileError
 
     sources = [(getattr(arguments, "data", None), getattr(arguments, "data_dir", None))]
@@ -1709,13 +1726,14 @@ def _read_places(arguments) -> list[tuple[Path, str]]:
     for name, directory in sources:
         if not name:
             continue
-        path = Path(name).expanduser()
-        if path.exists():
-            places.append((path.resolve(), name))
-        elif directory or os.environ.get("AEVAE_DATA_DIR"):  # a named dataset's files
-            root = data_directory(directory)
-            if root.is_dir():
-                places.append((root.resolve(), str(root)))
+        named = find_dataset(str(name))  # a name wins over a path, as in load_dataset
+        if named is not None:
+            # Its own folder of the data directory; nothing for data made in memory (digits).
+            if named.folder:  # (there or not yet: a download would put the files there)
+                folder = data_directory(directory) / named.folder
+                places.append((folder.resolve(), str(folder)))
+        elif Path(name).expanduser().exists():
+            places.append((Path(name).expanduser().resolve(), name))
     given = getattr(arguments, "input", None)
     if given and Path(given).expanduser().exists():
         places.append((Path(given).expanduser().resolve(), given))
@@ -1734,21 +1752,21 @@ def _check_write_targets(arguments) -> None:
     for flag, value in targets:
         target = Path(value).expanduser().resolve()  # "..", symlinks: where it really goes
         for place, named in places:
-            if place.is_dir() and target.is_relative_to(place):
+            if (place.is_dir() or not place.exists()) and target.is_relative_to(place):
                 raise UsageError(f"{flag} {value} is inside the data folder {named}: aevae "
                                  "never writes where your data is read from")
             if target == place:
                 raise UsageError(f"{flag} {value} is the file the command reads ({named}): "
                                  "write to another file")
         folder = Path(run).expanduser().resolve() if run is not None else None
-        if folder is not None and target.parent == folder and target.name in RUN_FILE_NAMES \
+        if folder is not None and target.parent == folder and target.name in _run_file_names() \
                 and not (arguments.command == "evaluate" and flag == "--out"
                          and target.name == _evaluation_file(folder)):
             raise UsageError(f"{flag} {value} would replace the run's own {target.name}: "
                              "write to another file")
         if arguments.command == "train" and flag == "--save-config" and getattr(
                 arguments, "out", None) and target.parent == Path(
-                arguments.out).expanduser().resolve() and target.name in RUN_FILE_NAMES:
+                arguments.out).expanduser().resolve() and target.name in _run_file_names():
             raise UsageError(f"{flag} {value} would replace the run's own {target.name}")
 
 

@@ -86,6 +86,7 @@ def _read_idx_dataset(source: DataSource, folder_name: str, dataset: str) -> tup
 @register_dataset(
     "mnist",
     "MNIST handwritten digits: 60k train / 10k test, 28x28 grey levels in [0, 1], labels 0-9",
+    folder="mnist",
 )
 def build_mnist(source: DataSource) -> Dataset:
     train, test = _read_idx_dataset(source, "mnist", "mnist")
@@ -97,6 +98,7 @@ def build_mnist(source: DataSource) -> Dataset:
 @register_dataset(
     "fashion-mnist",
     "Fashion-MNIST clothing images: 60k train / 10k test, 28x28 grey levels in [0, 1], 10 classes",
+    folder="fashion-mnist",
 )
 def build_fashion_mnist(source: DataSource) -> Dataset:
     train, test = _read_idx_dataset(source, "fashion-mnist", "fashion-mnist")
@@ -114,6 +116,7 @@ def build_fashion_mnist(source: DataSource) -> Dataset:
     "mnist-dynamic",
     "MNIST binarized anew each time a batch is used (pixel ~ Bernoulli(grey level), IWAE "
     "setting); the test split is binarized once with a fixed seed so evaluation is stable",
+    folder="mnist",
 )
 def build_mnist_dynamic(source: DataSource) -> Dataset:
     train, test = _read_idx_dataset(source, "mnist", "mnist-dynamic")
@@ -134,6 +137,7 @@ def build_mnist_dynamic(source: DataSource) -> Dataset:
     "binarized-mnist",
     "statically binarized MNIST of Larochelle & Murray (2011): 50k train / 10k validation / "
     "10k test, 28x28 pixels in {0, 1}, no labels",
+    folder="binarized-mnist",
 )
 def build_binarized_mnist(source: DataSource) -> Dataset:
     folder = source.folder("binarized-mnist", "binarized-mnist")

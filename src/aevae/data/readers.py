@@ -406,6 +406,18 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def table_columns(path: str | os.PathLike) -> tuple[list[str] | None, int]:
+    """A table's header (None when its first row holds a number: data) and its number of
+    columns, read from its first line as ``read_csv`` reads it."""
+    with open(path, encoding="utf-8-sig", errors="replace") as handle:
+        first_line = next((line for line in handle if line.strip()), "")
+    counts = {delimiter: first_line.count(delimiter) for delimiter in (",", ";", "\t")}
+    delimiter = max(counts, key=counts.get)
+    cells = ([cell.strip() for cell in next(csv.reader([first_line], delimiter=delimiter))]
+             if counts[delimiter] else first_line.split())
+    return (None if any(_is_number(cell) for cell in cells) else cells), len(cells)
+
+
 def read_csv(path: str | os.PathLike, labels: str | None = None) -> ArrayData:
     """A numeric table, one example per row; a first row without any number is a header.
 

@@ -18,6 +18,8 @@ class RegisteredDataset:
     name: str
     description: str
     builder: Builder
+    # The folder of the data directory its files live in; None for data made in memory.
+    folder: str | None = None
 
 
 DATASETS: dict[str, RegisteredDataset] = {}
@@ -28,8 +30,10 @@ def canonical_name(name: str) -> str:
     return name.strip().lower().replace("_", "-")
 
 
-def register_dataset(name: str, description: str) -> Callable[[Builder], Builder]:
-    """Decorator registering ``builder`` under ``name``; descriptions are one line."""
+def register_dataset(name: str, description: str,
+                     folder: str | None = None) -> Callable[[Builder], Builder]:
+    """Decorator registering ``builder`` under ``name``; descriptions are one line. ``folder``:
+    where in the data directory its files are (None for embedded or procedural data)."""
     key = canonical_name(name)
     if "\n" in description:
         raise ValueError(f"description of {name!r} must be one line")
@@ -37,7 +41,7 @@ def register_dataset(name: str, description: str) -> Callable[[Builder], Builder
     def decorate(builder: Builder) -> Builder:
         if key in DATASETS:
             raise ValueError(f"dataset {key!r} is already registered")
-        DATASETS[key] = RegisteredDataset(key, description, builder)
+        DATASETS[key] = RegisteredDataset(key, description, builder, folder)
         return builder
 
     return decorate

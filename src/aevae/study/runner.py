@@ -474,14 +474,20 @@ def _check_same_study(out: Path, description: dict, settings, notify) -> None:
         return  # a damaged record is written anew
     if not isinstance(previous, dict):
         return
-    before = (previous.get("data") or {}).get("fingerprint")
-    if before is not None and before != description.get("fingerprint"):
-        name = (previous.get("data") or {}).get("name", "other data")
-        raise ValueError(f"{out} holds a study of {name}, not of {description.get('name')}: "
-                         "study other data into a folder of its own")
+    data = previous.get("data") or {}
+    # Other data: another data set, or another file (the same file with another --limit,
+    # split seed, labels or image size is this data's study with other settings).
+    if data.get("name") not in (None, description.get("name")) or (
+            data.get("source") not in (None, description.get("source"))
+            and data.get("fingerprint") != description.get("fingerprint")):
+        raise ValueError(f"{out} holds a study of {data.get('name', 'other data')} "
+                         f"({data.get('source')}), not of {description.get('source')}: study "
+                         "other data into a folder of its own")
     changed = sorted(key for key, value in settings.to_dict().items()
                      if key in (previous.get("settings") or {})
                      and previous["settings"][key] != json.loads(json.dumps(value, default=list)))
+    if not changed and data.get("fingerprint") not in (None, description.get("fingerprint")):
+        changed = ["the data's content"]
     if changed:
         notify(f"note: {out} held this data's study with other settings ({', '.join(changed)}); "
                "its results and report now describe this one (earlier runs stay in the store)")

@@ -113,6 +113,15 @@ def smallest_share(model: Autoencoder) -> int:
     return 2 if any(isinstance(module, batch_norm) for module in model.modules()) else 1
 
 
+def _plausible(batch: torch.Tensor, likelihood: str | None) -> bool:
+    """Finite, and within [0, 1] when the likelihood needs it."""
+    values = batch if batch.is_floating_point() else batch.float()
+    if not bool(torch.isfinite(values).all()):
+        return False
+    return likelihood is None or (values.numel() == 0 or (
+        float(values.min()) >= 0.0 and float(values.max()) <= 1.0))
+
+
 def streamed(loader: DataLoader, model: Autoencoder, device: torch.device) -> Iterator[Batch]:
     """Batches of a ``torch.utils.data.Dataset`` (data that does not fit in memory), each
     checked as arrays are (finite; in [0, 1] for a Bernoulli decoder) before it is used."""
@@ -122,10 +131,11 @@ def streamed(loader: DataLoader, model: Autoencoder, device: torch.device) -> It
         batch = item[0] if isinstance(item, (tuple, list)) else item
         if len(batch) < fewest:
             continue  # a last batch of one example: batch norm cannot step on it
-        if batch.device.type == "cpu":  # checked before it travels (a Dataset's own device
-            # tensors are the caller's to check: copying them back would cost every step)
-            batch = torch.from_numpy(validate_array(
-                batch, name="a batch of the training dataset", likelihood=likelihood))
+        if batch.device.type == "cpu" and not _plausible(batch, likelihood):
+            # Checked before it travels, in place (a copy would lose pinned memory); the
+            # array check says what is wrong. (A Dataset's own device tensors are the
+            # caller's to check: copying them back would cost every step.)
+            validate_array(batch, name="a batch of the training dataset", likelihood=likelihood)
         batch = batch.to(device, torch.float32, non_blocking=True)
         if tuple(batch.shape[1:]) != model.input_shape:
             if problem := example_shape_problem(batch.shape[1:], model.input_shape):
