@@ -991,6 +991,12 @@ def test_the_training_table_with_its_label_column_is_an_input(tmp_path, capsys):
     assert run(capsys, "vary", str(out), "--input", str(table), "-n", "1", "--limit", "2",
                "--out", str(tmp_path / "v.csv"))[0] == 0
     assert (tmp_path / "v.csv").read_text().splitlines()[0] == "a,b,c"
+    # edit takes the classes by their names, as sample --label does.
+    assert run(capsys, "edit", str(out), "--input", str(table), "--from", "x", "--to", "y",
+               "--limit", "2", "--out", str(tmp_path / "e.csv"))[0] == 0
+    code, _, err = run(capsys, "edit", str(out), "--input", str(table), "--from", "z", "--to",
+                       "y", "--out", str(tmp_path / "f.csv"))
+    _one_error_line(code, err, "--from 'z' is not a class of this run (its classes: x, y)")
     # The same for a table given as other data, and for a label column named "last" in a
     # tab-separated file with a byte-order mark.
     assert run(capsys, "evaluate", str(out), "--data", str(table), "--metrics",

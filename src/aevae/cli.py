@@ -551,8 +551,9 @@ def command_train(arguments) -> int:
         fields["labels"] = dataset.train.labels
         if validation is not None:
             validation = Batch(validation, labels=dataset.validation.labels)
-        if dataset.class_names:  # so that `aevae sample --label` takes a class by its name
-            record["class_names"] = list(dataset.class_names)
+    if dataset is not None and dataset.class_names:
+        # So that `aevae sample --label` and `edit --from/--to` take a class by its name.
+        record["class_names"] = list(dataset.class_names)
     if dataset is not None and dataset.feature_names:  # the header of the .csv it writes
         record["feature_names"] = list(dataset.feature_names)
     if note and not arguments.quiet:
@@ -879,8 +880,9 @@ def _write_drawn(draw, count: int, rows: int, out: str, kind: str,
                                 for row in flat)
 
 
-def _class_label(given: str, record: dict, classes: int) -> tuple[int, str | None]:
-    """--label as a class number or, where the run recorded them, a class name."""
+def _class_label(given: str, record: dict, classes: int | None,
+                 flag: str = "--label") -> tuple[int, str | None]:
+    """A class given by number or, where the run recorded them, by name."""
     names = [str(name) for name in record.get("class_names") or []]
     if given in names:
         return names.index(given), given
@@ -889,9 +891,9 @@ def _class_label(given: str, record: dict, classes: int) -> tuple[int, str | Non
     except ValueError:
         known = (f"its classes: {', '.join(names)}" if names else
                  "the run records no class names: give the class number")
-        raise UsageError(f"--label {given!r} is not a class of this run ({known})") from None
-    if not 0 <= label < classes:
-        raise UsageError(f"--label {label} is not a class of this run (0 to {classes - 1})")
+        raise UsageError(f"{flag} {given!r} is not a class of this run ({known})") from None
+    if classes is not None and not 0 <= label < classes:
+        raise UsageError(f"{flag} {label} is not a class of this run (0 to {classes - 1})")
     return label, names[label] if label < len(names) else None
 
 
@@ -1047,8 +1049,10 @@ def command_edit(arguments) -> int:
         dataset = _load_run_data(run, arguments.data, arguments.data_dir)
         if dataset.train.labels is None:
             raise UsageError(f"{dataset.name} has no labels to build a class vector from")
-        vector = class_vector(model, dataset.train.x, dataset.train.labels, arguments.source,
-                              arguments.target)
+        classes = len(data_record.get("class_names") or []) or None
+        source, _ = _class_label(arguments.source, data_record, classes, "--from")
+        target, _ = _class_label(arguments.target, data_record, classes, "--to")
+        vector = class_vector(model, dataset.train.x, dataset.train.labels, source, target)
     edited = edit(model, x, vector, arguments.strength)
     _write_examples(undo_preparation(np.concatenate([x, edited]), preparation), arguments.out,
                     f"{model.name}: inputs (top) and their edits (bottom)", columns=len(x),
@@ -1464,8 +1468,8 @@ def build_parser() -> argparse.ArgumentParser:
     data_options(edit)
     edit.add_argument("--input", required=True, help="examples: .npy, .npz, .csv or images")
     edit.add_argument("--vector", help=".npy of one latent vector to add")
-    edit.add_argument("--from", dest="source", type=int, help="class to move away from")
-    edit.add_argument("--to", dest="target", type=int, help="class to move towards")
+    edit.add_argument("--from", dest="source", help="class to move away from (number or name)")
+    edit.add_argument("--to", dest="target", help="class to move towards (number or name)")
     edit.add_argument("--strength", type=float, default=1.0,
                       help="how far to move each code, in class vectors")
     edit.add_argument("--limit", type=int, default=16, help="use the first N inputs")
