@@ -1021,3 +1021,10 @@ def test_outputs_beside_data_that_is_not_read_are_allowed(tmp_path, capsys, monk
     assert run(capsys, "sample", "digits/ae", "-n", "4", "--out", "digits/ae/s.png")[0] == 0
     code, _, err = run(capsys, "train", "vae", "--data", "mnist", "--out", "mnist/vae")
     _one_error_line(code, err, "is inside the data folder mnist")
+
+
+def test_a_closed_form_model_says_which_training_options_it_ignores(tmp_path, capsys):
+    code, out, err = run(capsys, "train", "pca", "--data", "digits", "--latent-dim", "2",
+                         "--epochs", "5", "--batch-size", "3", "--out", str(tmp_path / "p"))
+    assert code == 0 and "solved pca in closed form" in out
+    assert "note: pca is solved in closed form: --epochs, --batch-size do(es) not apply" in err

@@ -144,7 +144,7 @@ def test_the_cli_streams_npy_files_and_image_folders(tmp_path, capsys):
     np.save(tmp_path / "x.npy", np.random.default_rng(0).random((400, 5)).astype(np.float32))
     code = main(["train", "vae", "--data", str(tmp_path / "x.npy"), "--stream", "--epochs", "1",
                  "--likelihood", "gaussian", "--out", str(tmp_path / "run"), "--quiet"])
-    assert code == 0 and "trained vae for 1 epochs" in capsys.readouterr().out
+    assert code == 0 and "trained vae for 1 epoch:" in capsys.readouterr().out
     code = main(["train", "cvae", "--data", str(tmp_path / "x.npy"), "--stream", "--epochs",
                  "1", "--out", str(tmp_path / "conditional"), "--quiet"])
     assert code == 2 and "streamed data does not carry" in capsys.readouterr().err

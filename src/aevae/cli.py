@@ -558,6 +558,14 @@ def command_train(arguments) -> int:
         record["feature_names"] = list(dataset.feature_names)
     if note and not arguments.quiet:
         print(note, file=sys.stderr)
+    if model.closed_form:
+        from .training import TrainingConfig
+
+        unused = [f"--{name.replace('_', '-')}" for name in CLOSED_FORM_UNUSED
+                  if getattr(config, name) != TrainingConfig.default(name)]
+        if unused:
+            print(f"note: {model.name} is solved in closed form: {', '.join(unused)} do(es) not "
+                  "apply", file=sys.stderr)
     try:
         _fit(model, train_x, validation, fields, arguments, record, out, dataset, config)
     finally:  # also after an interrupted resume: its finished epochs replaced the weights
@@ -574,10 +582,16 @@ def command_train(arguments) -> int:
     last = model.history_.epochs[-1]
     shown = {key: round(value, 4) for key, value in last.items()
              if key.startswith(("train_loss", "validation_loss"))}
-    print(f"trained {model.name} for {last['epoch']} epochs: {shown}; saved in {out}")
+    done = (f"solved {model.name} in closed form" if model.closed_form else
+            f"trained {model.name} for {last['epoch']} epoch{'s' if last['epoch'] != 1 else ''}")
+    print(f"{done}: {shown}; saved in {out}")
     return 0
 
 
+# Training options a closed-form solve never reads.
+CLOSED_FORM_UNUSED = ("epochs", "batch_size", "learning_rate", "optimizer", "weight_decay",
+                      "patience", "gradient_clip", "kl_schedule", "precision", "compile",
+                      "cuda_graphs")
 METRICS_FILE = "metrics.json"
 STALE_METRICS_FILE = "metrics.stale.json"
 
