@@ -509,3 +509,21 @@ def test_feature_classifier_picks_cnn_for_large_images():
     assert classifier.config["input_shape"] == [1, 28, 28]
     assert classifier.test_accuracy is None
     assert classifier.features(x[:5]).shape == (5, 128)
+
+
+def test_structure_metrics_refuse_labels_that_do_not_match_the_codes():
+    """A shorter list trained on a prefix, a column broadcast to N x N, both silently."""
+    from aevae.metrics import knn_accuracy, linear_probe_accuracy
+    from aevae.metrics.structure import clustering, hungarian_accuracy
+
+    rng = np.random.default_rng(0)
+    codes, labels = rng.normal(size=(60, 2)), np.arange(60) % 3
+    for probe in (linear_probe_accuracy, knn_accuracy):
+        with pytest.raises(ValueError, match="train_labels: expected one label per code"):
+            probe(codes, labels[:40], codes, labels, labels_per_class=(None,))
+        with pytest.raises(ValueError, match="test_labels: expected one label per code"):
+            probe(codes, labels, codes, labels[:, None], labels_per_class=(None,))
+    with pytest.raises(ValueError, match="one assignment per label"):
+        hungarian_accuracy(labels, labels[:30])
+    with pytest.raises(ValueError, match="clustering_labels"):
+        clustering(codes, labels[:10])

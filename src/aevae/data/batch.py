@@ -70,6 +70,16 @@ def _as_tensor(values, name: str, dtype) -> torch.Tensor:
     array = np.asarray(values)
     if array.dtype == object or array.dtype.kind not in "biuf":
         raise DataError(f"{name}: expected numbers, got values of type {array.dtype}")
+    if array.dtype.kind == "f":  # read as whole numbers or true/false: say so, not truncate
+        if not np.isfinite(array).all():
+            raise DataError(f"{name}: holds values that are not finite")
+        if dtype == torch.bool and not np.isin(array, (0.0, 1.0)).all():
+            raise DataError(f"{name}: a mask holds 0 and 1 (or True and False), got other "
+                            "values")
+        if dtype != torch.bool and not (array == np.round(array)).all():
+            raise DataError(f"{name}: expected whole numbers, got fractional values")
+    elif dtype == torch.bool and array.dtype.kind in "iu" and not np.isin(array, (0, 1)).all():
+        raise DataError(f"{name}: a mask holds 0 and 1 (or True and False), got other values")
     return torch.as_tensor(np.ascontiguousarray(array)).to(dtype)
 
 

@@ -43,6 +43,11 @@ class NpyStream:
 
     def __init__(self, path: str | os.PathLike, *, likelihood: str | None = None,
                  chunk_bytes: int = CHUNK_BYTES, limit: int | None = None):
+        from ..likelihoods import LIKELIHOODS
+
+        if likelihood is not None and str(likelihood).lower() not in LIKELIHOODS:
+            raise ValueError(f"unknown likelihood {likelihood!r}; known: "
+                             f"{', '.join(sorted(LIKELIHOODS))}")
         self.path = Path(path)
         _check_numpy_header(self.path, NPY_MAGIC, ".npy array", ".npy")
         try:

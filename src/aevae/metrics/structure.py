@@ -41,6 +41,16 @@ def _budget_name(per_class: int | None) -> str:
     return "all" if per_class is None else str(int(per_class))
 
 
+def _labels_for(labels, codes: np.ndarray, name: str) -> np.ndarray:
+    """One label per code, as a 1-D array (a column of labels broadcast against the codes,
+    and a shorter list trained on a prefix, silently)."""
+    values = np.asarray(labels)
+    if values.ndim != 1 or len(values) != len(codes):
+        raise ValueError(f"{name}_labels: expected one label per code ({len(codes)}), got "
+                         f"shape {values.shape}")
+    return values
+
+
 def _probe(
     make_model,
     train_codes: np.ndarray,
@@ -53,8 +63,8 @@ def _probe(
     generator = make_generator(seed)
     train_values = as_2d(train_codes, "train_codes")
     test_values = as_2d(test_codes, "test_codes")
-    train_targets = np.asarray(train_labels)
-    test_targets = np.asarray(test_labels)
+    train_targets = _labels_for(train_labels, train_values, "train")
+    test_targets = _labels_for(test_labels, test_values, "test")
     accuracy, n_train = {}, {}
     for per_class in labels_per_class:
         index = select_per_class(train_targets, per_class, generator)
@@ -141,6 +151,10 @@ def hungarian_accuracy(labels: np.ndarray, assignments: np.ndarray) -> float:
 
     Clusters left unmatched (more clusters than classes) count as errors.
     """
+    labels, assignments = np.asarray(labels), np.asarray(assignments)
+    if labels.ndim != 1 or labels.shape != assignments.shape or len(labels) == 0:
+        raise ValueError(f"hungarian_accuracy needs one assignment per label (at least one), "
+                         f"got {labels.shape} labels and {assignments.shape} assignments")
     _, label_index = np.unique(labels, return_inverse=True)
     _, cluster_index = np.unique(assignments, return_inverse=True)
     table = np.zeros((cluster_index.max() + 1, label_index.max() + 1), dtype=np.int64)
@@ -162,7 +176,7 @@ def clustering(
     "nmi", "ari", "n_clusters", "n_init", "seed"}.
     """
     values = as_2d(codes, "codes")
-    targets = np.asarray(labels)
+    targets = _labels_for(labels, values, "clustering")
     clusters = int(np.unique(targets).size) if n_clusters is None else int(n_clusters)
     model = KMeans(n_clusters=clusters, n_init=n_init, random_state=sklearn_random_state(seed))
     assignments = model.fit_predict(values)

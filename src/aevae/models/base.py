@@ -175,6 +175,14 @@ def _float_tensor(value, name: str) -> torch.Tensor:
     return tensor
 
 
+def check_impute_options(options: dict, ignored: tuple[str, ...]) -> None:
+    """The options of the other imputation method are taken and ignored (callers pass one
+    set to any model); any other name is a mistake, not silently ignored."""
+    unknown = sorted(set(options) - set(ignored))
+    if unknown:
+        raise TypeError(f"impute got unexpected option(s) {', '.join(unknown)}")
+
+
 def check_sample_request(n, seed) -> None:
     if not _whole(n) or n < 1:
         raise ValueError(f"n must be an integer of at least 1, got {n!r}")
@@ -634,17 +642,26 @@ class Autoencoder(nn.Module):
             decoded = self._in_batches(draw, repeated, 1024)
         return self._output(decoded.reshape(len(tensor), int(n), *self.input_shape), as_numpy)
 
-    def impute(self, x, observed, *, iterations: int = 20, start=None, **_options):
+    def impute(self, x, observed, *, iterations: int = 20, start=None, **options):
         """Fill the missing entries of x (``observed`` false; NaN there is fine) by iterated
         reconstruction: start from ``start`` (per-dimension values, default 0), reconstruct,
         put the reconstruction's values into the missing entries, and repeat. Observed entries
-        are returned exactly as given. (MIWAE overrides this with importance sampling.)"""
+        are returned exactly as given. (MIWAE overrides this with importance sampling; its
+        options, ``seed`` say, are taken and have nothing to do here.)"""
         self.require("impute")
+        check_impute_options(options, ignored=("samples", "multiple", "seed", "batch_size"))
         values, observed = checked_missing(x, observed)
         if not _whole(iterations) or iterations < 1:
             raise ValueError(f"iterations must be at least 1, got {iterations!r}")
-        fill = np.zeros(values.shape[1:], np.float32) if start is None else np.broadcast_to(
-            np.asarray(start, dtype=np.float32), values.shape[1:])
+        fill = np.zeros(values.shape[1:], np.float32)
+        if start is not None:
+            try:
+                fill = np.broadcast_to(np.asarray(start, dtype=np.float32), values.shape[1:])
+            except (TypeError, ValueError):
+                raise ValueError(f"start must be one value or one per data dimension "
+                                 f"{values.shape[1:]}, got shape {np.shape(start)}") from None
+            if not np.isfinite(fill).all():
+                raise ValueError("start holds values that are not finite")
         current = np.where(observed, values, fill[None]).astype(np.float32)
         for _ in range(int(iterations)):
             reconstruction = np.asarray(self.reconstruct(current)).reshape(values.shape)

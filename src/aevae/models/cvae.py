@@ -9,18 +9,19 @@ batch (``fit(x, labels=...)``).
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.batch import Batch
+from ..data.batch import Batch, _as_tensor
 from ..distributions import DiagonalGaussian
 from ..nets.conditional import ConditionedDecoder, ConditionedEncoder
 from ..priors import StandardNormal
 from .ae import AE
-from .base import AutoencoderConfig, LossOutput, NoLikelihoodError
+from .base import AutoencoderConfig, LossOutput, NoLikelihoodError, _float_tensor
 from .registry import register_model
 from .vae import VAE, VAEConfig
 
@@ -51,6 +52,14 @@ class ConditionalVAEConfig(VAEConfig):
     def __post_init__(self):
         super().__post_init__()
         check_classes(self.classes)
+
+
+def _one_class(label) -> int:
+    """A single class given for every example: a whole number (3, np.int64(3)), not 1.9,
+    "3" or True."""
+    if isinstance(label, (bool, np.bool_)) or not isinstance(label, numbers.Integral):
+        raise ValueError(f"labels: a single class is a whole number, got {label!r}")
+    return int(label)
 
 
 class Conditioned:
@@ -89,7 +98,7 @@ class Conditioned:
             raise ValueError(f"{self.name} is conditioned on a label: pass labels=")
         count = len(x)
         if np.ndim(labels) == 0:
-            labels = np.full(count, int(labels), dtype=np.int64)
+            labels = np.full(count, _one_class(labels), dtype=np.int64)
         return self.make_batch(x, name, labels=labels)
 
     def encode(self, x, *, labels=None, sample: bool = False, return_variance: bool = False,
@@ -107,17 +116,16 @@ class Conditioned:
 
     def decode(self, z, *, labels=None, batch_size: int = 1024):
         """Mean of p(x|z, y)."""
-        tensor = (z if torch.is_tensor(z)
-                  else torch.as_tensor(np.ascontiguousarray(z, dtype=np.float32)))
+        tensor = _float_tensor(z, "codes")  # finite real numbers, or an error naming them
         as_numpy = not torch.is_tensor(z)
-        if tensor.dim() != 2 or tensor.shape[1] != self.latent_dim:
-            raise ValueError(f"expected codes shaped (N, {self.latent_dim}), got "
+        if tensor.dim() != 2 or tensor.shape[1] != self.latent_dim or len(tensor) == 0:
+            raise ValueError(f"expected codes shaped (N, {self.latent_dim}) with N >= 1, got "
                              f"{tuple(tensor.shape)}")
         if labels is None:
             raise ValueError(f"{self.name} is conditioned on a label: pass labels=")
         if np.ndim(labels) == 0:
-            labels = np.full(len(tensor), int(labels), dtype=np.int64)
-        labels = torch.as_tensor(np.ascontiguousarray(labels), dtype=torch.int64)
+            labels = np.full(len(tensor), _one_class(labels), dtype=np.int64)
+        labels = _as_tensor(labels, "labels", torch.int64)
         if labels.shape != (len(tensor),):
             raise ValueError(f"expected {len(tensor)} labels, got shape {tuple(labels.shape)}")
         batch = Batch(tensor.to(self.device, torch.float32), labels=labels.to(self.device))

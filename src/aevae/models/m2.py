@@ -31,13 +31,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.batch import Batch
+from ..data.batch import Batch, _as_tensor
 from ..distributions import DiagonalGaussian
 from ..nets import MLPEncoder
 from ..nets.conditional import ConditionedDecoder, ConditionedEncoder
 from ..priors import StandardNormal
-from .base import LossOutput, UnsupportedMethodError
-from .cvae import Conditioned, check_classes
+from .base import LossOutput, UnsupportedMethodError, check_sample_request
+from .cvae import Conditioned, _one_class, check_classes
 from .registry import register_model
 from .vae import VAE, VAEConfig
 
@@ -263,11 +263,20 @@ class M2(VAE):
 
     def sample(self, n: int, *, labels=None, seed: int | None = None, as_numpy: bool = True):
         """Decode ``n`` prior draws as class(es) ``labels`` (default: drawn from p(y))."""
+        check_sample_request(n, seed)
         generator = None if seed is None else torch.Generator().manual_seed(seed)
         codes = self.sample_latent(n, seed)
         if labels is None:
             labels = torch.randint(self.config.classes, (n,), generator=generator)
-        labels = torch.as_tensor(np.broadcast_to(np.asarray(labels), (n,)).copy())
+        elif np.ndim(labels) == 0:
+            labels = torch.full((n,), _one_class(labels), dtype=torch.int64)
+        else:
+            labels = _as_tensor(labels, "labels", torch.int64)
+            if labels.shape != (n,):
+                raise ValueError(f"expected one class or {n} labels, got shape "
+                                 f"{tuple(labels.shape)}")
+        if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= self.config.classes):
+            raise ValueError(f"labels must be classes 0..{self.config.classes - 1}")
         with torch.no_grad():
             was_training = self.training
             self.eval()

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..priors import StandardNormal
-from .base import checked_missing
+from .base import _whole, check_impute_options, check_sample_request, checked_missing
 from .iwae import IWAE, IWAEConfig, importance_weighted_output
 from .registry import register_model
 
@@ -80,13 +80,21 @@ class MIWAE(IWAE):
                                           kl_weight * self.config.beta)
 
     def impute(self, x, observed, *, samples: int = 1000, multiple: int | None = None,
-               seed: int = 0, batch_size: int = 256, **_options):
+               seed: int = 0, batch_size: int = 256, **options):
         """Fill the missing entries of x (``observed`` false; NaN there is fine).
 
         Single imputation (default): the importance-weighted mean of E[x_missing | z] over
         ``samples`` draws. ``multiple=m``: m imputations each, shaped (N, m, *shape), by
         resampling draws by weight and sampling p(x_missing | z). Observed entries are
         returned exactly as given."""
+        check_impute_options(options, ignored=("iterations", "start"))
+        for name, value in (("samples", samples), ("batch_size", batch_size),
+                            ("multiple", 1 if multiple is None else multiple)):
+            if not _whole(value) or value < 1:
+                raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
+        check_sample_request(1, seed)
+        if seed is None:
+            raise ValueError("seed must be an integer in [0, 2**64), got None")
         values, observed = checked_missing(x, observed)
         clean = np.where(observed, values, 0.0).astype(np.float32)
         tensor, _ = self._prepare(clean)

@@ -13,6 +13,7 @@ the decoder must lean on z).
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +21,7 @@ import torch
 from ..data.batch import Batch
 from ..distributions import DiagonalGaussian
 from ..nets.recurrent import shifted
+from .base import _float_tensor
 from .registry import register_model
 from .vae import VAE, VAEConfig
 
@@ -96,11 +98,14 @@ class SequenceVAE(VAE):
 
     def decode(self, z, *, steps: int | None = None, batch_size: int = 1024):
         """Generate sequences from codes, feeding back the decoder's mean at every step."""
-        tensor = torch.as_tensor(z, dtype=torch.float32) if not torch.is_tensor(z) else z
+        tensor = _float_tensor(z, "codes")  # finite real numbers, or an error naming them
         as_numpy = not torch.is_tensor(z)
-        if tensor.dim() != 2 or tensor.shape[1] != self.latent_dim:
-            raise ValueError(f"expected codes shaped (N, {self.latent_dim}), got "
+        if tensor.dim() != 2 or tensor.shape[1] != self.latent_dim or len(tensor) == 0:
+            raise ValueError(f"expected codes shaped (N, {self.latent_dim}) with N >= 1, got "
                              f"{tuple(tensor.shape)}")
+        if steps is not None and (not isinstance(steps, numbers.Integral)
+                                  or isinstance(steps, bool) or steps < 1):
+            raise ValueError(f"steps must be a whole number of at least 1, got {steps!r}")
         count = self.input_shape[0] if steps is None else int(steps)
         generated = self._in_batches(
             lambda piece: self.likelihood.mean(

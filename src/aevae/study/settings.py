@@ -8,6 +8,7 @@ models of anomaly detection. Every neural model of a study gets the same budget.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, field
 
 
@@ -151,6 +152,11 @@ class StudySettings:
             self.budget = Budget(**self.budget)
         if not isinstance(self.budget, Budget) and self.budget not in BUDGETS:
             raise ValueError(f"unknown budget {self.budget!r}; known: {', '.join(BUDGETS)}")
+        for name in ("seeds", "workers", "epochs", "patience", "latent_dim", "split_seed"):
+            value = getattr(self, name, None)
+            if value is not None and (isinstance(value, bool)
+                                      or not isinstance(value, numbers.Integral)):
+                raise ValueError(f"{name} must be a whole number, got {value!r}")
         if self.workers is not None and self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
         if self.executor not in EXECUTORS:
@@ -169,7 +175,18 @@ class StudySettings:
         if self.latent_dim is not None and self.latent_dim < 1:
             raise ValueError(f"latent dimension must be at least 1, got {self.latent_dim}")
         if self.hidden is not None:
-            self.hidden = tuple(int(width) for width in self.hidden)
+            widths = self.hidden
+            if isinstance(widths, str):  # "64,32", as on the command line (not "6", "4")
+                widths = [part for part in widths.replace("x", ",").split(",") if part.strip()]
+            try:
+                floats = [float(width) for width in widths]
+            except (TypeError, ValueError):
+                floats = [math.nan]
+            if not floats or not all(math.isfinite(width) and width == round(width) >= 1
+                                     for width in floats):
+                raise ValueError(f"hidden must be whole widths of at least 1 (e.g. (64, 32) or "
+                                 f"'64,32'), got {self.hidden!r}")
+            self.hidden = tuple(int(width) for width in floats)
 
     def to_dict(self) -> dict:
         return asdict(self)

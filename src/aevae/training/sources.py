@@ -110,6 +110,10 @@ class ChunkedStream(Streamed):
 
     def __init__(self, model, stream: NpyStream):
         batching.check_stream_shape(model, stream)
+        if model.likelihood.needs_unit_interval and stream.likelihood is None:
+            # Every chunk is checked against the model's own likelihood as it arrives (a
+            # Bernoulli decoder trained silently on 0-255 values before).
+            stream.likelihood = "bernoulli"
         super().__init__(model, stream)
 
     def epoch(self, state) -> Iterator[Batch]:
