@@ -82,3 +82,14 @@ def test_study_settings_read_widths_and_counts_as_given():
     for options in ({"hidden": (8.9,)}, {"seeds": 1.5}, {"seeds": "3"}, {"workers": 1.5}):
         with pytest.raises(ValueError):
             StudySettings(**options)
+
+
+def test_evaluate_takes_a_group_name_as_text_and_refuses_an_array(small, digits):
+    from aevae.metrics.evaluate import EvaluationSettings, evaluate
+
+    x, _, make = small
+    model = make("ae")
+    result = evaluate(model, digits, "reconstruction", EvaluationSettings(max_examples=50))
+    assert set(result["metrics"]) == {"reconstruction"}  # not r, e, c, o, ...
+    with pytest.raises(TypeError, match="evaluate needs an aevae.data.Dataset"):
+        evaluate(model, x, ["reconstruction"])

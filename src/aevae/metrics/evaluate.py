@@ -1067,6 +1067,11 @@ def evaluate(
     if context is not None:
         settings = context.settings
     settings = settings or EvaluationSettings()
+    if isinstance(metrics, str):  # "reconstruction" or "reconstruction,latent", not letters
+        metrics = [name.strip() for name in metrics.split(",") if name.strip()]
+    if not isinstance(dataset, Dataset):
+        raise TypeError(f"evaluate needs an aevae.data.Dataset (load_dataset(...)), got "
+                        f"{type(dataset).__name__}")
     names = list(METRIC_GROUPS) if metrics is None else list(metrics)
     unknown = [name for name in names if name not in METRIC_GROUPS]
     if unknown:
