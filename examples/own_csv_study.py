@@ -65,8 +65,9 @@ def main(argv=None) -> int:
         if row["outcome"] in ("first", "second", "only"):
             verdict = f"{row['better']} " + ("(the only one)" if row["outcome"] == "only"
                                              else "is better")
-        elif row["better"]:
-            verdict = f"{row['better']} leads, not clearly ({row.get('reason')})"
+        elif row.get("leader") and row["outcome"] in ("level", "one seed") and not (
+                row.get("negligible")):
+            verdict = f"{row['leader']} leads, not clearly ({row.get('reason')})"
         else:
             verdict = f"{row['outcome']} ({row.get('reason')})"
         print(f"  {row['goal']}: {row['label']} ({row['direction']} is better): "

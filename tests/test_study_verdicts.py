@@ -659,7 +659,7 @@ def test_a_seed_on_which_the_pair_is_equal_counts_for_neither():
                         ae_mse=[0.012, 0.013, 0.012], vae_mse=[0.010, 0.011, 0.012])
     compression = next(row for row in bottom_line(tasks, {"ae": "ae", "vae": "vae"})
                        if row["task"] == "compression")
-    assert compression["better"] == "vae"
+    assert compression["leader"] == "vae"
     assert (compression["seeds"], compression["seeds_in_favour"]) == (3, 2)
 
 
@@ -905,3 +905,26 @@ def test_at_least_as_good_fails_only_when_a_deficit_beyond_a_tie_is_shown():
                             ae_mse=[v + d for v, d in zip(vae, deficits)])
         statuses[name] = {c["claim"]: c for c in judge_claims(tasks)}[claim]["status"]
     assert statuses == {"within": HOLDS, "straddling": INCONCLUSIVE, "beyond": FAILS}
+
+
+def test_a_preset_whose_roster_was_replaced_still_pairs_ae_and_vae():
+    from aevae.study.answer import matchings
+
+    roster = [{"key": key, "model": key, "options": {}} for key in ("ae", "vae")]
+    [pair] = matchings(roster, {"sweep": "latent_dim"})
+    assert pair["roles"] == {"ae": "ae", "vae": "vae"}
+    swept = [{"key": f"{model}:latent_dim={size}", "model": model,
+              "options": {"latent_dim": size}} for model in ("ae", "vae") for size in (2, 4)]
+    assert [pair["value"] for pair in matchings(swept, {"sweep": "latent_dim"})] == [2, 4]
+
+
+def test_a_bottom_line_row_names_a_better_model_only_where_it_answers():
+    tasks = study_tasks(ae_fd=[100, 50, 80], vae_fd=[60, 90, 70], ae_mse=[0.010, 0.011, 0.012],
+                        vae_mse=[0.020, 0.021, 0.019])
+    from aevae.study.answer import bottom_line
+
+    rows = {row["task"]: row for row in bottom_line(tasks, {"ae": "ae", "vae": "vae"})}
+    assert rows["compression"]["better"] == "ae"
+    sampling = rows["prior_sampling"]
+    assert sampling["outcome"] == "level" and sampling["better"] is None
+    assert sampling["leader"] == "vae"  # ahead on the mean (73.3 against 76.7), no more

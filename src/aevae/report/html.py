@@ -687,12 +687,15 @@ def render(results: dict, arrays: dict[str, dict]) -> str:
         "<section id='answer'><h2>Verdicts by task</h2><ul class='answer'>"
         + "".join(f"<li>{e(sentence)}</li>" for sentence in results["summary"])
         + "</ul><p class='muted'>Intervals are 95% Student-t intervals over seeds of paired "
-        "per-seed differences (winner minus runner-up). \"Level\" means that interval covers "
-        "zero.</p></section>",
+        "per-seed differences (winner minus runner-up). A winner is clear when the whole "
+        "interval lies beyond the tie (0.5% of the figure); two models tie when it lies within "
+        "the tie either way; they are level otherwise.</p></section>",
         "<section id='claims'><h2>The source discussion's claims, tested</h2>"
         + claim_sweep_table(results) + claims_table(results)
-        + "<p class='muted'>\"At least as good\" holds unless the first model is behind on "
-        "average; it does not hold when it is significantly behind.</p></section>",
+        + "<p class='muted'>\"Better\" holds when the interval of the first model's lead lies "
+        "beyond the tie (0.5% of the figure), and does not hold when it lies below it. \"At "
+        "least as good\" holds when the interval rules out a deficit larger than the tie, and "
+        "does not hold when it shows one. Otherwise a part is inconclusive.</p></section>",
         "<section id='verdicts'><h2>Verdict table</h2>" + verdict_table(results)
         + "</section>",
         "<section id='tasks'><h2>Tasks</h2>"

@@ -87,7 +87,11 @@ def _best_text(row: dict, labels: dict[str, str]) -> str:
     text = f"{labels.get(row['best'], row['best'])} {_value(row['best_value'], row['digits'])}"
     if row.get("best_status") == "one seed":
         text += " (one seed: untested)"
-    elif row.get("best_status") not in ("clear winner", "uncontested"):
+    elif row.get("best_status") == "uncontested":
+        text += " (by default)"
+    elif row.get("best_negligible"):
+        text += " (tie with the next)"
+    elif row.get("best_status") != "clear winner":
         text += " (level with the next)"
     return text
 

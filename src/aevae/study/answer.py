@@ -33,7 +33,10 @@ def matchings(roster: list[dict], preset: dict | None) -> list[dict]:
                 found.append({"label": f"{option}={value:g}" if isinstance(value, float)
                               else f"{option}={value}", "value": value,
                               "roles": {"ae": ae, "vae": vae}})
-        return found
+        if found:
+            return found
+        # --models replaced the preset's roster with entries that do not sweep its option
+        # (--preset latent-sweep --models ae,vae): the plain pair, as without a preset.
     keys = {entry["key"] for entry in roster}
     roles = {}
     for role in ROLES:
@@ -92,10 +95,14 @@ def bottom_line(tasks: list[dict], roles: dict[str, str]) -> list[dict]:
             row["ae" if measured[0] == ae else "vae"] = metric["rows"][measured[0]]["mean"]
             pair = {**pair, "leader": measured[0]}
         winner = {"first": ae, "second": vae}.get(pair["outcome"]) or pair.get("leader")
-        row["better"] = {ae: "ae", vae: "vae"}.get(winner)
+        # "better" names a model only where a row answers (a win, the only one, a one-seed
+        # lead); "leader" is ahead on the mean, whatever the row says.
+        row["leader"] = {ae: "ae", vae: "vae"}.get(winner)
+        decided = pair["outcome"] in ("first", "second", "only", "one seed")
+        row["better"] = row["leader"] if decided else None
         if "difference" in pair:
             # Oriented as the better (or leading) model minus the other.
-            flip = row["better"] == "vae"
+            flip = row["leader"] == "vae"
             difference, low, high = pair["difference"], pair.get("low"), pair.get("high")
             if flip:
                 difference = -difference
@@ -112,6 +119,7 @@ def bottom_line(tasks: list[dict], roles: dict[str, str]) -> list[dict]:
             row["best"] = best
             row["best_value"] = metric["rows"][best]["mean"]
             row["best_status"] = verdict["status"]
+            row["best_negligible"] = bool(verdict.get("negligible"))
         rows.append(row)
     return rows
 
