@@ -802,3 +802,24 @@ def test_a_study_whose_tasks_do_not_fit_the_data_is_refused_before_training(tmp_
     with pytest.raises(ValueError, match="no task asked for fits digits \\(disentanglement: "):
         run_study(settings, tmp_path / "study", progress=False)
     assert not (tmp_path / "study").exists()
+
+
+def test_an_interrupted_run_is_missing_not_a_failed_one(tmp_path, tiny_budget):
+    """`aevae runs` marks runs whose process is gone as interrupted; the next report read
+    them as training failures ("training failed (interrupted ...)") in the health checks."""
+    from aevae.study.results import aggregate
+    from aevae.study.store import INTERRUPTED
+
+    settings = StudySettings(data="digits", models="pca,ae", seeds=2, budget=tiny_budget,
+                             tasks="compression")
+    out = tmp_path / "study"
+    first = run_study(settings, out, progress=False)
+    run = next(run for run in first["runs"] if run["entry"] == "ae" and run["seed"] == 1)
+    for name in ("run.json", "metrics.json"):
+        (out / "runs" / run["id"] / name).unlink()
+    with RunStore(out / STORE_FILE) as store:
+        store.fail(run["id"], INTERRUPTED)
+    results = aggregate(out)
+    assert not any("training failed" in json.dumps(record)
+                   for record in results["health"].values())
+    assert next(r for r in results["runs"] if r["id"] == run["id"])["status"] == "missing"

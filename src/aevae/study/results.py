@@ -160,14 +160,16 @@ def _failures(study: dict, runs: list[dict]) -> dict[str, dict[int, str]]:
     path = Path(study.get("store") or "")
     if not missing or not path.is_file():
         return {}
-    from .store import RunStore, StoreError
+    from .store import INTERRUPTED, RunStore, StoreError
 
     failures: dict[str, dict[int, str]] = {}
     try:
         with RunStore(path) as store:
             for run in missing:
                 row = store.get(run["id"])
-                if row is not None and row.status == "failed":
+                # An interrupted run (its process gone) is unfinished work, not a failed one:
+                # it is missing, and the next study trains it.
+                if row is not None and row.status == "failed" and row.error != INTERRUPTED:
                     run["error"] = row.error
                     failures.setdefault(run["entry"], {})[int(run["seed"])] = row.error or ""
     except (StoreError, OSError):

@@ -199,10 +199,14 @@ class StudySettings:
                      if value is not None}
         if not overrides:
             return budget
+        given = [f"{name} {value}" for name, value in overrides.items()]
         if "epochs" in overrides:  # the epochs asked for, exactly
             overrides["min_steps"] = 0
         if "patience" in overrides:  # and the patience
             overrides["patience_scales"] = False
+        # Said in the description the report prints (the budget's own epochs no longer hold).
+        overrides["description"] = (f"{budget.description}; overridden here: "
+                                    f"{', '.join(given)}")
         return Budget(**{**budget.to_dict(), **overrides})
 
 
