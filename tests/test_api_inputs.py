@@ -93,3 +93,26 @@ def test_evaluate_takes_a_group_name_as_text_and_refuses_an_array(small, digits)
     assert set(result["metrics"]) == {"reconstruction"}  # not r, e, c, o, ...
     with pytest.raises(TypeError, match="evaluate needs an aevae.data.Dataset"):
         evaluate(model, x, ["reconstruction"])
+
+
+def test_own_networks_are_held_to_the_documented_shapes():
+    """A 3-wide encoder for a 2-d VAE trained and scored on a broadcast log-variance; a 4-wide
+    one gave an AE 4-d codes; a function passed as encoder was taken."""
+    from torch import nn
+
+    decoder = nn.Sequential(nn.Linear(2, 64), nn.Unflatten(1, (1, 8, 8)))
+
+    def make(name, encoder, decoder=decoder):
+        return aevae.make(name, input_shape=(1, 8, 8), latent_dim=2, encoder=encoder,
+                          decoder=decoder)
+
+    for name, width in (("vae", 3), ("ae", 4)):
+        with pytest.raises(ValueError, match=f"encoder= gives outputs shaped \\(2, {width}\\)"):
+            make(name, nn.Sequential(nn.Flatten(), nn.Linear(64, width)))
+    with pytest.raises(TypeError, match="encoder= must be a torch.nn.Module"):
+        make("ae", lambda x: x)
+    with pytest.raises(ValueError, match="decoder= gives outputs shaped \\(2, 63\\)"):
+        make("ae", nn.Sequential(nn.Flatten(), nn.Linear(64, 2)), nn.Linear(2, 63))
+    norm = nn.Sequential(nn.Flatten(), nn.Linear(64, 4), nn.BatchNorm1d(4))
+    make("vae", norm)  # the right shape is taken, and the probe moved no statistics
+    assert float(norm[2].num_batches_tracked) == 0 and norm.training

@@ -175,6 +175,10 @@ def _float_tensor(value, name: str) -> torch.Tensor:
     return tensor
 
 
+def _module_device(module: nn.Module) -> torch.device:
+    return next((tensor.device for tensor in module.state_dict().values()), torch.device("cpu"))
+
+
 def check_impute_options(options: dict, ignored: tuple[str, ...]) -> None:
     """The options of the other imputation method are taken and ignored (callers pass one
     set to any model); any other name is a mistake, not silently ignored."""
@@ -378,6 +382,41 @@ class Autoencoder(nn.Module):
         if self.prior.uses_posterior and not self.binds_prior:
             raise ValueError(f"the {config.prior} prior is built from a posterior q(z|x), which "
                              f"{self.name} does not have; use it with a VAE")
+        if self.custom_networks:
+            self._check_custom_networks(encoder, decoder)
+
+    def _check_custom_networks(self, encoder, decoder) -> None:
+        """Your own networks follow the contract (docs/models/index.md): one probe pass on a
+        batch of two. A 3-wide encoder for a 2-d VAE trained and scored on a log-variance
+        broadcast across dimensions, silently."""
+        for name, network in (("encoder", encoder), ("decoder", decoder)):
+            if network is not None and not isinstance(network, nn.Module):
+                raise TypeError(f"{name}= must be a torch.nn.Module, got {type(network).__name__}")
+        if {"labels", "lengths"} & set(self.uses) or self.name.startswith("hierarchical"):
+            return  # networks of another shape (conditioned, sequences, hierarchies)
+        config = self.config
+        checks = []
+        if encoder is not None:
+            checks.append(("encoder", encoder, (2, *config.input_shape),
+                           (2, config.latent_dim * self.posterior_parameters)))
+        if decoder is not None:
+            checks.append(("decoder", decoder, (2, config.latent_dim),
+                           (2, *self.decoder_output_shape)))
+        for name, network, size, expected in checks:
+            training = network.training
+            network.eval()  # no batch-norm statistics moved by the probe
+            try:  # on the network's own device (the meta device when a run is loaded)
+                with torch.no_grad():
+                    probe = torch.zeros(size, device=_module_device(network))
+                    shape = tuple(network(probe).shape)
+            except Exception as error:  # noqa: BLE001 (any failure: say which network)
+                raise ValueError(f"{name}= fails on a batch shaped {size}: "
+                                 f"{one_line(error, 200)}") from None
+            finally:
+                network.train(training)
+            if shape != expected:
+                raise ValueError(f"{name}= gives outputs shaped {shape} for a batch shaped "
+                                 f"{size}; {self.name} needs {expected}")
 
     def training_refusal(self) -> str | None:
         """Why this configuration is not trained (a prior it would never fit, an option its
