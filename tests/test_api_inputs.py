@@ -116,3 +116,22 @@ def test_own_networks_are_held_to_the_documented_shapes():
     norm = nn.Sequential(nn.Flatten(), nn.Linear(64, 4), nn.BatchNorm1d(4))
     make("vae", norm)  # the right shape is taken, and the probe moved no statistics
     assert float(norm[2].num_batches_tracked) == 0 and norm.training
+
+
+def test_a_tampered_ex_post_density_is_refused_on_load(small, tmp_path):
+    import json
+
+    from aevae.ex_post import ExPostSampler
+    from aevae.io import CorruptFileError
+
+    x, _, make = small
+    model = make("ae")
+    sampler = ExPostSampler().fit(model, x, components=3)
+    sampler.save(tmp_path)
+    saved = json.loads((tmp_path / "ex_post.json").read_text())
+    for change in ({"weights": saved["weights"][:2]},           # sampled the first two only
+                   {"weights": [0.5, 0.5, 0.5]},                # failed when sampling
+                   {"covariances": saved["covariances"][:2]}):  # an IndexError when sampling
+        (tmp_path / "ex_post.json").write_text(json.dumps({**saved, **change}))
+        with pytest.raises(CorruptFileError, match="not a valid ex-post density"):
+            ExPostSampler.load(tmp_path, model)

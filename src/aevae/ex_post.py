@@ -26,7 +26,13 @@ COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
 def _full_covariances(covariances: np.ndarray, covariance: str, components: int,
                       latent_dim: int) -> np.ndarray:
-    """scikit-learn's per-type covariance arrays as one (components, D, D) stack."""
+    """scikit-learn's per-type covariance arrays as one (components, D, D) stack; ValueError
+    for arrays of another shape."""
+    expected = {"full": (components, latent_dim, latent_dim), "tied": (latent_dim, latent_dim),
+                "diag": (components, latent_dim), "spherical": (components,)}[covariance]
+    if covariances.shape != expected:
+        raise ValueError(f"{covariance} covariances must be shaped {expected}, got "
+                         f"{covariances.shape}")
     if covariance == "full":
         return covariances
     if covariance == "tied":
@@ -70,7 +76,15 @@ class ExPostSampler:
         self.means_ = np.asarray(means, dtype=np.float64)
         self.covariances_ = np.asarray(covariances, dtype=np.float64)
         self.covariance_ = covariance
+        if self.means_.ndim != 2 or not self.means_.size:
+            raise ValueError(f"means must be (components, latent_dim), got {self.means_.shape}")
         components, latent_dim = self.means_.shape
+        weights = self.weights_
+        if weights.shape != (components,) or not np.isfinite(weights).all() or (
+                weights < 0).any() or abs(weights.sum() - 1.0) > 1e-6:
+            raise ValueError(f"weights must be {components} non-negative numbers summing to 1")
+        if not np.isfinite(self.means_).all() or not np.isfinite(self.covariances_).all():
+            raise ValueError("means and covariances must be finite")
         full = _full_covariances(self.covariances_, covariance, components, latent_dim)
         self._cholesky = np.linalg.cholesky(full)
 
