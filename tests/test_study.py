@@ -235,8 +235,14 @@ def test_rerun_reuses_every_finished_run(digits_study):
 def test_report_and_runs_commands(digits_study, capsys):
     out, _, _ = digits_study
     (out / "report.html").unlink()
+    before = json.loads((out / "results.json").read_text())
     code, printed, _ = run(capsys, "report", str(out))
     assert code == 0 and (out / "report.html").is_file() and "report:" in printed
+    # Re-rendered, the study still says which runs it trained and how long it took.
+    after = json.loads((out / "results.json").read_text())
+    assert after["timing"] == before["timing"]
+    assert [run["reused"] for run in after["runs"]] == [run["reused"] for run in
+                                                         before["runs"]]
     code, printed, _ = run(capsys, "runs", str(out), "--model", "vae", "--metric",
                            "compression.mse")
     lines = printed.strip().splitlines()

@@ -1224,6 +1224,26 @@ def _study_summary(results: dict) -> str:
     return study_text(results)
 
 
+def _keep_what_the_study_measured(path: Path, results: dict) -> None:
+    """Re-rendering knows nothing of the study call that ran: its timing, and which runs it
+    trained or reused, are kept from the results it wrote (they read "reused" otherwise)."""
+    from .io import CorruptFileError, read_json
+
+    try:
+        before = read_json(path) if path.is_file() else None
+    except (CorruptFileError, OSError, ValueError):
+        return
+    if not isinstance(before, dict):
+        return
+    reused = {run.get("id"): run.get("reused") for run in before.get("runs") or []
+              if isinstance(run, dict)}
+    for run in results["runs"]:
+        if reused.get(run["id"]) is not None:
+            run["reused"] = reused[run["id"]]
+    if "timing" in before and "timing" not in results:
+        results["timing"] = before["timing"]
+
+
 def command_report(arguments) -> int:
     from .io import atomic_write_json
     from .report.html import write_report
@@ -1232,6 +1252,7 @@ def command_report(arguments) -> int:
 
     out = Path(arguments.study)
     results = aggregate(out)
+    _keep_what_the_study_measured(out / RESULTS_FILE, results)
     atomic_write_json(out / RESULTS_FILE, results)
     path = write_report(out, results)
     missing = sum(run["status"] != "finished" for run in results["runs"])
