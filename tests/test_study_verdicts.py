@@ -928,3 +928,20 @@ def test_a_bottom_line_row_names_a_better_model_only_where_it_answers():
     sampling = rows["prior_sampling"]
     assert sampling["outcome"] == "level" and sampling["better"] is None
     assert sampling["leader"] == "vae"  # ahead on the mean (73.3 against 76.7), no more
+
+
+def test_equal_figures_on_one_seed_are_no_lead():
+    """pca "led" ppca with the same figure (0.844 vs 0.844) on a one-seed study."""
+    from aevae.study.answer import bottom_line, row_verdict
+
+    rows = rows_of({"pca": [0.844], "ppca": [0.844]})
+    verdict = decide(rows, "higher")
+    sentence = summary([{"name": "anomaly", "skipped": None, "metrics": [
+        {"label": "AUROC", "digits": 3, "rows": rows, "verdict": verdict}]}],
+        {"pca": "pca", "ppca": "ppca"})[0]
+    assert "are equal on the one seed" in sentence and "leads" not in sentence
+    tasks = study_tasks(ae_fd=[100.0], vae_fd=[90.0], ae_mse=[0.1], vae_mse=[0.1])
+    row = next(row for row in bottom_line(tasks, {"ae": "ae", "vae": "vae"})
+               if row["task"] == "compression")
+    assert row["better"] is None and row_verdict(row, {}, {"ae": "ae", "vae": "vae"}) == (
+        "equal (one seed)")

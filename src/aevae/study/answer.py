@@ -137,7 +137,7 @@ def row_verdict(row: dict, labels: dict[str, str], roles: dict[str, str]) -> str
     if outcome == "only":
         return f"{name} (only one)"
     if outcome == "one seed":
-        return f"{name} leads (one seed)"
+        return f"{name} leads (one seed)" if row.get("better") else "equal (one seed)"
     if row.get("by_default"):  # each fails a guard the other passes
         return "trade-off"
     return "tie" if row.get("negligible") else "level"

@@ -484,7 +484,8 @@ def _paired_outcome(result: dict, rows: tuple[dict, dict], direction: str,
                                                            sign * interval.high))
     if interval.low is None:
         return {**result, "outcome": "one seed", "reason": "one seed: no interval",
-                "leader": first if sign * interval.mean > 0 else second}
+                **({"leader": first if sign * interval.mean > 0 else second}
+                   if interval.mean != 0 else {})}
     if negligible(interval.low, interval.high, result["first_mean"], result["second_mean"],
                   tie):
         tied = "a tie: " + tie_reason(interval.low, interval.high, result["digits"], tie)
@@ -763,6 +764,9 @@ def verdict_sentence(task: dict, labels: dict[str, str]) -> str:
     after = _passed_over(metric, verdict, labels)
     if verdict["status"] == ONE_SEED:
         why = "so no interval" if shared else "one seed, so no interval"
+        if verdict["difference"] == 0:  # the same figure: no lead to speak of
+            return (f"To {purpose}, {labels[winner]} and {labels[runner_up]} are equal on the "
+                    f"one seed ({figure}; {why}).{after}")
         return f"To {purpose}, {labels[winner]} leads {labels[runner_up]} ({figure}; {why}).{after}"
     margin = (f"difference {format_value(verdict['difference'], digits)} "
               f"[{format_value(verdict['low'], digits)}, "
