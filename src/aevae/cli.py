@@ -89,8 +89,6 @@ def _matched_columns(dataset, saved: dict, source: str):
     """A table read for a run trained on a table with a header: its columns matched to the
     training table's by name (in the training order), or an error naming the difference; a
     table without a header is taken in the training order."""
-    import dataclasses
-
     trained = [str(name) for name in saved.get("feature_names") or []]
     given = [str(name) for name in dataset.feature_names or []]
     if not trained or not given or given == trained:
@@ -112,18 +110,23 @@ def _matched_columns(dataset, saved: dict, source: str):
         name: reordered(getattr(dataset, name)) for name in ("train", "validation", "test")})
 
 
+def _same_data(given: str, recorded: str | None) -> bool:
+    """Whether --data names the data a run records (None: it records none)."""
+    from .data.loading import recorded_data
+
+    return recorded is not None and recorded_data(given) == recorded_data(recorded)
+
+
 def _load_run_data(run: Path, data: str | None, data_dir: str | None,
                    image_size: str | None = None):
     from .data import load_dataset
-    from .data.loading import recorded_data
     from .data.preparation import apply_preparation
 
     saved = _read_data_record(run)
     name = data or saved.get("data")
     if name is None:
         raise UsageError(f"{run} does not record its data; pass --data NAME_OR_PATH")
-    if data is not None and (saved.get("data") is None
-                             or recorded_data(data) != recorded_data(saved["data"])):
+    if data is not None and not _same_data(data, saved.get("data")):
         # Other data, at the image size and on the scale the model was trained on.
         if image_size is None and Path(data).expanduser().is_dir():
             image_size = saved.get("image_size")
@@ -540,8 +543,6 @@ def command_train(arguments) -> int:
         if model.uses:
             raise UsageError(f"{model.name} reads {', '.join(sorted(model.uses))} beside x, "
                              "which streamed data does not carry; train without --stream")
-        if model.likelihood.needs_unit_interval and hasattr(train_x, "likelihood"):
-            train_x.likelihood = "bernoulli"  # each chunk is checked against it as it arrives
     fields = {}
     if "labels" in model.uses:  # conditional models learn from the dataset's labels
         from .data.batch import Batch
@@ -673,10 +674,8 @@ def command_evaluate(arguments) -> int:
                          f"{', '.join(METRIC_GROUPS)}")
     run = Path(arguments.run)
     if arguments.data is not None and arguments.out is None:
-        from .data.loading import recorded_data
-
         saved = _read_data_record(run).get("data") if run.is_dir() else None
-        if saved is not None and recorded_data(arguments.data) != recorded_data(saved):
+        if saved is not None and not _same_data(arguments.data, saved):
             raise UsageError(f"--data {arguments.data} is not the data {run} was trained on: "
                              f"pass --out FILE for its figures ({run / _evaluation_file(run)} "
                              "keeps those on the run's own data)")
@@ -1788,6 +1787,12 @@ def _check_write_targets(arguments) -> None:
         return
     places = _read_places(arguments)
     run = getattr(arguments, "run", None)
+    run_folder = Path(run).expanduser().resolve() if run is not None else None
+    # The run a command reads, and the one `train` writes (its --save-config may not land on
+    # the run's files either).
+    written = (Path(arguments.out).expanduser().resolve()
+               if arguments.command == "train" and getattr(arguments, "out", None) else None)
+    run_files = _run_file_names()
     for flag, value in targets:
         target = Path(value).expanduser().resolve()  # "..", symlinks: where it really goes
         for place, named in places:
@@ -1797,16 +1802,13 @@ def _check_write_targets(arguments) -> None:
             if target == place:
                 raise UsageError(f"{flag} {value} is the file the command reads ({named}): "
                                  "write to another file")
-        folder = Path(run).expanduser().resolve() if run is not None else None
-        if folder is not None and target.parent == folder and target.name in _run_file_names() \
-                and not (arguments.command == "evaluate" and flag == "--out"
-                         and target.name == _evaluation_file(folder)):
+        own = target.parent == run_folder or (flag == "--save-config"
+                                              and target.parent == written)
+        figures = (arguments.command == "evaluate" and flag == "--out"
+                   and target.name == _evaluation_file(target.parent))  # evaluate's own file
+        if own and target.name in run_files and not figures:
             raise UsageError(f"{flag} {value} would replace the run's own {target.name}: "
                              "write to another file")
-        if arguments.command == "train" and flag == "--save-config" and getattr(
-                arguments, "out", None) and target.parent == Path(
-                arguments.out).expanduser().resolve() and target.name in _run_file_names():
-            raise UsageError(f"{flag} {value} would replace the run's own {target.name}")
 
 
 def _config_defaults(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:

@@ -406,15 +406,21 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def _delimiter(first_line: str) -> str | None:
+    """The most common of , ; and tab on a table's first line; None: split on whitespace."""
+    counts = {delimiter: first_line.count(delimiter) for delimiter in (",", ";", "\t")}
+    delimiter = max(counts, key=counts.get)
+    return delimiter if counts[delimiter] else None
+
+
 def table_columns(path: str | os.PathLike) -> tuple[list[str] | None, int]:
     """A table's header (None when its first row holds a number: data) and its number of
     columns, read from its first line as ``read_csv`` reads it."""
     with open(path, encoding="utf-8-sig", errors="replace") as handle:
         first_line = next((line for line in handle if line.strip()), "")
-    counts = {delimiter: first_line.count(delimiter) for delimiter in (",", ";", "\t")}
-    delimiter = max(counts, key=counts.get)
+    delimiter = _delimiter(first_line)
     cells = ([cell.strip() for cell in next(csv.reader([first_line], delimiter=delimiter))]
-             if counts[delimiter] else first_line.split())
+             if delimiter else first_line.split())
     return (None if any(_is_number(cell) for cell in cells) else cells), len(cells)
 
 
@@ -435,9 +441,8 @@ def read_csv(path: str | os.PathLike, labels: str | None = None) -> ArrayData:
         raise DataError(f"cannot read {path}: {_one_line(error)}") from None
     lines = text.splitlines()
     first_line = next((line for line in lines if line.strip()), "")
-    counts = {delimiter: first_line.count(delimiter) for delimiter in (",", ";", "\t")}
-    delimiter = max(counts, key=counts.get)
-    if counts[delimiter]:
+    delimiter = _delimiter(first_line)
+    if delimiter:
         parsed = csv.reader(io.StringIO(text), delimiter=delimiter)
         try:
             rows = [(number, [cell.strip() for cell in row])

@@ -50,23 +50,24 @@ def tie_size(first: float, second: float, tie: float | None = None) -> float:
     return tie if tie is not None else TOLERANCE * max(abs(first), abs(second))
 
 
-def negligible(low: float | None, high: float | None, first: float, second: float,
-               tie: float | None = None) -> bool:
-    """Whether two figures are shown to tie: the whole interval of their paired difference
-    [low, high] lies within ``tie_size`` either way (a zero-width interval, from models that
-    do not depend on the seed, included). A small mean difference with a wide interval shows
-    nothing, and nor does one seed (no interval)."""
-    if low is None or high is None:
-        return False
-    margin = tie_size(first, second, tie)
-    return -margin <= low and high <= margin
-
-
 def metric_tie(metric: Metric, data: DataInfo) -> float | None:
     """The absolute tie of a log-density figure on this data, or None (a relative one)."""
     if not metric.log_density or not data.dimensions:
         return None
     return NATS_TIE_PER_DIMENSION * data.dimensions
+
+
+def against_the_tie(low: float, high: float, margin: float) -> str:
+    """Where the interval [low, high] of a lead (positive: the first is ahead) lies against
+    the tie ``margin``: "first" or "second" beyond it at every point, "tie" within it either
+    way, else "level" (the one rule of every verdict, bottom-line row and claim)."""
+    if -margin <= low and high <= margin:
+        return "tie"
+    if low > margin:
+        return "first"
+    if high < -margin:
+        return "second"
+    return "level"
 
 
 def tie_text(tie: float | None) -> str:
@@ -273,21 +274,19 @@ def decide(rows: dict[str, dict], direction: str, tie: float | None = None,
         "seeds": len(differences),
         "seeds_ahead": sum(better),
         "every_seed": all(better),
-        "negligible": negligible(interval.low, interval.high, *means, tie),
     })
     if len(shared) < max(len(rows[winner]["values"]), len(rows[runner_up]["values"])):
         verdict.update({"shared_seeds": shared, "winner_mean": means[0],
                         "runner_up_mean": means[1]})
-    if verdict["negligible"]:
-        verdict["status"] = LEVEL
-    elif interval.low is None:
-        verdict["status"] = ONE_SEED
-    elif min(sign * interval.low, sign * interval.high) > tie_size(*means, tie):
-        verdict["status"] = CLEAR  # ahead by more than a tie, at every point of the interval
-    else:
-        verdict["status"] = LEVEL
-        # Ahead at every point, but perhaps by less than a tie: not a clear win.
-        verdict["short_of_tie"] = min(sign * interval.low, sign * interval.high) > 0
+    if interval.low is None:
+        verdict.update(status=ONE_SEED, negligible=False)
+        return verdict
+    lowest, highest = sorted((sign * interval.low, sign * interval.high))
+    side = against_the_tie(lowest, highest, tie_size(*means, tie))
+    verdict["negligible"] = side == "tie"
+    verdict["status"] = CLEAR if side == "first" else LEVEL  # the winner is never behind
+    # Ahead at every point, but perhaps by less than a tie: not a clear win.
+    verdict["short_of_tie"] = side == "level" and lowest > 0
     return verdict
 
 
@@ -476,26 +475,22 @@ def _paired_outcome(result: dict, rows: tuple[dict, dict], direction: str,
               "seeds": len(differences),
               "seeds_in_favour": sum(sign * value > 0 for value in differences),
               "seeds_against": sum(sign * value < 0 for value in differences)}
-    # The claims read the interval's two ends, from the first model's side, against the tie.
     margin = tie_size(result["first_mean"], result["second_mean"], tie)
     result["tie_size"] = margin
-    if interval.low is not None:
-        result["worst_case"], result["best_case"] = sorted((sign * interval.low,
-                                                           sign * interval.high))
     if interval.low is None:
         return {**result, "outcome": "one seed", "reason": "one seed: no interval",
                 **({"leader": first if sign * interval.mean > 0 else second}
                    if interval.mean != 0 else {})}
-    if negligible(interval.low, interval.high, result["first_mean"], result["second_mean"],
-                  tie):
+    # The claims read the interval's two ends, from the first model's side, against the tie.
+    lowest, highest = sorted((sign * interval.low, sign * interval.high))
+    result.update(worst_case=lowest, best_case=highest)
+    side = against_the_tie(lowest, highest, margin)
+    if side == "tie":
         tied = "a tie: " + tie_reason(interval.low, interval.high, result["digits"], tie)
         return {**result, "outcome": "level", "negligible": True, "reason": tied,
                 "tie_reason": tied}
-    lowest, highest = result["worst_case"], result["best_case"]
-    if lowest > margin:  # ahead by more than a tie at every point of the interval
-        return {**result, "outcome": "first"}
-    if highest < -margin:
-        return {**result, "outcome": "second"}
+    if side in ("first", "second"):
+        return {**result, "outcome": side}
     reason = ("the interval covers zero" if lowest <= 0 <= highest else
               f"the interval does not clear a tie ({tie_text(tie)})")
     return {**result, "outcome": "level", "reason": reason,

@@ -152,8 +152,9 @@ def check_stream_shape(model: Autoencoder, stream) -> None:
 def chunked(stream, batch_size: int, generator: torch.Generator, processes,
             model: Autoencoder, device: torch.device) -> Iterator[Batch]:
     """Batches of an ``NpyStream`` (a file read in shuffled chunks), this process's share."""
+    fewest = processes.world * smallest_share(model)
     for values in stream.batches(batch_size, generator):
-        if len(values) < processes.world * smallest_share(model):
+        if len(values) < fewest:
             continue  # a last batch too small to give every process its fewest examples
         x = torch.from_numpy(values).reshape(len(values), *model.input_shape)
         yield Batch(x[processes.share(torch.arange(len(x)))].to(device, non_blocking=True))

@@ -38,11 +38,6 @@ def rng_state(generator: torch.Generator, device: torch.device) -> dict[str, tor
     return state
 
 
-def _device_of(model) -> torch.device:
-    return next((tensor.device for tensor in model.state_dict().values()),
-                torch.device("cpu"))
-
-
 def optimizer_tensors(optimizer: torch.optim.Optimizer, prefix: str) -> tuple[dict, dict]:
     """Split an optimizer state dict into tensors (for safetensors) and JSON-able values."""
     state = optimizer.state_dict()
@@ -215,7 +210,7 @@ class RunDirectory:
         for name, optimizer in optimizers.items():
             tensors_of_optimizer, optimizer_json[name] = optimizer_tensors(optimizer, name)
             tensors.update(tensors_of_optimizer)
-        tensors.update(rng_state(generator, _device_of(model)))
+        tensors.update(rng_state(generator, model.device))
         tensors.update({f"best.{key}": value for key, value in progress.pop("best_state").items()})
         metadata = {"history": history.to_dict(), "optimizers": optimizer_json, **progress}
         save_tensors(self.checkpoint, tensors, metadata)
@@ -246,9 +241,8 @@ class RunDirectory:
                 restore_optimizer(optimizer, name, tensors, metadata["optimizers"][name])
             torch.set_rng_state(tensors["rng.torch"])
             generator.set_state(tensors["rng.shuffle"])
-            device = _device_of(model)
-            if "rng.cuda" in tensors and device.type == "cuda":
-                torch.cuda.set_rng_state(tensors["rng.cuda"], device)
+            if "rng.cuda" in tensors and model.device.type == "cuda":
+                torch.cuda.set_rng_state(tensors["rng.cuda"], model.device)
             restored = TrainingHistory.from_dict(metadata["history"])
             if scaler is not None and metadata.get("scaler"):
                 # The scale it had learnt: a fresh one (65536) skips steps finding it again.
