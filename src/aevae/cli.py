@@ -786,9 +786,10 @@ ARRAY_FORMATS = (".npy", ".csv")
 
 def _check_array_or_image(out: str) -> str:
     """The output kind an --out path asks for: "npy", "csv" or an image format."""
+    from .io import nearest_existing
     from .report.figures import image_format
 
-    existing = _existing_part(Path(out).parent)
+    existing = nearest_existing(Path(out).parent)
     if not existing.is_dir():
         raise UsageError(f"--out {out}: {existing} is a file, not a folder")
     suffix = Path(out).suffix.lower()
@@ -849,10 +850,10 @@ def _check_disk_space(out: str, kind: str, values: int) -> None:
     """Refuse an array output the disk cannot hold, before anything is drawn."""
     import shutil
 
+    from .io import nearest_existing
+
     needed = values * (4 if kind == "npy" else 2)  # float32; a CSV value takes two characters
-    folder = Path(out).absolute().parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
+    folder = nearest_existing(Path(out).absolute().parent)
     try:
         free = shutil.disk_usage(folder).free
     except OSError:
@@ -1653,17 +1654,10 @@ AT_LEAST = {"importance_samples": 1, "likelihood_examples": 1, "generated_sample
             "max_examples": 10, "anomaly_epochs": 0, "seed": 0}
 
 
-def _existing_part(path: Path) -> Path:
-    """``path``, or its nearest ancestor that exists (what a write there would create under)."""
-    path = path.absolute()
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
-
-
 def _check_arguments(arguments) -> None:
     """Checks of single options, each naming the flag and its value, made before a command
     loads, computes or writes anything."""
+    from .io import nearest_existing
     from .schedules import make_schedule
     from .study.store import STORE_FILE, STUDY_FILE
     for name, minimum in AT_LEAST.items():
@@ -1683,7 +1677,7 @@ def _check_arguments(arguments) -> None:
         raise UsageError("--out is empty: name the file or folder to write")
     if arguments.command in ("train", "compare") and arguments.out is not None:
         out = Path(arguments.out)
-        existing = _existing_part(out)
+        existing = nearest_existing(out)
         if not existing.is_dir():
             what = "run" if arguments.command == "train" else "study"
             raise UsageError(f"--out {arguments.out}: {existing} is a file, not a folder (the "
@@ -1699,7 +1693,7 @@ def _check_arguments(arguments) -> None:
     _check_write_targets(arguments)
     if arguments.command == "train" and arguments.save_config:
         target = Path(arguments.save_config)
-        folder = _existing_part(target.parent)
+        folder = nearest_existing(target.parent)
         if target.is_dir() or target.suffix.lower() != ".toml":
             raise UsageError(f"--save-config {target}: name a .toml file")
         if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
@@ -1710,7 +1704,7 @@ def _check_arguments(arguments) -> None:
                                           or arguments.out.endswith(("/", os.sep))):
             raise UsageError(f"--out {arguments.out}: is a folder; evaluate writes a JSON file")
         run = Path(arguments.run)
-        folder = _existing_part(Path(arguments.out).parent if arguments.out else run)
+        folder = nearest_existing(Path(arguments.out).parent if arguments.out else run)
         if (arguments.out is not None or run.is_dir()) and not os.access(folder,
                                                                            os.W_OK | os.X_OK):
             raise UsageError(f"cannot write the evaluation in {folder}: the folder is not "

@@ -11,6 +11,7 @@ deep in a file stops training with the rows it sits in.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from collections.abc import Iterator
@@ -134,16 +135,17 @@ class NpyStream:
         if not len(kept):
             raise DataError(f"{self.path}: too few rows ({len(self.rows)}) to hold out "
                             "validation data")
-        rest = object.__new__(NpyStream)
-        rest.__dict__.update(self.__dict__)
-        rest.rows = self.rows[kept]
-        return rest, self.read_rows(self.rows[some_of(held, limit, seed)])  # what fits
+        return self._with_rows(self.rows[kept]), self.read_rows(
+            self.rows[some_of(held, limit, seed)])  # what fits
 
     def first(self, count: int) -> NpyStream:
         """A stream of this one's first ``count`` rows (``--limit``, after the hold-out)."""
-        rest = object.__new__(NpyStream)
-        rest.__dict__.update(self.__dict__)
-        rest.rows = self.rows[:count]
+        return self._with_rows(self.rows[:count])
+
+    def _with_rows(self, rows: np.ndarray) -> NpyStream:
+        """This stream serving ``rows`` of the file (no new header read)."""
+        rest = copy.copy(self)
+        rest.rows = rows
         return rest
 
     def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[np.ndarray]:

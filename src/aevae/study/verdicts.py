@@ -153,21 +153,17 @@ def metric_rows(metric: Metric, runs: dict[str, dict[int, dict]],
                                 "the run failed a health check")
         bounds = metric.bounds
         if metric.upper is not None:
-            uppers = [lookup(by_seed[seed], metric.upper) for seed in values]
-            uppers = [value for value in uppers if isinstance(value, (int, float))]
-            if uppers:
+            if uppers := _numbers([by_seed[seed] for seed in values], metric.upper):
                 top = min(uppers) if bounds[1] is None else min(bounds[1], *uppers)
                 bounds = (bounds[0], top)
         _clip(row, bounds)
         if metric.caveat is not None and (caveat := metric.caveat(models[key], data)):
             row["caveat"] = caveat
         if metric.spread is not None:
-            spreads = [lookup(by_seed[seed], metric.spread) for seed in values]
-            spreads = [value for value in spreads if isinstance(value, (int, float))]
+            spreads = _numbers([by_seed[seed] for seed in values], metric.spread)
             row["spread"] = sum(spreads) / len(spreads) if spreads else None
         if metric.count is not None:
-            counts = [lookup(metrics, metric.count) for metrics in by_seed.values()]
-            counts = [count for count in counts if isinstance(count, (int, float))]
+            counts = _numbers(by_seed.values(), metric.count)
             if counts and min(counts) < metric.min_count:
                 row["flags"].append(f"small sample: {int(min(counts))} examples behind this "
                                     f"figure (at least {metric.min_count} wanted)")
@@ -185,11 +181,15 @@ def metric_rows(metric: Metric, runs: dict[str, dict[int, dict]],
     return rows
 
 
+def _numbers(measured, path: tuple[str, ...]) -> list[float]:
+    """The numbers at ``path`` in each run's metrics, leaving out runs without one."""
+    values = [lookup(metrics, path) for metrics in measured]
+    return [value for value in values if isinstance(value, (int, float))]
+
+
 def _against_baseline(row: dict, metric: Metric, measured: list[dict]) -> None:
     """The trivial method's mean on the same runs; an entry no better than it may not win."""
-    trivial = [lookup(metrics, metric.baseline) for metrics in measured]
-    trivial = [value for value in trivial
-               if isinstance(value, (int, float)) and math.isfinite(value)]
+    trivial = [value for value in _numbers(measured, metric.baseline) if math.isfinite(value)]
     if not trivial:
         return
     row["baseline"] = sum(trivial) / len(trivial)

@@ -181,19 +181,20 @@ class RunDirectory:
             # epoch left training.json first: that folder is a run, resumed from the start.
             taken = [name for name in (CONFIG_FILE, WEIGHTS_FILE, HISTORY_FILE, TRAINING_FILE)
                      if (self.directory / name).exists()]
-            record = _read_json_or_none(self.directory / TRAINING_FILE)
-            config = _read_json_or_none(self.directory / CONFIG_FILE)
-            ours = (isinstance(record, dict) and ("fit" in record) == solved  # same kind
-                    and (not isinstance(config, dict) or config.get("model") == model))
-            if taken and not ours:
-                raise FileExistsError(
-                    f"{self.directory} already holds {', '.join(taken)} and no training run "
-                    "to resume; choose another output directory (or delete them)")
-            if taken and not resume:
-                raise FileExistsError(
-                    f"{self.directory} already holds a training run that wrote no checkpoint; "
-                    "resume it (resume=True / --resume) to train it from the start, or "
-                    "choose another output directory")
+            if taken:
+                record = _read_json_or_none(self.directory / TRAINING_FILE)
+                config = _read_json_or_none(self.directory / CONFIG_FILE)
+                ours = (isinstance(record, dict) and ("fit" in record) == solved  # same kind
+                        and (not isinstance(config, dict) or config.get("model") == model))
+                if not ours:
+                    raise FileExistsError(
+                        f"{self.directory} already holds {', '.join(taken)} and no training "
+                        "run to resume; choose another output directory (or delete them)")
+                if not resume:
+                    raise FileExistsError(
+                        f"{self.directory} already holds a training run that wrote no "
+                        "checkpoint; resume it (resume=True / --resume) to train it from the "
+                        "start, or choose another output directory")
         remove_temporary_files(self.directory)  # left by a run killed while writing
         return self.checkpoint.exists()
 
