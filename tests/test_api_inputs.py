@@ -135,3 +135,42 @@ def test_a_tampered_ex_post_density_is_refused_on_load(small, tmp_path):
         (tmp_path / "ex_post.json").write_text(json.dumps({**saved, **change}))
         with pytest.raises(CorruptFileError, match="not a valid ex-post density"):
             ExPostSampler.load(tmp_path, model)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"importance_samples": 0}, "importance_samples must be a whole number of at least 1"),
+    ({"max_examples": 1.5}, "max_examples must be a whole number of at least 2 or None"),
+    ({"seed": -1}, "seed must be a whole number of at least 0"),
+    ({"anomaly_training_epochs": True}, "anomaly_training_epochs must be a whole number"),
+    ({"missing_fractions": (0.2, 1.0)}, "missing_fractions must be a sequence of fractions"),
+    ({"noise_levels": "0.1"}, "noise_levels must be a sequence of positive"),
+    ({"labels_per_class": (10, None, 0)}, "labels_per_class must be a sequence"),
+    ({"variation_input_noise": float("nan")}, "variation_input_noise must be a finite number"),
+])
+def test_evaluation_settings_refuse_counts_and_fractions_by_name(options, message):
+    from aevae.metrics.evaluate import EvaluationSettings
+
+    with pytest.raises(ValueError, match=message):
+        EvaluationSettings(**options)
+
+
+def test_evaluation_settings_read_back_from_json_are_the_same_settings():
+    import dataclasses
+    import json
+
+    from aevae.metrics.evaluate import EvaluationSettings
+
+    settings = EvaluationSettings(labels_per_class=(10, None), bound_samples=(1, 5))
+    again = EvaluationSettings(**json.loads(json.dumps(dataclasses.asdict(settings))))
+    assert again == settings  # lists from JSON become the tuples they were
+
+
+def test_a_study_refuses_a_bad_evaluation_override_before_training(tmp_path):
+    from aevae.study.runner import run_study
+    from aevae.study.settings import BUDGETS, Budget, StudySettings
+
+    budget = Budget(**{**BUDGETS["quick"].to_dict(), "evaluation": {"generated_samples": 0}})
+    settings = StudySettings(data="digits", models=["ae"], seeds=1, budget=budget, workers=1)
+    with pytest.raises(ValueError, match="generated_samples must be a whole number"):
+        run_study(settings, tmp_path / "study", progress=False)
+    assert not (tmp_path / "study").exists()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import numbers
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -98,6 +99,68 @@ class EvaluationSettings:
     # denoising
     noise_levels: tuple[float, ...] = (0.1, 0.3, 0.5)  # Gaussian noise std
     mask_fractions: tuple[float, ...] = (0.25, 0.5)  # share of pixels set to 0
+
+    def __post_init__(self):
+        # Refused here, by name: a zero, a fraction or a string deep in a metric group either
+        # crashes there after the model's other groups have run, or gives a wrong figure.
+        for name, low in _COUNTS.items():
+            value = getattr(self, name)
+            if value is None and name in _OPTIONAL_COUNTS:
+                continue
+            if not _whole(value) or value < low:
+                allowed = " or None" if name in _OPTIONAL_COUNTS else ""
+                raise ValueError(f"EvaluationSettings.{name} must be a whole number of at "
+                                 f"least {low}{allowed}, got {value!r}")
+        self.bound_samples = _sequence(self, "bound_samples", lambda k: _whole(k) and k >= 1,
+                                       "whole numbers of at least 1")
+        self.labels_per_class = _sequence(
+            self, "labels_per_class", lambda n: n is None or (_whole(n) and n >= 1),
+            "whole numbers of at least 1, or None for every label")
+        self.noise_levels = _sequence(self, "noise_levels", lambda s: _real(s) and s > 0,
+                                      "positive noise deviations")
+        for name in ("missing_fractions", "mask_fractions"):
+            setattr(self, name, _sequence(self, name, lambda f: _real(f) and 0 < f < 1,
+                                          "fractions between 0 and 1, both left out"))
+        if not _real(self.variation_input_noise) or self.variation_input_noise < 0:
+            raise ValueError("EvaluationSettings.variation_input_noise must be a finite number "
+                             f"of at least 0, got {self.variation_input_noise!r}")
+        if self.cache_dir is not None and not isinstance(self.cache_dir, (str, Path)):
+            raise ValueError("EvaluationSettings.cache_dir must be a folder path or None, got "
+                             f"{self.cache_dir!r}")
+
+
+# Least value of every count; those in _OPTIONAL_COUNTS may also be None.
+_COUNTS = {"importance_samples": 1, "likelihood_examples": 1, "max_rows": 1,
+           "generated_samples": 2, "ex_post_components": 1, "max_examples": 2,
+           "max_train_examples": 2, "classifier_min_steps": 0, "seed": 0,
+           "knn_neighbours": 1, "silhouette_examples": 2, "interpolation_pairs": 1,
+           "interpolation_steps": 1, "reference_images": 1, "anomaly_training_epochs": 0,
+           "anomaly_training_examples": 1, "anomaly_batch_size": 1,
+           "anomaly_importance_samples": 1, "anomaly_classes": 1,
+           "disentanglement_train_points": 2, "disentanglement_test_points": 2,
+           "disentanglement_dci_trees": 1, "manipulation_examples": 1, "variation_examples": 1,
+           "variations": 1, "imputation_examples": 1}
+_OPTIONAL_COUNTS = {"likelihood_examples", "max_examples", "max_train_examples",
+                    "silhouette_examples", "anomaly_classes"}
+
+
+def _whole(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _real(value) -> bool:
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _sequence(settings: EvaluationSettings, name: str, valid: Callable, what: str) -> tuple:
+    """The field as a tuple (a list read back from JSON is one), each entry checked."""
+    value = getattr(settings, name)
+    if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)) \
+            or not all(valid(entry) for entry in value):
+        raise ValueError(f"EvaluationSettings.{name} must be a sequence of {what}, "
+                         f"got {value!r}")
+    return tuple(value)
 
 
 @dataclass

@@ -511,6 +511,7 @@ def run_study(settings: StudySettings, out, *, progress: bool = True,
     notify = notify or (lambda message: None)
     entries, preset = roster_for(settings)
     budget = settings.training_budget
+    evaluation_settings(budget, 0)  # a bad evaluation override fails before any training
     device = resolve_device(settings.device)  # a bad device fails before anything is written
     if settings.executor == "ray":
         from .ray_executor import require_ray
