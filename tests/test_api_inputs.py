@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import aevae
 from aevae.data import DataError, NpyStream
@@ -174,3 +175,18 @@ def test_a_study_refuses_a_bad_evaluation_override_before_training(tmp_path):
     with pytest.raises(ValueError, match="generated_samples must be a whole number"):
         run_study(settings, tmp_path / "study", progress=False)
     assert not (tmp_path / "study").exists()
+
+
+def test_a_batch_transform_that_leaves_the_likelihood_s_range_or_shape_is_refused(small):
+    x, _, make = small
+    with pytest.raises(DataError, match=r"batch_transform returned values in \[0, 255\]; the "
+                                        r"bernoulli likelihood needs them in \[0, 1\]"):
+        make("vae").fit(x, epochs=1, batch_size=40, progress=False,
+                        batch_transform=lambda batch: batch * 255)
+    with pytest.raises(DataError, match=r"batch_transform returned \(40, 32\), not a batch of "
+                                        r"examples shaped \(1, 8, 8\)"):
+        make("vae").fit(x, epochs=1, batch_size=40, progress=False,
+                        batch_transform=lambda batch: batch.reshape(len(batch), -1)[:, :32])
+    # A transform that keeps the range trains (dynamic binarization, the documented use).
+    make("vae").fit(x, epochs=1, batch_size=40, progress=False,
+                    batch_transform=lambda batch: torch.bernoulli(batch))

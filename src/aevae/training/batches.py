@@ -122,6 +122,25 @@ def _plausible(batch: torch.Tensor, likelihood: str | None) -> bool:
         float(values.min()) >= 0.0 and float(values.max()) <= 1.0))
 
 
+def check_transformed(model: Autoencoder, x) -> None:
+    """An epoch's first batch after the user's ``batch_transform``: still a batch of the
+    model's input shape and, for a likelihood that needs it, within [0, 1]. A transform that
+    rescales to 0-255 trained a Bernoulli decoder on a wrong loss with no error; NaN is left to
+    the divergence check, which keeps the last good checkpoint."""
+    if not isinstance(x, torch.Tensor) or x.dim() < 1 \
+            or tuple(x.shape[1:]) != tuple(model.input_shape):
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise DataError(f"batch_transform returned {got}, not a batch of examples shaped "
+                        f"{tuple(model.input_shape)}")
+    if model.likelihood.needs_unit_interval:
+        values = x.detach().float()
+        values = values[~torch.isnan(values)]
+        if values.numel() and not (float(values.min()) >= 0.0 and float(values.max()) <= 1.0):
+            raise DataError(f"batch_transform returned values in [{float(values.min()):.4g}, "
+                            f"{float(values.max()):.4g}]; the {model.likelihood.name} "
+                            "likelihood needs them in [0, 1]")
+
+
 def streamed(loader: DataLoader, model: Autoencoder, device: torch.device) -> Iterator[Batch]:
     """Batches of a ``torch.utils.data.Dataset`` (data that does not fit in memory), each
     checked as arrays are (finite; in [0, 1] for a Bernoulli decoder) before it is used."""
