@@ -945,3 +945,38 @@ def test_equal_figures_on_one_seed_are_no_lead():
                if row["task"] == "compression")
     assert row["better"] is None and row_verdict(row, {}, {"ae": "ae", "vae": "vae"}) == (
         "equal (one seed)")
+
+
+def test_a_sweep_s_cells_decided_by_a_check_point_to_their_reason():
+    from aevae.report.text import study_text, sweep_rows
+
+    def answer(size, generate):
+        roles = {"ae": f"ae:latent_dim={size}", "vae": f"vae:latent_dim={size}"}
+        return {"label": f"latent_dim={size}", "roles": roles, "bottom_line": [
+            {"goal": "compress", "outcome": "first", "better": "ae", "difference": 0.1,
+             "low": 0.05, "high": 0.15, "digits": 3},
+            {"goal": "generate", "digits": 3, **generate},
+            {"goal": "cluster", "outcome": "skipped", "reason": "the data has no labels",
+             "digits": 3}], "claims": []}
+
+    unhealthy = {"outcome": "second", "better": "vae", "by_default": True,
+                 "reason": "ae failed a health check"}
+    answers = [answer(2, unhealthy), answer(4, unhealthy),
+               answer(8, {"outcome": "first", "better": "ae", "by_default": True,
+                          "reason": "vae failed the precision guard"})]
+    labels = {f"{name}:latent_dim={size}": f"{name} {size}" for name in ("ae", "vae")
+              for size in (2, 4, 8)}
+    header, rows, notes = sweep_rows(answers, labels)
+    assert header == ["goal", "latent_dim=2", "latent_dim=4", "latent_dim=8"]
+    assert rows == [["compress", "ae 2", "ae 4", "ae 8"],
+                    ["generate", "vae 2 (by default) [1]", "vae 4 (by default) [1]",
+                     "ae 8 (by default) [2]"]]  # cluster, measured nowhere, is left out
+    assert notes == ["generate: ae failed a health check",
+                     "generate: vae failed the precision guard"]
+    text = study_text({"labels": labels, "answers": answers, "summary": [],
+                       "study": {"settings": {"seeds": 3}, "preset": {"sweep": "latent_dim"},
+                                 "data": {"name": "d", "likelihood": "bernoulli",
+                                          "likelihood_reason": "values in [0, 1]"}},
+                       "tasks": []})
+    assert "[2] generate: vae failed the precision guard" in text
+    assert "Not measured on this data: cluster (the data has no labels)." in text

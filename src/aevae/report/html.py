@@ -212,9 +212,14 @@ def bottom_line_section(results: dict) -> str:
                      "failed a health check. \"By default\": decided by a health check or "
                      "a guard, not by the figure (see the note).</p>")
     else:
-        header, rows = sweep_rows(answers, labels)
+        header, rows, notes = sweep_rows(answers, labels)
         parts.append(f"<p>The better of the pair at each value of "
                      f"{e(results['study']['preset'].get('sweep'))}:</p>" + _table(header, rows))
+        if notes:
+            parts.append("<ol class='muted'>" + "".join(f"<li>{e(note)}</li>" for note in notes)
+                         + "</ol>")
+        if skipped := not_measured(answers[0]):
+            parts.append(f"<p class='muted'>{e(skipped)}</p>")
     from .text import mixed_versions, small_samples
 
     if small := small_samples(results):

@@ -97,17 +97,31 @@ def _best_text(row: dict, labels: dict[str, str]) -> str:
 
 
 def sweep_rows(answers: list[dict], labels: dict[str, str]
-               ) -> tuple[list[str], list[list[str]]]:
-    """One row per goal, one column per swept value: which of the pair is better there."""
-    from ..study.answer import row_verdict
+               ) -> tuple[list[str], list[list[str]], list[str]]:
+    """One row per goal, one column per swept value: which of the pair is better there. A cell
+    decided by a check, not by its figure, points to a note saying which (as in the one-pair
+    table; the same reason at several values is one note). Goals measured at no value are
+    left out (``not_measured`` says why)."""
+    from ..study.answer import margin_text, row_verdict
 
     header = ["goal", *[answer["label"] for answer in answers]]
-    goals = [row["goal"] for row in answers[0]["bottom_line"]]
-    rows = []
-    for index, goal in enumerate(goals):
-        rows.append([goal, *[row_verdict(answer["bottom_line"][index], labels, answer["roles"])
-                             for answer in answers]])
-    return header, rows
+    rows, notes = [], []
+    for index, goal in enumerate(row["goal"] for row in answers[0]["bottom_line"]):
+        cells = [answer["bottom_line"][index] for answer in answers]
+        if all(row["outcome"] == "skipped" for row in cells):
+            continue
+        texts = [goal]
+        for answer, row in zip(answers, cells):
+            text = row_verdict(row, labels, answer["roles"])
+            if (row["outcome"] != "skipped" and not margin_text(row) and row.get("reason")
+                    and not row.get("negligible")):
+                note = f"{goal}: {row['reason']}"
+                if note not in notes:
+                    notes.append(note)
+                text += f" [{notes.index(note) + 1}]"
+            texts.append(text)
+        rows.append(texts)
+    return header, rows, notes
 
 
 def study_text(results: dict) -> str:
@@ -137,7 +151,11 @@ def study_text(results: dict) -> str:
     elif answers:
         lines.append(f"AE or VAE on this data? The better of the pair at each "
                      f"{results['study']['preset'].get('sweep')}, {seeds} seed(s):")
-        lines.append(format_table(*sweep_rows(answers, labels)))
+        header, rows, notes = sweep_rows(answers, labels)
+        lines.append(format_table(header, rows))
+        lines += [f"[{index}] {note}" for index, note in enumerate(notes, 1)]
+        if skipped := not_measured(answers[0]):
+            lines.append(skipped)
     else:
         lines.append("AE or VAE on this data? The roster has no AE and VAE to compare (name "
                      "`ae` and `vae` in --models); the verdicts below compare the whole roster.")
