@@ -564,6 +564,36 @@ def test_runs_refuses_an_unknown_metric(tmp_path, capsys):
                     "prior_sampling.prior_frechet_distance")
 
 
+@pytest.mark.regression
+def test_runs_finds_a_study_s_own_store_and_filters_by_roster_entry(tmp_path, capsys):
+    from aevae.study.store import STORE_FILE, STUDY_FILE, RunStore
+
+    elsewhere = tmp_path / "shared" / STORE_FILE
+    elsewhere.parent.mkdir()
+    with RunStore(elsewhere) as store:
+        for run_id, entry, options in (("r1", "ae:latent_dim=4", {"latent_dim": 4}),
+                                       ("r2", "ae:beta=0.5:latent_dim=2", {}),
+                                       ("r3", "vae", {})):
+            store.claim(run_id, {"entry": entry, "model": entry.split(":")[0],
+                                 "options": options, "dataset": "digits",
+                                 "data_fingerprint": "f", "seed": 0, "budget": "quick"})
+    study = tmp_path / "study"  # run with --store shared/runs.sqlite: no store of its own
+    study.mkdir()
+    (study / STUDY_FILE).write_text(json.dumps({"store": str(elsewhere)}))
+
+    def listed(*options):
+        code, out, err = run(capsys, "runs", str(study), *options)
+        assert code == 0, err
+        return [line.split()[0] for line in out.splitlines()[2:]]
+
+    assert listed() == ["r1", "r2", "r3"]
+    assert listed("--model", "ae") == ["r1", "r2"]
+    assert listed("--model", "ae:latent_dim=4") == ["r1"]
+    assert listed("--model", "ae:latent_dim=2:beta=0.5") == ["r2"]  # another spelling
+    code, _, err = run(capsys, "runs", str(tmp_path / "nothing"))
+    _one_error_line(code, err, "no run store at")
+
+
 @pytest.mark.parametrize("where", ["missing", "empty", "cache"])
 @pytest.mark.regression
 def test_a_failed_download_leaves_no_folder(tmp_path, capsys, monkeypatch, where):

@@ -1261,16 +1261,38 @@ def command_report(arguments) -> int:
 
 
 def command_runs(arguments) -> int:
-    from .study.store import STORE_FILE, RunStore
+    from .study.store import STORE_FILE, STUDY_FILE, RunStore
 
     path = Path(arguments.store)
     if path.is_dir():
-        path = path / STORE_FILE
+        folder, path = path, path / STORE_FILE
+        if not path.is_file() and (folder / STUDY_FILE).is_file():
+            # A study run with --store elsewhere: its study.json names the store it used.
+            try:
+                recorded = json.loads((folder / STUDY_FILE).read_text()).get("store")
+            except (OSError, ValueError, AttributeError):
+                recorded = None
+            if isinstance(recorded, str) and recorded:
+                path = Path(recorded)
     if not path.is_file():
         raise FileNotFoundError(f"no run store at {path}")
+    model = arguments.model
     with RunStore(path) as store:
-        rows = store.select(model=arguments.model, dataset=arguments.dataset,
+        rows = store.select(model=model, dataset=arguments.dataset,
                             status=arguments.status, budget=arguments.budget, seed=arguments.seed)
+        if not rows and model and ":" in model:
+            # A roster entry in another spelling (options in another order, 0.5 for .5):
+            # matched by its canonical key.
+            from .study.roster import parse_roster
+
+            try:
+                model = parse_roster(model)[0].key
+            except (ValueError, IndexError):
+                pass
+            else:
+                rows = store.select(model=model, dataset=arguments.dataset,
+                                    status=arguments.status, budget=arguments.budget,
+                                    seed=arguments.seed)
     if arguments.metric:
         from .study.tasks import TASKS
 
@@ -1614,7 +1636,8 @@ def build_parser() -> argparse.ArgumentParser:
     runs = commands.add_parser("runs", help="list and filter the runs of a run store")
     runs.add_argument("store", nargs="?", default="aevae-compare",
                       help="a study directory or a runs.sqlite file")
-    runs.add_argument("--model", help="only this model")
+    runs.add_argument("--model", help="only this model (e.g. vae), or one roster entry (e.g. "
+                      "ae:latent_dim=4)")
     runs.add_argument("--dataset", help="only this dataset")
     runs.add_argument("--status", choices=["running", "finished", "failed"])
     runs.add_argument("--budget", choices=list(BUDGETS))

@@ -207,11 +207,15 @@ class RunStore:
     def select(self, *, model: str | None = None, dataset: str | None = None,
                status: str | None = None, budget: str | None = None,
                seed: int | None = None) -> list[RunRow]:
-        """Rows matching every filter given, oldest first. Runs left marked running by a
-        process that is gone are first marked failed (``recover_abandoned``)."""
+        """Rows matching every filter given (``model``: a model's name or an entry's key),
+        oldest first. Runs left marked running by a process that is gone are first marked
+        failed (``recover_abandoned``)."""
         self.recover_abandoned()
         clauses, values = [], []
-        for column, value in (("model", model), ("dataset", dataset), ("status", status),
+        if model is not None:  # a model's name, or one roster entry's key
+            clauses.append("(model = ? OR entry = ?)")
+            values += [model, model]
+        for column, value in (("dataset", dataset), ("status", status),
                               ("budget", budget), ("seed", seed)):
             if value is not None:
                 clauses.append(f"{column} = ?")
