@@ -19,7 +19,7 @@ import pytest
 from aevae.data import REMOTE_FILES, DataError, load_dataset, readers
 from aevae.data.download import RemoteFile, download_file
 from aevae.data.readers import read_amat
-from aevae.data.validation import validate_labels
+from aevae.data.validation import validate_array, validate_labels
 
 pytestmark = pytest.mark.usefixtures("isolated_data_environment")
 
@@ -279,3 +279,30 @@ def test_amat_cache_without_a_matching_record_is_stale(monkeypatch, tmp_path):
     np.testing.assert_array_equal(read_amat(path), [[0, 1], [1, 0]])
     assert len(parses) == 3
 
+
+
+def test_float64_values_whose_variation_float32_would_round_away_are_refused(tmp_path):
+    import aevae
+    from aevae.cli import main
+
+    base = np.random.default_rng(0).normal(size=(300, 5))
+    # 1e8 + a unit spread: float32 keeps steps of 8 there, so standardising after the cast
+    # (what every model computes in) left 2 distinct values of 300 in a column, silently.
+    path = tmp_path / "offset.npy"
+    np.save(path, 1e8 + base)
+    one_line_error(lambda: load_dataset(path), "offset.npy: feature", "around 1e+08",
+                   "100% of that variation would be rounding noise", "Subtract an offset")
+    model = aevae.make("vae", input_shape=(5,), latent_dim=2, hidden=(8,), seed=0)
+    with pytest.raises(DataError, match="training data: feature .* rounding noise"):
+        model.fit(1e8 + base, epochs=1, progress=False)
+    with pytest.raises(ValueError, match="x: feature .* rounding noise"):
+        model.encode(1e8 + base)
+    timestamps = (1_700_000_000_000 + 1000 * base).astype(np.int64)  # milliseconds
+    one_line_error(lambda: validate_array(timestamps), "rounding noise")
+    assert main(["train", "vae", "--data", str(path), "--out", str(tmp_path / "run"),
+                 "--epochs", "1"]) == 2
+    # What float32 holds to the last bits passes: small integers, float32 itself, offsets that
+    # leave the spread its digits, constant features.
+    for fine in (np.arange(1500).reshape(300, 5), (1e8 + base).astype(np.float32),
+                 1e3 + base, np.ones((10, 3))):
+        validate_array(fine)

@@ -47,6 +47,7 @@ def validate_array(x, *, name: str = "data", likelihood: str | None = None) -> n
             f"expected 2 to 4: {LAYOUT_HINT}"
         )
     # Convert first so that float64 values too large for float32 show up as inf.
+    original = array
     with np.errstate(over="ignore"):
         array = np.ascontiguousarray(array, dtype=np.float32)
     finite = np.isfinite(array)
@@ -60,6 +61,8 @@ def validate_array(x, *, name: str = "data", likelihood: str | None = None) -> n
             f"{name} contains {nan_count} NaN and {inf_count} infinite value(s); "
             f"the first is at index {first_index} (example {first_index[0]})"
         )
+    if problem := float32_precision_problem(original, array):
+        raise DataError(f"{name}: {problem}")
     if likelihood is not None and likelihood.lower() in UNIT_INTERVAL_LIKELIHOODS:
         low, high = float(array.min()), float(array.max())
         if low < 0.0 or high > 1.0:
@@ -71,6 +74,47 @@ def validate_array(x, *, name: str = "data", likelihood: str | None = None) -> n
                 f"which the {likelihood.lower()} likelihood needs{hint}"
             )
     return array
+
+
+# Rounding to float32 may cost a feature at most this share of its spread (the rms of the
+# rounding error over the feature's standard deviation): 1e8 + a unit spread loses all of it.
+FLOAT32_LOSS_LIMIT = 0.01
+
+
+def float32_precision_problem(original: np.ndarray, converted: np.ndarray) -> str | None:
+    """Why rounding ``original`` (float64, or integers beyond 2**24) to float32, which every
+    model computes in, would destroy part of a feature's variation; None when it would not.
+    Values such as 1e8 + x vary in digits that float32 (about 7 significant) does not keep,
+    and standardising after the cast cannot bring them back."""
+    kind, size = original.dtype.kind, original.dtype.itemsize
+    if kind == "b" or (kind == "f" and size <= 4) or (kind in "iu" and size <= 2):
+        return None
+    exact, rounded = original.reshape(len(original), -1), converted.reshape(len(converted), -1)
+    if kind in "iu" and max(abs(int(exact.min())), abs(int(exact.max()))) <= 2 ** 24:
+        return None  # every such integer is a float32 exactly
+    # Sums over row chunks (a float64 copy of large data would double its memory), each
+    # feature shifted by its first value so the spread does not cancel away.
+    shift = exact[0].astype(np.float64)
+    total = np.zeros(exact.shape[1])
+    squares, errors = total.copy(), total.copy()
+    for start in range(0, len(exact), 4096):
+        chunk = exact[start:start + 4096].astype(np.float64)
+        errors += ((rounded[start:start + 4096] - chunk) ** 2).sum(axis=0)
+        chunk -= shift
+        total += chunk.sum(axis=0)
+        squares += (chunk ** 2).sum(axis=0)
+    count = len(exact)
+    spread = np.sqrt(np.maximum(squares / count - (total / count) ** 2, 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lost = np.where(spread > 0, np.sqrt(errors / count) / spread, 0.0)
+    worst = int(np.argmax(lost))
+    if not lost[worst] > FLOAT32_LOSS_LIMIT:
+        return None
+    return (f"feature {worst} holds values around {shift[worst] + total[worst] / count:.7g} "
+            f"that vary by only {spread[worst]:.3g} (standard deviation); rounded to float32, "
+            f"which the models compute in (about 7 significant digits), "
+            f"{min(lost[worst], 1.0):.0%} of that variation would be rounding noise. Subtract "
+            "an offset (e.g. each feature's mean) first")
 
 
 def example_shape_problem(shape: tuple[int, ...], expected: tuple[int, ...]) -> str | None:
