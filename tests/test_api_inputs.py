@@ -190,3 +190,24 @@ def test_a_batch_transform_that_leaves_the_likelihood_s_range_or_shape_is_refuse
     # A transform that keeps the range trains (dynamic binarization, the documented use).
     make("vae").fit(x, epochs=1, batch_size=40, progress=False,
                     batch_transform=lambda batch: torch.bernoulli(batch))
+
+
+def test_inputs_far_from_the_training_scale_give_finite_figures_not_nan():
+    # The encoder's log-variance went past float32's exp() range (inf std, NaN codes and
+    # log-likelihoods; in a study one such test example stopped everything with "variances
+    # must be strictly positive"). It is kept within the bound, which trained encoders never
+    # reach.
+    from aevae.distributions import LOG_VARIANCE_BOUND
+
+    x = np.random.default_rng(0).normal(size=(300, 5)).astype(np.float32)
+    for likelihood in ("gaussian", "gaussian-learned", "student-t"):
+        vae = aevae.make("vae", input_shape=(5,), latent_dim=2, hidden=(32,),
+                         likelihood=likelihood, seed=0)
+        vae.fit(x, epochs=3, progress=False)
+        far = 1e6 * x[:50]
+        _, variance = vae.encode(far, return_variance=True)
+        assert np.isfinite(variance).all() and (variance > 0).all()
+        assert np.isfinite(vae.log_likelihood(far, k=10)).all()
+        assert np.isfinite(vae.elbo(far)).all()
+        _, trained = vae.encode(x, return_variance=True)
+        assert np.abs(np.log(trained)).max() < LOG_VARIANCE_BOUND / 2  # far inside

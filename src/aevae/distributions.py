@@ -7,6 +7,11 @@ import math
 import torch
 
 LOG_2PI = math.log(2.0 * math.pi)
+# An encoder's log-variance is kept within +-this: beyond about 88 exp() overflows float32 (an
+# infinite std, then NaN codes and figures) and below about -103 the variance is 0. Inputs far
+# from the training data's scale reached both; trained encoders stay far inside (the clamp is
+# the identity there, gradient included).
+LOG_VARIANCE_BOUND = 50.0
 
 
 def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
@@ -19,7 +24,7 @@ class DiagonalGaussian:
 
     def __init__(self, mean: torch.Tensor, log_variance: torch.Tensor):
         self.mean = mean
-        self.log_variance = log_variance
+        self.log_variance = log_variance.clamp(-LOG_VARIANCE_BOUND, LOG_VARIANCE_BOUND)
 
     @property
     def variance(self) -> torch.Tensor:
