@@ -211,3 +211,21 @@ def test_inputs_far_from_the_training_scale_give_finite_figures_not_nan():
         assert np.isfinite(vae.elbo(far)).all()
         _, trained = vae.encode(x, return_variance=True)
         assert np.abs(np.log(trained)).max() < LOG_VARIANCE_BOUND / 2  # far inside
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-3, 1e-6, 1e-8])
+def test_ppca_and_the_ex_post_density_do_not_depend_on_the_data_s_units(scale):
+    # Both had absolute floors (a noise variance of 1e-12; scikit-learn's reg_covar 1e-6)
+    # that dominated small-scale data: PPCA's exact log p(x) was 26 nats off at 1e-8 and the
+    # ex-post samples 300x too wide at 1e-6.
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(300, 2)) @ rng.normal(size=(2, 5)) + 0.1 * rng.normal(size=(300, 5))
+    x = (scale * base).astype(np.float32)
+    ppca = aevae.make("ppca", input_shape=(5,), latent_dim=2).fit(x)
+    exact = PCA(2).fit(x.astype(np.float64)).score(x.astype(np.float64))
+    assert ppca.exact_log_likelihood(x).mean() == pytest.approx(exact, abs=1e-3)
+    pca = aevae.make("pca", input_shape=(5,), latent_dim=2).fit(x)
+    samples = aevae.ExPostSampler().fit(pca, x, components=3).sample(2000, seed=0)
+    assert np.allclose(samples.std(axis=0) / x.std(axis=0), 1.0, atol=0.06)

@@ -124,8 +124,10 @@ class PPCA(ClosedForm, VAE):
 
     def solve(self, x: np.ndarray, seed: int) -> None:
         mean, components, eigenvalues, noise = _principal_components(x, self.latent_dim, seed)
-        # A noise variance of 0 (data inside a k-dimensional subspace) has no density.
-        noise = max(noise, 1e-6 * float(eigenvalues.max()), 1e-12)
+        # A noise variance of 0 (data inside a k-dimensional subspace) has no density. The
+        # floor is relative to the data's scale (an absolute 1e-12 was most of the noise of
+        # data at scale 1e-6, and cost its exact log p(x) 5 nats); 1e-30 only for all-equal data.
+        noise = max(noise, 1e-6 * float(eigenvalues.max()), 1e-30)
         eigenvalues = np.maximum(eigenvalues, noise)
         scale = np.sqrt(eigenvalues - noise)  # W = U diag(scale)
         encoder, decoder = self._linear_layers()
