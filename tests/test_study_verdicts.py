@@ -980,3 +980,18 @@ def test_a_sweep_s_cells_decided_by_a_check_point_to_their_reason():
                        "tasks": []})
     assert "[2] generate: vae failed the precision guard" in text
     assert "Not measured on this data: cluster (the data has no labels)." in text
+
+
+def test_the_only_model_with_a_likelihood_answers_the_density_row():
+    """The row read "None (only one)" and the goal was missing from "In short"."""
+    from aevae.study.answer import bottom_line, in_short, row_verdict
+
+    models = {"ae": model("ae", has_likelihood=False), "vae": model("vae")}
+    runs = {key: {seed: full_metrics(None, seed) for seed in range(3)} for key in models}
+    tasks = task_results(runs, models, FACTORS)
+    roles = {"ae": "ae", "vae": "vae"}
+    row = next(row for row in bottom_line(tasks, roles) if row["task"] == "likelihood")
+    assert (row["outcome"], row["better"], row["leader"]) == ("only", "vae", "vae")
+    assert row_verdict(row, {"ae": "ae", "vae": "vae"}, roles) == "vae (only one)"
+    assert "vae for: estimate density" in in_short(bottom_line(tasks, roles),
+                                                   {"ae": "ae", "vae": "vae"}, roles)

@@ -98,7 +98,7 @@ def bottom_line(tasks: list[dict], roles: dict[str, str]) -> list[dict]:
         # "better" names a model only where a row answers (a win, the only one, a one-seed
         # lead); "leader" is ahead on the mean, whatever the row says.
         row["leader"] = {ae: "ae", vae: "vae"}.get(winner)
-        decided = pair["outcome"] in ("first", "second", "only", "one seed")
+        decided = row["outcome"] in ("first", "second", "only", "one seed")
         row["better"] = row["leader"] if decided else None
         if "difference" in pair:
             # Oriented as the better (or leading) model minus the other.
