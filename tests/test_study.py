@@ -241,8 +241,20 @@ def test_report_and_runs_commands(digits_study, capsys):
     # Re-rendered, the study still says which runs it trained and how long it took.
     after = json.loads((out / "results.json").read_text())
     assert after["timing"] == before["timing"]
-    assert [run["reused"] for run in after["runs"]] == [run["reused"] for run in
-                                                         before["runs"]]
+    for key in ("reused", "trained_now", "intervals_now"):
+        assert [run[key] for run in after["runs"]] == [run[key] for run in before["runs"]]
+    page = (out / "report.html").read_text()
+    reused = sum(bool(run.get("reused")) for run in before["runs"])
+    assert page.count("<td>reused from the store</td>") == reused
+    assert page.count("<td>trained now</td>") == len(before["runs"]) - reused
+    # With no results of the call that trained them (it was interrupted before writing),
+    # the runs are "finished by an earlier call", not "reused".
+    (out / "results.json").unlink()
+    assert run(capsys, "report", str(out))[0] == 0
+    page = (out / "report.html").read_text()
+    assert page.count("<td>finished by an earlier call</td>") == len(before["runs"])
+    (out / "results.json").write_text(json.dumps(before))
+    assert run(capsys, "report", str(out))[0] == 0
     code, printed, _ = run(capsys, "runs", str(out), "--model", "vae", "--metric",
                            "compression.mse")
     lines = printed.strip().splitlines()

@@ -1225,22 +1225,26 @@ def _study_summary(results: dict) -> str:
 
 
 def _keep_what_the_study_measured(path: Path, results: dict) -> None:
-    """Re-rendering knows nothing of the study call that ran: its timing, and which runs it
-    trained or reused, are kept from the results it wrote (they read "reused" otherwise)."""
+    """Re-rendering knows nothing of the study calls that ran: their timing, and which runs
+    they trained, evaluated or reused, are kept from the results the last one wrote. A run
+    that results file does not show finished (a call interrupted before it wrote one) is
+    "finished by an earlier call", not "reused" (it read so, even where that call trained it)."""
     from .io import CorruptFileError, read_json
 
     try:
         before = read_json(path) if path.is_file() else None
     except (CorruptFileError, OSError, ValueError):
-        return
-    if not isinstance(before, dict):
-        return
-    reused = {run.get("id"): run.get("reused") for run in before.get("runs") or []
-              if isinstance(run, dict)}
+        before = None
+    kept = {run.get("id"): run for run in (before or {}).get("runs") or []
+            if isinstance(run, dict) and run.get("status") == "finished"
+            and isinstance(before, dict)}
     for run in results["runs"]:
-        if reused.get(run["id"]) is not None:
-            run["reused"] = reused[run["id"]]
-    if "timing" in before and "timing" not in results:
+        if run["status"] != "finished":
+            continue
+        earlier = kept.get(run["id"], {})
+        for key in ("reused", "trained_now", "intervals_now"):
+            run[key] = earlier.get(key)
+    if isinstance(before, dict) and "timing" in before and "timing" not in results:
         results["timing"] = before["timing"]
 
 

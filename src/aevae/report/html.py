@@ -629,6 +629,14 @@ def _epochs_text(run: dict, model: str | None) -> str:
     return f"{run['epochs_run']} (best {best})"
 
 
+def _run_status(run: dict) -> str:
+    if run.get("reused") is None:  # re-rendered: not finished when the study last wrote
+        return "finished by an earlier call"
+    if run["reused"]:
+        return "reused from the store"
+    return "trained now" if run.get("trained_now", True) else "evaluated now (trained before)"
+
+
 def settings_section(results: dict) -> str:
     study = results["study"]
     timing = results.get("timing") or {}
@@ -641,8 +649,7 @@ def settings_section(results: dict) -> str:
                          "", run["id"]])
             continue
         rows.append([run["label"], str(run["seed"]),
-                     "reused from the store" if run["reused"] else "trained now"
-                     if run.get("trained_now", True) else "evaluated now (trained before)",
+                     _run_status(run),
                      _epochs_text(run, models.get(run["entry"])),
                      f"{run['train_seconds']:.1f}", f"{run['evaluation_seconds']:.1f}",
                      run["device"], run["id"]])
