@@ -165,7 +165,7 @@ def test_figures_that_do_not_apply_say_why():
     models = {"ae": model("ae", has_likelihood=False), "vae": model("vae"),
               "ppca": model("ppca", likelihood="gaussian")}
     rows = metric_rows(metric, runs, models, DATA)
-    assert rows["ae"] == {"available": False,
+    assert rows["ae"] == {"available": False, "name": "ae",
                           "reason": "no likelihood: a deterministic model defines no p(x)"}
     assert not rows["ppca"]["available"] and "not comparable" in rows["ppca"]["reason"]
     assert rows["vae"]["spread"] == 0.5
@@ -582,7 +582,7 @@ def test_a_figure_that_is_not_finite_on_one_seed_wins_nothing():
                        {key: model(key) for key in runs}, DATA)
     assert rows["ae"]["non_finite"] == {2: math.inf}
     assert rows["ae"]["excluded"] == ["MSE is not finite (inf on seed 2)"]
-    assert rows["vae"] == {"available": False, "reason": "not finite"}
+    assert rows["vae"] == {"available": False, "name": "vae", "reason": "not finite"}
     verdict = decide(rows, "lower")
     assert verdict["status"] == "uncontested" and verdict["winner"] == "pca"
     assert "ae" in verdict["barred"]
@@ -605,7 +605,7 @@ def test_a_model_whose_every_run_failed_is_named_with_the_failure():
     tasks = task_results({**runs, "vae": {}}, models, FACTORS, health=health)
     task = next(task for task in tasks if task["name"] == "compression")
     row = task["metrics"][0]["rows"]["vae"]
-    assert row == {"available": False,
+    assert row == {"available": False, "name": "vae",
                    "reason": "training failed (loss is nan) (every seed)"}
     compared = compare_pair(task, task["metrics"][0], "ae", "vae")
     assert compared["reason"] == "vae: training failed (loss is nan) (every seed)"
@@ -713,7 +713,7 @@ def test_a_model_no_better_than_the_trivial_fill_wins_nothing_with_the_figure():
         "missing 1.940 against 0.8900")
     assert metric["verdict"]["status"] == "not compared"  # neither beats the mean
     pair = compare_pair(task, metric, "ae", "vae")
-    assert pair["outcome"] == "not compared" and pair["reason"].startswith("neither wins: ae no "
+    assert pair["outcome"] == "not compared" and pair["reason"].startswith("neither wins: ae: no "
                                                                             "better than")
     from aevae.study.answer import bottom_line, margin_text
 
@@ -995,3 +995,33 @@ def test_the_only_model_with_a_likelihood_answers_the_density_row():
     assert row_verdict(row, {"ae": "ae", "vae": "vae"}, roles) == "vae (only one)"
     assert "vae for: estimate density" in in_short(bottom_line(tasks, roles),
                                                    {"ae": "ae", "vae": "vae"}, roles)
+
+
+def test_reasons_name_entries_by_label_not_by_key():
+    """Notes read "vae:latent_dim=4 its variations ... for ae:latent_dim=4"."""
+    from dataclasses import replace
+
+    from aevae.study.answer import bottom_line
+
+    keys = {"ae": "ae:latent_dim=4", "vae": "vae:latent_dim=4"}
+    figures = {"ae": {("variation", "variation_diversity"): 0.4,
+                      ("variation", "variation_faithfulness"): 0.99},
+               "vae": {("variation", "variation_diversity"): 3.4,
+                       ("variation", "variation_faithfulness"): 0.70}}
+    runs = {keys[name]: {seed: full_metrics(values, seed) for seed in range(3)}
+            for name, values in figures.items()}
+    models = {key: replace(model(name), key=key, label=f"{name} (latent_dim=4)")
+              for name, key in keys.items()}
+    tasks = task_results(runs, models, FACTORS)
+    texts = [row.get("reason") or "" for row in bottom_line(tasks, keys)]
+    for claim in judge_claims(tasks, roles=keys):
+        texts += [part.get("reason") or "" for part in claim["parts"]]
+    for task in tasks:
+        for metric in task["metrics"]:
+            texts.append(metric["verdict"].get("reason") or "")
+            texts += [text for reasons in metric["verdict"].get("barred", {}).values()
+                      for text in reasons]
+    texts = [text for text in texts if text]
+    assert any("vae (latent_dim=4): its variations keep the input's class" in text
+               and text.endswith("for ae (latent_dim=4)") for text in texts), texts
+    assert not [text for text in texts if ":latent_dim=4" in text]  # no key anywhere

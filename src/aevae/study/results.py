@@ -108,7 +108,9 @@ def aggregate(out, since: float | None = None, invocation: str | None = None) ->
     shape = study["data"].get("shape") if isinstance(study["data"], dict) else None
     info = DataInfo(**{"dimensions": math.prod(shape) if shape else None,
                        **study["data_info"]})
-    models = {key: ModelInfo(**values) for key, values in study["models"].items()}
+    # Labelled from the roster (a study written before models carried their label too).
+    models = {key: ModelInfo(**{**values, "label": labels.get(key, "")})
+              for key, values in study["models"].items()}
     failures = _failures(study, runs)
     # An entry whose every run failed stays in the tables, with the failure as its reason.
     measured = {key: seeds for key, seeds in by_entry.items() if seeds or key in failures}

@@ -40,6 +40,11 @@ class ModelInfo:
     has_likelihood: bool
     likelihood: str
     trains_prior: bool  # False: sampling "the prior" means decoding N(0, I) draws it never saw
+    label: str = ""  # for humans, as texts name it ("ae (latent_dim=4)"); "" reads the key
+
+    @property
+    def name(self) -> str:
+        return self.label or self.key
 
 
 @dataclass(frozen=True)

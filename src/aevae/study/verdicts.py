@@ -178,6 +178,8 @@ def metric_rows(metric: Metric, runs: dict[str, dict[int, dict]],
             row["non_finite"] = broken
             row.setdefault("excluded", []).append(f"{metric.label} is not finite ({seeds})")
         rows[key] = row
+    for key, row in rows.items():  # the texts name entries by label
+        row["name"] = models[key].name
     return rows
 
 
@@ -237,7 +239,8 @@ def decide(rows: dict[str, dict], direction: str, tie: float | None = None,
             # figure: a trade-off, not a win.
             only = order[0]
             return {"status": NOT_COMPARED, "barred": {**barred, only: [own_guard[only]]},
-                    "reason": f"a trade-off: {only} {own_guard[only]}, and every other model "
+                    "reason": f"a trade-off: {rows[only].get('name', only)}: {own_guard[only]}, "
+                    "and every other model "
                     "fails a health check or another of the task's guards"}
         if len(candidates) == 1 and barred:
             return {"status": UNCONTESTED, "winner": order[0], "ranking": order,
@@ -310,6 +313,7 @@ def guard_rows(task: Task, runs: dict[str, dict[int, dict]], models: dict[str, M
         guards.append({
             "metric": list(guard.metric), "label": metric.label, "digits": metric.digits,
             "direction": metric.direction, "why": guard.why, "means": means, "best": best,
+            "names": {key: models[key].name for key in means},
             "values": {key: rows[key]["values"] for key in means},
             "ratio": guard.ratio, "difference": guard.difference,
             "bar": guard.bar(means[best], metric.direction) if best is not None else None,
@@ -323,7 +327,8 @@ def _guard_text(guard: dict, key: str) -> str:
     best = guard["best"]
     return (f"{guard['why']}: {guard['label']} "
             f"{format_value(guard['means'][key], guard['digits'])} against "
-            f"{format_value(guard['means'][best], guard['digits'])} for {best}")
+            f"{format_value(guard['means'][best], guard['digits'])} for "
+            f"{(guard.get('names') or {}).get(best, best)}")
 
 
 def task_results(runs: dict[str, dict[int, dict]], models: dict[str, ModelInfo],
@@ -384,11 +389,13 @@ def compare_pair(task: dict, metric: dict, first: str, second: str) -> dict:
     result = {"first": first, "second": second, "label": metric["label"],
               "digits": metric["digits"], "direction": metric["direction"]}
     rows = (metric["rows"].get(first), metric["rows"].get(second))
-    for name, row in zip((first, second), rows):
+    names = {key: (row or {}).get("name", key) for key, row in zip((first, second), rows)}
+    for key, row in zip((first, second), rows):
         if row is None:
-            return {**result, "outcome": "not compared", "reason": f"{name} is not in the roster"}
+            return {**result, "outcome": "not compared", "reason": f"{key} is not in the roster"}
         if not row["available"]:
-            return {**result, "outcome": "not compared", "reason": f"{name}: {row['reason']}"}
+            return {**result, "outcome": "not compared",
+                    "reason": f"{names[key]}: {row['reason']}"}
     shared = sorted(set(rows[0]["values"]) & set(rows[1]["values"]))
     if shared:  # the pair is compared on the seeds both have: show the means on those
         result.update({"first_mean": _mean(rows[0]["values"], shared),
@@ -401,11 +408,11 @@ def compare_pair(task: dict, metric: dict, first: str, second: str) -> dict:
             if row.get("excluded")]
     if len(sick) == 2:
         return {**result, "outcome": "not compared",
-                "reason": "; ".join(f"{name}: {reasons[0]}" for name, reasons in sick)}
+                "reason": "; ".join(f"{names[key]}: {reasons[0]}" for key, reasons in sick)}
     if sick:
-        name, reasons = sick[0]
-        return {**result, "outcome": "second" if name == first else "first",
-                "by_default": "health", "reason": f"{name}: {reasons[0]}"}
+        key, reasons = sick[0]
+        return {**result, "outcome": "second" if key == first else "first",
+                "by_default": "health", "reason": f"{names[key]}: {reasons[0]}"}
     failing = {first: [], second: []}
     own = {first: [], second: []}  # the guard on this very figure (see below)
     for name, row in zip((first, second), rows):
@@ -433,7 +440,7 @@ def compare_pair(task: dict, metric: dict, first: str, second: str) -> dict:
     figure["figure_outcome"] = figure["outcome"]
     figure["guard_failures"] = {key: texts for key, texts in failing.items() if texts}
     if failing[first] and failing[second]:
-        both = f"{first} {failing[first][0]}; {second} {failing[second][0]}"
+        both = f"{names[first]}: {failing[first][0]}; {names[second]}: {failing[second][0]}"
         if all(failing[name][0] == row.get("baseline_failure")
                for name, row in zip((first, second), rows)):
             return {**figure, "outcome": "not compared", "reason": f"neither wins: {both}"}
@@ -447,9 +454,9 @@ def compare_pair(task: dict, metric: dict, first: str, second: str) -> dict:
             # itself: a trade-off, not a win by default. (Alone, the figure's own guard
             # decides nothing: the paired interval does.)
             return {**figure, "outcome": "level", "by_default": "guard",
-                    "reason": f"a trade-off: {loser} {failing[loser][0]}; {winner} "
-                    f"{own[winner][0]}"}
-        note = f"{loser}: {failing[loser][0]}"
+                    "reason": f"a trade-off: {names[loser]}: {failing[loser][0]}; "
+                    f"{names[winner]}: {own[winner][0]}"}
+        note = f"{names[loser]}: {failing[loser][0]}"
         if figure["outcome"] == ("first" if winner == first else "second"):
             return {**figure, "guard_note": note}  # the figure decides; the guard agrees
         # As in the verdicts: a model that fails a guard cannot win, so the other does.
@@ -615,12 +622,14 @@ def _judge_part(part: ClaimPart, tasks: list[dict], roles: dict[str, str]) -> di
     # trivial method, the first model is not "better" or "as good" in any useful sense).
     failures = compared.get("guard_failures", {})
     if failures.get(first):
-        return {**result, "status": FAILS, "reason": f"{first}: {failures[first][0]}"}
+        name = (found[0][1]["rows"].get(first) or {}).get("name", first)
+        return {**result, "status": FAILS, "reason": f"{name}: {failures[first][0]}"}
     if outcome == "not compared":
         return {**result, "status": NOT_TESTED, "reason": reason}
     if compared.get("worst_case") is None:  # no interval
         return {**result, "status": INCONCLUSIVE, "reason": None if failures else reason}
-    return {**result, **_against_the_tie(part.relation, first, compared)}
+    name = (found[0][1]["rows"].get(first) or {}).get("name", first)
+    return {**result, **_against_the_tie(part.relation, name, compared)}
 
 
 def _against_the_tie(relation: str, first: str, compared: dict) -> dict:
