@@ -229,3 +229,17 @@ def test_ppca_and_the_ex_post_density_do_not_depend_on_the_data_s_units(scale):
     pca = aevae.make("pca", input_shape=(5,), latent_dim=2).fit(x)
     samples = aevae.ExPostSampler().fit(pca, x, components=3).sample(2000, seed=0)
     assert np.allclose(samples.std(axis=0) / x.std(axis=0), 1.0, atol=0.06)
+
+
+def test_a_roster_naming_one_model_twice_through_a_default_option_is_refused(tmp_path):
+    # ae:latent_dim=8 is ae on digits (8 is its default latent size): the same runs, which
+    # the study compared with themselves ("tie ... [0, 0]") and counted twice.
+    from aevae.study.runner import run_study
+    from aevae.study.settings import StudySettings
+
+    settings = StudySettings(data="digits", models="ae,ae:latent_dim=8,vae", seeds=1,
+                             workers=1)
+    with pytest.raises(ValueError, match=r"ae and ae \(latent_dim=8\) are the same model on "
+                                         r"this data .* name it once"):
+        run_study(settings, tmp_path / "study", progress=False)
+    assert not (tmp_path / "study").exists()

@@ -265,6 +265,19 @@ def plan_runs(settings: StudySettings, data: PreparedData, entries: list[RosterE
             options = model_options(entry, shared, seed)
             plans.append(RunPlan(run_identity(entry, options, seed, data, budget, device,
                                               settings.cuda_graphs), entry, seed, options))
+    first: dict[str, RunPlan] = {}
+    for plan in plans:
+        other = first.setdefault(plan.id, plan)
+        if other.entry.key != plan.entry.key:
+            # Entries that differ only by an option the study sets to the same value anyway
+            # (ae and ae:latent_dim=8 where 8 is the data's default): the same runs, which
+            # would be compared with themselves.
+            given = {key: value for entry in (other.entry, plan.entry)
+                     for key, value in entry.options.items()}
+            raise ValueError(f"{other.entry.label} and {plan.entry.label} are the same model on "
+                             f"this data (the study gives {plan.entry.model} "
+                             + ", ".join(f"{key}={plan.options.get(key)}" for key in given)
+                             + " either way): name it once")
     return plans
 
 
