@@ -579,17 +579,27 @@ def test_runs_finds_a_study_s_own_store_and_filters_by_roster_entry(tmp_path, ca
                                  "data_fingerprint": "f", "seed": 0, "budget": "quick"})
     study = tmp_path / "study"  # run with --store shared/runs.sqlite: no store of its own
     study.mkdir()
-    (study / STUDY_FILE).write_text(json.dumps({"store": str(elsewhere)}))
+    (study / STUDY_FILE).write_text(json.dumps({"store": str(elsewhere), "runs": [
+        {"id": run_id} for run_id in ("r1", "r2", "r3")]}))
 
     def listed(*options):
         code, out, err = run(capsys, "runs", str(study), *options)
         assert code == 0, err
-        return [line.split()[0] for line in out.splitlines()[2:]]
+        return [line.split()[0] for line in out.splitlines()[2:] if not line.startswith("(")]
 
     assert listed() == ["r1", "r2", "r3"]
     assert listed("--model", "ae") == ["r1", "r2"]
     assert listed("--model", "ae:latent_dim=4") == ["r1"]
     assert listed("--model", "ae:latent_dim=2:beta=0.5") == ["r2"]  # another spelling
+    # Another study sharing the store: each folder lists its own runs, the store all.
+    with RunStore(elsewhere) as store:
+        store.claim("r4", {"entry": "rae", "model": "rae", "options": {}, "dataset": "digits",
+                           "data_fingerprint": "f", "seed": 0, "budget": "quick"})
+    assert listed() == ["r1", "r2", "r3"]
+    code, out, _ = run(capsys, "runs", str(study))
+    assert "(1 run(s) of other studies sharing the store not shown" in out
+    code, out, _ = run(capsys, "runs", str(elsewhere))
+    assert [line.split()[0] for line in out.splitlines()[2:]] == ["r1", "r2", "r3", "r4"]
     code, _, err = run(capsys, "runs", str(tmp_path / "nothing"))
     _one_error_line(code, err, "no run store at")
 

@@ -1267,16 +1267,20 @@ def command_report(arguments) -> int:
 def command_runs(arguments) -> int:
     from .study.store import STORE_FILE, STUDY_FILE, RunStore
 
-    path = Path(arguments.store)
+    path, study_runs = Path(arguments.store), None
     if path.is_dir():
         folder, path = path, path / STORE_FILE
-        if not path.is_file() and (folder / STUDY_FILE).is_file():
-            # A study run with --store elsewhere: its study.json names the store it used.
-            try:
-                recorded = json.loads((folder / STUDY_FILE).read_text()).get("store")
-            except (OSError, ValueError, AttributeError):
-                recorded = None
-            if isinstance(recorded, str) and recorded:
+        try:
+            study = json.loads((folder / STUDY_FILE).read_text())
+        except (OSError, ValueError):
+            study = None
+        if isinstance(study, dict):
+            # The study's own runs (a store may be shared by several studies), in the store
+            # its study.json names when --store put it elsewhere.
+            if isinstance(study.get("runs"), list):
+                study_runs = {run.get("id") for run in study["runs"] if isinstance(run, dict)}
+            recorded = study.get("store")
+            if not path.is_file() and isinstance(recorded, str) and recorded:
                 path = Path(recorded)
     if not path.is_file():
         raise FileNotFoundError(f"no run store at {path}")
@@ -1297,6 +1301,10 @@ def command_runs(arguments) -> int:
                 rows = store.select(model=model, dataset=arguments.dataset,
                                     status=arguments.status, budget=arguments.budget,
                                     seed=arguments.seed)
+    others = 0
+    if study_runs is not None:
+        others = sum(row.id not in study_runs for row in rows)
+        rows = [row for row in rows if row.id in study_runs]
     if arguments.metric:
         from .study.tasks import TASKS
 
@@ -1320,6 +1328,9 @@ def command_runs(arguments) -> int:
     header = ["run", "model", "dataset", "seed", "budget", "status", "seconds"]
     print(_format_table(header + ([arguments.metric] if arguments.metric else []), table)
           if table else "no runs match")
+    if others:
+        print(f"({others} run(s) of other studies sharing the store not shown: name "
+              f"{path} to list every run)")
     return 0
 
 
