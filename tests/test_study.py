@@ -556,6 +556,14 @@ def test_a_study_on_data_with_known_factors_scores_disentanglement(tmp_path, tin
     assert group["tabulated"] and group["sizes"]["train_points"] == 200
     claims = {claim["claim"]: claim["status"] for claim in results["claims"]}
     assert set(claims.values()) == {"not tested"}  # no AE-VAE pair, no sampling tasks
+    assert results["no_pair"] == "the roster has no AE-VAE pair: it has no vae"
+    assert {part["reason"] for claim in results["claims"] for part in claim["parts"]} == {
+        results["no_pair"]}
+    from aevae.report.text import study_text
+
+    text = study_text(results)
+    assert "Not answered: the roster has no AE-VAE pair: it has no vae" in text
+    assert "claims: not tested (8 claims, each comparing an AE with a VAE" in text
     page = (tmp_path / "shapes" / "report.html").read_text()
     assert "Disentanglement" in page and "traversals" in page
     with pytest.raises(ValueError, match="unknown task"):

@@ -1025,3 +1025,20 @@ def test_reasons_name_entries_by_label_not_by_key():
     assert any("vae (latent_dim=4): its variations keep the input's class" in text
                and text.endswith("for ae (latent_dim=4)") for text in texts), texts
     assert not [text for text in texts if ":latent_dim=4" in text]  # no key anywhere
+
+
+def test_without_an_ae_vae_pair_the_answer_says_which_side_is_missing_or_ambiguous():
+    from aevae.study.answer import matchings, pairing_problem
+
+    def roster(text):
+        return [{"key": entry.key, "model": entry.model, "options": entry.options,
+                 "label": entry.label} for entry in parse_roster(text)]
+
+    two = roster("ae,vae:latent_dim=4,vae:latent_dim=16")
+    assert matchings(two, None) == []  # not "no VAE": two of them
+    assert pairing_problem(two) == (
+        "the roster has no AE-VAE pair: which of its 2 vae entries (vae (latent_dim=4), "
+        "vae (latent_dim=16)) plays the VAE is ambiguous")
+    assert pairing_problem(roster("vae,iwae")) == "the roster has no AE-VAE pair: it has no ae"
+    assert pairing_problem(roster("pca,rae")) == (
+        "the roster has no AE-VAE pair: it has no ae; it has no vae")

@@ -187,7 +187,8 @@ def bottom_line_section(results: dict) -> str:
     answers = results.get("answers") or []
     parts = ["<section id='bottom-line'><h2>AE or VAE on this data?</h2>"]
     if not answers:
-        parts.append("<p>The roster has no AE and VAE to compare (name <code>ae</code> and "
+        problem = results.get("no_pair") or "the roster has no AE-VAE pair"
+        parts.append(f"<p>Not answered: {e(problem)} (name one <code>ae</code> and one "
                      "<code>vae</code> in <code>--models</code>); the verdicts below compare "
                      "the whole roster.</p>")
     elif len(answers) == 1:

@@ -157,8 +157,9 @@ def study_text(results: dict) -> str:
         if skipped := not_measured(answers[0]):
             lines.append(skipped)
     else:
-        lines.append("AE or VAE on this data? The roster has no AE and VAE to compare (name "
-                     "`ae` and `vae` in --models); the verdicts below compare the whole roster.")
+        problem = results.get("no_pair") or "the roster has no AE-VAE pair"
+        lines.append(f"AE or VAE on this data? Not answered: {problem} (name one `ae` and one "
+                     "`vae` in --models); the verdicts below compare the whole roster.")
     lines.append(f"\nDecoder likelihood: {data['likelihood']} ({data['likelihood_reason']}).")
     if results.get("health_sentences"):
         lines.append("\nHealth checks (made before any verdict):")
@@ -193,6 +194,10 @@ def _claims_lines(results: dict, labels: dict[str, str]) -> list[str]:
                 for index, claim in enumerate(answers[0]["claims"])]
         return ["\nThe source discussion's claims, at each value of the sweep:",
                 format_table(header, rows)]
+    if not answers:  # each claim compares an AE with a VAE: one line says why none ran
+        return [f"\nThe source discussion's claims: not tested ({len(results['claims'])} "
+                "claims, each comparing an AE with a VAE; "
+                f"{results.get('no_pair') or 'the roster has no AE-VAE pair'})."]
     lines = ["\nThe source discussion's claims:"]
     for claim in results["claims"]:
         status = claim["status"]

@@ -51,6 +51,21 @@ def matchings(roster: list[dict], preset: dict | None) -> list[dict]:
     return [{"label": None, "value": None, "roles": roles}]
 
 
+def pairing_problem(roster: list[dict]) -> str:
+    """Why ``matchings`` found no AE-VAE pair, in words: which side is missing, or which
+    entries make it ambiguous."""
+    problems = []
+    for role in ROLES:
+        same = [entry for entry in roster if entry["model"] == role]
+        if not same:
+            problems.append(f"it has no {role}")
+        elif len(same) > 1 and role not in {entry["key"] for entry in same}:
+            names = ", ".join(entry.get("label") or entry["key"] for entry in same)
+            problems.append(f"which of its {len(same)} {role} entries ({names}) plays the "
+                            f"{role.upper()} is ambiguous")
+    return "the roster has no AE-VAE pair: " + "; ".join(problems or ["none matches"])
+
+
 def _pick(roster: list[dict], models: tuple[str, ...], option: str, value) -> str | None:
     """The entry of one of ``models`` swept to ``value``; else that model's one unswept entry
     (the beta sweep's AE has no beta)."""

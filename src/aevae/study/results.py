@@ -8,12 +8,12 @@ import math
 from pathlib import Path
 
 from ..io import read_json
-from .answer import bottom_line, matchings
+from .answer import bottom_line, matchings, pairing_problem
 from .health import assess
 from .runner import read_run
 from .store import STUDY_FILE
 from .tasks import TASKS, DataInfo, ModelInfo
-from .verdicts import health_sentences, judge_claims, summary, task_results
+from .verdicts import NOT_TESTED, health_sentences, judge_claims, summary, task_results
 
 RESULTS_FORMAT = "aevae.study-results/1"
 
@@ -120,6 +120,7 @@ def aggregate(out, since: float | None = None, invocation: str | None = None) ->
     pairs = matchings(study["roster"], study.get("preset"))
     answers = [{**pair, "bottom_line": bottom_line(tasks, pair["roles"]),
                 "claims": judge_claims(tasks, roles=pair["roles"])} for pair in pairs]
+    no_pair = None if pairs else pairing_problem(study["roster"])
     return {
         "format": RESULTS_FORMAT,
         "study": {**{key: study[key] for key in ("settings", "budget", "preset", "data",
@@ -133,7 +134,8 @@ def aggregate(out, since: float | None = None, invocation: str | None = None) ->
         "answers": answers,
         "health": health,
         "health_sentences": health_sentences(health, labels),
-        "claims": answers[0]["claims"] if answers else judge_claims(tasks),
+        "claims": answers[0]["claims"] if answers else _untested(judge_claims(tasks), no_pair),
+        "no_pair": no_pair,
         "summary": summary(tasks, labels),
         "skipped": [{"task": task["name"], "title": task["title"], "reason": task["skipped"]}
                     for task in tasks if task["skipped"]],
@@ -193,3 +195,10 @@ def _rate_distortion(by_entry: dict[str, dict[int, dict]]) -> dict:
         if pairs:
             points[key] = pairs
     return points
+
+
+def _untested(claims: list[dict], reason: str) -> list[dict]:
+    """Every claim compares an AE with a VAE: without a pair none is tested, for one reason."""
+    return [{**claim, "status": NOT_TESTED, "parts_tested": 0,
+             "parts": [{**part, "status": NOT_TESTED, "reason": reason}
+                       for part in claim["parts"]]} for claim in claims]
