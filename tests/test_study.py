@@ -323,6 +323,15 @@ def test_a_killed_study_resumes_and_trains_only_the_missing_runs(tmp_path, tiny_
                 if (path / "run.json").is_file() and (path / "metrics.json").is_file()]
     assert set(finished) <= set(complete)
     kept = {run_id: (out / "runs" / run_id / "metrics.json").read_bytes() for run_id in complete}
+    # Its report, rendered now, says first that it is incomplete.
+    from aevae.cli import main
+    from aevae.report.text import study_text
+
+    assert main(["report", str(out)]) == 0
+    interim = json.loads((out / "results.json").read_text())
+    assert study_text(interim).startswith(f"Incomplete: {4 - len(complete)} of 4 runs are not "
+                                          "finished")
+    assert "⚠ Incomplete: " in (out / "report.html").read_text()
 
     settings = StudySettings(data="digits", models="ae,vae", seeds=2,
                              budget=Budget(**{**slower, "evaluation": evaluation}))

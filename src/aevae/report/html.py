@@ -185,7 +185,11 @@ def bottom_line_section(results: dict) -> str:
 
     labels = results["labels"]
     answers = results.get("answers") or []
+    from .text import incomplete
+
     parts = ["<section id='bottom-line'><h2>AE or VAE on this data?</h2>"]
+    if unfinished := incomplete(results):
+        parts.append(f"<p class='flag'>⚠ Incomplete: {e(unfinished)}</p>")
     if not answers:
         problem = results.get("no_pair") or "the roster has no AE-VAE pair"
         parts.append(f"<p>Not answered: {e(problem)} (name one <code>ae</code> and one "

@@ -133,6 +133,8 @@ def study_text(results: dict) -> str:
     seeds = results["study"]["settings"]["seeds"]
     data = results["study"]["data"]
     lines = []
+    if unfinished := incomplete(results):
+        lines.append(f"Incomplete: {unfinished}\n")
     if len(answers) == 1:
         answer = answers[0]
         ae, vae = (labels[answer["roles"][role]] for role in ("ae", "vae"))
@@ -275,6 +277,19 @@ def mixed_versions(results: dict, listed: int = 8) -> str:
 def _listed(names: list[str], listed: int) -> str:
     return ", ".join(names[:listed]) + (f" and {len(names) - listed} more"
                                         if len(names) > listed else "")
+
+
+def incomplete(results: dict) -> str:
+    """One sentence when runs of the study are not finished (interrupted, still running or
+    failed), or ""."""
+    runs = results.get("runs") or []
+    unfinished = [run for run in runs if run.get("status") != "finished"]
+    if not unfinished:
+        return ""
+    return (f"{len(unfinished)} of {len(runs)} runs are not finished (the study was "
+            "interrupted, is still running, or they failed; the runs table lists them): every "
+            "figure and verdict here uses the finished runs only. Running the same command "
+            "again finishes them.")
 
 
 def small_samples(results: dict) -> str:
