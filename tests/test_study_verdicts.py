@@ -1042,3 +1042,24 @@ def test_without_an_ae_vae_pair_the_answer_says_which_side_is_missing_or_ambiguo
     assert pairing_problem(roster("vae,iwae")) == "the roster has no AE-VAE pair: it has no ae"
     assert pairing_problem(roster("pca,rae")) == (
         "the roster has no AE-VAE pair: it has no ae; it has no vae")
+
+
+def test_a_figure_every_model_is_barred_from_says_so_and_why():
+    """It read "fewer than two models pass the health checks and guards" with none passing,
+    and "fewer than two models have this figure" with none having it."""
+    rows = rows_of({"pca": [0.16, 0.17], "ae": [0.04, 0.03]})
+    rows["pca"]["guard_failures"] = ["its samples cover under half as much of the data: recall"]
+    rows["ae"]["guard_failures"] = ["under half as large a share of its samples looks like data"]
+    verdict = decide(rows, "higher")
+    assert verdict["status"] == "not compared"
+    assert verdict["reason"] == "a trade-off: every model fails one of the task's guards"
+    [sentence] = summary([{"name": "prior_sampling", "skipped": None, "metrics": [
+        {"label": "precision", "digits": 3, "rows": rows, "verdict": verdict}]}],
+        {"pca": "pca", "ae": "ae"})
+    assert sentence.endswith("every model fails one of the task's guards (pca: its samples "
+                             "cover under half as much of the data: recall; ae: under half as "
+                             "large a share of its samples looks like data).")
+    one = rows_of({"vae": [-90.0, -91.0]})
+    assert decide(one, "higher")["reason"] == "only one model has this figure"
+    none = {"ae": {"available": False, "reason": "no likelihood"}}
+    assert decide(none, "higher")["reason"] == "no model has this figure"

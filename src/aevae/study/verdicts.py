@@ -246,9 +246,16 @@ def decide(rows: dict[str, dict], direction: str, tie: float | None = None,
             return {"status": UNCONTESTED, "winner": order[0], "ranking": order,
                     "barred": barred,
                     "reason": "the only model that passes the health checks and guards"}
-        return {"status": NOT_COMPARED, "barred": barred,
-                "reason": "fewer than two models have this figure" if not barred else
-                "fewer than two models pass the health checks and guards"}
+        if not barred:
+            reason = ("no model has this figure" if not available else
+                      "only one model has this figure")
+        elif not candidates:
+            sick = [key for key in barred if rows[key].get("excluded")]
+            reason = ("no model passes the health checks and guards" if sick else
+                      "a trade-off: every model fails one of the task's guards")
+        else:  # pragma: no cover - one candidate with others barred is decided above
+            reason = "fewer than two models pass the health checks and guards"
+        return {"status": NOT_COMPARED, "barred": barred, "reason": reason}
     winner = order[0]
     # The runner-up: the next entry that shares a seed with the winner (entries compared on
     # fewer seeds after a failed health check may share none).
@@ -743,7 +750,12 @@ def verdict_sentence(task: dict, labels: dict[str, str]) -> str:
     verdict = metric["verdict"]
     digits = metric["digits"]
     if verdict["status"] == NOT_COMPARED:
-        return f"To {purpose}: no verdict, {verdict['reason']}."
+        barred = verdict.get("barred") or {}
+        which = "; ".join(f"{labels.get(key, key)}: {reasons[0]}"
+                          for key, reasons in barred.items() if reasons)
+        named = which and verdict["reason"].startswith(("a trade-off: every", "no model pass"))
+        return f"To {purpose}: no verdict, {verdict['reason']}" + (
+            f" ({which})." if named else ".")
     winner = verdict["winner"]
     first = format_value(verdict.get("winner_mean", metric["rows"][winner]["mean"]), digits)
     if verdict["status"] == UNCONTESTED:
