@@ -1063,3 +1063,20 @@ def test_a_figure_every_model_is_barred_from_says_so_and_why():
     assert decide(one, "higher")["reason"] == "only one model has this figure"
     none = {"ae": {"available": False, "reason": "no likelihood"}}
     assert decide(none, "higher")["reason"] == "no model has this figure"
+
+
+def test_a_bottom_line_row_on_the_shared_seeds_says_which():
+    from aevae.report.text import bottom_line_rows
+    from aevae.study.answer import bottom_line
+
+    tasks = study_tasks(ae_fd=[100, 50, 80], vae_fd=[60, 90, 70], ae_mse=[0.010, 0.011],
+                        vae_mse=[0.020, 0.021, 0.019])
+    roles = {"ae": "ae", "vae": "vae"}
+    rows = bottom_line(tasks, roles)
+    compression = next(row for row in rows if row["task"] == "compression")
+    assert compression["shared_seeds"] == [0, 1]
+    assert compression["vae"] == pytest.approx(0.0205)  # on seeds 0 and 1, not all three
+    _, cells, notes = bottom_line_rows({"roles": roles, "bottom_line": rows}, roles)
+    index = notes.index("compress: both figures are means over seed(s) 0, 1, the ones both "
+                        "models have") + 1
+    assert any(cell.endswith(f"[{index}]") for row in cells for cell in row)

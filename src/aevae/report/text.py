@@ -64,6 +64,11 @@ def bottom_line_rows(answer: dict, labels: dict[str, str], short: bool = False
         if not margin and row.get("reason") and not row.get("negligible"):
             notes.append(f"{row['goal']}: {row['reason']}")
             margin = f"[{len(notes)}]"
+        if row.get("shared_seeds"):  # the pair's means on these, not the headline's
+            seeds = ", ".join(map(str, row["shared_seeds"]))
+            notes.append(f"{row['goal']}: both figures are means over seed(s) {seeds}, the "
+                         "ones both models have")
+            margin = f"{margin} [{len(notes)}]".strip()
         cells += [row_verdict(row, labels, roles), margin, _best_text(row, labels)]
         rows.append(cells)
     return header, rows, notes

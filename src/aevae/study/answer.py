@@ -96,6 +96,8 @@ def bottom_line(tasks: list[dict], roles: dict[str, str]) -> list[dict]:
                     "vae": pair.get("second_mean"), "reason": pair.get("reason"),
                     "by_default": pair.get("by_default"),
                     "negligible": pair.get("negligible", False)})
+        if pair.get("shared_seeds"):  # the means shown are on these seeds, not on all
+            row["shared_seeds"] = pair["shared_seeds"]
         for role, key in (("ae", ae), ("vae", vae)):
             source = metric["rows"].get(key) or {}
             if not source.get("available", False):
