@@ -290,6 +290,42 @@ def test_a_run_killed_before_its_first_checkpoint_is_trained_afresh(tmp_path, ti
     assert (run / CHECKPOINT_FILE).is_file() and (run / "run.json").is_file()
 
 
+def test_a_run_resumed_by_another_install_says_so_and_counts_all_its_training(tmp_path,
+                                                                               tiny_budget):
+    """Killed after training and before its record, a run resumed by another install was
+    recorded as this install's alone, with this call's seconds only, and the study printed
+    "nothing to train; a larger patience trains it further"."""
+    import warnings
+
+    from aevae.report.text import mixed_versions
+    from aevae.training import CHECKPOINT_FILE
+
+    settings = StudySettings(data="digits", models="vae", seeds=1, budget=tiny_budget,
+                             tasks="compression")
+    first = run_study(settings, tmp_path / "study", progress=False)
+    run = tmp_path / "study" / "runs" / first["runs"][0]["id"]
+    from aevae.study.tracking import read_history
+
+    trained = sum(row["seconds"] for row in read_history(run))  # both epochs, before the kill
+    assert trained > 0
+    for name in ("run.json", "metrics.json"):
+        (run / name).unlink()
+    assert (run / CHECKPOINT_FILE).is_file()
+    begun = json.loads((run / "begun.json").read_text())
+    begun["versions"]["aevae source"] = "0123456789ab"  # the install that began it
+    (run / "begun.json").write_text(json.dumps(begun))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = run_study(settings, tmp_path / "study", progress=False)
+    record = json.loads((run / "run.json").read_text())
+    assert record["resumed_after_epoch"] == record["epochs_run"] == 2
+    assert record["versions"]["aevae source"].startswith("0123456789ab, then ")
+    assert record["train_seconds"] >= trained  # it trained no epoch itself
+    assert "aevae source 0123456789ab, then " in mixed_versions(again)
+    page = (tmp_path / "study" / "report.html").read_text()
+    assert "2 (best 2; resumed after epoch 2)" in page
+
+
 def test_a_killed_study_resumes_and_trains_only_the_missing_runs(tmp_path, tiny_budget):
     out = tmp_path / "killed"
     slower = {**tiny_budget.to_dict(), "epochs": 10}
@@ -755,7 +791,7 @@ def test_a_model_that_failed_on_every_seed_stays_in_the_answer(tmp_path, tiny_bu
                                       budget=tiny_budget, tasks="compression", workers=1),
                         out, progress=False)
     rows = results["tasks"][0]["metrics"][0]["rows"]
-    assert rows["vae"] == {"available": False, "reason": "training failed (loss is nan at "
+    assert rows["vae"] == {"available": False, "name": "vae", "reason": "training failed (loss is nan at "
                            "epoch 1) (every seed)"}
     [row] = results["answers"][0]["bottom_line"]
     assert "training failed" in row["reason"] and "not in the roster" not in json.dumps(results)

@@ -631,7 +631,9 @@ def _epochs_text(run: dict, model: str | None) -> str:
         except ValueError:  # a model this version does not know
             pass
     best = "n/a" if run["best_epoch"] is None else run["best_epoch"]
-    return f"{run['epochs_run']} (best {best})"
+    resumed = run.get("resumed_after_epoch")
+    return f"{run['epochs_run']} (best {best}" + (
+        f"; resumed after epoch {resumed})" if resumed else ")")
 
 
 def _run_status(run: dict) -> str:

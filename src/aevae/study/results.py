@@ -97,6 +97,7 @@ def aggregate(out, since: float | None = None, invocation: str | None = None) ->
             "intervals_now": [interval for interval, now in zip(intervals, ours) if now],
             "epochs_run": record["epochs_run"],
             "best_epoch": record["best_epoch"],
+            "resumed_after_epoch": record.get("resumed_after_epoch"),
             "train_seconds": record["train_seconds"],
             "evaluation_seconds": record["evaluation_seconds"],
             "device": record["device"],

@@ -14,6 +14,7 @@ import json
 import math
 import statistics
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from ..data.preparation import data_kind, standardise, value_kind
 from ..io import atomic_write_json, read_json
 from ..metrics.evaluate import METRIC_GROUPS, EvaluationContext, EvaluationSettings, evaluate
 from ..models import model_class
-from ..training import CHECKPOINT_FILE, TrainingDivergedError, resolve_device
+from ..training import CHECKPOINT_FILE, Callback, TrainingDivergedError, resolve_device
 from ..training.devices import usable_cores
 from .artifacts import figure_arrays, save_figure_arrays
 from .roster import DEFAULT_ROSTER, PRESETS, RosterEntry, parse_roster
@@ -39,6 +40,7 @@ from .versions import other_versions, versions
 
 RESULTS_FILE = "results.json"
 METRICS_FILE = "metrics.json"
+BEGUN_FILE = "begun.json"  # the versions that began a run (a resume may be another install)
 # Bump when what a finished run's files mean changes: old runs are then not reused.
 RUN_FORMAT = 2
 # Share of the data carved out as test (user data without one) and validation splits.
@@ -362,19 +364,35 @@ def execute_run(plan: RunPlan, data: PreparedData, settings: StudySettings, stor
         discard_run(directory)  # a run killed before its first checkpoint starts afresh
     device = resolve_device(settings.device)
     dataset = data.dataset
+    resuming = (directory / CHECKPOINT_FILE).exists()
+    # The versions that began the run: a run killed and resumed by another install is
+    # trained by both, and says so (its record held the last one's alone).
+    began = read_json(directory / BEGUN_FILE) if resuming and (
+        directory / BEGUN_FILE).is_file() else None
+    if not resuming or not isinstance(began, dict):
+        began = {"versions": versions()}
+        atomic_write_json(directory / BEGUN_FILE, began)
     atomic_write_json(directory / DATA_FILE, data_record(settings, data))
     model = make(plan.entry.model, **plan.options)
     epoch_cap = budget.epoch_cap(len(dataset.train))
     started_at = time.time()
     started = time.perf_counter()
-    model.fit(
-        dataset.train.x, validation=dataset.validation.x,
-        config=budget.training_config(epoch_cap, seed=plan.seed, device=device,
-                                      cuda_graphs=settings.cuda_graphs), out=directory,
-        resume=(directory / CHECKPOINT_FILE).exists(), progress=False,
-        batch_transform=dataset.binarize if dataset.dynamic_binarization else None,
-    )
+    trained_now = _EpochCount()
+    with warnings.catch_warnings():
+        # A run killed after its training, before its evaluation, has nothing left to train:
+        # expected here, not advice for the user.
+        warnings.filterwarnings("ignore", message=".*nothing to train", category=RuntimeWarning)
+        model.fit(
+            dataset.train.x, validation=dataset.validation.x,
+            config=budget.training_config(epoch_cap, seed=plan.seed, device=device,
+                                          cuda_graphs=settings.cuda_graphs), out=directory,
+            resume=resuming, progress=False, callbacks=[trained_now],
+            batch_transform=dataset.binarize if dataset.dynamic_binarization else None,
+        )
     train_seconds = time.perf_counter() - started
+    # Resumed: the epochs trained before count too (their own measured seconds).
+    earlier = model.history_.epochs[:max(len(model.history_.epochs) - trained_now.count, 0)]
+    train_seconds += sum(epoch.get("seconds") or 0.0 for epoch in earlier)
     started = time.perf_counter()
     context = EvaluationContext(model, dataset, evaluation_settings(budget, plan.seed))
     result = evaluate(model, dataset, metrics=groups, context=context)
@@ -399,11 +417,13 @@ def execute_run(plan: RunPlan, data: PreparedData, settings: StudySettings, stor
                                 "validation_reconstruction")},
         "train_seconds": train_seconds,
         "evaluation_seconds": evaluation_seconds,
-        "versions": versions(),
+        "versions": _versions_since(began.get("versions")),
         "device": describe_device(device),
         "started": started_at,
         "finished": time.time(),
     }
+    if resuming:
+        record["resumed_after_epoch"] = len(earlier)
     record["intervals"] = [[record["started"], record["finished"]]]  # spans of work on it
     record["invocations"] = [current_invocation()]  # the study call of each span
     save_figure_arrays(directory, arrays)
@@ -413,6 +433,26 @@ def execute_run(plan: RunPlan, data: PreparedData, settings: StudySettings, stor
                  train_seconds=train_seconds, evaluation_seconds=evaluation_seconds,
                  versions=record["versions"], device=record["device"])
     return record
+
+
+class _EpochCount(Callback):
+    """Counts the epochs one ``fit`` call trains (a resumed run's history holds more)."""
+
+    def __init__(self):
+        self.count = 0
+
+    def epoch_end(self, state, record) -> None:
+        self.count += 1
+
+
+def _versions_since(began: dict | None) -> dict:
+    """This install's versions; where the install that began the run differed, "old, then
+    new" (so it differs from either, and the report names the run under mixed versions)."""
+    now = versions()
+    if not isinstance(began, dict):
+        return now
+    return {key: value if began.get(key, value) == value else f"{began[key]}, then {value}"
+            for key, value in now.items()}
 
 
 def discard_run(directory: Path) -> None:
@@ -427,7 +467,7 @@ def discard_run(directory: Path) -> None:
     from .artifacts import FIGURES_FILE
 
     for name in (RUN_FILE, METRICS_FILE, CHECKPOINT_FILE, FIGURES_FILE, WEIGHTS_FILE,
-                 CONFIG_FILE, TRAINING_FILE, HISTORY_FILE, DATA_FILE, EX_POST_FILE):
+                 CONFIG_FILE, TRAINING_FILE, HISTORY_FILE, DATA_FILE, EX_POST_FILE, BEGUN_FILE):
         (directory / name).unlink(missing_ok=True)
 
 
