@@ -82,6 +82,9 @@ class Dataset:
     ground_truth: GroundTruthData | None = None
     # Tabular user data: the name of each feature (a CSV file's header), in column order.
     feature_names: tuple[str, ...] | None = None
+    # Values rescaled from the data's own units (standardised): log |d prepared / d x| of one
+    # example, which a log-density of the prepared values adds to be one in the data's units.
+    log_jacobian: float | None = None
 
     def binarize(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Sample pixel ~ Bernoulli(value) if the dataset is dynamically binarized, else x.

@@ -115,4 +115,7 @@ def _rescaled(dataset: Dataset, mean, scale) -> Dataset:
         return dataclasses.replace(split, x=values)
 
     splits = {name: rescale(getattr(dataset, name)) for name in ("train", "validation", "test")}
-    return dataclasses.replace(dataset, **splits, value_range=observed_range(splits["train"].x))
+    # (x - mean) / scale: each value's density gains log(scale), one example's their sum.
+    log_jacobian = -float(np.broadcast_to(np.log(scale), dataset.train.x.shape[1:]).sum())
+    return dataclasses.replace(dataset, **splits, value_range=observed_range(splits["train"].x),
+                               log_jacobian=(dataset.log_jacobian or 0.0) + log_jacobian)

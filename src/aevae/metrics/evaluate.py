@@ -423,6 +423,17 @@ def _likelihood(context: EvaluationContext) -> dict:
         report["exact_log_likelihood"] = float(values.mean())
         report["exact_log_likelihood_standard_error"] = float(
             values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else None
+    jacobian = context.dataset.log_jacobian
+    if jacobian is not None:
+        # The model saw standardised values: its log-density is theirs. The data's own units
+        # differ by a constant (the same for every model on this data, so comparisons stand).
+        report["unit"] = report["unit"].replace(
+            "on the data's scale", "of the standardised values the model was trained on")
+        report["log_jacobian"] = jacobian
+        report["log_likelihood_data_units"] = report["log_likelihood"] + jacobian
+        report["elbo_data_units"] = report["elbo"] + jacobian
+        if "exact_log_likelihood" in report:
+            report["exact_log_likelihood_data_units"] = report["exact_log_likelihood"] + jacobian
     return {"available": True, **report}
 
 
