@@ -1455,7 +1455,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--init", choices=INITS,
                        help="weight initialisation (default: torch's)")
     train.add_argument("--likelihood", help=_one_of(LIKELIHOODS))
-    train.add_argument("--sigma", type=float, help="fixed sigma of the gaussian likelihood")
+    train.add_argument("--sigma", type=float, help="fixed sigma of the gaussian likelihood, in "
+                       "the units the model sees (standardised ones for real-valued data)")
     train.add_argument("--prior", help=f"prior name: {_one_of(PRIORS)}")
     train.add_argument("--option", type=_option, action="append", metavar="KEY=VALUE",
                        help="any model option, e.g. beta=4 or samples=5 (repeatable)")
