@@ -195,8 +195,7 @@ def test_a_batch_transform_that_leaves_the_likelihood_s_range_or_shape_is_refuse
 def test_inputs_far_from_the_training_scale_give_finite_figures_not_nan():
     # The encoder's log-variance went past float32's exp() range (inf std, NaN codes and
     # log-likelihoods; in a study one such test example stopped everything with "variances
-    # must be strictly positive"). It is kept within the bound, which trained encoders never
-    # reach.
+    # must be strictly positive"). Outside training it is kept within the bound.
     from aevae.distributions import LOG_VARIANCE_BOUND
 
     x = np.random.default_rng(0).normal(size=(300, 5)).astype(np.float32)
@@ -211,6 +210,12 @@ def test_inputs_far_from_the_training_scale_give_finite_figures_not_nan():
         assert np.isfinite(vae.elbo(far)).all()
         _, trained = vae.encode(x, return_variance=True)
         assert np.abs(np.log(trained)).max() < LOG_VARIANCE_BOUND / 2  # far inside
+    # Training is left alone: unstandardised data at that scale still stops it loudly.
+    from aevae.training import TrainingDivergedError
+
+    with pytest.raises(TrainingDivergedError, match="check the data scale"):
+        aevae.make("vae", input_shape=(5,), latent_dim=2, hidden=(32,),
+                   likelihood="gaussian-learned", seed=0).fit(1e5 * x, epochs=5, progress=False)
 
 
 @pytest.mark.parametrize("scale", [1.0, 1e-3, 1e-6, 1e-8])

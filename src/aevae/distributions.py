@@ -7,10 +7,10 @@ import math
 import torch
 
 LOG_2PI = math.log(2.0 * math.pi)
-# An encoder's log-variance is kept within +-this: beyond about 88 exp() overflows float32 (an
-# infinite std, then NaN codes and figures) and below about -103 the variance is 0. Inputs far
-# from the training data's scale reached both; trained encoders stay far inside (the clamp is
-# the identity there, gradient included).
+# Outside training (no gradient), a log-variance is kept within +-this: beyond about 88 exp()
+# overflows float32 (an infinite std, then NaN codes and figures) and below about -103 the
+# variance is 0, which inputs far from the training data's scale reached. Training is left
+# alone: there an overflow is a divergence, and must stop the run loudly.
 LOG_VARIANCE_BOUND = 50.0
 
 
@@ -24,7 +24,9 @@ class DiagonalGaussian:
 
     def __init__(self, mean: torch.Tensor, log_variance: torch.Tensor):
         self.mean = mean
-        self.log_variance = log_variance.clamp(-LOG_VARIANCE_BOUND, LOG_VARIANCE_BOUND)
+        if not torch.is_grad_enabled():
+            log_variance = log_variance.clamp(-LOG_VARIANCE_BOUND, LOG_VARIANCE_BOUND)
+        self.log_variance = log_variance
 
     @property
     def variance(self) -> torch.Tensor:
