@@ -11,12 +11,14 @@ import os
 import struct
 import time
 import urllib.request
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from aevae.data import REMOTE_FILES, DataError, load_dataset, readers
+from aevae.data import REMOTE_FILES, DataError, NpyStream, load_dataset, readers
 from aevae.data.download import RemoteFile, download_file
 from aevae.data.readers import read_amat
 from aevae.data.validation import validate_array, validate_labels
@@ -291,7 +293,7 @@ def test_float64_values_whose_variation_float32_would_round_away_are_refused(tmp
     path = tmp_path / "offset.npy"
     np.save(path, 1e8 + base)
     one_line_error(lambda: load_dataset(path), "offset.npy: feature", "around 1e+08",
-                   "100% of that variation would be rounding noise", "Subtract an offset")
+                   "100% of that variation is rounding noise", "Subtract an offset")
     model = aevae.make("vae", input_shape=(5,), latent_dim=2, hidden=(8,), seed=0)
     with pytest.raises(DataError, match="training data: feature .* rounding noise"):
         model.fit(1e8 + base, epochs=1, progress=False)
@@ -302,7 +304,22 @@ def test_float64_values_whose_variation_float32_would_round_away_are_refused(tmp
     assert main(["train", "vae", "--data", str(path), "--out", str(tmp_path / "run"),
                  "--epochs", "1"]) == 2
     # What float32 holds to the last bits passes: small integers, float32 itself, offsets that
-    # leave the spread its digits, constant features.
+    # leave the spread its digits, constant features (float64's own last-bit noise included).
+    rng = np.random.default_rng(1)
     for fine in (np.arange(1500).reshape(300, 5), (1e8 + base).astype(np.float32),
-                 1e3 + base, np.ones((10, 3))):
-        validate_array(fine)
+                 1e3 + base, np.ones((10, 3)),
+                 0.1 + np.where(rng.random((300, 3)) < 0.5, 0.0, np.spacing(0.1))):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            validate_array(fine)
+    # A visible but small share (a latitude to 10 m: 1%) is said, not refused.
+    with pytest.warns(RuntimeWarning, match="1% of that variation is rounding noise"):
+        validate_array(51.5074 + 1e-4 * base)
+    # A stream is judged on rows from the whole file, not chunk by chunk: sorted timestamps
+    # spread less within a chunk than over the file.
+    stamps = np.sort(1_700_000_000_000 + 1e6 * rng.random(20000)).astype(np.int64)
+    np.save(tmp_path / "stamps.npy", np.repeat(stamps[:, None], 3, axis=1))
+    with pytest.warns(RuntimeWarning, match="stamps.npy: feature 0 .* rounding noise"):
+        stream = NpyStream(tmp_path / "stamps.npy", chunk_bytes=2048 * 24)
+    generator = torch.Generator().manual_seed(0)
+    assert sum(len(batch) for batch in stream.batches(500, generator)) == 20000

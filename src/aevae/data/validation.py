@@ -24,12 +24,15 @@ def _as_numpy(x) -> np.ndarray:
     return np.asarray(x)
 
 
-def validate_array(x, *, name: str = "data", likelihood: str | None = None) -> np.ndarray:
+def validate_array(x, *, name: str = "data", likelihood: str | None = None,
+                   check_rounding: bool = True) -> np.ndarray:
     """Check ``x`` and return it as a float32 C-contiguous array of the same shape.
 
     Raises DataError for empty data, a non-numeric dtype, fewer than 2 or more than 4
     dimensions, NaN or infinite values, and (for ``likelihood="bernoulli"`` or
-    ``"continuous-bernoulli"``) values outside [0, 1].
+    ``"continuous-bernoulli"``) values outside [0, 1]; float64 or large integer values whose
+    variation float32 rounds away (``check_float32_rounding``; ``check_rounding=False`` for a
+    chunk of a file, which is checked as a whole).
     """
     try:
         array = _as_numpy(x)
@@ -61,8 +64,8 @@ def validate_array(x, *, name: str = "data", likelihood: str | None = None) -> n
             f"{name} contains {nan_count} NaN and {inf_count} infinite value(s); "
             f"the first is at index {first_index} (example {first_index[0]})"
         )
-    if problem := float32_precision_problem(original, array):
-        raise DataError(f"{name}: {problem}")
+    if check_rounding:
+        check_float32_rounding(original, name)
     if likelihood is not None and likelihood.lower() in UNIT_INTERVAL_LIKELIHOODS:
         low, high = float(array.min()), float(array.max())
         if low < 0.0 or high > 1.0:
@@ -76,45 +79,68 @@ def validate_array(x, *, name: str = "data", likelihood: str | None = None) -> n
     return array
 
 
-# Rounding to float32 may cost a feature at most this share of its spread (the rms of the
-# rounding error over the feature's standard deviation): 1e8 + a unit spread loses all of it.
-FLOAT32_LOSS_LIMIT = 0.01
+# The share of a feature's spread (the rms of the rounding error over its standard deviation)
+# that rounding to float32, which every model computes in, may turn to noise: above the first a
+# warning, above the second the data is refused (1e8 + a unit spread loses all of it).
+FLOAT32_WARN_LOSS = 0.01
+FLOAT32_REFUSE_LOSS = 0.5
 
 
-def float32_precision_problem(original: np.ndarray, converted: np.ndarray) -> str | None:
-    """Why rounding ``original`` (float64, or integers beyond 2**24) to float32, which every
-    model computes in, would destroy part of a feature's variation; None when it would not.
-    Values such as 1e8 + x vary in digits that float32 (about 7 significant) does not keep,
-    and standardising after the cast cannot bring them back."""
-    kind, size = original.dtype.kind, original.dtype.itemsize
-    if kind == "b" or (kind == "f" and size <= 4) or (kind in "iu" and size <= 2):
+def float32_rounding(values) -> tuple[int, float, float, float] | None:
+    """(feature, its mean, its standard deviation, the share of that spread rounding to float32
+    turns to noise) for the feature of ``values`` (an array or a tensor, on any device; float64
+    or integers beyond 2**24) that loses most; None when none loses a visible share (over
+    ``FLOAT32_WARN_LOSS``). Values such as
+    1e8 + x vary in digits float32 (about 7 significant) does not keep, and standardising after
+    the cast cannot bring them back. A feature whose spread is under 1e-12 of its level is
+    constant up to float64's own rounding: it has nothing to lose."""
+    import torch
+
+    tensor = values if isinstance(values, torch.Tensor) else torch.as_tensor(
+        np.ascontiguousarray(values))  # (negative strides: torch takes none)
+    if tensor.dtype in (torch.bool, torch.uint8, torch.int8, torch.int16, torch.float16,
+                        torch.bfloat16, torch.float32) or tensor.dim() == 0 or not len(tensor):
         return None
-    exact, rounded = original.reshape(len(original), -1), converted.reshape(len(converted), -1)
-    if kind in "iu" and max(abs(int(exact.min())), abs(int(exact.max()))) <= 2 ** 24:
-        return None  # every such integer is a float32 exactly
-    # Sums over row chunks (a float64 copy of large data would double its memory), each
-    # feature shifted by its first value so the spread does not cancel away.
-    shift = exact[0].astype(np.float64)
-    total = np.zeros(exact.shape[1])
-    squares, errors = total.copy(), total.copy()
-    for start in range(0, len(exact), 4096):
-        chunk = exact[start:start + 4096].astype(np.float64)
-        errors += ((rounded[start:start + 4096] - chunk) ** 2).sum(axis=0)
-        chunk -= shift
-        total += chunk.sum(axis=0)
-        squares += (chunk ** 2).sum(axis=0)
-    count = len(exact)
-    spread = np.sqrt(np.maximum(squares / count - (total / count) ** 2, 0.0))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lost = np.where(spread > 0, np.sqrt(errors / count) / spread, 0.0)
-    worst = int(np.argmax(lost))
-    if not lost[worst] > FLOAT32_LOSS_LIMIT:
+    flat = tensor.detach().reshape(len(tensor), -1)
+    if not flat.dtype.is_floating_point:
+        if max(abs(int(flat.min())), abs(int(flat.max()))) <= 2 ** 24:
+            return None  # every such integer is a float32 exactly
+        flat = flat.double()  # (a copy: integers this large are rare)
+    var, mean = torch.var_mean(flat, dim=0, correction=0)
+    spread = var.sqrt()
+    # Rounding to float32 moves a value by at most 2**-24 of it: only features whose spread
+    # is small beside their largest magnitude can lose a visible share, and only theirs are
+    # rounded here (a float64 copy of all the data would double its memory).
+    largest = torch.maximum(flat.amax(0), -flat.amin(0)).double()
+    suspect = (largest * 2.0 ** -24 > FLOAT32_WARN_LOSS * spread) & (spread > 1e-12 * mean.abs())
+    if not bool(suspect.any()):
         return None
-    return (f"feature {worst} holds values around {shift[worst] + total[worst] / count:.7g} "
-            f"that vary by only {spread[worst]:.3g} (standard deviation); rounded to float32, "
-            f"which the models compute in (about 7 significant digits), "
-            f"{min(lost[worst], 1.0):.0%} of that variation would be rounding noise. Subtract "
-            "an offset (e.g. each feature's mean) first")
+    columns = torch.nonzero(suspect).squeeze(1)
+    values = flat[:, columns].double()
+    lost = (values.float().double() - values).pow(2).mean(0).sqrt() / spread[columns]
+    worst = int(lost.argmax())
+    if not float(lost[worst]) > 0:
+        return None
+    feature = int(columns[worst])
+    return feature, float(mean[feature]), float(spread[feature]), float(lost[worst])
+
+
+def check_float32_rounding(values, name: str, error: type[Exception] = None) -> None:
+    """Refuse (``error``, default DataError) ``values`` whose variation rounding to float32
+    would mostly destroy, and warn where it costs a visible share; see ``float32_rounding``."""
+    found = float32_rounding(values)
+    if found is None or found[3] <= FLOAT32_WARN_LOSS:
+        return
+    feature, mean, spread, lost = found
+    text = (f"{name}: feature {feature} holds values around {mean:.7g} that vary by only "
+            f"{spread:.3g} (standard deviation); rounded to float32, which the models compute "
+            f"in (about 7 significant digits), {min(lost, 1.0):.0%} of that variation is "
+            "rounding noise. Subtract an offset (e.g. each feature's mean) first")
+    if lost > FLOAT32_REFUSE_LOSS:
+        raise (error or DataError)(text)
+    import warnings
+
+    warnings.warn(text, RuntimeWarning, stacklevel=3)
 
 
 def example_shape_problem(shape: tuple[int, ...], expected: tuple[int, ...]) -> str | None:

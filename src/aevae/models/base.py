@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..data.validation import example_shape_problem
+from ..data.validation import check_float32_rounding, example_shape_problem
 from ..io import (
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -157,9 +157,8 @@ def _float_tensor(value, name: str) -> torch.Tensor:
         if value.is_complex():
             raise ValueError(f"{name} must hold real numbers; got a {value.dtype} tensor")
         tensor = value.to(torch.float32)
-        if value.dtype in (torch.float64, torch.int64, torch.int32) and value.numel():
-            _check_float32_precision(value.detach().cpu().numpy(), tensor.detach().cpu().numpy(),
-                                     name)
+        if value.dim() and value.numel():
+            check_float32_rounding(value, name, ValueError)  # on its device
     else:
         try:
             array = np.asarray(value)
@@ -171,22 +170,13 @@ def _float_tensor(value, name: str) -> torch.Tensor:
         with np.errstate(over="ignore"):
             # Contiguous: torch takes no negative strides (x[::-1], np.flip).
             tensor = torch.as_tensor(np.ascontiguousarray(array, dtype=np.float32))
-        if array.size and array.ndim:
-            _check_float32_precision(array, tensor.numpy(), name)
+        if array.size and array.ndim and np.isfinite(tensor.numpy()).all():
+            check_float32_rounding(array, name, ValueError)
     finite = torch.isfinite(tensor)
     if not bool(finite.all()):
         raise ValueError(f"{name} holds {int((~finite).sum())} NaN or infinite value(s) (in "
                          "float32, beyond about 3.4e38); the model needs finite numbers")
     return tensor
-
-
-def _check_float32_precision(original: np.ndarray, converted: np.ndarray, name: str) -> None:
-    from ..data.validation import float32_precision_problem
-
-    if not np.isfinite(converted).all():
-        return  # said next, by the finiteness check
-    if problem := float32_precision_problem(original, converted):
-        raise ValueError(f"{name}: {problem}")
 
 
 def _module_device(module: nn.Module) -> torch.device:
