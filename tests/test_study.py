@@ -796,6 +796,7 @@ def test_a_model_that_failed_on_every_seed_stays_in_the_answer(tmp_path, tiny_bu
     [row] = results["answers"][0]["bottom_line"]
     assert "training failed" in row["reason"] and "not in the roster" not in json.dumps(results)
     assert "vae is not compared: training failed" in study_text(results)
+    assert "Incomplete" not in study_text(results)  # failed, not unfinished: rerunning won't help
     assert "training failed (loss is nan" in (out / "report.html").read_text()
 
 

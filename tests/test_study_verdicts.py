@@ -1080,3 +1080,11 @@ def test_a_bottom_line_row_on_the_shared_seeds_says_which():
     index = notes.index("compress: both figures are means over seed(s) 0, 1, the ones both "
                         "models have") + 1
     assert any(cell.endswith(f"[{index}]") for row in cells for cell in row)
+
+
+def test_models_all_no_better_than_the_trivial_method_are_no_trade_off():
+    rows = rows_of({"ae": [1.9, 2.0], "vae": [2.4, 2.5]})
+    for key in rows:
+        rows[key]["baseline_failure"] = "no better than filling in the training mean"
+        rows[key]["guard_failures"] = [rows[key]["baseline_failure"]]
+    assert decide(rows, "lower")["reason"] == "no model does better than the trivial method"

@@ -285,16 +285,16 @@ def _listed(names: list[str], listed: int) -> str:
 
 
 def incomplete(results: dict) -> str:
-    """One sentence when runs of the study are not finished (interrupted, still running or
-    failed), or ""."""
+    """One sentence when runs of the study are not finished and did not fail (interrupted, or
+    still running), or "". Failed runs are the health checks' to describe: running the
+    study again would not finish them."""
     runs = results.get("runs") or []
-    unfinished = [run for run in runs if run.get("status") != "finished"]
+    unfinished = [run for run in runs if run.get("status") != "finished" and not run.get("error")]
     if not unfinished:
         return ""
     return (f"{len(unfinished)} of {len(runs)} runs are not finished (the study was "
-            "interrupted, is still running, or they failed; the runs table lists them): every "
-            "figure and verdict here uses the finished runs only. Running the same command "
-            "again finishes them.")
+            "interrupted, or is still running): every figure and verdict here uses the finished "
+            "runs only. Running the same command again finishes them.")
 
 
 def small_samples(results: dict) -> str:

@@ -249,12 +249,13 @@ def decide(rows: dict[str, dict], direction: str, tie: float | None = None,
         if not barred:
             reason = ("no model has this figure" if not available else
                       "only one model has this figure")
-        elif not candidates:
-            sick = [key for key in barred if rows[key].get("excluded")]
-            reason = ("no model passes the health checks and guards" if sick else
-                      "a trade-off: every model fails one of the task's guards")
-        else:  # pragma: no cover - one candidate with others barred is decided above
-            reason = "fewer than two models pass the health checks and guards"
+        elif all(rows[key].get("baseline_failure") for key in barred):
+            reason = "no model does better than the trivial method"
+        elif any(rows[key].get("excluded") or rows[key].get("baseline_failure")
+                 for key in barred):
+            reason = "no model passes the health checks and guards"
+        else:
+            reason = "a trade-off: every model fails one of the task's guards"
         return {"status": NOT_COMPARED, "barred": barred, "reason": reason}
     winner = order[0]
     # The runner-up: the next entry that shares a seed with the winner (entries compared on
@@ -753,9 +754,8 @@ def verdict_sentence(task: dict, labels: dict[str, str]) -> str:
         barred = verdict.get("barred") or {}
         which = "; ".join(f"{labels.get(key, key)}: {reasons[0]}"
                           for key, reasons in barred.items() if reasons)
-        named = which and verdict["reason"].startswith(("a trade-off: every", "no model pass"))
         return f"To {purpose}: no verdict, {verdict['reason']}" + (
-            f" ({which})." if named else ".")
+            f" ({which})." if which else ".")
     winner = verdict["winner"]
     first = format_value(verdict.get("winner_mean", metric["rows"][winner]["mean"]), digits)
     if verdict["status"] == UNCONTESTED:
