@@ -566,7 +566,7 @@ def test_runs_refuses_an_unknown_metric(tmp_path, capsys):
 
 @pytest.mark.regression
 def test_runs_finds_a_study_s_own_store_and_filters_by_roster_entry(tmp_path, capsys):
-    from aevae.study.store import STORE_FILE, STUDY_FILE, RunStore
+    from aevae.study.store import STORE_FILE, STUDY_FILE, STUDY_KEYS, RunStore
 
     elsewhere = tmp_path / "shared" / STORE_FILE
     elsewhere.parent.mkdir()
@@ -579,8 +579,10 @@ def test_runs_finds_a_study_s_own_store_and_filters_by_roster_entry(tmp_path, ca
                                  "data_fingerprint": "f", "seed": 0, "budget": "quick"})
     study = tmp_path / "study"  # run with --store shared/runs.sqlite: no store of its own
     study.mkdir()
-    (study / STUDY_FILE).write_text(json.dumps({"store": str(elsewhere), "runs": [
-        {"id": run_id} for run_id in ("r1", "r2", "r3")]}))
+    plan = {key: None for key in STUDY_KEYS}
+    plan.update(store=str(elsewhere), runs=[{"id": run_id, "entry": "-", "seed": 0, "path": "-"}
+                                            for run_id in ("r1", "r2", "r3")])
+    (study / STUDY_FILE).write_text(json.dumps(plan))
 
     def listed(*options):
         code, out, err = run(capsys, "runs", str(study), *options)
@@ -597,7 +599,7 @@ def test_runs_finds_a_study_s_own_store_and_filters_by_roster_entry(tmp_path, ca
                            "data_fingerprint": "f", "seed": 0, "budget": "quick"})
     assert listed() == ["r1", "r2", "r3"]
     code, out, _ = run(capsys, "runs", str(study))
-    assert "(1 run(s) of other studies sharing the store not shown" in out
+    assert "(1 other run(s) in the store, of other studies or of this folder's earlier" in out
     code, out, _ = run(capsys, "runs", str(elsewhere))
     assert [line.split()[0] for line in out.splitlines()[2:]] == ["r1", "r2", "r3", "r4"]
     code, _, err = run(capsys, "runs", str(tmp_path / "nothing"))
@@ -1068,3 +1070,16 @@ def test_a_closed_form_model_says_which_training_options_it_ignores(tmp_path, ca
                          "--epochs", "5", "--batch-size", "3", "--out", str(tmp_path / "p"))
     assert code == 0 and "solved pca in closed form" in out
     assert "note: pca is solved in closed form: --epochs, --batch-size do(es) not apply" in err
+
+
+@pytest.mark.regression
+def test_report_re_renders_over_a_damaged_results_file(tmp_path, capsys, monkeypatch):
+    from aevae.cli import _keep_what_the_study_measured
+
+    results = {"runs": [{"id": "a", "status": "finished", "reused": False},
+                        {"id": "b", "status": "missing"}]}
+    for damaged in ("[1, 2]", '"text"', '{"runs": "x"}', "{not json"):
+        (tmp_path / "results.json").write_text(damaged)
+        copy = json.loads(json.dumps(results))
+        _keep_what_the_study_measured(tmp_path / "results.json", copy)
+        assert copy["runs"][0]["reused"] is None  # no record of the call that trained it

@@ -1235,16 +1235,22 @@ def _keep_what_the_study_measured(path: Path, results: dict) -> None:
         before = read_json(path) if path.is_file() else None
     except (CorruptFileError, OSError, ValueError):
         before = None
-    kept = {run.get("id"): run for run in (before or {}).get("runs") or []
-            if isinstance(run, dict) and run.get("status") == "finished"
-            and isinstance(before, dict)}
+    if not isinstance(before, dict):
+        before = {}
+    runs = before.get("runs") if isinstance(before.get("runs"), list) else []
+    kept = {run.get("id"): run for run in runs
+            if isinstance(run, dict) and run.get("status") == "finished"}
     for run in results["runs"]:
         if run["status"] != "finished":
             continue
-        earlier = kept.get(run["id"], {})
+        earlier = kept.get(run["id"])
+        if earlier is None:
+            run["reused"] = None  # not finished when the study last wrote: see _run_status
+            continue
         for key in ("reused", "trained_now", "intervals_now"):
-            run[key] = earlier.get(key)
-    if isinstance(before, dict) and "timing" in before and "timing" not in results:
+            if key in earlier:  # (results written before a key existed lack it)
+                run[key] = earlier[key]
+    if "timing" in before and "timing" not in results:
         results["timing"] = before["timing"]
 
 
@@ -1265,42 +1271,29 @@ def command_report(arguments) -> int:
 
 
 def command_runs(arguments) -> int:
-    from .study.store import STORE_FILE, STUDY_FILE, RunStore
+    from .study.store import STORE_FILE, STUDY_FILE, RunStore, load_study
 
     path, study_runs = Path(arguments.store), None
-    if path.is_dir():
-        folder, path = path, path / STORE_FILE
-        try:
-            study = json.loads((folder / STUDY_FILE).read_text())
-        except (OSError, ValueError):
-            study = None
-        if isinstance(study, dict):
-            # The study's own runs (a store may be shared by several studies), in the store
-            # its study.json names when --store put it elsewhere.
-            if isinstance(study.get("runs"), list):
-                study_runs = {run.get("id") for run in study["runs"] if isinstance(run, dict)}
-            recorded = study.get("store")
-            if not path.is_file() and isinstance(recorded, str) and recorded:
-                path = Path(recorded)
+    if path.is_dir() and (path / STUDY_FILE).is_file():
+        # A study folder: its own runs (a store may be shared by several studies), in the store
+        # its study.json names (--store elsewhere; its own, if the folder has moved).
+        study = load_study(path)
+        path, study_runs = Path(study["store"]), {run["id"] for run in study["runs"]}
+    elif path.is_dir():
+        path = path / STORE_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no run store at {path}")
     model = arguments.model
+    if model and ":" in model:  # a roster entry, in any spelling (options in another order)
+        from .study.roster import parse_roster
+
+        try:
+            model = parse_roster(model)[0].key
+        except (ValueError, IndexError):
+            pass  # no such entry: nothing matches
     with RunStore(path) as store:
         rows = store.select(model=model, dataset=arguments.dataset,
                             status=arguments.status, budget=arguments.budget, seed=arguments.seed)
-        if not rows and model and ":" in model:
-            # A roster entry in another spelling (options in another order, 0.5 for .5):
-            # matched by its canonical key.
-            from .study.roster import parse_roster
-
-            try:
-                model = parse_roster(model)[0].key
-            except (ValueError, IndexError):
-                pass
-            else:
-                rows = store.select(model=model, dataset=arguments.dataset,
-                                    status=arguments.status, budget=arguments.budget,
-                                    seed=arguments.seed)
     others = 0
     if study_runs is not None:
         others = sum(row.id not in study_runs for row in rows)
@@ -1329,8 +1322,8 @@ def command_runs(arguments) -> int:
     print(_format_table(header + ([arguments.metric] if arguments.metric else []), table)
           if table else "no runs match")
     if others:
-        print(f"({others} run(s) of other studies sharing the store not shown: name "
-              f"{path} to list every run)")
+        print(f"({others} other run(s) in the store, of other studies or of this folder's "
+              f"earlier rosters, not shown: name {path} to list every run)")
     return 0
 
 

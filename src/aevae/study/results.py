@@ -7,59 +7,14 @@ import json
 import math
 from pathlib import Path
 
-from ..io import read_json
 from .answer import bottom_line, matchings, pairing_problem
 from .health import assess
 from .runner import read_run
-from .store import STUDY_FILE
+from .store import load_study
 from .tasks import TASKS, DataInfo, ModelInfo
 from .verdicts import NOT_TESTED, health_sentences, judge_claims, summary, task_results
 
 RESULTS_FORMAT = "aevae.study-results/1"
-
-
-# What the answer reads from study.json.
-STUDY_KEYS = ("settings", "budget", "preset", "data", "data_info", "shared_options", "roster",
-              "models", "runs", "store", "metric_groups", "device")
-
-
-def load_study(out) -> dict:
-    """study.json of the study in ``out``, checked; a study folder moved or copied since it ran
-    has its own store and runs read where they are now, not where they were."""
-    from ..io import CorruptFileError
-
-    out = Path(out)
-    path = out / STUDY_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{out} holds no study: {STUDY_FILE} is missing (run `aevae "
-                                "compare --out DIR` first)")
-    study = read_json(path)
-    missing = ([key for key in STUDY_KEYS if key not in study] if isinstance(study, dict)
-               else list(STUDY_KEYS))
-    if missing or not isinstance(study["runs"], list) or not all(
-            isinstance(run, dict) and {"id", "entry", "seed", "path"} <= set(run)
-            for run in study["runs"]):
-        raise CorruptFileError(f"{path}: not a study's {STUDY_FILE} (missing or damaged: "
-                               f"{', '.join(missing) or 'runs'})")
-    return _relocated(study, out)
-
-
-def _relocated(study: dict, out: Path) -> dict:
-    from .store import STORE_FILE
-
-    store, here = Path(study["store"]), out / STORE_FILE
-    if store.name != STORE_FILE or not here.is_file() or store.resolve() == here.resolve():
-        return study  # where it ran, or a store shared from elsewhere
-    before = store.parent
-
-    def moved(path: str) -> str:
-        try:
-            return str(out / Path(path).relative_to(before))
-        except ValueError:
-            return path
-
-    return {**study, "store": str(here),
-            "runs": [{**run, "path": moved(run["path"])} for run in study["runs"]]}
 
 
 def aggregate(out, since: float | None = None, invocation: str | None = None) -> dict:

@@ -325,3 +325,46 @@ class RunStore:
             marks = ", ".join("?" for _ in columns)
             cursor.execute(f"INSERT OR IGNORE INTO runs ({names}) VALUES ({marks})",
                            list(columns.values()))
+
+
+# ----- a study folder's plan ------------------------------------------------------------------
+# What the answer reads from study.json.
+STUDY_KEYS = ("settings", "budget", "preset", "data", "data_info", "shared_options", "roster",
+              "models", "runs", "store", "metric_groups", "device")
+
+
+def load_study(out) -> dict:
+    """study.json of the study in ``out``, checked; a study folder moved or copied since it ran
+    has its own store and runs read where they are now, not where they were."""
+    from ..io import CorruptFileError, read_json
+
+    out = Path(out)
+    path = out / STUDY_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{out} holds no study: {STUDY_FILE} is missing (run `aevae "
+                                "compare --out DIR` first)")
+    study = read_json(path)
+    missing = ([key for key in STUDY_KEYS if key not in study] if isinstance(study, dict)
+               else list(STUDY_KEYS))
+    if missing or not isinstance(study["runs"], list) or not all(
+            isinstance(run, dict) and {"id", "entry", "seed", "path"} <= set(run)
+            for run in study["runs"]):
+        raise CorruptFileError(f"{path}: not a study's {STUDY_FILE} (missing or damaged: "
+                               f"{', '.join(missing) or 'runs'})")
+    return _relocated(study, out)
+
+
+def _relocated(study: dict, out: Path) -> dict:
+    store, here = Path(study["store"]), out / STORE_FILE
+    if store.name != STORE_FILE or not here.is_file() or store.resolve() == here.resolve():
+        return study  # where it ran, or a store shared from elsewhere
+    before = store.parent
+
+    def moved(path: str) -> str:
+        try:
+            return str(out / Path(path).relative_to(before))
+        except ValueError:
+            return path
+
+    return {**study, "store": str(here),
+            "runs": [{**run, "path": moved(run["path"])} for run in study["runs"]]}
