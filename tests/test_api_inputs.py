@@ -270,6 +270,8 @@ def test_a_standardised_data_set_s_log_density_is_also_given_in_the_data_s_own_u
     assert "of the standardised values the model was trained on" in likelihood["unit"]
     assert likelihood["exact_log_likelihood_data_units"] == pytest.approx(
         likelihood["exact_log_likelihood"] + data.log_jacobian)
+    assert likelihood["bits_per_dimension_data_units"] == pytest.approx(
+        -likelihood["log_likelihood_data_units"] / (5 * np.log(2)))
     # The same model through the scikit-learn facade (which standardises the same way) scores
     # the evaluated rows, back in their own units, alike.
     scale, mean = np.asarray(record["scale"]), np.asarray(record["mean"])

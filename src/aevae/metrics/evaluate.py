@@ -40,7 +40,12 @@ from .latent import (
     mutual_information,
     prior_mismatch,
 )
-from .likelihood import DEFAULT_MAX_ROWS, likelihood_report, log_likelihood_estimate
+from .likelihood import (
+    DEFAULT_MAX_ROWS,
+    bits_per_dimension,
+    likelihood_report,
+    log_likelihood_estimate,
+)
 from .reconstruction import bce, mse, mse_per_example, psnr
 from .structure import clustering, knn_accuracy, linear_probe_accuracy, silhouette
 
@@ -428,10 +433,14 @@ def _likelihood(context: EvaluationContext) -> dict:
         # The model saw standardised values: its log-density is theirs. The data's own units
         # differ by a constant (the same for every model on this data, so comparisons stand).
         report["unit"] = report["unit"].replace(
-            "on the data's scale", "of the standardised values the model was trained on")
+            "on the data's scale", "of the standardised values the model was trained on, as "
+            "are the bounds and per-example figures; the *_data_units figures are in the "
+            "data's own units")
         report["log_jacobian"] = jacobian
         report["log_likelihood_data_units"] = report["log_likelihood"] + jacobian
         report["elbo_data_units"] = report["elbo"] + jacobian
+        report["bits_per_dimension_data_units"] = bits_per_dimension(
+            report["log_likelihood_data_units"], report["dimensions"])
         if "exact_log_likelihood" in report:
             report["exact_log_likelihood_data_units"] = report["exact_log_likelihood"] + jacobian
     return {"available": True, **report}
