@@ -279,3 +279,16 @@ def test_a_standardised_data_set_s_log_density_is_also_given_in_the_data_s_own_u
     evaluated = data.test.x
     assert facade.score(evaluated * scale + mean) == pytest.approx(
         likelihood["exact_log_likelihood_data_units"], abs=1e-2)
+
+
+def test_every_count_of_the_evaluation_settings_is_checked():
+    # A count added to EvaluationSettings without a minimum in _COUNTS would go unchecked.
+    import dataclasses
+
+    from aevae.metrics import evaluate as module
+
+    counts = {field.name for field in dataclasses.fields(module.EvaluationSettings)
+              if str(field.type).startswith("int")}
+    assert counts == set(module._COUNTS)
+    assert module._OPTIONAL_COUNTS == {field.name for field in dataclasses.fields(
+        module.EvaluationSettings) if str(field.type) == "int | None"}

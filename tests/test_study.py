@@ -792,8 +792,8 @@ def test_a_model_that_failed_on_every_seed_stays_in_the_answer(tmp_path, tiny_bu
                                       budget=tiny_budget, tasks="compression", workers=1),
                         out, progress=False)
     rows = results["tasks"][0]["metrics"][0]["rows"]
-    assert rows["vae"] == {"available": False, "name": "vae", "reason": "training failed (loss is nan at "
-                           "epoch 1) (every seed)"}
+    assert rows["vae"] == {"available": False, "name": "vae",
+                           "reason": "training failed (loss is nan at epoch 1) (every seed)"}
     [row] = results["answers"][0]["bottom_line"]
     assert "training failed" in row["reason"] and "not in the roster" not in json.dumps(results)
     assert "vae is not compared: training failed" in study_text(results)

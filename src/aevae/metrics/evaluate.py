@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import math
 import numbers
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -129,7 +130,7 @@ class EvaluationSettings:
         if not _real(self.variation_input_noise) or self.variation_input_noise < 0:
             raise ValueError("EvaluationSettings.variation_input_noise must be a finite number "
                              f"of at least 0, got {self.variation_input_noise!r}")
-        if self.cache_dir is not None and not isinstance(self.cache_dir, (str, Path)):
+        if self.cache_dir is not None and not isinstance(self.cache_dir, (str, os.PathLike)):
             raise ValueError("EvaluationSettings.cache_dir must be a folder path or None, got "
                              f"{self.cache_dir!r}")
 

@@ -61,7 +61,7 @@ def bottom_line_rows(answer: dict, labels: dict[str, str], short: bool = False
                 text += " ✗"
             cells.append(text)
         margin = margin_text(row)
-        if not margin and row.get("reason") and not row.get("negligible"):
+        if _decided_by_a_check(row):
             notes.append(f"{row['goal']}: {row['reason']}")
             margin = f"[{len(notes)}]"
         if row.get("shared_seeds"):  # the pair's means on these, not the headline's
@@ -72,6 +72,14 @@ def bottom_line_rows(answer: dict, labels: dict[str, str], short: bool = False
         cells += [row_verdict(row, labels, roles), margin, _best_text(row, labels)]
         rows.append(cells)
     return header, rows, notes
+
+
+def _decided_by_a_check(row: dict) -> bool:
+    """A bottom-line row with no margin to show but a reason (a health check, a guard, one
+    side missing): its cell points to a note with the reason."""
+    from ..study.answer import margin_text
+
+    return not margin_text(row) and bool(row.get("reason")) and not row.get("negligible")
 
 
 def not_measured(answer: dict) -> str:
@@ -107,7 +115,7 @@ def sweep_rows(answers: list[dict], labels: dict[str, str]
     decided by a check, not by its figure, points to a note saying which (as in the one-pair
     table; the same reason at several values is one note). Goals measured at no value are
     left out (``not_measured`` says why)."""
-    from ..study.answer import margin_text, row_verdict
+    from ..study.answer import row_verdict
 
     header = ["goal", *[answer["label"] for answer in answers]]
     rows, notes = [], []
@@ -118,8 +126,7 @@ def sweep_rows(answers: list[dict], labels: dict[str, str]
         texts = [goal]
         for answer, row in zip(answers, cells):
             text = row_verdict(row, labels, answer["roles"])
-            if (row["outcome"] != "skipped" and not margin_text(row) and row.get("reason")
-                    and not row.get("negligible")):
+            if row["outcome"] != "skipped" and _decided_by_a_check(row):
                 note = f"{goal}: {row['reason']}"
                 if note not in notes:
                     notes.append(note)

@@ -51,12 +51,14 @@ def matchings(roster: list[dict], preset: dict | None) -> list[dict]:
     return [{"label": None, "value": None, "roles": roles}]
 
 
-def pairing_problem(roster: list[dict]) -> str:
+def pairing_problem(roster: list[dict], preset: dict | None = None) -> str:
     """Why ``matchings`` found no AE-VAE pair, in words: which side is missing, or which
     entries make it ambiguous."""
     problems = []
     for role in ROLES:
-        same = [entry for entry in roster if entry["model"] == role]
+        # In a sweep, a beta-VAE may play the VAE (as in ``matchings``).
+        models = VAE_FAMILY if role == "vae" and (preset or {}).get("sweep") else (role,)
+        same = [entry for entry in roster if entry["model"] in models]
         if not same:
             problems.append(f"it has no {role}")
         elif len(same) > 1 and role not in {entry["key"] for entry in same}:

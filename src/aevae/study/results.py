@@ -76,7 +76,7 @@ def aggregate(out, since: float | None = None, invocation: str | None = None) ->
     pairs = matchings(study["roster"], study.get("preset"))
     answers = [{**pair, "bottom_line": bottom_line(tasks, pair["roles"]),
                 "claims": judge_claims(tasks, roles=pair["roles"])} for pair in pairs]
-    no_pair = None if pairs else pairing_problem(study["roster"])
+    no_pair = None if pairs else pairing_problem(study["roster"], study.get("preset"))
     return {
         "format": RESULTS_FORMAT,
         "study": {**{key: study[key] for key in ("settings", "budget", "preset", "data",

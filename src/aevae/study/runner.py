@@ -505,8 +505,7 @@ def model_info(entry: RosterEntry, options: dict) -> ModelInfo:
     cls = model_class(entry.model)
     config = cls.Config.from_options(options)
     return ModelInfo(key=entry.key, model=entry.model, has_likelihood=cls.has_likelihood,
-                     likelihood=config.likelihood, trains_prior=cls.trains_prior,
-                     label=entry.label)
+                     likelihood=config.likelihood, trains_prior=cls.trains_prior)
 
 
 def open_store(settings: StudySettings, out: Path) -> RunStore:

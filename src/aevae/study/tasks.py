@@ -40,7 +40,9 @@ class ModelInfo:
     has_likelihood: bool
     likelihood: str
     trains_prior: bool  # False: sampling "the prior" means decoding N(0, I) draws it never saw
-    label: str = ""  # for humans, as texts name it ("ae (latent_dim=4)"); "" reads the key
+    # For humans, as texts name it ("ae (latent_dim=4)"; "" reads the key): set from the
+    # roster when a study is read, not kept in study.json (an older install could not read it).
+    label: str = ""
 
     @property
     def name(self) -> str:

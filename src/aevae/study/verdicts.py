@@ -629,14 +629,13 @@ def _judge_part(part: ClaimPart, tasks: list[dict], roles: dict[str, str]) -> di
     # does not make it better on this one. That holds when both fail (no better than the
     # trivial method, the first model is not "better" or "as good" in any useful sense).
     failures = compared.get("guard_failures", {})
+    name = (first_metric["rows"].get(first) or {}).get("name", first)  # for the reasons
     if failures.get(first):
-        name = (found[0][1]["rows"].get(first) or {}).get("name", first)
         return {**result, "status": FAILS, "reason": f"{name}: {failures[first][0]}"}
     if outcome == "not compared":
         return {**result, "status": NOT_TESTED, "reason": reason}
     if compared.get("worst_case") is None:  # no interval
         return {**result, "status": INCONCLUSIVE, "reason": None if failures else reason}
-    name = (found[0][1]["rows"].get(first) or {}).get("name", first)
     return {**result, **_against_the_tie(part.relation, name, compared)}
 
 

@@ -182,9 +182,7 @@ class Trainer:
         batches = source.epoch_indices(state) if captured is not None else source.epoch(state)
         self._emit("epoch_start", state)
         weight = state.schedule(state.step)
-        first = None
-        for batch in batches:
-            first = batch if first is None else first
+        for index, batch in enumerate(batches):
             weight = state.schedule(state.step)
             if captured is not None:  # batch: indices into the resident data
                 if not captured.step(batch, weight, state.step):
@@ -192,7 +190,7 @@ class Trainer:
             else:
                 if transform is not None:
                     checked = batch.replace(x=transform(batch.x))
-                    if batch is first:  # one look an epoch: it costs a device sync
+                    if index == 0:  # one look an epoch: it costs a device sync
                         batching.check_transformed(state.model, checked.x)
                     batch = checked
                 stepper(batch, weight, state.step)
