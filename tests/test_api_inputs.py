@@ -3,6 +3,8 @@ cases an audit of the API found passing silently (each failed on the code before
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -292,3 +294,13 @@ def test_every_count_of_the_evaluation_settings_is_checked():
     assert counts == set(module._COUNTS)
     assert module._OPTIONAL_COUNTS == {field.name for field in dataclasses.fields(
         module.EvaluationSettings) if str(field.type) == "int | None"}
+
+
+def test_a_kl_schedule_on_a_model_without_a_kl_term_is_said_to_change_nothing(small):
+    x, _, make = small
+    with pytest.warns(RuntimeWarning, match="ae's loss has no KL term: kl_schedule changes"):
+        make("ae").fit(x, epochs=1, progress=False, kl_schedule="linear:10")
+    with warnings.catch_warnings():  # models whose loss it weighs stay quiet
+        warnings.simplefilter("error")
+        for name in ("vae", "wae_mmd"):
+            make(name).fit(x, epochs=1, progress=False, kl_schedule="linear:10")

@@ -42,6 +42,7 @@ class AdversarialAEConfig(AutoencoderConfig):
 @register_model
 class AdversarialAE(AE):
     name = "adversarial_ae"
+    weighs_kl = True  # its penalty in the KL's place
     description = "adversarial AE: deterministic codes pushed towards the prior by a discriminator"
     Config = AdversarialAEConfig
     trains_prior = True

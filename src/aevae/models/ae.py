@@ -13,6 +13,7 @@ from .registry import register_model
 @register_model
 class AE(Autoencoder):
     name = "ae"
+    weighs_kl = False  # reconstruction alone
     description = "deterministic autoencoder z = g(x): reconstruction loss only, no likelihood"
 
     def encode_tensor(self, x, sample=False):

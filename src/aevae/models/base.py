@@ -342,6 +342,9 @@ class Autoencoder(nn.Module):
     uses: ClassVar[tuple[str, ...]] = ()
     # Whether ``fit`` solves for the weights in closed form instead of training (pca, ppca).
     closed_form: ClassVar[bool] = False
+    # Whether the loss has a term the KL weight (``kl_schedule``) scales: the KL, or what a
+    # deterministic model puts in its place (WAE's MMD, the adversarial AE's penalty).
+    weighs_kl: ClassVar[bool] = True
     # Whether the shared network and likelihood options (hidden, likelihood) apply to it.
     shares_network: ClassVar[bool] = True
     # A method x -> exact per-example log p(x) (nats) where the model has one (ppca), else None.

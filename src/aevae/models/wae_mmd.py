@@ -72,6 +72,7 @@ class WAEConfig(AutoencoderConfig):
 @register_model
 class WAEMMD(AE):
     name = "wae_mmd"
+    weighs_kl = True  # its penalty in the KL's place
     description = "Wasserstein AE: deterministic codes, lambda * MMD(codes, prior samples)"
     Config = WAEConfig
     trains_prior = True
