@@ -228,32 +228,33 @@ def _load_fresh_cache(candidate: Path, stamp: dict) -> np.ndarray | None:
 def _save_cache(candidate: Path, array: np.ndarray, stamp: dict) -> bool:
     """Write the array, then its record, each atomically; any failure (read-only, full disk)
     silently means no cache."""
-    temporaries = []
     try:
         candidate.parent.mkdir(parents=True, exist_ok=True)
         if not is_writable_directory(candidate.parent):
             return False
-        handle, temporary = tempfile.mkstemp(dir=candidate.parent, suffix=".partial")
-        temporaries.append(temporary)
-        with os.fdopen(handle, "wb") as stream:
-            np.save(stream, array, allow_pickle=False)
-        os.chmod(temporary, 0o644)
-        written = _cache_stamp(os.stat(temporary))  # a rename keeps size, mtime and inode
-        os.replace(temporary, candidate)
-        temporaries.pop()
-        record = json.dumps({"source": stamp, "cache": written})
-        handle, temporary = tempfile.mkstemp(dir=candidate.parent, suffix=".partial")
-        temporaries.append(temporary)
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(record)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, candidate.with_suffix(".json"))
-        temporaries.pop()
+        written = _replace(candidate, "wb", lambda stream: np.save(stream, array,
+                                                                   allow_pickle=False))
+        record = json.dumps({"source": stamp, "cache": _cache_stamp(written)})
+        _replace(candidate.with_suffix(".json"), "w", lambda stream: stream.write(record))
         return True
     except OSError:
-        for temporary in temporaries:
-            Path(temporary).unlink(missing_ok=True)
         return False
+
+
+def _replace(target: Path, mode: str, write) -> os.stat_result:
+    """``write(stream)`` into a temporary file beside ``target``, renamed over it; the written
+    file's stat (a rename keeps its size, mtime and inode). A failure leaves no temporary."""
+    handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".partial")
+    try:
+        with os.fdopen(handle, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as stream:
+            write(stream)
+        os.chmod(temporary, 0o644)
+        written = os.stat(temporary)
+        os.replace(temporary, target)
+        return written
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 # ---------------------------------------------------------------- numpy files
