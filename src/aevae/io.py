@@ -100,6 +100,14 @@ def nearest_existing(path: str | os.PathLike) -> Path:
     return existing
 
 
+def folders_to_make(path: str | os.PathLike) -> list[Path]:
+    """The folders of ``path`` (absolute) that do not exist yet, innermost first: what
+    making it creates, and what undoing that removes."""
+    target, existing = Path(path).absolute(), nearest_existing(path)
+    return [folder for folder in (target, *target.parents)
+            if folder.is_relative_to(existing) and folder != existing]
+
+
 def remove_temporary_files(directory: str | os.PathLike) -> int:
     """Delete the temporary files that writes killed half-way (SIGKILL, power loss) left in
     ``directory``; only call it where no other process is writing. Returns how many."""

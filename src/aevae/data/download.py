@@ -13,7 +13,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..io import nearest_existing, new_file_mode
+from ..io import folders_to_make, nearest_existing, new_file_mode
 from .directories import ENVIRONMENT_VARIABLE, is_writable_directory, user_cache_directory
 from .errors import DataError
 
@@ -215,8 +215,7 @@ def _download_all(missing: list[RemoteFile], directory: Path) -> None:
         staging = Path(tempfile.mkdtemp(prefix=".aevae-download-", dir=existing))
     except OSError as error:
         raise DataError(f"cannot create data directory {directory}: {error.strerror}") from None
-    created = [folder for folder in (directory.absolute(), *directory.absolute().parents)
-               if not folder.exists()]  # innermost first
+    created = folders_to_make(directory)
     placed = []
     try:
         for remote in missing:

@@ -18,6 +18,7 @@ from ..io import (
     CorruptFileError,
     atomic_write_json,
     atomic_write_text,
+    folders_to_make,
     load_tensors,
     nearest_existing,
     one_line,
@@ -91,10 +92,7 @@ class RunLock:
         self.created: list[Path] = []  # folders this lock made, deepest first
 
     def acquire(self) -> None:
-        target = self.directory.absolute()
-        existing = nearest_existing(target)
-        self.created = [folder for folder in (target, *target.parents)
-                        if folder.is_relative_to(existing) and folder != existing]
+        self.created = folders_to_make(self.directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         try:
             import fcntl
