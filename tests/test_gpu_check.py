@@ -123,3 +123,15 @@ def test_packing_refuses_values_other_than_zero_and_one(gpu_check, tmp_path):
         write_amat(tmp_path / f"binarized_mnist_{part}.amat", np.full((2, 784), 2.0))
     with pytest.raises(ValueError, match="other than 0 and 1"):
         gpu_check.pack_binarized(tmp_path, tmp_path / "data")
+
+
+def test_the_labels_stage_reads_the_labels_benchmark_s_own_records(gpu_check):
+    # The stage read a "semi_supervised" key that labels.json no longer has (its records are
+    # per seed): stage 6 failed after its whole run. Read here from the committed file.
+    committed = json.loads((Path(__file__).parents[1] / "benchmarks" / "results" /
+                            "labels.json").read_text())
+    summary, lines = gpu_check.labels_summary({"seed-0": committed})
+    seeds = len(committed["records"])
+    assert len(summary["M2"]["values"]) == len(summary["M1+M2"]["values"]) == seeds
+    assert summary["M2"]["published"] == 11.97
+    assert any(line.startswith("| M1+M2 | ") for line in lines)
