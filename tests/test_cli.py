@@ -1073,7 +1073,7 @@ def test_a_closed_form_model_says_which_training_options_it_ignores(tmp_path, ca
 
 
 @pytest.mark.regression
-def test_report_re_renders_over_a_damaged_results_file(tmp_path, capsys, monkeypatch):
+def test_report_re_renders_over_a_damaged_results_file(tmp_path):
     from aevae.cli import _keep_what_the_study_measured
 
     results = {"runs": [{"id": "a", "status": "finished", "reused": False},

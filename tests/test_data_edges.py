@@ -323,3 +323,13 @@ def test_float64_values_whose_variation_float32_would_round_away_are_refused(tmp
         stream = NpyStream(tmp_path / "stamps.npy", chunk_bytes=2048 * 24)
     generator = torch.Generator().manual_seed(0)
     assert sum(len(batch) for batch in stream.batches(500, generator)) == 20000
+    # Any dtype numpy or torch hands over is judged, none crashes the check: 16- and 32-bit
+    # unsigned pixels, big-endian files, long doubles, unsigned tensors.
+    for fine in ((rng.random((100, 4)) * 60000).astype(np.uint16),
+                 (rng.random((100, 4)) * 6e4).astype(np.uint32), base.astype(">f4"),
+                 base.astype(np.longdouble), torch.randint(0, 60000, (100, 4)).to(torch.uint16)):
+        validate_array(fine)
+    np.save(tmp_path / "big_endian.npy", (1e8 + base).astype(">f8"))
+    one_line_error(lambda: NpyStream(tmp_path / "big_endian.npy"), "rounding noise")
+    one_line_error(lambda: validate_array((2 ** 40 + rng.integers(0, 3, (100, 4))).astype(
+        np.uint64)), "rounding noise")

@@ -85,7 +85,7 @@ def test_dry_run_of_the_first_two_stages_writes_their_results(tmp_path):
 def test_a_dry_run_of_every_stage_finishes_each(gpu_check, tmp_path):
     """About 4 minutes on two cores: every stage's plumbing, as one device call would run it
     (stage 6 failed here once, after its whole run, on a renamed key)."""
-    shared = mnist_directory()
+    shared = mnist_directory()  # (skips without MNIST)
     if not (shared / "binarized-mnist").is_dir() or not (shared / "fashion-mnist").is_dir():
         pytest.skip("binarized MNIST or Fashion-MNIST is not in $AEVAE_DATA_DIR")
     data, out = tmp_path / "data", tmp_path / "out"  # laid out as the device's folder is

@@ -79,9 +79,11 @@ class NpyStream:
         count = self.file_shape[0] if limit is None else min(limit, self.file_shape[0])
         self.rows = np.arange(count)
         if dtype.itemsize > 2 and dtype != np.float32:
-            # What float32 rounds away, judged on up to 4,096 rows spread over the whole file
-            # (a chunk of sorted timestamps spreads less than the file, and would be refused).
-            sample = np.unique(np.linspace(0, count - 1, min(count, 4096)).astype(np.int64))
+            # What float32 rounds away, judged on rows spread over the whole file (a chunk of
+            # sorted timestamps spreads less than the file, and would be refused): up to 4,096
+            # of them, within a chunk's memory.
+            sampled = min(count, 4096, max(2, chunk_bytes // self.row_bytes))
+            sample = np.unique(np.linspace(0, count - 1, sampled).astype(np.int64))
             check_float32_rounding(self._read_each(sample), str(self.path))
         probe = self._prepare(self._read(0, 1), 0, 1)
         self.example_shape = tuple(probe.shape[1:])

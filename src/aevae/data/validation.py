@@ -31,8 +31,8 @@ def validate_array(x, *, name: str = "data", likelihood: str | None = None,
     Raises DataError for empty data, a non-numeric dtype, fewer than 2 or more than 4
     dimensions, NaN or infinite values, and (for ``likelihood="bernoulli"`` or
     ``"continuous-bernoulli"``) values outside [0, 1]; float64 or large integer values whose
-    variation float32 rounds away (``check_float32_rounding``; ``check_rounding=False`` for a
-    chunk of a file, which is checked as a whole).
+    variation float32 would mostly round away (``check_float32_rounding``, which warns of a
+    smaller share; ``check_rounding=False`` for a chunk of a file, checked as a whole).
     """
     try:
         array = _as_numpy(x)
@@ -88,41 +88,65 @@ FLOAT32_REFUSE_LOSS = 0.5
 
 def float32_rounding(values) -> tuple[int, float, float, float] | None:
     """(feature, its mean, its standard deviation, the share of that spread rounding to float32
-    turns to noise) for the feature of ``values`` (an array or a tensor, on any device; float64
-    or integers beyond 2**24) that loses most; None when none loses a visible share (over
-    ``FLOAT32_WARN_LOSS``). Values such as
-    1e8 + x vary in digits float32 (about 7 significant) does not keep, and standardising after
-    the cast cannot bring them back. A feature whose spread is under 1e-12 of its level is
-    constant up to float64's own rounding: it has nothing to lose."""
+    turns to noise) for the feature of ``values`` (an array, or a tensor on any device) that
+    loses most; None when none loses any. Only float64 (or wider) and integers beyond 2**24
+    can: values such as 1e8 + x vary in digits float32 (about 7 significant) does not keep,
+    and standardising after the cast cannot bring them back. Features constant up to float64's
+    own rounding (a few steps of its last bit) have nothing to lose. Read in chunks of about
+    a million values, so the check costs no copy of the data."""
     import torch
 
-    tensor = values if isinstance(values, torch.Tensor) else torch.as_tensor(
-        np.ascontiguousarray(values))  # (negative strides: torch takes none)
-    if tensor.dtype in (torch.bool, torch.uint8, torch.int8, torch.int16, torch.float16,
-                        torch.bfloat16, torch.float32) or tensor.dim() == 0 or not len(tensor):
-        return None
-    flat = tensor.detach().reshape(len(tensor), -1)
-    if not flat.dtype.is_floating_point:
-        if max(abs(int(flat.min())), abs(int(flat.max()))) <= 2 ** 24:
+    if isinstance(values, torch.Tensor):
+        if values.dtype in (torch.bool, torch.uint8, torch.int8, torch.int16, torch.float16,
+                            torch.bfloat16, torch.float32):
+            return None
+        rows = values.detach()
+        if rows.dtype in (torch.int32, torch.int64) and rows.numel() and max(
+                abs(int(rows.min())), abs(int(rows.max()))) <= 2 ** 24:
             return None  # every such integer is a float32 exactly
-        flat = flat.double()  # (a copy: integers this large are rare)
-    var, mean = torch.var_mean(flat, dim=0, correction=0)
-    spread = var.sqrt()
-    # Rounding to float32 moves a value by at most 2**-24 of it: only features whose spread
-    # is small beside their largest magnitude can lose a visible share, and only theirs are
-    # rounded here (a float64 copy of all the data would double its memory).
-    largest = torch.maximum(flat.amax(0), -flat.amin(0)).double()
-    suspect = (largest * 2.0 ** -24 > FLOAT32_WARN_LOSS * spread) & (spread > 1e-12 * mean.abs())
-    if not bool(suspect.any()):
+
+        def chunk(start: int, stop: int) -> np.ndarray:
+            return rows[start:stop].to("cpu", torch.float64).numpy()
+    else:
+        rows = np.asarray(values)
+        kind, size = rows.dtype.kind, rows.dtype.itemsize
+        if kind not in "iuf" or (kind == "f" and size <= 4) or (kind in "iu" and size <= 2):
+            return None
+        if kind in "iu" and rows.size and max(abs(int(rows.min())),
+                                              abs(int(rows.max()))) <= 2 ** 24:
+            return None  # every such integer is a float32 exactly
+
+        def chunk(start: int, stop: int) -> np.ndarray:
+            return np.array(rows[start:stop], dtype=np.float64)  # a copy, in native order
+    if rows.ndim == 0 or not len(rows):
         return None
-    columns = torch.nonzero(suspect).squeeze(1)
-    values = flat[:, columns].double()
-    lost = (values.float().double() - values).pow(2).mean(0).sqrt() / spread[columns]
-    worst = int(lost.argmax())
-    if not float(lost[worst]) > 0:
+    integers = not (rows.dtype.is_floating_point if isinstance(rows, torch.Tensor)
+                    else rows.dtype.kind == "f")
+    features = math.prod(rows.shape[1:])
+    step = max(1, 2 ** 20 // max(features, 1))
+    shift = chunk(0, 1).reshape(-1)
+    total, squares = np.zeros(features), np.zeros(features)
+    errors, largest = np.zeros(features), np.zeros(features)
+    for start in range(0, len(rows), step):
+        exact = chunk(start, start + step).reshape(-1, features)
+        with np.errstate(over="ignore", invalid="ignore"):
+            errors += ((exact.astype(np.float32).astype(np.float64) - exact) ** 2).sum(axis=0)
+        largest = np.maximum(largest, np.abs(exact).max(axis=0))
+        centred = exact - shift
+        total += centred.sum(axis=0)
+        squares += (centred ** 2).sum(axis=0)
+    count = len(rows)
+    mean = total / count
+    spread = np.sqrt(np.maximum(squares / count - mean ** 2, 0.0))
+    # Integers are exact; a float feature varying by a few steps of float64's last bit is
+    # constant up to float64's own rounding.
+    varies = spread > (0.0 if integers else 8 * np.finfo(np.float64).eps * largest)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lost = np.where(varies, np.sqrt(errors / count) / np.where(varies, spread, 1.0), 0.0)
+    worst = int(np.argmax(lost))
+    if not lost[worst] > 0:
         return None
-    feature = int(columns[worst])
-    return feature, float(mean[feature]), float(spread[feature]), float(lost[worst])
+    return worst, float(shift[worst] + mean[worst]), float(spread[worst]), float(lost[worst])
 
 
 def check_float32_rounding(values, name: str, error: type[Exception] = None) -> None:

@@ -157,8 +157,8 @@ def _float_tensor(value, name: str) -> torch.Tensor:
         if value.is_complex():
             raise ValueError(f"{name} must hold real numbers; got a {value.dtype} tensor")
         tensor = value.to(torch.float32)
-        if value.dim() and value.numel():
-            check_float32_rounding(value, name, ValueError)  # on its device
+        if value.dim() and value.numel() and bool(torch.isfinite(tensor).all()):
+            check_float32_rounding(value, name, ValueError)  # (not finite: said below)
     else:
         try:
             array = np.asarray(value)

@@ -652,8 +652,9 @@ def settings_section(results: dict) -> str:
     rows = []
     for run in results["runs"]:
         if run["status"] != "finished":
-            rows.append([run["label"], str(run["seed"]), "missing (not finished)", "", "", "",
-                         "", run["id"]])
+            status = ("missing (not finished)" if "error" not in run else
+                      f"failed: {run['error'] or 'no message'}")
+            rows.append([run["label"], str(run["seed"]), status, "", "", "", "", run["id"]])
             continue
         rows.append([run["label"], str(run["seed"]),
                      _run_status(run),

@@ -296,7 +296,7 @@ def incomplete(results: dict) -> str:
     still running), or "". Failed runs are the health checks' to describe: running the
     study again would not finish them."""
     runs = results.get("runs") or []
-    unfinished = [run for run in runs if run.get("status") != "finished" and not run.get("error")]
+    unfinished = [run for run in runs if run.get("status") != "finished" and "error" not in run]
     if not unfinished:
         return ""
     return (f"{len(unfinished)} of {len(runs)} runs are not finished (the study was "

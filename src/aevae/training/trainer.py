@@ -110,8 +110,8 @@ class Trainer:
         schedule = (config.kl_schedule if callable(config.kl_schedule)
                     else make_schedule(config.kl_schedule))
         if config.kl_schedule is not None and not model.weighs_kl:
-            warnings.warn(f"{model.name}'s loss has no KL term: kl_schedule changes nothing",
-                          RuntimeWarning, stacklevel=4)
+            warnings.warn(f"{model.name}'s loss has no term kl_schedule scales (no KL): it "
+                          "changes nothing", RuntimeWarning, stacklevel=2)
         device = resolve_device(config.device)
         precision = Precision(config.precision, device)
         source = data_source(model, data, config.labelled_per_batch)
