@@ -329,10 +329,13 @@ def test_ex_post_sampler_on_an_ae(tmp_path):
 def test_ex_post_log_density_matches_scikit_learn(covariance):
     from sklearn.mixture import GaussianMixture
 
+    from aevae.ex_post import covariance_floor
+
     model = trained("rae")
     codes = model.encode(images()).astype(np.float64)
     sampler = ExPostSampler().fit(model, images(), components=4, covariance=covariance, seed=0)
-    reference = GaussianMixture(4, covariance_type=covariance, random_state=0).fit(codes)
+    reference = GaussianMixture(4, covariance_type=covariance, random_state=0,
+                                reg_covar=covariance_floor(codes)).fit(codes)
     np.testing.assert_allclose(sampler.log_density(codes), reference.score_samples(codes),
                                rtol=1e-8, atol=1e-8)
     # The sampler draws from the fitted mixture: its mean matches the mixture's.
