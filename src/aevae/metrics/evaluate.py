@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..data import Dataset, Split
-from ..models.base import Autoencoder
+from ..models.base import Autoencoder, _whole
 from ._utils import kth_neighbour_distances
 from .anomaly import per_class_auroc
 from .classifier import load_or_train_feature_classifier
@@ -148,10 +148,6 @@ _COUNTS = {"importance_samples": 1, "likelihood_examples": 1, "max_rows": 1,
            "variations": 1, "imputation_examples": 1}
 _OPTIONAL_COUNTS = {"likelihood_examples", "max_examples", "max_train_examples",
                     "silhouette_examples", "anomaly_classes"}
-
-
-def _whole(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _real(value) -> bool:
