@@ -293,8 +293,12 @@ def test_bad_input_and_parameters_fail_the_scikit_learn_way(estimator):
         fitted.score_samples(x[:, :4])
     with pytest.raises(ValueError, match="NaN"):
         fitted.score_samples(broken)
+    if hasattr(fitted, "sample"):
+        with pytest.raises(ValueError, match="n_samples must be a positive integer"):
+            fitted.sample(True)
     for bad in ({"latent_dim": 0}, {"epochs": 1.5}, {"validation_fraction": 1.0},
                 {"options": {"seed": 3}}, {"model": "nonexistent"}, {"hidden": (8, -1)},
+                {"hidden": (True, 8)},  # a bool is not a width (True was a width of 1)
                 # A parameter of its own set in options would silently win over it.
                 {"options": {"latent_dim": 5}}, {"options": {"hidden": (4,)}},
                 {"options": {"likelihood": "gaussian"}}):

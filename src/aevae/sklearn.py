@@ -40,6 +40,7 @@ from sklearn.base import (
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
+from .checks import is_whole
 from .distributions import DiagonalGaussian
 from .models import VAE, NoLikelihoodError, make, model_class
 from .priors import StandardNormal
@@ -111,13 +112,12 @@ class _AutoencoderEstimator(BaseEstimator):
 
         def integer(name, low):
             value = getattr(self, name)
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
+            if not is_whole(value) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
 
         latent_dim = self.latent_dim
         if not (isinstance(latent_dim, str) and latent_dim == "auto") and (
-                not isinstance(latent_dim, numbers.Integral) or isinstance(latent_dim, bool)
-                or latent_dim < 1):
+                not is_whole(latent_dim) or latent_dim < 1):
             raise ValueError(f"latent_dim must be an integer >= 1 or 'auto', got {latent_dim!r}")
         for name, low in (("epochs", 1), ("batch_size", 1), ("importance_samples", 1)):
             integer(name, low)
@@ -146,8 +146,7 @@ class _AutoencoderEstimator(BaseEstimator):
             hidden = tuple(self.hidden)
         except TypeError:
             hidden = None
-        if hidden is None or not all(isinstance(width, numbers.Integral) and width >= 1
-                                     for width in hidden):
+        if hidden is None or not all(is_whole(width) and width >= 1 for width in hidden):
             raise ValueError(f"hidden must be a sequence of positive widths, got {self.hidden!r}")
 
     def _model_options(self, n_features: int) -> dict:
@@ -459,7 +458,7 @@ class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
     def sample(self, n_samples=1, random_state=None):
         """Decoder means of ``n_samples`` draws from the prior, in the original units."""
         check_is_fitted(self)
-        if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
+        if not is_whole(n_samples) or n_samples < 1:
             raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
         seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
         decoded = self.model_.sample(int(n_samples), seed=seed)
@@ -575,8 +574,7 @@ standardize, options, random_state, device
         if not isinstance(share, numbers.Real) or isinstance(share, bool) or not 0 < share <= 0.5:
             raise ValueError(f"contamination must be in (0, 0.5], got {share!r}")
         refits = self.trimmed_refits
-        if (not isinstance(refits, numbers.Integral) or isinstance(refits, bool)
-                or refits < 0):
+        if not is_whole(refits) or refits < 0:
             raise ValueError(f"trimmed_refits must be an integer >= 0, got {refits!r}")
         if self.anomaly_score in ("elbo", "likelihood"):  # before training, not after
             what = "ELBO" if self.anomaly_score == "elbo" else "log-likelihood"

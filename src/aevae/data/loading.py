@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checks import is_whole
 from .containers import Dataset, Split, assemble_dataset, observed_range
 from .directories import data_directory, describe_data_directory
 from .download import DataSource
@@ -69,7 +70,7 @@ def parse_image_size(text: str | tuple[int, int] | None) -> tuple[int, int] | No
         else:
             size = None
     else:
-        size = tuple(text) if len(text) == 2 and all(_is_number(value, numbers.Integral)
+        size = tuple(text) if len(text) == 2 and all(is_whole(value)
                                                      for value in text) else None
     if size is None or min(size) < 1 or max(size) > 4096:
         raise DataError(f"image size must be HEIGHTxWIDTH in pixels (1 to 4096 each), e.g. "
@@ -127,12 +128,12 @@ def load_dataset(
     """
     for name, fraction in (("validation_fraction", validation_fraction),
                            ("test_fraction", test_fraction)):
-        if not _is_number(fraction, numbers.Real) or not 0.0 <= fraction < 1.0:
+        if not _is_real(fraction) or not 0.0 <= fraction < 1.0:
             raise DataError(f"{name} must be in [0, 1); got {fraction!r}")
-    if limit is not None and (not _is_number(limit, numbers.Integral) or limit < 1):
+    if limit is not None and (not is_whole(limit) or limit < 1):
         raise DataError(f"limit must be a positive number of examples; got {limit!r}")
     # RandomState takes seeds in [0, 2**32).
-    if not _is_number(seed, numbers.Integral) or not 0 <= seed < 2**32:
+    if not is_whole(seed) or not 0 <= seed < 2**32:
         raise DataError(f"seed must be an integer in [0, 2**32); got {seed!r}")
     text = os.fspath(name_or_path)
     registered = find_dataset(text)
@@ -156,8 +157,8 @@ def load_dataset(
     return _finish(dataset, validation_fraction, test_fraction, seed, limit)
 
 
-def _is_number(value, kind: type) -> bool:
-    return isinstance(value, kind) and not isinstance(value, (bool, np.bool_))
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 def _load_user_data(text: str, labels: str | None,

@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..checks import is_whole
 from ..data import Dataset, Split
-from ..models.base import Autoencoder, _whole
+from ..models.base import Autoencoder
 from ._utils import kth_neighbour_distances
 from .anomaly import per_class_auroc
 from .classifier import load_or_train_feature_classifier
@@ -113,14 +114,14 @@ class EvaluationSettings:
             value = getattr(self, name)
             if value is None and name in _OPTIONAL_COUNTS:
                 continue
-            if not _whole(value) or value < low:
+            if not is_whole(value) or value < low:
                 allowed = " or None" if name in _OPTIONAL_COUNTS else ""
                 raise ValueError(f"EvaluationSettings.{name} must be a whole number of at "
                                  f"least {low}{allowed}, got {value!r}")
-        self.bound_samples = _sequence(self, "bound_samples", lambda k: _whole(k) and k >= 1,
+        self.bound_samples = _sequence(self, "bound_samples", lambda k: is_whole(k) and k >= 1,
                                        "whole numbers of at least 1")
         self.labels_per_class = _sequence(
-            self, "labels_per_class", lambda n: n is None or (_whole(n) and n >= 1),
+            self, "labels_per_class", lambda n: n is None or (is_whole(n) and n >= 1),
             "whole numbers of at least 1, or None for every label")
         self.noise_levels = _sequence(self, "noise_levels", lambda s: _real(s) and s > 0,
                                       "positive noise deviations")

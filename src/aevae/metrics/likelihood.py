@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-import numbers
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..checks import is_whole
 from ..distributions import LOG_2PI, DiagonalGaussian
 from ..likelihoods import Bernoulli
 from ..models.base import NoLikelihoodError
@@ -135,8 +135,7 @@ def _log_mean_exp_generic(model, batch, k, samples_per_chunk, seed) -> torch.Ten
 def _chunk_sizes(count: int, k: int, max_rows: int, batch_size: int | None) -> tuple[int, int]:
     """(examples per batch, samples per chunk) with examples x samples <= max_rows."""
     for name, value in (("max_rows", max_rows), ("batch_size", batch_size)):
-        if value is not None and (not isinstance(value, numbers.Integral)
-                                  or isinstance(value, bool) or value < 1):
+        if value is not None and (not is_whole(value) or value < 1):
             raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
     if batch_size is None:
         batch_size = max(1, min(count, max_rows // min(k, max_rows)))
@@ -165,11 +164,10 @@ def log_likelihood_estimate(
     """
     _require_likelihood(model)
     model.require("log_likelihood")
-    if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 1:
+    if not is_whole(k) or k < 1:
         raise ValueError(f"k must be a whole number of at least 1, got {k!r}")
     k = int(k)
-    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or not (
-            0 <= seed < 2**63):
+    if not is_whole(seed) or not 0 <= seed < 2**63:
         raise ValueError(f"seed must be a whole number from 0 to 2**63 - 1, got {seed!r}")
     tensor, _ = model._prepare(x, scored=True)
     batch_size, samples_per_chunk = _chunk_sizes(len(tensor), k, max_rows, batch_size)

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from .. import __version__
+from ..checks import is_whole
 from ..data.validation import check_float32_rounding, example_shape_problem
 from ..io import (
     CONFIG_FILE,
@@ -73,7 +74,7 @@ def _converted(value, annotation):
     if origin is bool:
         return bool(value) if is_bool else _INVALID
     if origin is int:
-        return int(value) if isinstance(value, numbers.Integral) and not is_bool else _INVALID
+        return int(value) if is_whole(value) else _INVALID
     if origin is float:
         if isinstance(value, numbers.Real) and not is_bool and math.isfinite(value):
             return float(value)
@@ -84,7 +85,7 @@ def _converted(value, annotation):
         return dict(value) if isinstance(value, dict) else _INVALID
     if origin is tuple:
         element = (typing.get_args(annotation) or (Any,))[0]
-        if isinstance(value, numbers.Integral) and not is_bool:
+        if is_whole(value):
             value = (value,)  # one hidden width, say, given as a bare number
         if isinstance(value, (str, bytes, dict)) or not isinstance(value, Iterable):
             return _INVALID
@@ -146,10 +147,6 @@ def _part_options(kind: str, name: str, part: type, options: dict) -> dict:
             for key, value in options.items()}
 
 
-def _whole(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
-
-
 def _float_tensor(value, name: str) -> torch.Tensor:
     """``value`` (array, nested list or tensor) as a float32 tensor; anything but finite real
     numbers raises ValueError naming ``name``."""
@@ -192,9 +189,9 @@ def check_impute_options(options: dict, ignored: tuple[str, ...]) -> None:
 
 
 def check_sample_request(n, seed) -> None:
-    if not _whole(n) or n < 1:
+    if not is_whole(n) or n < 1:
         raise ValueError(f"n must be an integer of at least 1, got {n!r}")
-    if seed is not None and (not _whole(seed) or not 0 <= seed < 2**64):
+    if seed is not None and (not is_whole(seed) or not 0 <= seed < 2**64):
         raise ValueError(f"seed must be None or an integer in [0, 2**64), got {seed!r}")
 
 
@@ -571,7 +568,7 @@ class Autoencoder(nn.Module):
 
     def _in_batches(self, function, x: torch.Tensor, batch_size: int):
         """Apply ``function`` to slices of x in eval mode without gradients; concatenate."""
-        if not _whole(batch_size) or batch_size < 1:
+        if not is_whole(batch_size) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer of at least 1, got {batch_size!r}")
         was_training = self.training
         self.eval()
@@ -645,7 +642,7 @@ class Autoencoder(nn.Module):
     def interpolate(self, x_start, x_end, steps: int = 10):
         """Decode the straight line between the codes of two examples (or two equal batches).
         Returns (steps, *shape) for single examples, (N, steps, *shape) for batches."""
-        if not _whole(steps) or steps < 2:
+        if not is_whole(steps) or steps < 2:
             raise ValueError(f"steps must be an integer of at least 2, got {steps!r}")
         self.require("interpolate")
         as_numpy = not isinstance(x_start, torch.Tensor)
@@ -671,7 +668,7 @@ class Autoencoder(nn.Module):
         deterministic model has one code per input, so its variations all equal the
         reconstruction (unless ``sample_likelihood`` adds the decoder's noise)."""
         self.require("vary")
-        if not _whole(n) or n < 1:
+        if not is_whole(n) or n < 1:
             raise ValueError(f"n must be a whole number of at least 1, got {n!r}")
         tensor, as_numpy = self._prepare(x)
         repeated = tensor.repeat_interleave(int(n), dim=0)
@@ -697,7 +694,7 @@ class Autoencoder(nn.Module):
         self.require("impute")
         check_impute_options(options, ignored=("samples", "multiple", "seed", "batch_size"))
         values, observed = checked_missing(x, observed)
-        if not _whole(iterations) or iterations < 1:
+        if not is_whole(iterations) or iterations < 1:
             raise ValueError(f"iterations must be at least 1, got {iterations!r}")
         fill = np.zeros(values.shape[1:], np.float32)
         if start is not None:
@@ -733,11 +730,11 @@ class Autoencoder(nn.Module):
         Returns (decoded, dimensions): decoded shaped (len(dimensions), steps, *input_shape).
         """
         self.require("traverse")
-        if not _whole(steps) or steps < 2:
+        if not is_whole(steps) or steps < 2:
             raise ValueError(f"steps must be a whole number of at least 2, got {steps!r}")
         tensor, as_numpy = self._prepare(x)
         codes = np.asarray(self.encode(tensor.cpu().numpy()))
-        if _whole(dimensions):
+        if is_whole(dimensions):
             if dimensions < 1:
                 raise ValueError(f"dimensions must be at least 1, got {dimensions}")
             order = np.argsort(-self.dimension_usage(tensor.cpu().numpy()), kind="stable")
@@ -746,7 +743,7 @@ class Autoencoder(nn.Module):
             chosen = np.asarray(dimensions, dtype=np.int64)
             if chosen.size == 0 or chosen.min() < 0 or chosen.max() >= self.latent_dim:
                 raise ValueError(f"dimensions must lie in 0..{self.latent_dim - 1}")
-        if not _whole(anchor) or not 0 <= anchor < len(codes):
+        if not is_whole(anchor) or not 0 <= anchor < len(codes):
             raise ValueError(f"anchor must index x (0..{len(codes) - 1}), got {anchor}")
         offsets = np.linspace(-span, span, steps, dtype=np.float32)
         grid = np.repeat(codes[anchor:anchor + 1], len(chosen) * steps, axis=0)

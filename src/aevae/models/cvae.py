@@ -9,13 +9,13 @@ batch (``fit(x, labels=...)``).
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..checks import is_whole
 from ..data.batch import Batch, _as_tensor
 from ..distributions import DiagonalGaussian
 from ..nets.conditional import ConditionedDecoder, ConditionedEncoder
@@ -57,7 +57,7 @@ class ConditionalVAEConfig(VAEConfig):
 def _one_class(label) -> int:
     """A single class given for every example: a whole number (3, np.int64(3)), not 1.9,
     "3" or True."""
-    if isinstance(label, (bool, np.bool_)) or not isinstance(label, numbers.Integral):
+    if not is_whole(label):
         raise ValueError(f"labels: a single class is a whole number, got {label!r}")
     return int(label)
 

@@ -20,8 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..checks import is_whole
 from ..priors import StandardNormal
-from .base import _whole, check_impute_options, check_sample_request, checked_missing
+from .base import check_impute_options, check_sample_request, checked_missing
 from .iwae import IWAE, IWAEConfig, importance_weighted_output
 from .registry import register_model
 
@@ -90,7 +91,7 @@ class MIWAE(IWAE):
         check_impute_options(options, ignored=("iterations", "start"))
         for name, value in (("samples", samples), ("batch_size", batch_size),
                             ("multiple", 1 if multiple is None else multiple)):
-            if not _whole(value) or value < 1:
+            if not is_whole(value) or value < 1:
                 raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
         check_sample_request(1, seed)
         if seed is None:

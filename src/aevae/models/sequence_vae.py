@@ -13,11 +13,11 @@ the decoder must lean on z).
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
 import torch
 
+from ..checks import is_whole
 from ..data.batch import Batch
 from ..distributions import DiagonalGaussian
 from ..nets.recurrent import shifted
@@ -103,8 +103,7 @@ class SequenceVAE(VAE):
         if tensor.dim() != 2 or tensor.shape[1] != self.latent_dim or len(tensor) == 0:
             raise ValueError(f"expected codes shaped (N, {self.latent_dim}) with N >= 1, got "
                              f"{tuple(tensor.shape)}")
-        if steps is not None and (not isinstance(steps, numbers.Integral)
-                                  or isinstance(steps, bool) or steps < 1):
+        if steps is not None and (not is_whole(steps) or steps < 1):
             raise ValueError(f"steps must be a whole number of at least 1, got {steps!r}")
         count = self.input_shape[0] if steps is None else int(steps)
         generated = self._in_batches(

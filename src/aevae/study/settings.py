@@ -8,8 +8,9 @@ models of anomaly detection. Every neural model of a study gets the same budget.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import asdict, dataclass, field
+
+from ..checks import is_whole
 
 
 @dataclass(frozen=True)
@@ -154,8 +155,7 @@ class StudySettings:
             raise ValueError(f"unknown budget {self.budget!r}; known: {', '.join(BUDGETS)}")
         for name in ("seeds", "workers", "epochs", "patience", "latent_dim", "split_seed"):
             value = getattr(self, name, None)
-            if value is not None and (isinstance(value, bool)
-                                      or not isinstance(value, numbers.Integral)):
+            if value is not None and not is_whole(value):
                 raise ValueError(f"{name} must be a whole number, got {value!r}")
         if self.workers is not None and self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")

@@ -11,6 +11,7 @@ import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..checks import is_whole
 from ..schedules import make_schedule
 from .devices import PRECISIONS
 
@@ -63,7 +64,7 @@ class TrainingConfig:
             value = getattr(self, name)
             if value is None and name in ("patience", "labelled_per_batch"):
                 continue
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+            if not is_whole(value):
                 raise ValueError(f"{name} must be a whole number, got {value!r}")
             if value < lowest:
                 raise ValueError(f"{name} must be at least {lowest}, got {value}")
