@@ -1088,3 +1088,80 @@ def test_models_all_no_better_than_the_trivial_method_are_no_trade_off():
         rows[key]["baseline_failure"] = "no better than filling in the training mean"
         rows[key]["guard_failures"] = [rows[key]["baseline_failure"]]
     assert decide(rows, "lower")["reason"] == "no model does better than the trivial method"
+
+
+def test_a_healthy_model_no_better_than_the_trivial_method_wins_nothing_by_default():
+    """The other one failed a health check; this one is no better than filling in the mean:
+    the bottom line says neither wins (it read "ae (by default)" while the verdict said no
+    model beats the trivial method)."""
+    from aevae.study.answer import bottom_line
+
+    unlabelled = DataInfo(kind="tabular", values="real", labels=False, likelihood="gaussian")
+    runs = {key: {seed: {"imputation": {"examples": 500, "by_fraction": {
+        "0.2": {"rmse": rmse + 0.01 * seed, "mean_imputation_rmse": 0.95 + 0.01 * seed}}}}
+        for seed in range(3)} for key, rmse in (("ae", 2.39), ("vae", 0.6))}
+    models = {"ae": model("ae", has_likelihood=False), "vae": model("vae")}
+    health = {"ae": {"status": "healthy", "findings": []},
+              "vae": {"status": "excluded", "excluded_seeds": [0, 1, 2], "findings": [
+                  {"check": "posterior collapse", "severity": "excluded", "seeds": [0, 1, 2],
+                   "message": "0 of 8 latent units active"}]}}
+    task = next(task for task in task_results(runs, models, unlabelled, health=health)
+                if task["name"] == "imputation")
+    metric = task["metrics"][0]
+    assert metric["rows"]["vae"]["excluded"] and metric["rows"]["ae"]["baseline_failure"]
+    assert metric["verdict"]["status"] == "not compared"
+    # Both are kept out, one by a health check: the reason says so, not "no model does
+    # better than the trivial method" alone.
+    assert metric["verdict"]["reason"] == "no model passes the health checks and guards"
+    pair = compare_pair(task, metric, "ae", "vae")
+    assert pair["outcome"] == "not compared" and "by_default" not in pair
+    assert pair["reason"].startswith("neither wins: vae: ") and "no better than filling" in (
+        pair["reason"])
+    [row] = bottom_line([task], {"ae": "ae", "vae": "vae"})
+    assert row["better"] is None and row["outcome"] == "not compared"
+
+
+def test_the_only_model_with_a_figure_shows_it_even_when_excluded():
+    from aevae.report.text import bottom_line_rows
+    from aevae.study.answer import bottom_line
+
+    runs = {key: {seed: full_metrics(seed=seed) for seed in range(3)} for key in ("ae", "vae")}
+    for seed in range(3):
+        del runs["ae"][seed]["likelihood"]  # the AE has no likelihood
+    models = {"ae": model("ae", has_likelihood=False), "vae": model("vae")}
+    health = {"ae": {"status": "healthy", "findings": []},
+              "vae": {"status": "excluded", "excluded_seeds": [0, 1, 2], "findings": [
+                  {"check": "posterior collapse", "severity": "excluded", "seeds": [0, 1, 2],
+                   "message": "0 of 8 latent units active"}]}}
+    tasks = task_results(runs, models, FACTORS, health=health)
+    density = next(task for task in tasks if task["name"] == "likelihood")
+    [row] = bottom_line([density], {"ae": "ae", "vae": "vae"})
+    assert row["vae"] == pytest.approx(density["metrics"][0]["rows"]["vae"]["mean"])
+    assert row["better"] is None and row["vae_excluded"]
+    answer = {"roles": {"ae": "ae", "vae": "vae"}, "bottom_line": [row]}
+    _, [cells], _ = bottom_line_rows(answer, {"ae": "ae", "vae": "vae"})
+    assert cells[3].endswith(" ✗") and not cells[3].startswith("n/a")
+
+
+def test_a_win_on_the_figure_notes_the_guard_the_other_also_fails():
+    """The pair's row is won on the figure while the roster's verdict reads "by default" (the
+    loser also fails a guard): the table's note says both, so the two do not seem to
+    disagree."""
+    from aevae.report.text import bottom_line_rows
+    from aevae.study.answer import bottom_line
+
+    tasks, _ = studied({
+        "ae": {("prior_sampling", "prior_frechet_distance"): 200.0,
+               ("prior_sampling", "prior_recall"): 0.01},
+        "vae": {("prior_sampling", "prior_frechet_distance"): 40.0,
+                ("prior_sampling", "prior_recall"): 0.5},
+    })
+    task = next(task for task in tasks if task["name"] == "prior_sampling")
+    pair = compare_pair(task, task["metrics"][0], "ae", "vae")
+    assert pair["outcome"] == "second" and "by_default" not in pair
+    assert pair["guard_note"].startswith("ae: ")
+    [row] = bottom_line([task], {"ae": "ae", "vae": "vae"})
+    _, [cells], notes = bottom_line_rows({"roles": {"ae": "ae", "vae": "vae"},
+                                         "bottom_line": [row]}, {"ae": "ae", "vae": "vae"})
+    assert cells[4] == "vae" and cells[5].endswith("[1]")
+    assert notes == [f"{row['goal']}: decided by the figure; besides, {pair['guard_note']}"]

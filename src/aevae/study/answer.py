@@ -100,6 +100,8 @@ def bottom_line(tasks: list[dict], roles: dict[str, str]) -> list[dict]:
                     "negligible": pair.get("negligible", False)})
         if pair.get("shared_seeds"):  # the means shown are on these seeds, not on all
             row["shared_seeds"] = pair["shared_seeds"]
+        if pair.get("guard_note"):  # the figure decided; the other also fails a guard
+            row["guard_note"] = pair["guard_note"]
         for role, key in (("ae", ae), ("vae", vae)):
             source = metric["rows"].get(key) or {}
             if not source.get("available", False):
@@ -107,12 +109,13 @@ def bottom_line(tasks: list[dict], roles: dict[str, str]) -> list[dict]:
             if source.get("excluded"):
                 row[f"{role}_excluded"] = source["excluded"][0]
         measured = [key for key in (ae, vae) if (metric["rows"].get(key) or {}).get("available")]
-        if pair["outcome"] == "not compared" and len(measured) == 1 and not (
-                metric["rows"][measured[0]].get("excluded")):
-            # Only one of the two has the figure (a likelihood): it answers by itself.
-            row["outcome"] = "only"
+        if pair["outcome"] == "not compared" and len(measured) == 1:
+            # Only one of the two has the figure (a likelihood): shown (flagged if a health
+            # check excluded it), and it answers by itself when healthy.
             row["ae" if measured[0] == ae else "vae"] = metric["rows"][measured[0]]["mean"]
-            pair = {**pair, "leader": measured[0]}
+            if not metric["rows"][measured[0]].get("excluded"):
+                row["outcome"] = "only"
+                pair = {**pair, "leader": measured[0]}
         winner = {"first": ae, "second": vae}.get(pair["outcome"]) or pair.get("leader")
         # "better" names a model only where a row answers (a win, the only one, a one-seed
         # lead); "leader" is ahead on the mean, whatever the row says.

@@ -249,7 +249,8 @@ def decide(rows: dict[str, dict], direction: str, tie: float | None = None,
         if not barred:
             reason = ("no model has this figure" if not available else
                       "only one model has this figure")
-        elif all(rows[key].get("baseline_failure") for key in barred):
+        elif all(rows[key].get("baseline_failure") and not rows[key].get("excluded")
+                 for key in barred):
             reason = "no model does better than the trivial method"
         elif any(rows[key].get("excluded") or rows[key].get("baseline_failure")
                  for key in barred):
@@ -419,6 +420,12 @@ def compare_pair(task: dict, metric: dict, first: str, second: str) -> dict:
                 "reason": "; ".join(f"{names[key]}: {reasons[0]}" for key, reasons in sick)}
     if sick:
         key, reasons = sick[0]
+        other = second if key == first else first
+        if failure := metric["rows"][other].get("baseline_failure"):
+            # The other one is no better than the trivial method: it wins nothing by default.
+            return {**result, "outcome": "not compared",
+                    "reason": f"neither wins: {names[key]}: {reasons[0]}; "
+                    f"{names[other]}: {failure}"}
         return {**result, "outcome": "second" if key == first else "first",
                 "by_default": "health", "reason": f"{names[key]}: {reasons[0]}"}
     failing = {first: [], second: []}
