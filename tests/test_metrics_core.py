@@ -422,6 +422,25 @@ def test_midpoint_realism_ratio():
     assert result["classifier"]["mean_confidence"] == 0.5
 
 
+def test_spacings_are_measured_between_distinct_rows():
+    """Training rows repeated six times made every nearest-neighbour distance zero, and the
+    midpoint and variation figures divided by it some 1e7 (new-user audit)."""
+    rng = np.random.default_rng(0)
+    train, queries = rng.standard_normal((300, 4)), rng.standard_normal((100, 4))
+    repeated = np.repeat(train, 6, axis=0)
+    once = metrics.midpoint_realism(queries, train, max_reference=None)
+    six_times = metrics.midpoint_realism(queries, repeated, max_reference=None)
+    assert 0.5 < once["value"] < 2.0
+    assert six_times["value"] == pytest.approx(once["value"])
+    assert six_times["mean_train_distance"] == pytest.approx(once["mean_train_distance"])
+    holes = metrics.latent_holes(train, seed=0)["radius"]
+    assert metrics.latent_holes(repeated, seed=0)["radius"] == pytest.approx(holes)
+    # Without a repeat nothing changes, to the last bit.
+    from aevae.metrics._utils import kth_neighbour_distances, mean_spacing
+
+    assert mean_spacing(train) == float(kth_neighbour_distances(train, 1).mean())
+
+
 # Determinism.
 
 

@@ -463,6 +463,30 @@ def test_runs_are_identified_by_what_determines_them():
     assert on_gpu[0] != on_gpu[1]
 
 
+def test_test_examples_that_copy_training_examples_are_counted_and_said(tmp_path):
+    """Rows repeated in the data land in both splits: the study says how many test examples
+    are copies of training ones (figures on them reward memory), and nothing when none is."""
+    from aevae.data.validation import rows_also_in
+    from aevae.report.html import data_paragraph
+    from aevae.report.text import copies_sentence
+
+    rows = np.random.default_rng(0).normal(size=(50, 6))
+    path = tmp_path / "repeated.npy"
+    np.save(path, np.repeat(rows, 6, axis=0))
+    description = prepare_data(StudySettings(data=str(path))).description
+    tests = description["splits"]["test"]
+    assert description["test_copies_of_training"] == tests == 60  # 6 copies of 50: all
+    sentence = copies_sentence(description)
+    assert sentence.startswith("Repeated rows: 60 of the 60 test examples (100%) are copies")
+    assert sentence in data_paragraph({"data": description})
+    digits = prepare_data(StudySettings(data="digits")).description
+    assert digits["test_copies_of_training"] == 0 and copies_sentence(digits) is None
+    # Exact matches only, whatever the layout; -0.0 and 0.0 aside, equal values are equal rows.
+    assert rows_also_in(rows[:10] + 1e-12, rows) == 0
+    assert rows_also_in(rows[[3, 3, 7]].astype(np.float32), rows.astype(np.float32)) == 3
+    assert rows_also_in(rows[:0], rows) == 0
+
+
 def test_a_limited_study_trains_on_the_first_examples_and_keeps_the_other_splits():
     from aevae.study.runner import data_record
 

@@ -243,3 +243,19 @@ def validate_labels(
         class_names, indices = np.unique(text, return_inverse=True)
         return indices.astype(np.int64), tuple(str(value) for value in class_names)
     raise DataError(f"{name} has unsupported dtype {array.dtype}")
+
+
+def rows_also_in(rows: np.ndarray, reference: np.ndarray) -> int:
+    """How many of ``rows`` equal some row of ``reference`` exactly (a test example that is a
+    copy of a training example measures memory, not generalisation). Rows are matched by a
+    digest of their bytes, then compared in full."""
+    if len(rows) == 0 or len(reference) == 0:
+        return 0
+    flat_reference = np.ascontiguousarray(reference.reshape(len(reference), -1))
+    flat_rows = np.ascontiguousarray(rows.reshape(len(rows), -1), dtype=flat_reference.dtype)
+    seen: dict[int, list[int]] = {}
+    for index, row in enumerate(flat_reference):
+        seen.setdefault(hash(row.tobytes()), []).append(index)
+    return sum(any(np.array_equal(row, flat_reference[index])
+                   for index in seen.get(hash(row.tobytes()), ()))
+               for row in flat_rows)

@@ -98,6 +98,20 @@ def neighbour_radii(values: np.ndarray, ks: tuple[int, ...]) -> dict[int, np.nda
     return {k: np.sqrt(value) for k, value in result.items()}
 
 
+def distinct_rows(values: np.ndarray) -> np.ndarray:
+    """``values`` without repeated rows (as given when none repeats). Spacings between data
+    points are measured between distinct ones: a row repeated six times would otherwise make
+    every nearest-neighbour distance zero, and figures divided by it some 1e7."""
+    unique = np.unique(values, axis=0)
+    return unique if len(unique) < len(values) else values
+
+
+def mean_spacing(values: np.ndarray) -> float:
+    """Mean distance from each distinct row to its nearest other one (0 with one row)."""
+    distinct = distinct_rows(values)
+    return float(kth_neighbour_distances(distinct, 1).mean()) if len(distinct) > 1 else 0.0
+
+
 def kth_neighbour_distances(values: np.ndarray, k: int) -> np.ndarray:
     """Distance from each row to its k-th nearest other row (self excluded)."""
     return neighbour_radii(values, (k,))[k]

@@ -28,7 +28,7 @@ import torch
 from ..checks import is_whole
 from ..data import Dataset, Split
 from ..models.base import Autoencoder
-from ._utils import kth_neighbour_distances
+from ._utils import mean_spacing
 from .anomaly import per_class_auroc
 from .classifier import load_or_train_feature_classifier
 from .denoising import add_gaussian_noise, denoising_psnr, random_mask
@@ -291,8 +291,7 @@ class EvaluationContext:
         realism of midpoints, edits and variations is measured in. Kept like the reference
         set, so the three groups, and a worker's later runs, share one computation."""
         return self.once("reference_spread", lambda: self._shared_reference(
-            "spread", lambda features: float(kth_neighbour_distances(
-                np.asarray(features, dtype=np.float64), 1).mean())))
+            "spread", lambda features: mean_spacing(np.asarray(features, dtype=np.float64))))
 
     def _shared_reference(self, name: str, compute: Callable[[np.ndarray], object]):
         """``compute(reference features)``, kept by the process under (feature extractor,

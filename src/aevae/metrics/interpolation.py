@@ -7,8 +7,8 @@ import numpy as np
 from ._utils import (
     SeedLike,
     as_2d,
-    kth_neighbour_distances,
     make_generator,
+    mean_spacing,
     nearest_distances,
     seed_record,
     subsample,
@@ -77,8 +77,8 @@ def midpoint_realism(
     if reference.shape[0] < 2:
         raise ValueError("midpoint_realism needs at least two training features")
     midpoint_distance = float(nearest_distances(midpoints, reference).mean())
-    typical_distance = (float(kth_neighbour_distances(reference, 1).mean())
-                        if train_distance is None else float(train_distance))
+    typical_distance = (mean_spacing(reference) if train_distance is None
+                        else float(train_distance))
     return {
         "value": midpoint_distance / typical_distance if typical_distance > 0 else None,
         "mean_midpoint_distance": midpoint_distance,

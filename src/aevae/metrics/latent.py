@@ -15,6 +15,7 @@ from ._utils import (
     SeedLike,
     as_2d,
     chunk_rows,
+    distinct_rows,
     kth_neighbour_distances,
     make_generator,
     nearest_distances,
@@ -301,7 +302,9 @@ def latent_holes(
         raise ValueError("latent_holes needs at least three codes")
     count = values.shape[0] if n_probes is None else int(n_probes)
     probes = gaussian_probes(values, count, generator)
-    radius = float(np.percentile(kth_neighbour_distances(values, 1), percentile))
+    distinct = distinct_rows(values)  # repeated inputs give repeated codes, at distance 0
+    radius = (float(np.percentile(kth_neighbour_distances(distinct, 1), percentile))
+              if len(distinct) > 1 else 0.0)
     fraction = float(np.mean(nearest_distances(probes, values) > radius))
     expected = 1.0 - percentile / 100.0
     return {

@@ -606,6 +606,8 @@ def _skipped_paragraph(results: dict) -> str:
 
 
 def data_paragraph(study: dict) -> str:
+    from .text import copies_sentence
+
     data = study["data"]
     splits = ", ".join(f"{count:,} {name}" for name, count in data["splits"].items())
     labels = "with labels" if data["labels"] else "without labels"
@@ -616,7 +618,8 @@ def data_paragraph(study: dict) -> str:
             f"{e(data['values'])} values, {e(labels)}; splits {e(splits)} (split seed "
             f"{e(data['split_seed'])}{e(limited)}). Decoder likelihood: "
             f"<b>{e(data['likelihood'])}</b> ({e(data['likelihood_reason'])}). "
-            f"Preparation: {e(transform)}.")
+            f"Preparation: {e(transform)}."
+            + (f" <b>{e(copies)}</b>" if (copies := copies_sentence(data)) else ""))
 
 
 def _epochs_text(run: dict, model: str | None) -> str:

@@ -37,6 +37,17 @@ def _value(value, digits: int) -> str:
     return format_value(value, digits) if value is not None else "n/a"
 
 
+def copies_sentence(data: dict) -> str | None:
+    """A warning when test examples repeat training examples (data with duplicated rows)."""
+    copies, tests = data.get("test_copies_of_training") or 0, data["splits"].get("test") or 0
+    if not copies or not tests:
+        return None
+    return (f"Repeated rows: {copies:,} of the {tests:,} test examples "
+            f"({100 * copies / tests:.0f}%) are copies of training examples, so the figures "
+            "measured on them reward memorising as well as generalising; remove duplicates "
+            "from the data for a fair answer.")
+
+
 def bottom_line_rows(answer: dict, labels: dict[str, str], short: bool = False
                      ) -> tuple[list[str], list[list[str]], list[str]]:
     """Header, rows and notes of one matching's AE-vs-VAE table (text and HTML). A row decided
@@ -178,6 +189,8 @@ def study_text(results: dict) -> str:
         lines.append(f"AE or VAE on this data? Not answered: {problem} (name one `ae` and one "
                      "`vae` in --models); the verdicts below compare the whole roster.")
     lines.append(f"\nDecoder likelihood: {data['likelihood']} ({data['likelihood_reason']}).")
+    if copies := copies_sentence(data):
+        lines.append(copies)
     if results.get("health_sentences"):
         lines.append("\nHealth checks (made before any verdict):")
         lines += [f"- {sentence}" for sentence in results["health_sentences"]]

@@ -26,6 +26,7 @@ from ..data import Dataset, load_dataset
 from ..data.loading import DATA_FILE, absolute_path, recorded_data, recorded_labels
 from ..data.preparation import choose_likelihood as _choose_likelihood
 from ..data.preparation import data_kind, standardise, value_kind
+from ..data.validation import rows_also_in
 from ..io import atomic_write_json, read_json
 from ..metrics.evaluate import METRIC_GROUPS, EvaluationContext, EvaluationSettings, evaluate
 from ..models import model_class
@@ -125,6 +126,8 @@ def prepare_data(settings: StudySettings) -> PreparedData:
         raise ValueError(f"{dataset.name}: a bernoulli likelihood needs values in [0, 1], but "
                          f"they span {dataset.value_range[0]:g} to {dataset.value_range[1]:g}; "
                          "use --likelihood gaussian-learned")
+    copies = (rows_also_in(dataset.test.x, dataset.train.x) if dataset.test is not None
+              else 0)
     if values == "real":
         dataset, preparation = standardise(dataset)
     info = DataInfo(kind=data_kind(dataset.shape), values=value_kind(dataset.train.x),
@@ -146,6 +149,7 @@ def prepare_data(settings: StudySettings) -> PreparedData:
         "split_seed": settings.split_seed,
         # Said only where it cut the training split (a limit above its size changes nothing).
         "limit": settings.limit if splits["train"] == settings.limit else None,
+        "test_copies_of_training": copies,
         "labels": info.labels,
         "class_names": list(dataset.class_names) if dataset.class_names else None,
         "feature_names": list(dataset.feature_names) if dataset.feature_names else None,
