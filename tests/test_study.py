@@ -538,6 +538,43 @@ def test_bernoulli_on_real_data_is_refused(tmp_path, capsys):
     assert code == 2 and "needs values in [0, 1]" in err
 
 
+def test_too_little_data_is_refused_before_anything_is_written(tmp_path, capsys):
+    """12 rows left 2 test examples and the study died evaluating its first run ("latent_holes
+    needs at least three codes"); --limit 5 died fitting the ex-post mixture."""
+    rows = np.random.default_rng(0).standard_normal((300, 6)).astype(np.float32)
+    np.save(tmp_path / "tiny.npy", rows[:12])
+    np.save(tmp_path / "table.npy", rows)
+    code, _, err = run(capsys, "compare", "--data", str(tmp_path / "tiny.npy"),
+                       "--out", str(tmp_path / "a"), "--quiet")
+    assert code == 2 and err.strip() == (
+        "aevae: error: tiny: too few training examples for a study (9 left after the test and "
+        "validation splits; at least 20 needed)")
+    code, _, err = run(capsys, "compare", "--data", str(tmp_path / "table.npy"), "--limit", "5",
+                       "--out", str(tmp_path / "b"), "--quiet")
+    assert code == 2 and "(--limit 5 leaves 5; at least 20 needed)" in err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_roster_the_data_cannot_take_changes_no_file(tmp_path, capsys, tiny_budget):
+    """A conv network asked for a table: the note said the study would now describe it,
+    study.json was rewritten and a failed run left in the store before the refusal."""
+    path = tmp_path / "table.npy"
+    np.save(path, np.random.default_rng(0).standard_normal((100, 6)).astype(np.float32))
+    out = tmp_path / "study"
+    run_study(StudySettings(data=str(path), models="ae", seeds=1, budget=tiny_budget), out,
+              progress=False)
+    before = {name: (out / name).read_bytes() for name in ("study.json", "results.json")}
+    runs = sorted(path.name for path in (out / "runs").iterdir())
+    code, _, err = run(capsys, "compare", "--data", str(path), "--models", "ae",
+                       "--network", "conv", "--out", str(out), "--quiet")
+    assert code == 2 and err.startswith("aevae: error: ae: conv network needs square images")
+    assert {name: (out / name).read_bytes() for name in before} == before
+    assert sorted(path.name for path in (out / "runs").iterdir()) == runs
+    store = RunStore(out / STORE_FILE)
+    assert {row.status for row in store.select()} == {"finished"}
+    store.close()
+
+
 def _run_metrics(results) -> list[dict]:
     metrics = []
     for run in sorted(results["runs"], key=lambda run: run["seed"]):

@@ -27,7 +27,7 @@ from ..data.loading import DATA_FILE, absolute_path, recorded_data, recorded_lab
 from ..data.preparation import choose_likelihood as _choose_likelihood
 from ..data.preparation import data_kind, standardise, value_kind
 from ..data.validation import rows_also_in
-from ..io import atomic_write_json, read_json
+from ..io import atomic_write_json, one_line, read_json
 from ..metrics.evaluate import METRIC_GROUPS, EvaluationContext, EvaluationSettings, evaluate
 from ..models import model_class
 from ..training import CHECKPOINT_FILE, Callback, TrainingDivergedError, resolve_device
@@ -47,6 +47,10 @@ RUN_FORMAT = 2
 # Share of the data carved out as test (user data without one) and validation splits.
 TEST_FRACTION = 0.2
 VALIDATION_FRACTION = 0.1
+# Below these the figures are noise and some cannot be computed at all (a 10-component
+# ex-post mixture, holes between three codes): refused before any training.
+MIN_TRAINING_EXAMPLES = 20
+MIN_TEST_EXAMPLES = 5
 # Names the ``run_study`` call a process works for (its worker processes inherit it): each run
 # records it beside its intervals, so a study counts only the work it did itself, not that of
 # another study sharing the store.
@@ -101,6 +105,20 @@ def data_record(settings: StudySettings, data: PreparedData) -> dict:
     }
 
 
+def _check_split_sizes(dataset: Dataset, limit: int | None) -> None:
+    train, test = len(dataset.train), len(dataset.test) if dataset.test is not None else 0
+    if train < MIN_TRAINING_EXAMPLES:
+        cause = (f"--limit {limit} leaves {train}" if limit is not None and train == limit
+                 else f"{train} left after the test and validation splits")
+        raise ValueError(f"{dataset.name}: too few training examples for a study ({cause}; "
+                         f"at least {MIN_TRAINING_EXAMPLES} needed)")
+    if test < MIN_TEST_EXAMPLES:
+        raise ValueError(f"{dataset.name}: too few test examples for a study ({test}, the "
+                         f"{TEST_FRACTION:.0%} kept for testing; at least {MIN_TEST_EXAMPLES} "
+                         f"needed: about {math.ceil(MIN_TEST_EXAMPLES / TEST_FRACTION)} "
+                         "examples in all)")
+
+
 def prepare_data(settings: StudySettings) -> PreparedData:
     """Load the data with fixed splits, pick the likelihood, rescale real-valued data."""
     import warnings
@@ -115,6 +133,7 @@ def prepare_data(settings: StudySettings) -> PreparedData:
         raise ValueError(f"{dataset.name} holds padded sequences of different lengths: the study "
                          "compares models on fixed-size examples; see benchmarks/sequences.py "
                          "for the sequence models")
+    _check_split_sizes(dataset, settings.limit)
     lowest, highest = dataset.value_range
     if lowest == highest:  # every model reconstructs it exactly: no question to answer
         raise ValueError(f"{dataset.name}: every value is {lowest:g}, so there is nothing to "
@@ -505,6 +524,23 @@ def read_run(directory: Path) -> tuple[dict, dict] | None:
 
 
 # ----- the study -----------------------------------------------------------------------------
+def check_models_build(plans: list[RunPlan]) -> None:
+    """Build each entry's model once, so a roster the data cannot take (a conv network on
+    a table) is refused before any file is written, not by every run in its worker."""
+    from ..models import make
+
+    built = set()
+    for plan in plans:
+        if plan.entry.key in built:
+            continue
+        built.add(plan.entry.key)
+        with torch.random.fork_rng(devices=[]):  # the caller's random state stays as it was
+            try:
+                make(plan.entry.model, **plan.options)
+            except ValueError as error:
+                raise ValueError(f"{plan.entry.label}: {one_line(error)}") from None
+
+
 def model_info(entry: RosterEntry, options: dict) -> ModelInfo:
     cls = model_class(entry.model)
     config = cls.Config.from_options(options)
@@ -580,6 +616,7 @@ def run_study(settings: StudySettings, out, *, progress: bool = True,
         require_mlflow()  # and a missing mlflow
     data = prepare_data(settings)
     plans = plan_runs(settings, data, entries)
+    check_models_build(plans)
     tasks = study_tasks(settings)
     if settings.tasks is not None and all(missing_needs(task.needs, data.info) is not None
                                           for task in tasks.values()):
