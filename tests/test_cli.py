@@ -1083,3 +1083,29 @@ def test_report_re_renders_over_a_damaged_results_file(tmp_path):
         copy = json.loads(json.dumps(results))
         _keep_what_the_study_measured(tmp_path / "results.json", copy)
         assert copy["runs"][0]["reused"] is None  # no record of the call that trained it
+
+
+@pytest.mark.parametrize("command, name", [
+    (["sample", "{run}", "-n", "4"], "kept.npy"),
+    (["reconstruct", "{run}"], "kept.png"),
+    (["traverse", "{run}"], "kept.png"),
+    (["vary", "{run}", "--input", "{tmp}/inputs.npy"], "kept.csv"),
+    (["edit", "{run}", "--input", "{tmp}/inputs.npy", "--vector", "{tmp}/v.npy"], "kept.npy"),
+    (["impute", "{run}", "--input", "{tmp}/inputs.npy"], "kept.npy"),
+    (["evaluate", "{run}", "--metrics", "reconstruction"], "kept.json"),
+])
+def test_an_existing_output_file_is_replaced_only_with_overwrite(trained_run, tmp_path, capsys,
+                                                                  command, name):
+    """`sample --out other.npy` replaced whatever file was there (another dataset's, say)."""
+    np.save(tmp_path / "inputs.npy", np.zeros((2, 1, 8, 8), np.float32))
+    np.save(tmp_path / "v.npy", np.zeros(4, np.float32))
+    kept = tmp_path / name
+    kept.write_bytes(b"the user's own file")
+    arguments = [part.format(run=trained_run, tmp=tmp_path) for part in command]
+    code, _, err = run(capsys, *arguments, "--out", str(kept))
+    _one_error_line(code, err, f"--out {kept} already exists: pass --overwrite")
+    assert kept.read_bytes() == b"the user's own file"
+    if command[0] == "sample":
+        code, _, err = run(capsys, *arguments, "--out", str(kept), "--overwrite")
+        assert code == 0, err
+        assert np.load(kept).shape == (4, 1, 8, 8)

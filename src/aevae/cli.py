@@ -1417,6 +1417,11 @@ def build_parser() -> argparse.ArgumentParser:
             return command
 
 
+    def overwrite_option(command):
+        command.add_argument("--overwrite", action="store_true",
+                             help="replace the --out file if it exists (without this flag an "
+                             "existing file is refused)")
+
     def data_options(command, required=False, image_size=False):
         command.add_argument("--data", required=required,
                              help="dataset name (see `aevae datasets`) or a path")
@@ -1498,6 +1503,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--quiet", action="store_true", help="no progress lines")
     evaluate.add_argument("--out", help="where to write the JSON (default RUN/metrics.json; "
                           "RUN/evaluation.json for a study's run)")
+    overwrite_option(evaluate)
     evaluate.set_defaults(handler=command_evaluate)
 
     sample = commands.add_parser("sample", help="decode draws from the prior into an image "
@@ -1514,6 +1520,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--out", required=True,
                         help="an image (.png, .jpg, .pdf, .svg) or the sampled values "
                         "themselves (.npy, .csv)")
+    overwrite_option(sample)
     sample.set_defaults(handler=command_sample)
 
     vary = commands.add_parser("vary", help="several variations of each input: decoded draws "
@@ -1526,6 +1533,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="draw from p(x|z) instead of taking its mean")
     vary.add_argument("--seed", type=int, default=0, help="seed of the draws")
     vary.add_argument("--out", required=True, help="an image, or .npy / .csv for the values")
+    overwrite_option(vary)
     vary.set_defaults(handler=command_vary)
 
     edit = commands.add_parser("edit", help="move inputs through latent space by an attribute "
@@ -1540,6 +1548,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="how far to move each code, in class vectors")
     edit.add_argument("--limit", type=int, default=16, help="use the first N inputs")
     edit.add_argument("--out", required=True, help="an image, or .npy / .csv for the values")
+    overwrite_option(edit)
     edit.set_defaults(handler=command_edit)
 
     reconstruct = commands.add_parser("reconstruct", help="data and reconstructions as an image")
@@ -1548,6 +1557,7 @@ def build_parser() -> argparse.ArgumentParser:
     reconstruct.add_argument("-n", type=int, default=16, help="examples to show")
     reconstruct.add_argument("--out", required=True,
                              help="image to write; .png, .jpg, .pdf or .svg")
+    overwrite_option(reconstruct)
     reconstruct.set_defaults(handler=command_reconstruct)
 
     traverse = commands.add_parser(
@@ -1560,6 +1570,7 @@ def build_parser() -> argparse.ArgumentParser:
     traverse.add_argument("--span", type=float, default=2.0,
                           help="sweep over the codes' mean +- span standard deviations")
     traverse.add_argument("--out", required=True, help="image to write; .png, .jpg, .pdf or .svg")
+    overwrite_option(traverse)
     traverse.set_defaults(handler=command_traverse)
 
     impute = commands.add_parser("impute", help="fill the missing entries (NaN) of an array "
@@ -1573,6 +1584,7 @@ def build_parser() -> argparse.ArgumentParser:
     impute.add_argument("--multiple", type=int, help="draw this many imputations each "
                         "(miwae): output shaped (N, multiple, ...)")
     impute.add_argument("--seed", type=int, default=0, help="seed of the draws")
+    overwrite_option(impute)
     impute.set_defaults(handler=command_impute)
 
     models = commands.add_parser("models", help="list the models, priors, likelihoods, "
@@ -1723,6 +1735,7 @@ def _check_arguments(arguments) -> None:
             raise UsageError(f"--out {arguments.out} is not empty and holds no study: study "
                              "into a new folder (or a study's own, to resume it)")
     _check_write_targets(arguments)
+    _check_existing_output(arguments)
     if arguments.command == "train" and arguments.save_config:
         target = Path(arguments.save_config)
         folder = nearest_existing(target.parent)
@@ -1835,6 +1848,27 @@ def _check_write_targets(arguments) -> None:
         if own and target.name in run_files and not figures:
             raise UsageError(f"{flag} {value} would replace the run's own {target.name}: "
                              "write to another file")
+
+
+# Commands whose --out names one file: what is there may be anything (another dataset's .npy,
+# say), and their images and arrays carry no mark of having been written by aevae.
+FILE_OUTPUT_COMMANDS = ("evaluate", "sample", "reconstruct", "traverse", "vary", "edit", "impute")
+
+
+def _check_existing_output(arguments) -> None:
+    """An --out file that exists already is replaced only with --overwrite; evaluate's own
+    file in the run (its default) is rewritten as ever."""
+    if arguments.command not in FILE_OUTPUT_COMMANDS or not arguments.out or arguments.overwrite:
+        return
+    target = Path(arguments.out)  # as the commands write it
+    if not (target.is_symlink() or target.exists()) or target.is_dir():
+        return  # a folder is refused by the command's own checks
+    run = Path(arguments.run).expanduser().resolve()
+    if (arguments.command == "evaluate" and target.resolve().parent == run
+            and target.name == _evaluation_file(run)):
+        return
+    raise UsageError(f"--out {arguments.out} already exists: pass --overwrite to replace it, "
+                     "or choose another name")
 
 
 def _config_defaults(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
