@@ -1109,3 +1109,20 @@ def test_an_existing_output_file_is_replaced_only_with_overwrite(trained_run, tm
         code, _, err = run(capsys, *arguments, "--out", str(kept), "--overwrite")
         assert code == 0, err
         assert np.load(kept).shape == (4, 1, 8, 8)
+
+
+def test_train_refuses_a_folder_that_is_not_empty_and_holds_no_run(tmp_path, capsys,
+                                                                   monkeypatch):
+    """`train --data tab.npy --out .` wrote config.json, model.safetensors, ... beside the
+    data; a folder holding a run is still resumed as before."""
+    monkeypatch.chdir(tmp_path)
+    np.save("tab.npy", np.random.default_rng(0).random((300, 10)).astype(np.float32))
+    tiny = ["--data", "tab.npy", "--hidden", "8", "--latent-dim", "2", "--quiet"]
+    for resume in ([], ["--resume"]):
+        code, _, err = run(capsys, "train", "ae", *tiny, "--epochs", "1", "--out", ".", *resume)
+        _one_error_line(code, err, "--out . is not empty and holds no run")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["tab.npy"]
+    assert run(capsys, "train", "ae", *tiny, "--epochs", "1", "--out", "run")[0] == 0
+    code, out, err = run(capsys, "train", "ae", *tiny, "--epochs", "2", "--out", "run",
+                         "--resume")
+    assert code == 0 and "for 2 epochs" in out, err

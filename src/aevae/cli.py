@@ -1435,7 +1435,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "`aevae models`); or in --config")
     data_options(train, image_size=True)
     train.add_argument("--labels", help="labels for user data: a .npy file or a CSV column")
-    train.add_argument("--out", help="run directory to write (required; or in --config)")
+    train.add_argument("--out", help="run directory to write: a new or empty folder, or a "
+                       "run's own to resume it (required; or in --config)")
     train.add_argument("--config", help="a TOML file of these options (names with underscores, "
                        "e.g. latent_dim = 16, option = {beta = 4}); the command line wins")
     train.add_argument("--save-config", help="write the options this run uses to a TOML file, "
@@ -1730,6 +1731,9 @@ def _check_arguments(arguments) -> None:
                 (out / STUDY_FILE).is_file() or (out / STORE_FILE).is_file()):
             raise UsageError(f"--out {arguments.out} holds a study: train into a folder of "
                              "its own")
+        if arguments.command == "train" and out.is_dir() and not _holds_run(out):
+            raise UsageError(f"--out {arguments.out} is not empty and holds no run: train into "
+                             "a new folder (or a run's own, to resume it)")
         if (arguments.command == "compare" and out.is_dir() and any(out.iterdir())
                 and not (out / STUDY_FILE).is_file() and not (out / STORE_FILE).is_file()):
             raise UsageError(f"--out {arguments.out} is not empty and holds no study: study "
@@ -1770,6 +1774,21 @@ def _run_file_names() -> set[str]:
 
     return {CONFIG_FILE, WEIGHTS_FILE, CHECKPOINT_FILE, TRAINING_FILE, HISTORY_FILE, DATA_FILE,
             RUN_FILE, METRICS_FILE, "evaluation.json", FIGURES_FILE, EX_POST_FILE, LOCK_FILE}
+
+
+def _holds_run(folder: Path) -> bool:
+    """Whether `train --out folder` may write there: it is empty, or holds files training
+    writes (resumed, rerun or refused by the run's own checks), or what a killed write left."""
+    from .data.loading import DATA_FILE
+    from .io import CONFIG_FILE, TEMPORARY_NAME, WEIGHTS_FILE
+    from .training.checkpoints import CHECKPOINT_FILE, LOCK_FILE, TRAINING_FILE
+    from .training.history import HISTORY_FILE
+
+    names = {path.name for path in folder.iterdir()}
+    written = {CONFIG_FILE, WEIGHTS_FILE, CHECKPOINT_FILE, TRAINING_FILE, HISTORY_FILE,
+               DATA_FILE, LOCK_FILE}
+    return (not names or bool(names & written)
+            or all(TEMPORARY_NAME.match(name) for name in names))
 
 
 WRITING_OPTIONS = ("out", "store", "tensorboard", "save_config")
