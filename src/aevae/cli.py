@@ -1291,9 +1291,13 @@ def command_runs(arguments) -> int:
             model = parse_roster(model)[0].key
         except (ValueError, IndexError):
             pass  # no such entry: nothing matches
-    with RunStore(path) as store:
-        rows = store.select(model=model, dataset=arguments.dataset,
-                            status=arguments.status, budget=arguments.budget, seed=arguments.seed)
+    # Read-only: a listing writes nothing (an archived store lists too), and a run whose
+    # process is gone is shown interrupted rather than marked failed.
+    with RunStore(path, read_only=True) as store:
+        rows = store.select(model=model, dataset=arguments.dataset, budget=arguments.budget,
+                            seed=arguments.seed)
+    if arguments.status is not None:
+        rows = [row for row in rows if _run_status(row) == arguments.status]
     others = 0
     if study_runs is not None:
         others = sum(row.id not in study_runs for row in rows)
@@ -1316,15 +1320,34 @@ def command_runs(arguments) -> int:
         if row.metrics and arguments.metric:
             value = row.metrics.get(arguments.metric)
             figure = "n/a" if value is None else f"{value:.4g}"
-        table.append([row.id, row.entry, row.dataset, str(row.seed), row.budget, row.status,
-                      f"{seconds:.1f}", *([figure] if arguments.metric else [])])
-    header = ["run", "model", "dataset", "seed", "budget", "status", "seconds"]
-    print(_format_table(header + ([arguments.metric] if arguments.metric else []), table)
-          if table else "no runs match")
+        table.append([row.id, row.entry, row.dataset, str(row.seed), row.budget,
+                      _run_status(row), f"{seconds:.1f}", *([figure] if arguments.metric else []),
+                      _run_reason(row)])
+    header = ["run", "model", "dataset", "seed", "budget", "status", "seconds",
+              *([arguments.metric] if arguments.metric else []), "reason"]
+    if not any(row[-1] for row in table):  # no run failed or was interrupted
+        header, table = header[:-1], [row[:-1] for row in table]
+    print(_format_table(header, table) if table else "no runs match")
     if others:
         print(f"({others} other run(s) in the store, of other studies or of this folder's "
               f"earlier rosters, not shown: name {path} to list every run)")
     return 0
+
+
+def _run_status(row) -> str:
+    """A row's status as `aevae runs` shows it: "interrupted" for a run whose process is gone."""
+    from .study.store import interrupted
+
+    return "interrupted" if interrupted(row) else row.status
+
+
+def _run_reason(row) -> str:
+    """Why a run failed, or that an interrupted one resumes."""
+    from .study.store import INTERRUPTED
+
+    if _run_status(row) == "interrupted":
+        return f"{INTERRUPTED} (resumable: run its `aevae compare` again)"
+    return _short(row.error or "", 100) if row.status == "failed" else ""
 
 
 # ----- parser -------------------------------------------------------------------------------
@@ -1661,7 +1684,9 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--model", help="only this model (e.g. vae), or one roster entry (e.g. "
                       "ae:latent_dim=4)")
     runs.add_argument("--dataset", help="only this dataset")
-    runs.add_argument("--status", choices=["running", "finished", "failed"])
+    runs.add_argument("--status", choices=["running", "finished", "failed", "interrupted"],
+                      help="interrupted: its process is gone; the next study that plans it "
+                      "trains it again")
     runs.add_argument("--budget", choices=list(BUDGETS))
     runs.add_argument("--seed", type=int)
     runs.add_argument("--metric", help="also show this headline figure, e.g. "
