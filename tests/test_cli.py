@@ -1126,3 +1126,40 @@ def test_train_refuses_a_folder_that_is_not_empty_and_holds_no_run(tmp_path, cap
     code, out, err = run(capsys, "train", "ae", *tiny, "--epochs", "2", "--out", "run",
                          "--resume")
     assert code == 0 and "for 2 epochs" in out, err
+
+
+def test_compare_into_a_read_only_folder_says_it_is_not_writable(tmp_path, capsys,
+                                                                 monkeypatch):
+    """It said '.../runs.sqlite: not a usable run store (unable to open database file)'."""
+    import os
+    import sqlite3
+
+    import aevae.cli
+
+    np.save(tmp_path / "tab.npy", np.random.default_rng(0).random((300, 10)).astype(np.float32))
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    if os.geteuid() == 0:  # modes do not stop root: the folder reads as a read-only mount does
+        writable, connect = os.access, sqlite3.connect
+        monkeypatch.setattr(aevae.cli.os, "access", lambda path, mode: os.path.abspath(
+            path) != str(folder) and writable(path, mode))
+
+        def unopenable(database, *arguments, **options):
+            if str(folder) in str(database):
+                raise sqlite3.OperationalError("unable to open database file")
+            return connect(database, *arguments, **options)
+
+        monkeypatch.setattr(sqlite3, "connect", unopenable)
+    tiny = ["--data", str(tmp_path / "tab.npy"), "--models", "ae", "--seeds", "1", "--epochs",
+            "1", "--quiet"]
+    try:
+        code, _, err = run(capsys, "compare", *tiny, "--out", str(folder))
+        _one_error_line(code, err, f"--out {folder}: cannot write the study in {folder}: the "
+                        "folder is not writable")
+        code, _, err = run(capsys, "compare", *tiny, "--out", str(tmp_path / "study"),
+                           "--store", str(folder / "runs.sqlite"))
+        _one_error_line(code, err, "cannot write the run store in", "is not writable")
+    finally:
+        folder.chmod(0o755)
+    assert list(folder.iterdir()) == [] and not (tmp_path / "study").exists()

@@ -1783,6 +1783,17 @@ def _check_arguments(arguments) -> None:
                                                                            os.W_OK | os.X_OK):
             raise UsageError(f"cannot write the evaluation in {folder}: the folder is not "
                              "writable (pass --out FILE in another folder)")
+    if arguments.command == "compare":
+        # Else SQLite's "unable to open database file" names the store, not the folder.
+        places = [("--out", arguments.out, "the study", Path(arguments.out))]
+        if arguments.store:
+            places.append(("--store", arguments.store, "the run store",
+                           Path(arguments.store).parent))
+        for flag, value, what, path in places:
+            folder = nearest_existing(path)
+            if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+                raise UsageError(f"{flag} {value}: cannot write {what} in {folder}: the folder "
+                                 f"is not writable (choose another {flag})")
 
 
 # The files of a run folder that no command's output may replace (evaluate writes its own
