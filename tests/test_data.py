@@ -751,3 +751,13 @@ def test_undo_preparation_inverts_standardise():
     again = apply_preparation(dataset, record)
     np.testing.assert_allclose(again.train.x, prepared.train.x)
     assert undo_preparation(x, {"transform": "none"}) is x
+
+
+def test_npz_labels_that_name_no_array_and_no_file_list_the_arrays(tmp_path):
+    """It said 'labels file not found: foo', though foo was meant as one of the arrays."""
+    path = tmp_path / "d.npz"
+    np.savez(path, x=np.random.default_rng(0).random((30, 4)), y=np.arange(30) % 3)
+    with pytest.raises(DataError, match=r"d.npz has no array named 'foo'; its arrays: x, y "
+                       r"\(and no labels file foo exists\)"):
+        load_dataset(str(path), labels="foo")
+

@@ -347,6 +347,9 @@ def read_npz(path: str | os.PathLike, labels: str | None = None) -> ArrayData:
             arrays = {key: archive[key] for key in archive.files}
     except NUMPY_FILE_ERRORS as error:
         raise _numpy_error(path, error, ".npz archive") from None
+    if labels is not None and labels not in arrays and not Path(labels).expanduser().is_file():
+        raise DataError(f"{path} has no array named {labels!r}; its arrays: "
+                        f"{', '.join(sorted(arrays))} (and no labels file {labels} exists)")
     label_keys = [key for key in ("y", "labels") if key in arrays]
     if labels is not None and labels in arrays:
         label_keys = [labels]
@@ -362,7 +365,7 @@ def read_npz(path: str | os.PathLike, labels: str | None = None) -> ArrayData:
             "name it 'x' or 'data'"
         )
     if labels is not None and labels not in arrays:
-        label_values = read_labels_file(labels)
+        label_values = read_labels_file(Path(labels).expanduser())
     elif label_keys:
         label_values = arrays[label_keys[0]]
     else:
