@@ -472,8 +472,12 @@ def read_csv(path: str | os.PathLike, labels: str | None = None) -> ArrayData:
         if len(row) != width:
             raise DataError(f"{path}: line {number} has {len(row)} fields, expected {width}")
 
-    label_column = _label_column(labels, header, width, path)
     label_values = None
+    if (labels not in (None, "first", "last") and (header is None or labels not in header)
+            and Path(labels).expanduser().is_file()):
+        # Not a column but a labels file beside the table, as for .npy data.
+        label_values, labels = read_labels_file(Path(labels).expanduser()), None
+    label_column = _label_column(labels, header, width, path)
     if label_column is not None:
         for number, row in rows:
             if not row[label_column]:
@@ -519,10 +523,11 @@ def _label_column(
     if header is None:
         raise DataError(
             f"{path} has no header row, so there is no column named {labels!r}; "
-            "use labels='last' or labels='first'"
+            f"use labels='last' or labels='first' (and no labels file {labels} exists)"
         )
     if labels not in header:
-        raise DataError(f"{path} has no column named {labels!r}; columns: {', '.join(header)}")
+        raise DataError(f"{path} has no column named {labels!r}; columns: {', '.join(header)} "
+                        f"(and no labels file {labels} exists)")
     return header.index(labels)
 
 
