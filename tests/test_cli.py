@@ -1163,3 +1163,34 @@ def test_compare_into_a_read_only_folder_says_it_is_not_writable(tmp_path, capsy
     finally:
         folder.chmod(0o755)
     assert list(folder.iterdir()) == [] and not (tmp_path / "study").exists()
+
+
+def test_runs_refuses_a_model_that_is_not_in_the_study(tmp_path, capsys):
+    """`runs STUDY --model foo` answered 'no runs match' with exit code 0."""
+    from aevae.study.store import STORE_FILE, STUDY_FILE, STUDY_KEYS, RunStore
+
+    study = tmp_path / "study"
+    with RunStore(study / STORE_FILE) as store:
+        for run_id, entry, options in (("r1", "vae", {}), ("r2", "ae:latent_dim=4",
+                                                          {"latent_dim": 4})):
+            store.claim(run_id, {"entry": entry, "model": entry.split(":")[0],
+                                 "options": options, "dataset": "digits",
+                                 "data_fingerprint": "f", "seed": 0, "budget": "quick"})
+    plan = {key: None for key in STUDY_KEYS}
+    plan.update(store=str(study / STORE_FILE),
+                roster=[{"key": "vae", "model": "vae"}, {"key": "ae:latent_dim=4", "model": "ae"}],
+                runs=[{"id": run_id, "entry": "-", "seed": 0, "path": "-"}
+                      for run_id in ("r1", "r2")])
+    (study / STUDY_FILE).write_text(json.dumps(plan))
+    code, _, err = run(capsys, "runs", str(study), "--model", "foo")
+    _one_error_line(code, err, f"--model foo: not in the roster of {study}; its entries: vae, "
+                    "ae:latent_dim=4")
+    code, _, err = run(capsys, "runs", str(study / STORE_FILE), "--model", "ae:latent_dim=2")
+    _one_error_line(code, err, "not among the runs of", "its entries: vae, ae:latent_dim=4")
+    for model, listed in (("ae", ["r2"]), ("ae:latent_dim=4", ["r2"]), ("vae", ["r1"])):
+        code, out, err = run(capsys, "runs", str(study), "--model", model)
+        assert code == 0, err
+        assert [line.split()[0] for line in out.splitlines()[2:]] == listed
+    code, out, _ = run(capsys, "runs", str(study), "--model", "vae", "--seed", "3")
+    assert code == 0 and "no runs match" in out  # a model of the study, no such run
+

@@ -1273,7 +1273,7 @@ def command_report(arguments) -> int:
 def command_runs(arguments) -> int:
     from .study.store import STORE_FILE, STUDY_FILE, RunStore, load_study
 
-    path, study_runs = Path(arguments.store), None
+    path, study, study_runs = Path(arguments.store), None, None
     if path.is_dir() and (path / STUDY_FILE).is_file():
         # A study folder: its own runs (a store may be shared by several studies), in the store
         # its study.json names (--store elsewhere; its own, if the folder has moved).
@@ -1290,12 +1290,14 @@ def command_runs(arguments) -> int:
         try:
             model = parse_roster(model)[0].key
         except (ValueError, IndexError):
-            pass  # no such entry: nothing matches
+            pass  # no such entry: refused below
     # Read-only: a listing writes nothing (an archived store lists too), and a run whose
     # process is gone is shown interrupted rather than marked failed.
     with RunStore(path, read_only=True) as store:
         rows = store.select(model=model, dataset=arguments.dataset, budget=arguments.budget,
                             seed=arguments.seed)
+        if model:  # a name that is no model there is a mistake, not an empty answer
+            _check_listed_model(arguments.model, model, study, store, arguments.store)
     if arguments.status is not None:
         rows = [row for row in rows if _run_status(row) == arguments.status]
     others = 0
@@ -1332,6 +1334,24 @@ def command_runs(arguments) -> int:
         print(f"({others} other run(s) in the store, of other studies or of this folder's "
               f"earlier rosters, not shown: name {path} to list every run)")
     return 0
+
+
+def _check_listed_model(given: str, model: str, study: dict | None, store, where: str) -> None:
+    """Refuse a --model that names no entry (or model) of the study's roster, or, for a bare
+    store, of its runs."""
+    if study is not None:
+        roster = study.get("roster")
+        if not isinstance(roster, list):
+            return  # an older or partial study.json: nothing to check against
+        pairs = [(str(entry.get("key")), str(entry.get("model"))) for entry in roster
+                 if isinstance(entry, dict)]
+        what = f"in the roster of {where}"
+    else:
+        pairs = list(dict.fromkeys((row.entry, row.model) for row in store.select()))
+        what = f"among the runs of {where}"
+    keys = list(dict.fromkeys(key for key, _ in pairs))
+    if keys and model not in {name for pair in pairs for name in pair}:
+        raise UsageError(f"--model {given}: not {what}; its entries: {', '.join(keys)}")
 
 
 def _run_status(row) -> str:
