@@ -1194,3 +1194,18 @@ def test_runs_refuses_a_model_that_is_not_in_the_study(tmp_path, capsys):
     code, out, _ = run(capsys, "runs", str(study), "--model", "vae", "--seed", "3")
     assert code == 0 and "no runs match" in out  # a model of the study, no such run
 
+
+def test_edit_names_the_classes_when_a_class_has_no_example(tmp_path, capsys):
+    """`edit --to 42` said 'no example of class 42' without the classes there are."""
+    table = np.random.default_rng(0).random((300, 10)).astype(np.float32)
+    np.save(tmp_path / "tab.npy", table)
+    np.save(tmp_path / "labels.npy", np.array([0, 2, 5])[np.arange(300) % 3])
+    out = tmp_path / "run"
+    assert run(capsys, "train", "vae", "--data", str(tmp_path / "tab.npy"), "--labels",
+               str(tmp_path / "labels.npy"), "--epochs", "1", "--hidden", "8", "--latent-dim",
+               "2", "--out", str(out), "--quiet")[0] == 0
+    code, _, err = run(capsys, "edit", str(out), "--input", str(tmp_path / "tab.npy"),
+                       "--from", "2", "--to", "42", "--out", str(tmp_path / "e.npy"))
+    _one_error_line(code, err, "--to 42: no example of class 42 in the run's training data; "
+                    "its classes: 0, 2, 5")
+    assert not (tmp_path / "e.npy").exists()

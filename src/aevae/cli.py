@@ -1066,6 +1066,15 @@ def command_edit(arguments) -> int:
         classes = len(data_record.get("class_names") or []) or None
         source, _ = _class_label(arguments.source, data_record, classes, "--from")
         target, _ = _class_label(arguments.target, data_record, classes, "--to")
+        present = np.unique(dataset.train.labels)
+        for flag, given, label in (("--from", arguments.source, source),
+                                   ("--to", arguments.target, target)):
+            if label not in present:
+                names = [str(name) for name in data_record.get("class_names") or []]
+                shown = [f"{value} ({names[value]})" if value < len(names) else str(value)
+                         for value in present.astype(int).tolist()]
+                raise UsageError(f"{flag} {given}: no example of class {label} in the run's "
+                                 f"training data; its classes: {', '.join(shown)}")
         vector = class_vector(model, dataset.train.x, dataset.train.labels, source, target)
     edited = edit(model, x, vector, arguments.strength)
     _write_examples(undo_preparation(np.concatenate([x, edited]), preparation), arguments.out,
