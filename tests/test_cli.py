@@ -1083,3 +1083,129 @@ def test_report_re_renders_over_a_damaged_results_file(tmp_path):
         copy = json.loads(json.dumps(results))
         _keep_what_the_study_measured(tmp_path / "results.json", copy)
         assert copy["runs"][0]["reused"] is None  # no record of the call that trained it
+
+
+@pytest.mark.parametrize("command, name", [
+    (["sample", "{run}", "-n", "4"], "kept.npy"),
+    (["reconstruct", "{run}"], "kept.png"),
+    (["traverse", "{run}"], "kept.png"),
+    (["vary", "{run}", "--input", "{tmp}/inputs.npy"], "kept.csv"),
+    (["edit", "{run}", "--input", "{tmp}/inputs.npy", "--vector", "{tmp}/v.npy"], "kept.npy"),
+    (["impute", "{run}", "--input", "{tmp}/inputs.npy"], "kept.npy"),
+    (["evaluate", "{run}", "--metrics", "reconstruction"], "kept.json"),
+])
+def test_an_existing_output_file_is_replaced_only_with_overwrite(trained_run, tmp_path, capsys,
+                                                                  command, name):
+    """`sample --out other.npy` replaced whatever file was there (another dataset's, say)."""
+    np.save(tmp_path / "inputs.npy", np.zeros((2, 1, 8, 8), np.float32))
+    np.save(tmp_path / "v.npy", np.zeros(4, np.float32))
+    kept = tmp_path / name
+    kept.write_bytes(b"the user's own file")
+    arguments = [part.format(run=trained_run, tmp=tmp_path) for part in command]
+    code, _, err = run(capsys, *arguments, "--out", str(kept))
+    _one_error_line(code, err, f"--out {kept} already exists: pass --overwrite")
+    assert kept.read_bytes() == b"the user's own file"
+    if command[0] == "sample":
+        code, _, err = run(capsys, *arguments, "--out", str(kept), "--overwrite")
+        assert code == 0, err
+        assert np.load(kept).shape == (4, 1, 8, 8)
+
+
+def test_train_refuses_a_folder_that_is_not_empty_and_holds_no_run(tmp_path, capsys,
+                                                                   monkeypatch):
+    """`train --data tab.npy --out .` wrote config.json, model.safetensors, ... beside the
+    data; a folder holding a run is still resumed as before."""
+    monkeypatch.chdir(tmp_path)
+    np.save("tab.npy", np.random.default_rng(0).random((300, 10)).astype(np.float32))
+    tiny = ["--data", "tab.npy", "--hidden", "8", "--latent-dim", "2", "--quiet"]
+    for resume in ([], ["--resume"]):
+        code, _, err = run(capsys, "train", "ae", *tiny, "--epochs", "1", "--out", ".", *resume)
+        _one_error_line(code, err, "--out . is not empty and holds no run")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["tab.npy"]
+    assert run(capsys, "train", "ae", *tiny, "--epochs", "1", "--out", "run")[0] == 0
+    code, out, err = run(capsys, "train", "ae", *tiny, "--epochs", "2", "--out", "run",
+                         "--resume")
+    assert code == 0 and "for 2 epochs" in out, err
+
+
+def test_compare_into_a_read_only_folder_says_it_is_not_writable(tmp_path, capsys,
+                                                                 monkeypatch):
+    """It said '.../runs.sqlite: not a usable run store (unable to open database file)'."""
+    import os
+    import sqlite3
+
+    import aevae.cli
+
+    np.save(tmp_path / "tab.npy", np.random.default_rng(0).random((300, 10)).astype(np.float32))
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    if os.geteuid() == 0:  # modes do not stop root: the folder reads as a read-only mount does
+        writable, connect = os.access, sqlite3.connect
+        monkeypatch.setattr(aevae.cli.os, "access", lambda path, mode: os.path.abspath(
+            path) != str(folder) and writable(path, mode))
+
+        def unopenable(database, *arguments, **options):
+            if str(folder) in str(database):
+                raise sqlite3.OperationalError("unable to open database file")
+            return connect(database, *arguments, **options)
+
+        monkeypatch.setattr(sqlite3, "connect", unopenable)
+    tiny = ["--data", str(tmp_path / "tab.npy"), "--models", "ae", "--seeds", "1", "--epochs",
+            "1", "--quiet"]
+    try:
+        code, _, err = run(capsys, "compare", *tiny, "--out", str(folder))
+        _one_error_line(code, err, f"--out {folder}: cannot write the study in {folder}: the "
+                        "folder is not writable")
+        code, _, err = run(capsys, "compare", *tiny, "--out", str(tmp_path / "study"),
+                           "--store", str(folder / "runs.sqlite"))
+        _one_error_line(code, err, "cannot write the run store in", "is not writable")
+    finally:
+        folder.chmod(0o755)
+    assert list(folder.iterdir()) == [] and not (tmp_path / "study").exists()
+
+
+def test_runs_refuses_a_model_that_is_not_in_the_study(tmp_path, capsys):
+    """`runs STUDY --model foo` answered 'no runs match' with exit code 0."""
+    from aevae.study.store import STORE_FILE, STUDY_FILE, STUDY_KEYS, RunStore
+
+    study = tmp_path / "study"
+    with RunStore(study / STORE_FILE) as store:
+        for run_id, entry, options in (("r1", "vae", {}), ("r2", "ae:latent_dim=4",
+                                                          {"latent_dim": 4})):
+            store.claim(run_id, {"entry": entry, "model": entry.split(":")[0],
+                                 "options": options, "dataset": "digits",
+                                 "data_fingerprint": "f", "seed": 0, "budget": "quick"})
+    plan = {key: None for key in STUDY_KEYS}
+    plan.update(store=str(study / STORE_FILE),
+                roster=[{"key": "vae", "model": "vae"}, {"key": "ae:latent_dim=4", "model": "ae"}],
+                runs=[{"id": run_id, "entry": "-", "seed": 0, "path": "-"}
+                      for run_id in ("r1", "r2")])
+    (study / STUDY_FILE).write_text(json.dumps(plan))
+    code, _, err = run(capsys, "runs", str(study), "--model", "foo")
+    _one_error_line(code, err, f"--model foo: not in the roster of {study}; its entries: vae, "
+                    "ae:latent_dim=4")
+    code, _, err = run(capsys, "runs", str(study / STORE_FILE), "--model", "ae:latent_dim=2")
+    _one_error_line(code, err, "not among the runs of", "its entries: vae, ae:latent_dim=4")
+    for model, listed in (("ae", ["r2"]), ("ae:latent_dim=4", ["r2"]), ("vae", ["r1"])):
+        code, out, err = run(capsys, "runs", str(study), "--model", model)
+        assert code == 0, err
+        assert [line.split()[0] for line in out.splitlines()[2:]] == listed
+    code, out, _ = run(capsys, "runs", str(study), "--model", "vae", "--seed", "3")
+    assert code == 0 and "no runs match" in out  # a model of the study, no such run
+
+
+def test_edit_names_the_classes_when_a_class_has_no_example(tmp_path, capsys):
+    """`edit --to 42` said 'no example of class 42' without the classes there are."""
+    table = np.random.default_rng(0).random((300, 10)).astype(np.float32)
+    np.save(tmp_path / "tab.npy", table)
+    np.save(tmp_path / "labels.npy", np.array([0, 2, 5])[np.arange(300) % 3])
+    out = tmp_path / "run"
+    assert run(capsys, "train", "vae", "--data", str(tmp_path / "tab.npy"), "--labels",
+               str(tmp_path / "labels.npy"), "--epochs", "1", "--hidden", "8", "--latent-dim",
+               "2", "--out", str(out), "--quiet")[0] == 0
+    code, _, err = run(capsys, "edit", str(out), "--input", str(tmp_path / "tab.npy"),
+                       "--from", "2", "--to", "42", "--out", str(tmp_path / "e.npy"))
+    _one_error_line(code, err, "--to 42: no example of class 42 in the run's training data; "
+                    "its classes: 0, 2, 5")
+    assert not (tmp_path / "e.npy").exists()

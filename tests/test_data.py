@@ -751,3 +751,29 @@ def test_undo_preparation_inverts_standardise():
     again = apply_preparation(dataset, record)
     np.testing.assert_allclose(again.train.x, prepared.train.x)
     assert undo_preparation(x, {"transform": "none"}) is x
+
+
+def test_npz_labels_that_name_no_array_and_no_file_list_the_arrays(tmp_path):
+    """It said 'labels file not found: foo', though foo was meant as one of the arrays."""
+    path = tmp_path / "d.npz"
+    np.savez(path, x=np.random.default_rng(0).random((30, 4)), y=np.arange(30) % 3)
+    with pytest.raises(DataError, match=r"d.npz has no array named 'foo'; its arrays: x, y "
+                       r"\(and no labels file foo exists\)"):
+        load_dataset(str(path), labels="foo")
+
+
+def test_csv_labels_may_name_a_labels_file(tmp_path):
+    """A labels file with a .csv table was looked up as a column ('has no column named ...')."""
+    values = np.random.default_rng(0).random((30, 4))
+    path = tmp_path / "tab.csv"
+    path.write_text("a,b,c,d\n" + "".join(",".join(f"{v:.4f}" for v in row) + "\n"
+                                          for row in values))
+    np.save(tmp_path / "tab_labels.npy", np.arange(30) % 3)
+    dataset = load_dataset(str(path), labels=str(tmp_path / "tab_labels.npy"),
+                           validation_fraction=0.0)
+    assert dataset.feature_names == ("a", "b", "c", "d")
+    np.testing.assert_allclose(dataset.train.x, values, atol=1e-4)
+    assert dataset.train.labels.tolist() == (np.arange(30) % 3).tolist()
+    with pytest.raises(DataError, match=r"no column named 'nofile.npy'; columns: a, b, c, d "
+                       r"\(and no labels file nofile.npy exists\)"):
+        load_dataset(str(path), labels="nofile.npy")

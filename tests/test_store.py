@@ -254,9 +254,11 @@ def test_runs_left_running_by_a_dead_process_are_listed_as_interrupted(store, ca
     set_owner(store, "released", None)  # what an interrupted study leaves
     code = main(["runs", str(store.path)])
     printed = capsys.readouterr().out
-    listed = {line.split()[0]: line.split()[-2] for line in printed.splitlines()[2:]}
-    assert code == 0 and listed == {"killed": "failed", "released": "failed",
+    listed = {line.split()[0]: line.split()[5] for line in printed.splitlines()[2:]}
+    assert code == 0 and listed == {"killed": "interrupted", "released": "interrupted",
                                     "ours": "running"}  # only our own live claim runs
+    assert printed.count("the process that ran it is gone (resumable") == 2
+    assert store.get("killed").status == "running"  # a listing changes no row
     rows = {row.id: row for row in store.select()}
     assert (rows["killed"].status, rows["killed"].error, rows["killed"].owner) == (
         "failed", INTERRUPTED, None)
@@ -264,3 +266,48 @@ def test_runs_left_running_by_a_dead_process_are_listed_as_interrupted(store, ca
     assert store.select(status="running") == [rows["ours"]]
     assert store.claim("killed", described(entry="killed")) == "claimed"  # the next study's
     campaign.record("store", "dead owner listed", "ok")
+
+
+def test_runs_lists_a_read_only_store_and_shows_why_runs_did_not_finish(tmp_path, capsys,
+                                                                      monkeypatch):
+    """`aevae runs` on a read-only (archived) study failed: 'not a usable run store (unable to
+    open database file)'; and an interrupted run showed as 'failed' with no reason."""
+    folder = tmp_path / "study"
+    path = folder / "runs.sqlite"
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    with RunStore(path) as store:
+        for run_id in ("done", "killed", "broken"):
+            store.claim(run_id, described(entry=run_id))
+        store.finish("done", **FINISHED)
+        store.fail("broken", "ValueError: boom")
+        set_owner(store, "killed", f"{socket.gethostname()}:{gone.pid}")
+    folder.chmod(0o555)
+    path.chmod(0o444)
+    if os.geteuid() == 0:  # modes do not stop root: refuse what SQLite cannot do there
+        connect = sqlite3.connect
+
+        def read_only_folder(database, *arguments, **options):
+            if str(folder) in str(database) and "immutable=1" not in str(database):
+                raise sqlite3.OperationalError("unable to open database file")
+            return connect(database, *arguments, **options)
+
+        monkeypatch.setattr(sqlite3, "connect", read_only_folder)
+    try:
+        code = main(["runs", str(folder)])
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        code = main(["runs", str(folder), "--status", "interrupted"])
+        only = capsys.readouterr().out
+    finally:
+        monkeypatch.undo()
+        folder.chmod(0o755)
+        path.chmod(0o644)
+    lines = {line.split()[0]: line for line in captured.out.splitlines()[2:]}
+    assert lines["done"].split()[5] == "finished"
+    assert lines["killed"].split()[5] == "interrupted"
+    assert "interrupted: the process that ran it is gone (resumable" in lines["killed"]
+    assert lines["broken"].split()[5] == "failed" and "ValueError: boom" in lines["broken"]
+    assert code == 0 and [line.split()[0] for line in only.splitlines()[2:]] == ["killed"]
+    with RunStore(path, read_only=True) as store:
+        assert store.get("killed").status == "running"  # not marked failed by the listing

@@ -1066,6 +1066,15 @@ def command_edit(arguments) -> int:
         classes = len(data_record.get("class_names") or []) or None
         source, _ = _class_label(arguments.source, data_record, classes, "--from")
         target, _ = _class_label(arguments.target, data_record, classes, "--to")
+        present = np.unique(dataset.train.labels)
+        for flag, given, label in (("--from", arguments.source, source),
+                                   ("--to", arguments.target, target)):
+            if label not in present:
+                names = [str(name) for name in data_record.get("class_names") or []]
+                shown = [f"{value} ({names[value]})" if value < len(names) else str(value)
+                         for value in present.astype(int).tolist()]
+                raise UsageError(f"{flag} {given}: no example of class {label} in the run's "
+                                 f"training data; its classes: {', '.join(shown)}")
         vector = class_vector(model, dataset.train.x, dataset.train.labels, source, target)
     edited = edit(model, x, vector, arguments.strength)
     _write_examples(undo_preparation(np.concatenate([x, edited]), preparation), arguments.out,
@@ -1273,7 +1282,7 @@ def command_report(arguments) -> int:
 def command_runs(arguments) -> int:
     from .study.store import STORE_FILE, STUDY_FILE, RunStore, load_study
 
-    path, study_runs = Path(arguments.store), None
+    path, study, study_runs = Path(arguments.store), None, None
     if path.is_dir() and (path / STUDY_FILE).is_file():
         # A study folder: its own runs (a store may be shared by several studies), in the store
         # its study.json names (--store elsewhere; its own, if the folder has moved).
@@ -1290,10 +1299,16 @@ def command_runs(arguments) -> int:
         try:
             model = parse_roster(model)[0].key
         except (ValueError, IndexError):
-            pass  # no such entry: nothing matches
-    with RunStore(path) as store:
-        rows = store.select(model=model, dataset=arguments.dataset,
-                            status=arguments.status, budget=arguments.budget, seed=arguments.seed)
+            pass  # no such entry: refused below
+    # Read-only: a listing writes nothing (an archived store lists too), and a run whose
+    # process is gone is shown interrupted rather than marked failed.
+    with RunStore(path, read_only=True) as store:
+        rows = store.select(model=model, dataset=arguments.dataset, budget=arguments.budget,
+                            seed=arguments.seed)
+        if model:  # a name that is no model there is a mistake, not an empty answer
+            _check_listed_model(arguments.model, model, study, store, arguments.store)
+    if arguments.status is not None:
+        rows = [row for row in rows if _run_status(row) == arguments.status]
     others = 0
     if study_runs is not None:
         others = sum(row.id not in study_runs for row in rows)
@@ -1316,15 +1331,52 @@ def command_runs(arguments) -> int:
         if row.metrics and arguments.metric:
             value = row.metrics.get(arguments.metric)
             figure = "n/a" if value is None else f"{value:.4g}"
-        table.append([row.id, row.entry, row.dataset, str(row.seed), row.budget, row.status,
-                      f"{seconds:.1f}", *([figure] if arguments.metric else [])])
-    header = ["run", "model", "dataset", "seed", "budget", "status", "seconds"]
-    print(_format_table(header + ([arguments.metric] if arguments.metric else []), table)
-          if table else "no runs match")
+        table.append([row.id, row.entry, row.dataset, str(row.seed), row.budget,
+                      _run_status(row), f"{seconds:.1f}", *([figure] if arguments.metric else []),
+                      _run_reason(row)])
+    header = ["run", "model", "dataset", "seed", "budget", "status", "seconds",
+              *([arguments.metric] if arguments.metric else []), "reason"]
+    if not any(row[-1] for row in table):  # no run failed or was interrupted
+        header, table = header[:-1], [row[:-1] for row in table]
+    print(_format_table(header, table) if table else "no runs match")
     if others:
         print(f"({others} other run(s) in the store, of other studies or of this folder's "
               f"earlier rosters, not shown: name {path} to list every run)")
     return 0
+
+
+def _check_listed_model(given: str, model: str, study: dict | None, store, where: str) -> None:
+    """Refuse a --model that names no entry (or model) of the study's roster, or, for a bare
+    store, of its runs."""
+    if study is not None:
+        roster = study.get("roster")
+        if not isinstance(roster, list):
+            return  # an older or partial study.json: nothing to check against
+        pairs = [(str(entry.get("key")), str(entry.get("model"))) for entry in roster
+                 if isinstance(entry, dict)]
+        what = f"in the roster of {where}"
+    else:
+        pairs = list(dict.fromkeys((row.entry, row.model) for row in store.select()))
+        what = f"among the runs of {where}"
+    keys = list(dict.fromkeys(key for key, _ in pairs))
+    if keys and model not in {name for pair in pairs for name in pair}:
+        raise UsageError(f"--model {given}: not {what}; its entries: {', '.join(keys)}")
+
+
+def _run_status(row) -> str:
+    """A row's status as `aevae runs` shows it: "interrupted" for a run whose process is gone."""
+    from .study.store import interrupted
+
+    return "interrupted" if interrupted(row) else row.status
+
+
+def _run_reason(row) -> str:
+    """Why a run failed, or that an interrupted one resumes."""
+    from .study.store import INTERRUPTED
+
+    if _run_status(row) == "interrupted":
+        return f"{INTERRUPTED} (resumable: run its `aevae compare` again)"
+    return _short(row.error or "", 100) if row.status == "failed" else ""
 
 
 # ----- parser -------------------------------------------------------------------------------
@@ -1417,6 +1469,11 @@ def build_parser() -> argparse.ArgumentParser:
             return command
 
 
+    def overwrite_option(command):
+        command.add_argument("--overwrite", action="store_true",
+                             help="replace the --out file if it exists (without this flag an "
+                             "existing file is refused)")
+
     def data_options(command, required=False, image_size=False):
         command.add_argument("--data", required=required,
                              help="dataset name (see `aevae datasets`) or a path")
@@ -1430,7 +1487,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "`aevae models`); or in --config")
     data_options(train, image_size=True)
     train.add_argument("--labels", help="labels for user data: a .npy file or a CSV column")
-    train.add_argument("--out", help="run directory to write (required; or in --config)")
+    train.add_argument("--out", help="run directory to write: a new or empty folder, or a "
+                       "run's own to resume it (required; or in --config)")
     train.add_argument("--config", help="a TOML file of these options (names with underscores, "
                        "e.g. latent_dim = 16, option = {beta = 4}); the command line wins")
     train.add_argument("--save-config", help="write the options this run uses to a TOML file, "
@@ -1498,6 +1556,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--quiet", action="store_true", help="no progress lines")
     evaluate.add_argument("--out", help="where to write the JSON (default RUN/metrics.json; "
                           "RUN/evaluation.json for a study's run)")
+    overwrite_option(evaluate)
     evaluate.set_defaults(handler=command_evaluate)
 
     sample = commands.add_parser("sample", help="decode draws from the prior into an image "
@@ -1514,6 +1573,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--out", required=True,
                         help="an image (.png, .jpg, .pdf, .svg) or the sampled values "
                         "themselves (.npy, .csv)")
+    overwrite_option(sample)
     sample.set_defaults(handler=command_sample)
 
     vary = commands.add_parser("vary", help="several variations of each input: decoded draws "
@@ -1526,6 +1586,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="draw from p(x|z) instead of taking its mean")
     vary.add_argument("--seed", type=int, default=0, help="seed of the draws")
     vary.add_argument("--out", required=True, help="an image, or .npy / .csv for the values")
+    overwrite_option(vary)
     vary.set_defaults(handler=command_vary)
 
     edit = commands.add_parser("edit", help="move inputs through latent space by an attribute "
@@ -1540,6 +1601,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="how far to move each code, in class vectors")
     edit.add_argument("--limit", type=int, default=16, help="use the first N inputs")
     edit.add_argument("--out", required=True, help="an image, or .npy / .csv for the values")
+    overwrite_option(edit)
     edit.set_defaults(handler=command_edit)
 
     reconstruct = commands.add_parser("reconstruct", help="data and reconstructions as an image")
@@ -1548,6 +1610,7 @@ def build_parser() -> argparse.ArgumentParser:
     reconstruct.add_argument("-n", type=int, default=16, help="examples to show")
     reconstruct.add_argument("--out", required=True,
                              help="image to write; .png, .jpg, .pdf or .svg")
+    overwrite_option(reconstruct)
     reconstruct.set_defaults(handler=command_reconstruct)
 
     traverse = commands.add_parser(
@@ -1560,6 +1623,7 @@ def build_parser() -> argparse.ArgumentParser:
     traverse.add_argument("--span", type=float, default=2.0,
                           help="sweep over the codes' mean +- span standard deviations")
     traverse.add_argument("--out", required=True, help="image to write; .png, .jpg, .pdf or .svg")
+    overwrite_option(traverse)
     traverse.set_defaults(handler=command_traverse)
 
     impute = commands.add_parser("impute", help="fill the missing entries (NaN) of an array "
@@ -1573,6 +1637,7 @@ def build_parser() -> argparse.ArgumentParser:
     impute.add_argument("--multiple", type=int, help="draw this many imputations each "
                         "(miwae): output shaped (N, multiple, ...)")
     impute.add_argument("--seed", type=int, default=0, help="seed of the draws")
+    overwrite_option(impute)
     impute.set_defaults(handler=command_impute)
 
     models = commands.add_parser("models", help="list the models, priors, likelihoods, "
@@ -1648,7 +1713,9 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--model", help="only this model (e.g. vae), or one roster entry (e.g. "
                       "ae:latent_dim=4)")
     runs.add_argument("--dataset", help="only this dataset")
-    runs.add_argument("--status", choices=["running", "finished", "failed"])
+    runs.add_argument("--status", choices=["running", "finished", "failed", "interrupted"],
+                      help="interrupted: its process is gone; the next study that plans it "
+                      "trains it again")
     runs.add_argument("--budget", choices=list(BUDGETS))
     runs.add_argument("--seed", type=int)
     runs.add_argument("--metric", help="also show this headline figure, e.g. "
@@ -1718,11 +1785,15 @@ def _check_arguments(arguments) -> None:
                 (out / STUDY_FILE).is_file() or (out / STORE_FILE).is_file()):
             raise UsageError(f"--out {arguments.out} holds a study: train into a folder of "
                              "its own")
+        if arguments.command == "train" and out.is_dir() and not _holds_run(out):
+            raise UsageError(f"--out {arguments.out} is not empty and holds no run: train into "
+                             "a new folder (or a run's own, to resume it)")
         if (arguments.command == "compare" and out.is_dir() and any(out.iterdir())
                 and not (out / STUDY_FILE).is_file() and not (out / STORE_FILE).is_file()):
             raise UsageError(f"--out {arguments.out} is not empty and holds no study: study "
                              "into a new folder (or a study's own, to resume it)")
     _check_write_targets(arguments)
+    _check_existing_output(arguments)
     if arguments.command == "train" and arguments.save_config:
         target = Path(arguments.save_config)
         folder = nearest_existing(target.parent)
@@ -1741,6 +1812,17 @@ def _check_arguments(arguments) -> None:
                                                                            os.W_OK | os.X_OK):
             raise UsageError(f"cannot write the evaluation in {folder}: the folder is not "
                              "writable (pass --out FILE in another folder)")
+    if arguments.command == "compare":
+        # Else SQLite's "unable to open database file" names the store, not the folder.
+        places = [("--out", arguments.out, "the study", Path(arguments.out))]
+        if arguments.store:
+            places.append(("--store", arguments.store, "the run store",
+                           Path(arguments.store).parent))
+        for flag, value, what, path in places:
+            folder = nearest_existing(path)
+            if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+                raise UsageError(f"{flag} {value}: cannot write {what} in {folder}: the folder "
+                                 f"is not writable (choose another {flag})")
 
 
 # The files of a run folder that no command's output may replace (evaluate writes its own
@@ -1757,6 +1839,21 @@ def _run_file_names() -> set[str]:
 
     return {CONFIG_FILE, WEIGHTS_FILE, CHECKPOINT_FILE, TRAINING_FILE, HISTORY_FILE, DATA_FILE,
             RUN_FILE, METRICS_FILE, "evaluation.json", FIGURES_FILE, EX_POST_FILE, LOCK_FILE}
+
+
+def _holds_run(folder: Path) -> bool:
+    """Whether `train --out folder` may write there: it is empty, or holds files training
+    writes (resumed, rerun or refused by the run's own checks), or what a killed write left."""
+    from .data.loading import DATA_FILE
+    from .io import CONFIG_FILE, TEMPORARY_NAME, WEIGHTS_FILE
+    from .training.checkpoints import CHECKPOINT_FILE, LOCK_FILE, TRAINING_FILE
+    from .training.history import HISTORY_FILE
+
+    names = {path.name for path in folder.iterdir()}
+    written = {CONFIG_FILE, WEIGHTS_FILE, CHECKPOINT_FILE, TRAINING_FILE, HISTORY_FILE,
+               DATA_FILE, LOCK_FILE}
+    return (not names or bool(names & written)
+            or all(TEMPORARY_NAME.match(name) for name in names))
 
 
 WRITING_OPTIONS = ("out", "store", "tensorboard", "save_config")
@@ -1835,6 +1932,27 @@ def _check_write_targets(arguments) -> None:
         if own and target.name in run_files and not figures:
             raise UsageError(f"{flag} {value} would replace the run's own {target.name}: "
                              "write to another file")
+
+
+# Commands whose --out names one file: what is there may be anything (another dataset's .npy,
+# say), and their images and arrays carry no mark of having been written by aevae.
+FILE_OUTPUT_COMMANDS = ("evaluate", "sample", "reconstruct", "traverse", "vary", "edit", "impute")
+
+
+def _check_existing_output(arguments) -> None:
+    """An --out file that exists already is replaced only with --overwrite; evaluate's own
+    file in the run (its default) is rewritten as ever."""
+    if arguments.command not in FILE_OUTPUT_COMMANDS or not arguments.out or arguments.overwrite:
+        return
+    target = Path(arguments.out)  # as the commands write it
+    if not (target.is_symlink() or target.exists()) or target.is_dir():
+        return  # a folder is refused by the command's own checks
+    run = Path(arguments.run).expanduser().resolve()
+    if (arguments.command == "evaluate" and target.resolve().parent == run
+            and target.name == _evaluation_file(run)):
+        return
+    raise UsageError(f"--out {arguments.out} already exists: pass --overwrite to replace it, "
+                     "or choose another name")
 
 
 def _config_defaults(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:

@@ -347,6 +347,9 @@ def read_npz(path: str | os.PathLike, labels: str | None = None) -> ArrayData:
             arrays = {key: archive[key] for key in archive.files}
     except NUMPY_FILE_ERRORS as error:
         raise _numpy_error(path, error, ".npz archive") from None
+    if labels is not None and labels not in arrays and not Path(labels).expanduser().is_file():
+        raise DataError(f"{path} has no array named {labels!r}; its arrays: "
+                        f"{', '.join(sorted(arrays))} (and no labels file {labels} exists)")
     label_keys = [key for key in ("y", "labels") if key in arrays]
     if labels is not None and labels in arrays:
         label_keys = [labels]
@@ -362,7 +365,7 @@ def read_npz(path: str | os.PathLike, labels: str | None = None) -> ArrayData:
             "name it 'x' or 'data'"
         )
     if labels is not None and labels not in arrays:
-        label_values = read_labels_file(labels)
+        label_values = read_labels_file(Path(labels).expanduser())
     elif label_keys:
         label_values = arrays[label_keys[0]]
     else:
@@ -469,8 +472,12 @@ def read_csv(path: str | os.PathLike, labels: str | None = None) -> ArrayData:
         if len(row) != width:
             raise DataError(f"{path}: line {number} has {len(row)} fields, expected {width}")
 
-    label_column = _label_column(labels, header, width, path)
     label_values = None
+    if (labels not in (None, "first", "last") and (header is None or labels not in header)
+            and Path(labels).expanduser().is_file()):
+        # Not a column but a labels file beside the table, as for .npy data.
+        label_values, labels = read_labels_file(Path(labels).expanduser()), None
+    label_column = _label_column(labels, header, width, path)
     if label_column is not None:
         for number, row in rows:
             if not row[label_column]:
@@ -516,10 +523,11 @@ def _label_column(
     if header is None:
         raise DataError(
             f"{path} has no header row, so there is no column named {labels!r}; "
-            "use labels='last' or labels='first'"
+            f"use labels='last' or labels='first' (and no labels file {labels} exists)"
         )
     if labels not in header:
-        raise DataError(f"{path} has no column named {labels!r}; columns: {', '.join(header)}")
+        raise DataError(f"{path} has no column named {labels!r}; columns: {', '.join(header)} "
+                        f"(and no labels file {labels} exists)")
     return header.index(labels)
 
 

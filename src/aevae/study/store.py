@@ -121,15 +121,27 @@ def _zombie(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
-class RunStore:
-    """Open (or create) the store at ``path``; run directories live in ``runs/`` beside it."""
+def interrupted(row: RunRow) -> bool:
+    """Whether a run was cut off, its process gone (marked so, or left running by a store
+    open read-only): unfinished work, which the next study that plans it trains again."""
+    if row.status == "running":
+        return row.owner != _owner() and not _owner_alive(row.owner, row.updated)
+    return row.status == "failed" and row.error == INTERRUPTED
 
-    def __init__(self, path: str | os.PathLike):
+
+class RunStore:
+    """Open (or create) the store at ``path``; run directories live in ``runs/`` beside it.
+    ``read_only``: open an existing store without writing anything (a listing, an archived or
+    read-only study folder); it changes no row."""
+
+    def __init__(self, path: str | os.PathLike, read_only: bool = False):
         self.path = Path(path).resolve()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.read_only = read_only
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         self.runs_directory = self.path.parent / RUNS_FOLDER
         try:
-            self._connection = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            self._connection = self._connect()
             self._connection.row_factory = sqlite3.Row
             # Before anything is written (even the journal mode): another program's database
             # is refused untouched.
@@ -138,17 +150,14 @@ class RunStore:
             if tables and "meta" not in tables:
                 raise StoreError(f"{self.path}: not a run store (an SQLite database with the "
                                  f"tables {', '.join(sorted(tables))}); choose another file")
-            self._connection.execute("PRAGMA journal_mode=WAL")
-            self._connection.execute("PRAGMA busy_timeout=60000")
-            with self.transaction() as cursor:
-                # executescript would commit on its own; one statement at a time stays inside.
-                for statement in SCHEMA.strip().split(";"):
-                    if statement.strip():
-                        cursor.execute(statement)
-                cursor.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
-                               (str(SCHEMA_VERSION),))
-                version = cursor.execute(
-                    "SELECT value FROM meta WHERE key = 'schema'").fetchone()[0]
+            if read_only:
+                if not tables:
+                    raise StoreError(f"{self.path}: not a run store (it holds no tables)")
+                row = self._connection.execute(
+                    "SELECT value FROM meta WHERE key = 'schema'").fetchone()
+                version = None if row is None else row[0]
+            else:
+                version = self._create()
         except (sqlite3.DatabaseError, StoreError) as error:
             if hasattr(self, "_connection"):
                 self._connection.close()
@@ -159,6 +168,36 @@ class RunStore:
             self._connection.close()
             raise StoreError(f"{self.path}: run store schema {version}, this aevae reads "
                              f"{SCHEMA_VERSION}")
+
+    def _connect(self) -> sqlite3.Connection:
+        if not self.read_only:
+            return sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        uri, connection = self.path.as_uri() + "?mode=ro", None
+        try:
+            connection = sqlite3.connect(uri, uri=True, timeout=60, isolation_level=None)
+            connection.execute("SELECT 1 FROM sqlite_master LIMIT 1")  # opens the file
+            return connection
+        except sqlite3.OperationalError as error:
+            if connection is not None:
+                connection.close()
+            if "unable to open" not in str(error):
+                raise
+        # A WAL store in a folder this process cannot write: SQLite cannot make its
+        # shared-memory file there, so read the file as one that does not change.
+        return sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None)
+
+    def _create(self) -> str:
+        """The journal mode and the tables (kept where they exist); the schema version."""
+        self._connection.execute("PRAGMA journal_mode=WAL")
+        self._connection.execute("PRAGMA busy_timeout=60000")
+        with self.transaction() as cursor:
+            # executescript would commit on its own; one statement at a time stays inside.
+            for statement in SCHEMA.strip().split(";"):
+                if statement.strip():
+                    cursor.execute(statement)
+            cursor.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
+                           (str(SCHEMA_VERSION),))
+            return cursor.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0]
 
     def close(self) -> None:
         self._connection.close()
@@ -209,8 +248,10 @@ class RunStore:
                seed: int | None = None) -> list[RunRow]:
         """Rows matching every filter given (``model``: a model's name or an entry's key),
         oldest first. Runs left marked running by a process that is gone are first marked
-        failed (``recover_abandoned``)."""
-        self.recover_abandoned()
+        failed (``recover_abandoned``), unless the store is open read-only (``interrupted``
+        tells them)."""
+        if not self.read_only:
+            self.recover_abandoned()
         clauses, values = [], []
         if model is not None:  # a model's name, or one roster entry's key
             clauses.append("(model = ? OR entry = ?)")
