@@ -151,16 +151,16 @@ def test_the_reference_spread_is_computed_once_for_every_realism_figure(
     # Midpoints, edits and variations are all measured in units of the reference features'
     # mean nearest-neighbour distance: one computation serves the three groups and later runs.
     from aevae.metrics import evaluate as module
-    from aevae.metrics._utils import kth_neighbour_distances
+    from aevae.metrics._utils import kth_neighbour_distances, mean_spacing
 
     module._REFERENCE_MEMOS.clear()
     calls = []
 
-    def counted(values, k):
-        calls.append(k)
-        return kth_neighbour_distances(values, k)
+    def counted(values):
+        calls.append(1)
+        return mean_spacing(values)
 
-    monkeypatch.setattr(module, "kth_neighbour_distances", counted)
+    monkeypatch.setattr(module, "mean_spacing", counted)
     groups = ["interpolation", "manipulation", "variation"]
     settings = small_settings(reference_images=300, seed=5)
     first = evaluate(vae, digits, metrics=groups, settings=settings)["metrics"]

@@ -53,6 +53,33 @@ def test_knn_lowers_k_when_few_labels():
     assert result["k_used"] == {"1": 3}
 
 
+def test_a_label_budget_no_class_can_meet_is_not_measured():
+    """With 22 labelled training examples the "10" and "100 labels per class" figures were
+    the all-labels figure under other names (new-user audit)."""
+    train, train_labels = labelled_codes("perfect", seed=0)
+    test, test_labels = labelled_codes("perfect", seed=1)
+    keep = np.concatenate([np.flatnonzero(train_labels == label)[:count]
+                           for label, count in zip(range(N_CLASSES), (40, 7, 120, 120, 120))])
+    for measure in (metrics.linear_probe_accuracy, metrics.knn_accuracy):
+        result = measure(train[keep], train_labels[keep], test, test_labels, seed=0)
+        assert result["accuracy"]["10"] is None and result["accuracy"]["100"] is None
+        assert result["n_train"]["10"] is None and result["accuracy"]["all"] > 0.99
+        assert result["unmet"] == {
+            "10": "a class has only 7 labelled training example(s), fewer than 10",
+            "100": "a class has only 7 labelled training example(s), fewer than 100"}
+    full = metrics.linear_probe_accuracy(train, train_labels, test, test_labels, seed=0)
+    assert "unmet" not in full  # every budget met: the result is as before
+    # The study names the reason instead of "not measured".
+    from aevae.study.tasks import TASKS
+    from aevae.study.verdicts import _group_reason
+
+    probe_10 = TASKS["few_labels"].metrics[0]
+    by_seed = {0: {"structure": {"available": True, "linear_probe": result}}}
+    by_seed[0]["structure"]["linear_probe"] = metrics.linear_probe_accuracy(
+        train[keep], train_labels[keep], test, test_labels, seed=0)
+    assert _group_reason(by_seed, probe_10).startswith("a class has only 7 labelled")
+
+
 def test_probes_on_random_codes_are_at_chance():
     train, train_labels = labelled_codes("random", n=1000, seed=0)
     test, test_labels = labelled_codes("random", n=1000, seed=1)

@@ -1062,7 +1062,9 @@ def test_a_figure_every_model_is_barred_from_says_so_and_why():
     one = rows_of({"vae": [-90.0, -91.0]})
     assert decide(one, "higher")["reason"] == "only one model has this figure"
     none = {"ae": {"available": False, "reason": "no likelihood"}}
-    assert decide(none, "higher")["reason"] == "no model has this figure"
+    assert decide(none, "higher")["reason"] == "no model has this figure (no likelihood)"
+    none["vae"] = {"available": False, "reason": "a class has only 7 labelled training example"}
+    assert decide(none, "higher")["reason"] == "no model has this figure"  # reasons differ
 
 
 def test_a_bottom_line_row_on_the_shared_seeds_says_which():

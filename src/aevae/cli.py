@@ -751,6 +751,12 @@ def _evaluation_table(result: dict, model) -> str:
     unavailable = [[name, "n/a", group.get("reason", "")] for name, group in
                    result["metrics"].items() if isinstance(group, dict)
                    and group.get("available") is False]
+    for task in TASKS.values():  # figures a group left out, saying why (a label budget)
+        for metric in task.metrics:
+            reasons = [lookup(result["metrics"], (*path[:-2], "unmet", path[-1]))
+                       for path in metric.paths]
+            if reason := next((text for text in reasons if isinstance(text, str)), None):
+                unavailable.append([metric.label, "n/a", reason])
     table = _format_table(["task", "figure", model.name], rows)
     if unavailable:
         table += "\n\n" + _format_table(["group", "", "why not measured"], unavailable)

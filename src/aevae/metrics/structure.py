@@ -59,21 +59,30 @@ def _probe(
     test_labels: np.ndarray,
     labels_per_class: LabelBudgets,
     seed: SeedLike,
-) -> tuple[dict, dict]:
+) -> tuple[dict, dict, dict]:
+    """(accuracy, examples used, unmet) per label budget; a budget some class cannot meet
+    has None figures and its reason in ``unmet``."""
     generator = make_generator(seed)
     train_values = as_2d(train_codes, "train_codes")
     test_values = as_2d(test_codes, "test_codes")
     train_targets = _labels_for(train_labels, train_values, "train")
     test_targets = _labels_for(test_labels, test_values, "test")
-    accuracy, n_train = {}, {}
+    accuracy, n_train, unmet = {}, {}, {}
+    smallest = int(np.unique(train_targets, return_counts=True)[1].min())
     for per_class in labels_per_class:
+        name = _budget_name(per_class)
+        if per_class is not None and smallest < per_class:
+            # "100 labels per class" measured with fewer would be another figure under its name.
+            accuracy[name] = n_train[name] = None
+            unmet[name] = (f"a class has only {smallest} labelled training example(s), fewer "
+                           f"than {per_class}")
+            continue
         index = select_per_class(train_targets, per_class, generator)
         model = make_pipeline(StandardScaler(), make_model(index.size))
         model.fit(train_values[index], train_targets[index])
-        name = _budget_name(per_class)
         accuracy[name] = float(np.mean(model.predict(test_values) == test_targets))
         n_train[name] = int(index.size)
-    return accuracy, n_train
+    return accuracy, n_train, unmet
 
 
 def linear_probe_accuracy(
@@ -89,7 +98,8 @@ def linear_probe_accuracy(
     """Test accuracy of logistic regression on standardised codes, per label budget.
 
     For each budget, that many random training examples per class (None = all) are used;
-    the scaler is fitted on those examples only. regularisation is sklearn's C.
+    the scaler is fitted on those examples only. regularisation is sklearn's C. A budget some
+    class has too few examples for is not measured: its figures are None and "unmet" says why.
 
     Returns {"accuracy": {"10": .., "100": .., "all": ..}, "n_train": {...},
     "labels_per_class", "max_iter", "regularisation", "seed"}.
@@ -99,12 +109,13 @@ def linear_probe_accuracy(
     def make_model(_: int) -> LogisticRegression:
         return LogisticRegression(C=regularisation, max_iter=max_iter, random_state=random_state)
 
-    accuracy, n_train = _probe(
+    accuracy, n_train, unmet = _probe(
         make_model, train_codes, train_labels, test_codes, test_labels, labels_per_class, seed
     )
     return {
         "accuracy": accuracy,
         "n_train": n_train,
+        **({"unmet": unmet} if unmet else {}),
         "labels_per_class": list(labels_per_class),
         "max_iter": int(max_iter),
         "regularisation": float(regularisation),
@@ -131,14 +142,15 @@ def knn_accuracy(
     def make_model(n_available: int) -> KNeighborsClassifier:
         return KNeighborsClassifier(n_neighbors=min(k, n_available))
 
-    accuracy, n_train = _probe(
+    accuracy, n_train, unmet = _probe(
         make_model, train_codes, train_labels, test_codes, test_labels, labels_per_class, seed
     )
     for name, count in n_train.items():
-        used[name] = min(k, count)
+        used[name] = None if count is None else min(k, count)
     return {
         "accuracy": accuracy,
         "n_train": n_train,
+        **({"unmet": unmet} if unmet else {}),
         "labels_per_class": list(labels_per_class),
         "k": int(k),
         "k_used": used,

@@ -39,7 +39,8 @@ def _value(value, digits: int) -> str:
 
 def copies_sentence(data: dict) -> str | None:
     """A warning when test examples repeat training examples (data with duplicated rows)."""
-    copies, tests = data.get("test_copies_of_training") or 0, data["splits"].get("test") or 0
+    copies = data.get("test_copies_of_training") or 0
+    tests = (data.get("splits") or {}).get("test") or 0
     if not copies or not tests:
         return None
     return (f"Repeated rows: {copies:,} of the {tests:,} test examples "

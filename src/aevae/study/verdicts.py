@@ -107,12 +107,17 @@ def _first_present(metrics: dict, metric: Metric):
 
 
 def _group_reason(metrics_by_seed: dict, metric: Metric) -> str | None:
-    """Why a group produced nothing (its own ``reason``), if it says."""
+    """Why a group produced nothing (its own ``reason``), or why it left this figure out
+    (an ``unmet`` entry beside it, as a label budget no class can meet), if it says."""
     for metrics in metrics_by_seed.values():
         for group in metric.groups:
             result = metrics.get(group)
             if isinstance(result, dict) and result.get("available") is False:
                 return result.get("reason")
+        for path in metric.paths:
+            unmet = lookup(metrics, (*path[:-2], "unmet", path[-1]))
+            if isinstance(unmet, str):
+                return unmet
     return None
 
 
@@ -249,6 +254,9 @@ def decide(rows: dict[str, dict], direction: str, tie: float | None = None,
         if not barred:
             reason = ("no model has this figure" if not available else
                       "only one model has this figure")
+            causes = {row.get("reason") for row in rows.values() if not row["available"]}
+            if not available and len(causes) == 1 and None not in causes:
+                reason += f" ({causes.pop()})"  # the same cause for every model: say it
         elif all(rows[key].get("baseline_failure") and not rows[key].get("excluded")
                  for key in barred):
             reason = "no model does better than the trivial method"
