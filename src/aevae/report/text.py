@@ -200,7 +200,7 @@ def study_text(results: dict) -> str:
         lines.append(f"\nSmall sample: {small}")
     if mixed := mixed_versions(results):
         lines.append(f"\nMixed versions: {mixed}")
-    lines.append(f"\nVerdicts by task ({len(labels)} models):")
+    lines.append(f"\nVerdicts by task ({len(labels)} model{'s' * (len(labels) != 1)}):")
     lines += [f"- {sentence}" for sentence in results["summary"]]
     if results.get("skipped"):
         lines.append("Skipped: " + "; ".join(f"{item['title'].lower()} ({item['reason']})"
@@ -210,7 +210,10 @@ def study_text(results: dict) -> str:
     lines.append(format_table(["headline figure (mean over seeds)", *labels.values()],
                               _headline_rows(results)))
     timing = results.get("timing")
-    if timing:
+    if timing and not timing["runs_executed"]:  # an overhead of 100% would say nothing
+        lines.append(f"\nNothing trained or evaluated now: all {len(results.get('runs') or [])} "
+                     f"run(s) came from the store; wall time {timing['wall_seconds']:.0f} s")
+    elif timing:
         lines.append(f"\n{timing['runs_executed']} run(s) trained or evaluated now, wall time "
                      f"{timing['wall_seconds']:.0f} s (study overhead "
                      f"{100 * (timing['overhead_fraction'] or 0):.1f}%)")

@@ -74,8 +74,8 @@ def _training_findings(record: dict) -> list[Finding]:
     if not losses:
         return [Finding("diverged", EXCLUDED, "no finite validation loss was recorded")]
     if best == 1 and run > 1:
-        return [Finding("stopped at epoch 1", EXCLUDED, f"its best validation loss came after "
-                        f"the first of {run} epochs: training only made it worse")]
+        return [Finding("stopped at epoch 1", EXCLUDED, f"its best validation loss was at epoch 1 "
+                        f"of {run}: training only made it worse")]
     window = min(patience or 5, len(losses) - 1)
     if cap is not None and run >= cap and best > run - window and window > 0:
         total = losses[0] - min(losses)
