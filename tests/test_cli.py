@@ -46,6 +46,15 @@ def test_resume_continues_a_run(tmp_path, capsys):
     code, out_text, _ = run(capsys, *arguments, "--epochs", "3", "--resume")
     assert code == 0 and "for 3 epochs" in out_text
     assert len((out / "history.csv").read_text().splitlines()) == 4
+    # The run's records name its model and data: a resume need not repeat them (it said
+    # "train needs --data").
+    code, out_text, _ = run(capsys, "train", "--out", str(out), "--epochs", "4", "--resume",
+                            "--quiet")
+    assert code == 0 and "trained ae for 4 epochs" in out_text
+    code, _, err = run(capsys, "train", "vae", "--out", str(out), "--resume", "--quiet")
+    assert code == 2 and "it holds an ae, the command asks for vae" in err
+    code, _, err = run(capsys, "train", "--out", str(tmp_path / "new"), "--resume", "--quiet")
+    assert code == 2 and "train needs model" in err  # nothing to resume there
 
 
 def test_evaluate_sample_reconstruct(trained_run, tmp_path, capsys):

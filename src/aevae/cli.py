@@ -261,7 +261,7 @@ def _data_record(arguments, resumed: Path | None) -> dict:
     from .data.loading import absolute_path, recorded_data, recorded_labels
 
     given = {
-        "data": recorded_data(arguments.data),
+        "data": None if arguments.data is None else recorded_data(arguments.data),
         "data_dir": absolute_path(arguments.data_dir),
         "labels": recorded_labels(arguments.labels),
         "validation_fraction": arguments.validation_fraction,
@@ -489,7 +489,10 @@ def command_train(arguments) -> int:
     from .training import resolve_device
     from .training.distributed import is_main_process
 
-    for name in ("model", "data", "out"):
+    # Resuming, the run's own records name its model and data: they need not be repeated.
+    resuming = (arguments.resume and arguments.out is not None
+                and (Path(arguments.out) / CONFIG_FILE).is_file())
+    for name in ("out",) if resuming else ("model", "data", "out"):
         if getattr(arguments, name) is None:
             flag = name if name == "model" else f"--{name}"
             raise UsageError(f"train needs {flag} (on the command line or in --config)")
@@ -504,6 +507,8 @@ def command_train(arguments) -> int:
     model = None
     if resumed is not None:
         model = build_saved(out)
+        if arguments.model is None:
+            arguments.model = model.name
         _check_resumable(out, model, arguments.model, options)
         if (refused := model.training_refusal()) is not None:  # saved by an older version
             raise UsageError(f"cannot resume {out}: this version no longer trains its "
