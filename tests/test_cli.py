@@ -1218,3 +1218,14 @@ def test_edit_names_the_classes_when_a_class_has_no_example(tmp_path, capsys):
     _one_error_line(code, err, "--to 42: no example of class 42 in the run's training data; "
                     "its classes: 0, 2, 5")
     assert not (tmp_path / "e.npy").exists()
+
+
+def test_train_sizes_a_table_s_code_as_compare_does(tmp_path, capsys):
+    """16 codes for a 10-column table would be no bottleneck (new-user audit)."""
+    path = tmp_path / "table.npy"
+    np.save(path, np.random.default_rng(0).standard_normal((120, 10)).astype(np.float32))
+    for extra, expected in (([], 5), (["--latent-dim", "3"], 3)):
+        out = tmp_path / f"run{expected}"
+        assert run(capsys, "train", "ae", "--data", str(path), "--epochs", "1", "--out",
+                   str(out), "--quiet", *extra)[0] == 0
+        assert json.loads((out / "config.json").read_text())["config"]["latent_dim"] == expected

@@ -531,6 +531,11 @@ def command_train(arguments) -> int:
     if model is None:
         options["input_shape"] = shape
         options.setdefault("seed", record["seed"])  # one --seed fixes initialisation too
+        if len(shape) == 1 and "latent_dim" not in options:
+            # 16 codes for a 10-column table would be no bottleneck: sized as compare does.
+            from .study.settings import default_network
+
+            options["latent_dim"] = default_network(tuple(shape))["latent_dim"]
         if ("labels" in model_class(arguments.model).uses and "classes" not in options
                 and dataset is not None and dataset.train.labels is not None):
             # The data's classes, not 10: every split's (a class may sit in validation only).
@@ -1507,7 +1512,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--tensorboard", help="write TensorBoard curves, per-dimension KL and "
                        "sample grids to this folder (needs the tensorboard extra)")
     train.add_argument("--latent-dim", type=int, help="size of the code z (default: the "
-                       "model's, 16 for most)")
+                       "model's, 16 for most; for a table, half its features from 2 to 8, as "
+                       "compare chooses)")
     train.add_argument("--network", help=_one_of(NETWORKS))
     train.add_argument("--hidden", type=_int_list, help="hidden widths, e.g. 512,256")
     train.add_argument("--activation", help=f"{_one_of([*ACTIVATIONS, GATED])} (default: the "
