@@ -1229,3 +1229,25 @@ def test_train_sizes_a_table_s_code_as_compare_does(tmp_path, capsys):
         assert run(capsys, "train", "ae", "--data", str(path), "--epochs", "1", "--out",
                    str(out), "--quiet", *extra)[0] == 0
         assert json.loads((out / "config.json").read_text())["config"]["latent_dim"] == expected
+
+
+def test_train_can_keep_a_test_split_for_evaluate(tmp_path, capsys):
+    """Evaluating a run trained on a file measured on the validation split, which chose the
+    best epoch, and did not say so (new-user audit)."""
+    path = tmp_path / "table.npy"
+    np.save(path, np.random.default_rng(0).standard_normal((200, 6)).astype(np.float32))
+    held = tmp_path / "held"
+    assert run(capsys, "train", "ae", "--data", str(path), "--epochs", "1", "--test-fraction",
+               "0.2", "--out", str(held), "--quiet")[0] == 0
+    assert json.loads((held / "data.json").read_text())["test_fraction"] == 0.2
+    code, out, _ = run(capsys, "evaluate", str(held), "--metrics", "reconstruction", "--quiet")
+    assert code == 0 and "\n40 test examples of table" in out and "note:" not in out
+    plain = tmp_path / "plain"
+    assert run(capsys, "train", "ae", "--data", str(path), "--epochs", "1", "--out", str(plain),
+               "--quiet")[0] == 0
+    code, out, _ = run(capsys, "evaluate", str(plain), "--metrics", "reconstruction", "--quiet")
+    assert code == 0 and "validation examples of table" in out
+    assert "note: measured on the validation split, which chose the best epoch" in out
+    code, _, err = run(capsys, "train", "ae", "--data", str(path), "--test-fraction", "0.2",
+                       "--stream", "--out", str(tmp_path / "streamed"), "--quiet")
+    assert code == 2 and "--test-fraction needs the data in memory" in err

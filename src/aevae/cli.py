@@ -57,7 +57,8 @@ DATA_RECORD = {
     "seed": ((int,), "an integer"),
     "limit": ((int, type(None)), "an integer or null"),
     "image_size": ((str, type(None)), "HEIGHTxWIDTH or null"),
-    # Written by a study's runs: the test split it carved and the rescaling it trained on.
+    # The test split carved (a study's runs, train --test-fraction), and the rescaling a
+    # study's run trained on.
     "test_fraction": ((int, float), "a number"),
     "preparation": ((dict,), "an object"),
     # Written by the conditional models' runs: the names of their classes; by runs on a table
@@ -228,7 +229,7 @@ def command_datasets(arguments) -> int:
 MODEL_FLAGS = ("latent_dim", "network", "hidden", "activation", "norm", "init", "likelihood",
                "prior")
 # The data settings data.json records, and their defaults for a new run.
-SPLIT_DEFAULTS = {"validation_fraction": 0.1, "seed": 0, "limit": None}
+SPLIT_DEFAULTS = {"validation_fraction": 0.1, "test_fraction": 0.0, "seed": 0, "limit": None}
 
 
 def _model_options(arguments) -> dict:
@@ -265,6 +266,7 @@ def _data_record(arguments, resumed: Path | None) -> dict:
         "data_dir": absolute_path(arguments.data_dir),
         "labels": recorded_labels(arguments.labels),
         "validation_fraction": arguments.validation_fraction,
+        "test_fraction": arguments.test_fraction,
         "seed": arguments.seed,
         "limit": arguments.limit,
         "image_size": _image_size_text(arguments.image_size),
@@ -345,6 +347,9 @@ def _stream_source(arguments, record: dict):
                          "loaded (leave out --stream)")
     if record["labels"] is not None:
         raise UsageError("--stream reads x only: labels need the data in memory")
+    if record.get("test_fraction"):
+        raise UsageError("--stream holds out a validation split only: --test-fraction needs "
+                         "the data in memory (leave out --stream)")
     fraction, seed = record["validation_fraction"], record["seed"]
     if is_npy:
         # As load_dataset splits in memory: validation carved from the whole file, then the
@@ -521,7 +526,8 @@ def command_train(arguments) -> int:
     else:
         dataset = load_dataset(
             record["data"], data_dir=record["data_dir"], labels=record["labels"],
-            validation_fraction=record["validation_fraction"], seed=record["seed"],
+            validation_fraction=record["validation_fraction"],
+            test_fraction=record.get("test_fraction", 0.0), seed=record["seed"],
             limit=record["limit"], image_size=record.get("image_size"),
         )
         if dataset.train.lengths is None:
@@ -587,7 +593,8 @@ def command_train(arguments) -> int:
     if arguments.save_config:
         options = {key: value for key, value in vars(arguments).items() if key not in NOT_SAVED}
         options["option"] = dict(options["option"] or [])
-        options.update(seed=record["seed"], validation_fraction=record["validation_fraction"])
+        options.update(seed=record["seed"], validation_fraction=record["validation_fraction"],
+                       test_fraction=record.get("test_fraction", 0.0))
         write_toml(arguments.save_config, options,
                    comment=f"aevae train --config {Path(arguments.save_config).name}")
     last = model.history_.epochs[-1]
@@ -741,6 +748,10 @@ def command_evaluate(arguments) -> int:
     print(f"\n{result['examples']} {result['split']} examples of {dataset.name} "
           f"({arguments.budget} settings{', capped' if capped else ''}); every figure with "
           f"its settings in {out}")
+    if result["split"] == "validation":  # early stopping chose the epoch on these examples
+        print("note: measured on the validation split, which chose the best epoch, so the "
+              "figures lean optimistic; `aevae train --test-fraction 0.2` keeps a test split "
+              "for evaluate")
     return 0
 
 
@@ -1531,6 +1542,10 @@ def build_parser() -> argparse.ArgumentParser:
     _training_flags(train)
     train.add_argument("--validation-fraction", type=float,
                        help="share of training data held out for validation (default 0.1)")
+    train.add_argument("--test-fraction", type=float,
+                       help="share of a file's data held out as a test split, first, for "
+                       "`aevae evaluate` (default 0: none, and evaluate measures on the "
+                       "validation split, which chose the best epoch)")
     train.add_argument("--limit", type=int, help="use only the first N training examples")
     train.add_argument("--stream", action="store_true",
                        help="read a .npy file in shuffled chunks (or an image folder image by "
