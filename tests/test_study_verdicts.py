@@ -1161,9 +1161,12 @@ def test_a_win_on_the_figure_notes_the_guard_the_other_also_fails():
     task = next(task for task in tasks if task["name"] == "prior_sampling")
     pair = compare_pair(task, task["metrics"][0], "ae", "vae")
     assert pair["outcome"] == "second" and "by_default" not in pair
-    assert pair["guard_note"].startswith("ae: ")
+    assert pair["guard_note"].startswith("ae: ") and pair["guard_failure"]["model"] == "ae"
     [row] = bottom_line([task], {"ae": "ae", "vae": "vae"})
     _, [cells], notes = bottom_line_rows({"roles": {"ae": "ae", "vae": "vae"},
                                          "bottom_line": [row]}, {"ae": "ae", "vae": "vae"})
     assert cells[4] == "vae" and cells[5].endswith("[1]")
-    assert notes == [f"{row['goal']}: decided by the figure; besides, {pair['guard_note']}"]
+    assert notes == [f"{row['goal']}: won on the figure; ae also fails a guard: "
+                     f"{pair['guard_failure']['text']}"]
+    assert notes[0].startswith("generate (prior samples): won on the figure; ae also fails a "
+                               "guard: its samples cover under half as much of the data: ")

@@ -81,8 +81,9 @@ def bottom_line_rows(answer: dict, labels: dict[str, str], short: bool = False
             notes.append(f"{row['goal']}: both figures are means over seed(s) {seeds}, the "
                          "ones both models have")
             margin = f"{margin} [{len(notes)}]".strip()
-        if row.get("guard_note"):  # or the roster's verdict "by default" reads as a contradiction
-            notes.append(f"{row['goal']}: decided by the figure; besides, {row['guard_note']}")
+        if failure := row.get("guard_failure"):  # or the roster's "by default" seems to clash
+            notes.append(f"{row['goal']}: won on the figure; {failure['model']} also fails a "
+                         f"guard: {failure['text']}")
             margin = f"{margin} [{len(notes)}]".strip()
         cells += [row_verdict(row, labels, roles), margin, _best_text(row, labels)]
         rows.append(cells)

@@ -100,8 +100,8 @@ def bottom_line(tasks: list[dict], roles: dict[str, str]) -> list[dict]:
                     "negligible": pair.get("negligible", False)})
         if pair.get("shared_seeds"):  # the means shown are on these seeds, not on all
             row["shared_seeds"] = pair["shared_seeds"]
-        if pair.get("guard_note"):  # the figure decided; the other also fails a guard
-            row["guard_note"] = pair["guard_note"]
+        if pair.get("guard_failure"):  # the figure decided; the other also fails a guard
+            row["guard_failure"] = pair["guard_failure"]
         for role, key in (("ae", ae), ("vae", vae)):
             source = metric["rows"].get(key) or {}
             if not source.get("available", False):

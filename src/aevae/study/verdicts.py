@@ -481,7 +481,9 @@ def compare_pair(task: dict, metric: dict, first: str, second: str) -> dict:
                     f"{names[winner]}: {own[winner][0]}"}
         note = f"{names[loser]}: {failing[loser][0]}"
         if figure["outcome"] == ("first" if winner == first else "second"):
-            return {**figure, "guard_note": note}  # the figure decides; the guard agrees
+            # The figure decides; the guard agrees.
+            return {**figure, "guard_note": note,
+                    "guard_failure": {"model": names[loser], "text": failing[loser][0]}}
         # As in the verdicts: a model that fails a guard cannot win, so the other does.
         return {**figure, "outcome": "first" if winner == first else "second",
                 "by_default": "guard", "reason": note}
