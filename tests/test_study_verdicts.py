@@ -1170,3 +1170,41 @@ def test_a_win_on_the_figure_notes_the_guard_the_other_also_fails():
                      f"{pair['guard_failure']['text']}"]
     assert notes[0].startswith("generate (prior samples): won on the figure; ae also fails a "
                                "guard: its samples cover under half as much of the data: ")
+
+
+def test_shares_that_agree_to_the_step_on_two_seeds_keep_an_interval():
+    """Accuracies on 60 test examples move in steps of 1/60: two seeds with the same
+    difference gave a zero-width interval, sold as a clear win (new-user audit)."""
+    from aevae.study.statistics import paired_difference, step_deviation
+
+    def studied_pair(examples_apart):
+        runs = {key: {seed: full_metrics({("clustering", "kmeans_accuracy"): accuracy,
+                                          ("compression", "mse"): mse}) for seed in range(2)}
+                for key, accuracy, mse in (("ae", 0.45, 0.30),
+                                           ("vae", 0.45 - examples_apart / 60, 0.35))}
+        for key in runs:
+            for metrics in runs[key].values():
+                metrics["structure"]["n_test"] = 60
+        tasks = task_results(runs, {key: model(key) for key in runs}, FACTORS)
+        clustering = next(task for task in tasks if task["name"] == "clustering")
+        return tasks, clustering, clustering["metrics"][0]
+
+    _, clustering, accuracy = studied_pair(2)
+    assert accuracy["rows"]["ae"]["step"] == pytest.approx(1 / 60)
+    pair = compare_pair(clustering, accuracy, "ae", "vae")
+    # Half width t(0.975, 1) x sqrt(2) x (1/60) / sqrt(12) / sqrt(2) = 0.0611.
+    assert pair["high"] - pair["difference"] == pytest.approx(0.0611, abs=1e-4)
+    assert pair["outcome"] == "level"  # 2 examples apart on both seeds: not shown
+    tasks, clustering, accuracy = studied_pair(5)
+    pair = compare_pair(clustering, accuracy, "ae", "vae")
+    assert pair["outcome"] == "first" and pair["low"] == pytest.approx(5 / 60 - 0.0611, abs=1e-4)
+    # A figure that does not move in steps keeps its exact interval.
+    compression = next(task for task in tasks if task["name"] == "compression")
+    assert "step" not in compression["metrics"][0]["rows"]["ae"]
+    exact = compare_pair(compression, compression["metrics"][0], "ae", "vae")
+    assert exact["low"] == exact["high"] and exact["outcome"] == "first"
+    # With a real spread above the step's, nothing changes.
+    spread = {0: 0.5, 1: 0.6, 2: 0.7}
+    assert paired_difference(spread, {0: 0.0, 1: 0.0, 2: 0.0}, step=1 / 60)[0] == (
+        paired_difference(spread, {0: 0.0, 1: 0.0, 2: 0.0})[0])
+    assert step_deviation(1 / 60) == pytest.approx(1 / 60 / 12 ** 0.5)

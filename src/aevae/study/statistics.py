@@ -38,8 +38,9 @@ class Interval:
         return self.low <= value <= self.high
 
 
-def t_interval(values, confidence: float = CONFIDENCE) -> Interval:
-    """Mean and ``confidence`` Student-t interval of ``values`` (seeds); finite values only."""
+def t_interval(values, confidence: float = CONFIDENCE, floor: float = 0.0) -> Interval:
+    """Mean and ``confidence`` Student-t interval of ``values`` (seeds); finite values only.
+    ``floor``: the least standard deviation the values can be said to have (see ``step``)."""
     data = np.asarray([value for value in values if value is not None], dtype=np.float64)
     data = data[np.isfinite(data)]
     if data.size == 0:
@@ -47,23 +48,30 @@ def t_interval(values, confidence: float = CONFIDENCE) -> Interval:
     mean = float(data.mean())
     if data.size == 1:
         return Interval(mean, None, None, 1, None)
-    deviation = float(data.std(ddof=1))
+    deviation = max(float(data.std(ddof=1)), floor)
     half_width = float(stats.t.ppf(0.5 + confidence / 2, data.size - 1)) * deviation / math.sqrt(
         data.size)
     return Interval(mean, mean - half_width, mean + half_width, int(data.size), deviation)
 
 
-def paired_difference(first: dict, second: dict, confidence: float = CONFIDENCE
-                      ) -> tuple[Interval, list[float]] | None:
+def step_deviation(step: float) -> float:
+    """The standard deviation rounding to a grid of ``step`` adds (uniform over a step): a
+    figure that moves in steps (a share of n examples: 1 / n) cannot show seeds a smaller
+    spread, so identical values on two seeds do not make a zero-width interval."""
+    return step / math.sqrt(12.0)
+
+
+def paired_difference(first: dict, second: dict, confidence: float = CONFIDENCE,
+                      step: float = 0.0) -> tuple[Interval, list[float]] | None:
     """Interval of first - second over the seeds both have a finite value for, and the
     per-seed differences; None if they share no seed. ``first`` and ``second`` map seed ->
-    value."""
+    value; ``step``: the figures' step, if they move in steps (each rounds on its own)."""
     shared = sorted(seed for seed in first if seed in second
                     and _finite(first[seed]) and _finite(second[seed]))
     if not shared:
         return None
     differences = [float(first[seed]) - float(second[seed]) for seed in shared]
-    interval = t_interval(differences, confidence)
+    interval = t_interval(differences, confidence, floor=math.sqrt(2.0) * step_deviation(step))
     # Differences that cancel (0.0028 + 0.0222 - 0.025) leave rounding noise: say 0, not 3.7e-17.
     scale = max(abs(float(values[seed])) for values in (first, second) for seed in shared)
     if abs(interval.mean) <= ROUNDING * scale:

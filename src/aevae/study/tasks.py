@@ -84,6 +84,9 @@ class Metric:
     baseline_label: str = ""
     # Where a run records the figure's largest possible value (active units: the code size).
     upper: tuple[str, ...] | None = None
+    # A share of ``count`` items (an accuracy): it moves in steps of 1 / count, so seeds that
+    # agree to the step have not shown a spread of zero (their intervals keep the step's).
+    proportion: bool = False
 
     def __post_init__(self):
         if self.direction not in ("lower", "higher"):
@@ -361,13 +364,14 @@ register_task(Task(
         Metric("probe_10", "linear probe, 10 labels per class",
                (("structure", "linear_probe", "accuracy", "10"),), "higher", unit="accuracy",
                count=("structure", "n_test"), min_count=200, bounds=UNIT_RANGE,
-               short="probe, 10/class"),
+               short="probe, 10/class", proportion=True),
         Metric("probe_100", "linear probe, 100 labels per class",
                (("structure", "linear_probe", "accuracy", "100"),), "higher", unit="accuracy",
-               count=("structure", "n_test"), min_count=200, bounds=UNIT_RANGE),
+               count=("structure", "n_test"), min_count=200, bounds=UNIT_RANGE,
+               proportion=True),
         Metric("knn_all", "5-NN, all labels", (("structure", "knn", "accuracy", "all"),),
                "higher", unit="accuracy", count=("structure", "n_test"), min_count=200,
-               bounds=UNIT_RANGE),
+               bounds=UNIT_RANGE, proportion=True),
     ),
     needs=("labels",),
     goal="classify with few labels",
@@ -381,7 +385,7 @@ register_task(Task(
         Metric("kmeans_accuracy", "k-means accuracy (Hungarian)",
                (("structure", "clustering", "accuracy"),), "higher",
                count=("structure", "n_test"), min_count=200, bounds=UNIT_RANGE,
-               short="k-means accuracy"),
+               short="k-means accuracy", proportion=True),
         Metric("kmeans_nmi", "k-means NMI", (("structure", "clustering", "nmi"),), "higher",
                count=("structure", "n_test"), min_count=200, bounds=UNIT_RANGE),
     ),
@@ -462,7 +466,7 @@ register_task(Task(
         Metric("edit_success", "edits that show the target class",
                (("manipulation", "edit_success"),), "higher", unit="share",
                count=("manipulation", "edits"), min_count=200, bounds=UNIT_RANGE,
-               short="edit success"),
+               short="edit success", proportion=True),
         Metric("edit_realism", "edited examples: distance to the nearest training example",
                (("manipulation", "realism", "value"),), "lower",
                unit="1 = as close as data is to data", bounds=POSITIVE),

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 
 from .health import describe, dropped_seeds, excluded
-from .statistics import paired_difference, t_interval
+from .statistics import paired_difference, step_deviation, t_interval
 from .tasks import (
     TASKS,
     DataInfo,
@@ -150,8 +150,14 @@ def metric_rows(metric: Metric, runs: dict[str, dict[int, dict]],
                       or (failed[0] if failed and not by_seed else None) or "not measured")
             rows[key] = {"available": False, "reason": reason}
             continue
-        interval = t_interval(values.values())
+        step = None
+        if metric.proportion and (counts := _numbers(
+                [by_seed[seed] for seed in values], metric.count)) and min(counts) > 0:
+            step = 1.0 / min(counts)  # a share of that many: it moves in these steps
+        interval = t_interval(values.values(), floor=step_deviation(step or 0.0))
         row = {"available": True, "values": values, **interval.to_dict(), "flags": []}
+        if step is not None:
+            row["step"] = step
         if left_out:
             row["left_out"] = left_out
             row["flags"].append(f"seed(s) {', '.join(map(str, sorted(left_out)))} left out: "
@@ -271,14 +277,16 @@ def decide(rows: dict[str, dict], direction: str, tie: float | None = None,
     # fewer seeds after a failed health check may share none).
     runner_up = next((key for key in order[1:] if set(rows[key]["values"])
                       & set(rows[winner]["values"])), order[1])
-    paired = paired_difference(rows[winner]["values"], rows[runner_up]["values"])
+    paired = paired_difference(rows[winner]["values"], rows[runner_up]["values"],
+                               step=_step(rows[winner], rows[runner_up]))
     if paired is not None and sign * paired[0].mean < 0:
         # Ranked by means over unequal seeds (one left out by a health check), the leader
         # can trail on the seeds the two share: the pair is judged on those.
         first, second = order.index(winner), order.index(runner_up)
         order[first], order[second] = runner_up, winner
         winner, runner_up = runner_up, winner
-        paired = paired_difference(rows[winner]["values"], rows[runner_up]["values"])
+        paired = paired_difference(rows[winner]["values"], rows[runner_up]["values"],
+                                   step=_step(rows[winner], rows[runner_up]))
     verdict = {"winner": winner, "runner_up": runner_up, "ranking": order, "barred": barred}
     if paired is None:
         return {**verdict, "status": NOT_COMPARED,
@@ -490,6 +498,11 @@ def compare_pair(task: dict, metric: dict, first: str, second: str) -> dict:
     return figure
 
 
+def _step(*rows: dict) -> float:
+    """The coarser step of two rows' figures (0 for figures that do not move in steps)."""
+    return max(row.get("step") or 0.0 for row in rows)
+
+
 def _mean(values: dict, seeds: list) -> float:
     return sum(values[seed] for seed in seeds) / len(seeds)
 
@@ -499,7 +512,7 @@ def _paired_outcome(result: dict, rows: tuple[dict, dict], direction: str,
     """The two entries' paired per-seed difference on the figure alone."""
     sign = 1.0 if direction == "higher" else -1.0
     first, second = result["first"], result["second"]
-    paired = paired_difference(rows[0]["values"], rows[1]["values"])
+    paired = paired_difference(rows[0]["values"], rows[1]["values"], step=_step(*rows))
     if paired is None:
         return {**result, "outcome": "not compared", "reason": "no seed in common"}
     interval, differences = paired
