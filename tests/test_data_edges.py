@@ -76,6 +76,34 @@ def test_text_headers_stay_headers(tmp_path, content, labels, names, classes):
     assert dataset.class_names == classes
 
 
+@pytest.mark.parametrize(("content", "names"), [
+    ("1,2,3,\n4,5,6,\n", None),
+    ("a,b,c\n1,2,3,\n4,5,6,\n", ("a", "b", "c")),
+    ("a,b,c,\n1,2,3,\n4,5,6,\n", ("a", "b", "c")),
+    ("1\t2\t3\t\n4\t5\t6\t\n", None),
+])
+def test_a_delimiter_ending_every_row_adds_no_column(tmp_path, content, names):
+    """It was read as a fourth column of NaN ('contains 2 NaN ... index (0, 3)')."""
+    path = tmp_path / "trailing.csv"
+    path.write_text(content)
+    dataset = load_dataset(str(path))
+    np.testing.assert_array_equal(dataset.train.x, [[1, 2, 3], [4, 5, 6]])
+    assert dataset.feature_names == names
+    assert load_dataset(str(path), labels="last").train.labels.tolist() == [3, 6]
+    assert readers.table_columns(path) == (None if names is None else list(names), 3)
+
+
+@pytest.mark.parametrize(("content", "fragments"), [
+    ("a,b,c,d\n1,2,3,\n4,5,6,\n", ("2 NaN",)),  # a named column: its values are missing
+    ("1,2,3,\n4,5,6,7\n", ("1 NaN",)),  # a value missing in one row only
+    ("1,2,3,\n4,5,6\n", ("line 2 has 3 fields, expected 4", "line 1 ends with a delimiter")),
+])
+def test_a_last_column_empty_only_somewhere_is_still_refused(tmp_path, content, fragments):
+    path = tmp_path / "holes.csv"
+    path.write_text(content)
+    one_line_error(lambda: load_dataset(str(path)), str(path), *fragments)
+
+
 # ------------------------------------------------------------------ empty labels
 
 

@@ -418,31 +418,23 @@ def _delimiter(first_line: str) -> str | None:
 
 
 def table_columns(path: str | os.PathLike) -> tuple[list[str] | None, int]:
-    """A table's header (None when its first row holds a number: data) and its number of
-    columns, read from its first line as ``read_csv`` reads it."""
-    with open(path, encoding="utf-8-sig", errors="replace") as handle:
-        first_line = next((line for line in handle if line.strip()), "")
-    delimiter = _delimiter(first_line)
-    cells = ([cell.strip() for cell in next(csv.reader([first_line], delimiter=delimiter))]
-             if delimiter else first_line.split())
-    return (None if any(_is_number(cell) for cell in cells) else cells), len(cells)
-
-
-def read_csv(path: str | os.PathLike, labels: str | None = None) -> ArrayData:
-    """A numeric table, one example per row; a first row without any number is a header.
-
-    ``labels`` names the label column, or is ``"last"`` or ``"first"``; label values may
-    be integers or class names. The delimiter is the most common of , ; and tab on the
-    first line, else whitespace. A header's names of the feature columns are kept
-    (``feature_names``).
-    """
-    path = Path(path)
+    """A table's header (None when it has none) and its number of columns, as ``read_csv``
+    reads them; (None, 0) for a file it cannot read (reading it then says why)."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise DataError(f"file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(f"cannot read {path}: {_one_line(error)}") from None
+        text = Path(path).read_text(encoding="utf-8-sig", errors="replace")
+        header, rows = _table_layout(text, Path(path))
+    except (OSError, DataError):
+        return None, 0
+    return header, len(header) if header is not None else len(rows[0][1])
+
+
+def _table_layout(text: str, path: Path) -> tuple[list[str] | None, list[tuple[int, list[str]]]]:
+    """A table's header (None: none) and its non-blank rows as (line number, stripped cells).
+
+    A first row without any number is the header. A last column empty in every row because
+    each row ends with the delimiter ("1,2,3,") is no column: it is dropped, unless the header
+    names it (then its values are missing, and refused as such).
+    """
     lines = text.splitlines()
     first_line = next((line for line in lines if line.strip()), "")
     delimiter = _delimiter(first_line)
@@ -467,10 +459,40 @@ def read_csv(path: str | os.PathLike, labels: str | None = None) -> ArrayData:
         rows = rows[1:]
         if not rows:
             raise DataError(f"{path} has a header row but no data rows")
+    width = len(rows[0][1])
+    if delimiter and all(len(row) > 1 and not row[-1] for _, row in rows) and (
+            header is None or len(header) == width - 1
+            or (len(header) == width and not header[-1])):
+        rows = [(number, row[:-1]) for number, row in rows]
+        if header is not None and len(header) == width:
+            header = header[:-1]
+    return header, rows
+
+
+def read_csv(path: str | os.PathLike, labels: str | None = None) -> ArrayData:
+    """A numeric table, one example per row; a first row without any number is a header.
+
+    ``labels`` names the label column, or is ``"last"`` or ``"first"``; label values may
+    be integers or class names. The delimiter is the most common of , ; and tab on the
+    first line, else whitespace; a delimiter ending every row adds no column. A header's
+    names of the feature columns are kept (``feature_names``).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise DataError(f"file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"cannot read {path}: {_one_line(error)}") from None
+    header, rows = _table_layout(text, path)
     width = len(header) if header is not None else len(rows[0][1])
     for number, row in rows:
         if len(row) != width:
-            raise DataError(f"{path}: line {number} has {len(row)} fields, expected {width}")
+            first, cells = rows[0]
+            hint = (f" (line {first} ends with a delimiter, an empty last field; this line "
+                    "does not)" if len(row) == width - 1 and not cells[-1] else "")
+            raise DataError(
+                f"{path}: line {number} has {len(row)} fields, expected {width}{hint}")
 
     label_values = None
     if (labels not in (None, "first", "last") and (header is None or labels not in header)
