@@ -104,6 +104,40 @@ def test_a_last_column_empty_only_somewhere_is_still_refused(tmp_path, content, 
     one_line_error(lambda: load_dataset(str(path)), str(path), *fragments)
 
 
+@pytest.mark.parametrize(("content", "names"), [
+    ("# exported by X\n1,2,3\n4,5,6\n", None),
+    ("# exported by X, 2024\n\n#0,0,0\n1,2,3\n4,5,6\n", None),  # a row commented out
+    ("# exported by X\na,b,c\n1,2,3\n4,5,6\n", ("a", "b", "c")),
+    # The last comment naming every column is the header (np.savetxt's header=).
+    ("#id,a,b\n1,2,3\n4,5,6\n", ("id", "a", "b")),
+    ("# made by numpy\n# x y z\n1 2 3\n4 5 6\n", ("x", "y", "z")),
+    ("# a;b;c;\n1;2;3;\n4;5;6;\n", ("a", "b", "c")),
+])
+def test_comment_lines_before_the_data_are_skipped(tmp_path, content, names):
+    """The comment was read as the first row: 'line 2 has 1 fields, expected 3'."""
+    path = tmp_path / "commented.csv"
+    path.write_text(content)
+    dataset = load_dataset(str(path))
+    np.testing.assert_array_equal(dataset.train.x, [[1, 2, 3], [4, 5, 6]])
+    assert dataset.feature_names == names
+    assert readers.table_columns(path) == (None if names is None else list(names), 3)
+
+
+def test_a_numpy_header_comment_names_the_label_column_and_lines_keep_their_numbers(tmp_path):
+    path = tmp_path / "saved.csv"
+    np.savetxt(path, [[1, 2, 0], [3, 4, 1]], delimiter=",", header="a,b,kind", fmt="%g")
+    dataset = load_dataset(str(path), labels="kind")
+    assert dataset.feature_names == ("a", "b") and dataset.train.labels.tolist() == [0, 1]
+    path.write_text("# exported by X\n1,2\n3,oops\n")
+    one_line_error(lambda: load_dataset(str(path)), str(path), "line 3", "'oops'")
+    for content in ("1,2,3\n# a note\n4,5,6\n", "1,2,3\n#4,5,6\n"):
+        path.write_text(content)
+        one_line_error(lambda: load_dataset(str(path)), str(path), "line 2 is a comment",
+                       "only before the data")
+    path.write_text("# nothing here\n")
+    one_line_error(lambda: load_dataset(str(path)), str(path), "no data")
+
+
 # ------------------------------------------------------------------ empty labels
 
 
