@@ -859,8 +859,7 @@ def test_vary_edit_and_impute_read_inputs_on_the_runs_scale_and_shape(tmp_path, 
     np.save(tmp_path / "words.npy", np.array(["a", "b"]))
     for arguments, message in (
             (("vary", str(out), "--input", str(tmp_path / "wide.npy"), "--out",
-              str(tmp_path / "v.npy")), "wide.npy: examples are shaped (8,) but the model "
-                                        "expects (6,)"),
+              str(tmp_path / "v.npy")), "wide.npy: rows of 8 values; "),
             (("vary", str(out), "--input", str(tmp_path / "table.npy"), "--limit", "-1",
               "--out", str(tmp_path / "v.npy")), "--limit must be at least 1, got -1"),
             (("impute", str(out), "--input", str(tmp_path / "holes.npy"), "--mask",
@@ -868,6 +867,42 @@ def test_vary_edit_and_impute_read_inputs_on_the_runs_scale_and_shape(tmp_path, 
              "words.npy: a mask holds true/false (or 1/0) per entry")):
         code, _, err = run(capsys, *arguments)
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_examples_of_the_wrong_shape_name_their_option_and_the_runs_shape(tmp_path, capsys):
+    """They said 'the recorded rescaling has 10 means and 10 scales; the data has 7 features'
+    (a standardised run), or 'x: examples are shaped ...', naming neither option nor file."""
+    generator = np.random.default_rng(0)
+    np.save(tmp_path / "table.npy", generator.normal(size=(60, 10)).astype(np.float32) * 5)
+    out = tmp_path / "run"
+    assert run(capsys, "train", "ae", "--data", str(tmp_path / "table.npy"), "--epochs", "1",
+               "--hidden", "8", "--latent-dim", "3", "--out", str(out), "--quiet")[0] == 0
+    narrow = generator.normal(size=(4, 7)).astype(np.float32)
+    np.save(tmp_path / "narrow.npy", narrow)
+    narrow[0, 1] = np.nan
+    np.save(tmp_path / "holes.npy", narrow)
+    np.save(tmp_path / "single.npy", narrow[0])
+    np.save(tmp_path / "vector.npy", np.zeros(7, np.float32))
+    holes_file, narrow_file = str(tmp_path / "holes.npy"), str(tmp_path / "narrow.npy")
+    rows, trained = "rows of 7 values; ", f"{out} was trained on rows of 10"
+    for arguments, parts in (
+            (("impute", str(out), "--input", holes_file, "--out", str(tmp_path / "f.npy")),
+             (f"--input {holes_file}: {rows}{trained}",)),
+            (("impute", str(out), "--input", str(tmp_path / "single.npy"), "--out",
+              str(tmp_path / "f.npy")), ("single.npy: an array shaped (7,)", "(N, 10)")),
+            (("vary", str(out), "--input", narrow_file, "--out", str(tmp_path / "v.npy")),
+             (f"--input {narrow_file}: {rows}{trained}",)),
+            (("edit", str(out), "--input", str(tmp_path / "table.npy"), "--vector",
+              str(tmp_path / "vector.npy"), "--out", str(tmp_path / "e.npy")),
+             ("vector.npy: 7 values; ", "has 3 latent dimensions")),
+            (("reconstruct", str(out), "--data", narrow_file, "--out", str(tmp_path / "r.png")),
+             (f"--data {narrow_file}: {rows}{trained}",)),
+            (("evaluate", str(out), "--data", narrow_file, "--out", str(tmp_path / "m.json"),
+              "--quiet"), (f"--data {narrow_file}: {rows}{trained}",))):
+        _one_error_line(*run(capsys, *arguments)[::2], *parts)
+    np.save(tmp_path / "table.npy", np.load(narrow_file))  # the run's own data, changed since
+    _one_error_line(*run(capsys, "evaluate", str(out), "--quiet")[::2],
+                    f"table.npy (the data {out} records): {rows}{trained}")
 
 
 def test_impute_reads_8_bit_images_as_training_read_them(tmp_path, capsys):

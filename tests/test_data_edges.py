@@ -76,6 +76,68 @@ def test_text_headers_stay_headers(tmp_path, content, labels, names, classes):
     assert dataset.class_names == classes
 
 
+@pytest.mark.parametrize(("content", "names"), [
+    ("1,2,3,\n4,5,6,\n", None),
+    ("a,b,c\n1,2,3,\n4,5,6,\n", ("a", "b", "c")),
+    ("a,b,c,\n1,2,3,\n4,5,6,\n", ("a", "b", "c")),
+    ("1\t2\t3\t\n4\t5\t6\t\n", None),
+])
+def test_a_delimiter_ending_every_row_adds_no_column(tmp_path, content, names):
+    """It was read as a fourth column of NaN ('contains 2 NaN ... index (0, 3)')."""
+    path = tmp_path / "trailing.csv"
+    path.write_text(content)
+    dataset = load_dataset(str(path))
+    np.testing.assert_array_equal(dataset.train.x, [[1, 2, 3], [4, 5, 6]])
+    assert dataset.feature_names == names
+    assert load_dataset(str(path), labels="last").train.labels.tolist() == [3, 6]
+    assert readers.table_columns(path) == (None if names is None else list(names), 3)
+
+
+@pytest.mark.parametrize(("content", "fragments"), [
+    ("a,b,c,d\n1,2,3,\n4,5,6,\n", ("2 NaN",)),  # a named column: its values are missing
+    ("1,2,3,\n4,5,6,7\n", ("1 NaN",)),  # a value missing in one row only
+    ("1,2,3,\n4,5,6\n", ("line 2 has 3 fields, expected 4", "line 1 ends with a delimiter")),
+])
+def test_a_last_column_empty_only_somewhere_is_still_refused(tmp_path, content, fragments):
+    path = tmp_path / "holes.csv"
+    path.write_text(content)
+    one_line_error(lambda: load_dataset(str(path)), str(path), *fragments)
+
+
+@pytest.mark.parametrize(("content", "names"), [
+    ("# exported by X\n1,2,3\n4,5,6\n", None),
+    ("# exported by X, 2024\n\n#0,0,0\n1,2,3\n4,5,6\n", None),  # a row commented out
+    ("# exported by X\na,b,c\n1,2,3\n4,5,6\n", ("a", "b", "c")),
+    # The last comment naming every column is the header (np.savetxt's header=).
+    ("#id,a,b\n1,2,3\n4,5,6\n", ("id", "a", "b")),
+    ("# made by numpy\n# x y z\n1 2 3\n4 5 6\n", ("x", "y", "z")),
+    ("# a;b;c;\n1;2;3;\n4;5;6;\n", ("a", "b", "c")),
+])
+def test_comment_lines_before_the_data_are_skipped(tmp_path, content, names):
+    """The comment was read as the first row: 'line 2 has 1 fields, expected 3'."""
+    path = tmp_path / "commented.csv"
+    path.write_text(content)
+    dataset = load_dataset(str(path))
+    np.testing.assert_array_equal(dataset.train.x, [[1, 2, 3], [4, 5, 6]])
+    assert dataset.feature_names == names
+    assert readers.table_columns(path) == (None if names is None else list(names), 3)
+
+
+def test_a_numpy_header_comment_names_the_label_column_and_lines_keep_their_numbers(tmp_path):
+    path = tmp_path / "saved.csv"
+    np.savetxt(path, [[1, 2, 0], [3, 4, 1]], delimiter=",", header="a,b,kind", fmt="%g")
+    dataset = load_dataset(str(path), labels="kind")
+    assert dataset.feature_names == ("a", "b") and dataset.train.labels.tolist() == [0, 1]
+    path.write_text("# exported by X\n1,2\n3,oops\n")
+    one_line_error(lambda: load_dataset(str(path)), str(path), "line 3", "'oops'")
+    for content in ("1,2,3\n# a note\n4,5,6\n", "1,2,3\n#4,5,6\n"):
+        path.write_text(content)
+        one_line_error(lambda: load_dataset(str(path)), str(path), "line 2 is a comment",
+                       "only before the data")
+    path.write_text("# nothing here\n")
+    one_line_error(lambda: load_dataset(str(path)), str(path), "no data")
+
+
 # ------------------------------------------------------------------ empty labels
 
 

@@ -111,6 +111,22 @@ def _matched_columns(dataset, saved: dict, source: str):
         name: reordered(getattr(dataset, name)) for name in ("train", "validation", "test")})
 
 
+def _check_examples(shape, model, run: Path, source: str) -> None:
+    """Refuse examples (``shape``: one example's) that the run's model cannot read, in one line
+    naming ``source`` (the option and file they came from) and what the run was trained on;
+    checked before the run's rescaling, whose own complaint would name neither."""
+    from .data.validation import example_shape_problem
+
+    expected = tuple(model.input_shape)
+    problem = example_shape_problem(shape, expected,
+                                    expected_by=f"{run} was trained on examples shaped")
+    if problem is None:
+        return
+    if len(shape) == len(expected) == 1:
+        problem = f"rows of {shape[0]} values; {run} was trained on rows of {expected[0]}"
+    raise UsageError(f"{source}: {problem}")
+
+
 def _same_data(given: str, recorded: str | None) -> bool:
     """Whether --data names the data a run records (None: it records none)."""
     from .data.loading import recorded_data
@@ -119,7 +135,9 @@ def _same_data(given: str, recorded: str | None) -> bool:
 
 
 def _load_run_data(run: Path, data: str | None, data_dir: str | None,
-                   image_size: str | None = None):
+                   image_size: str | None = None, model=None):
+    """The data of ``run``, or the ``data`` given instead, on the scale its ``model`` was
+    trained on (and checked to fit that model, when given)."""
     from .data import load_dataset
     from .data.preparation import apply_preparation
 
@@ -135,6 +153,8 @@ def _load_run_data(run: Path, data: str | None, data_dir: str | None,
         other = _matched_columns(load_dataset(
             data, data_dir=data_dir, image_size=image_size,
             labels=_label_column_in(data, saved.get("labels"), features)), saved, data)
+        if model is not None:
+            _check_examples(other.shape, model, run, f"--data {data}")
         return apply_preparation(other, saved.get("preparation", {}))
     image_size = image_size or saved.get("image_size")
     # The same splits and values as in training, so the held-out part stays held out.
@@ -147,6 +167,9 @@ def _load_run_data(run: Path, data: str | None, data_dir: str | None,
         seed=saved.get("seed", 0),
         image_size=image_size,
     )
+    if model is not None:  # the recorded file, changed since training
+        source = f"--data {data}" if data is not None else f"{name} (the data {run} records)"
+        _check_examples(dataset.shape, model, run, source)
     return apply_preparation(dataset, saved.get("preparation", {}))
 
 
@@ -698,7 +721,8 @@ def command_evaluate(arguments) -> int:
                              "keeps those on the run's own data)")
     model = _load_model(run, arguments.device, arguments.command)
     weights = _weights_record(run)
-    dataset = _load_run_data(run, arguments.data, arguments.data_dir, arguments.image_size)
+    dataset = _load_run_data(run, arguments.data, arguments.data_dir, arguments.image_size,
+                             model)
     given = {}
     for name in ("importance_samples", "likelihood_examples", "generated_samples",
                  "max_examples"):
@@ -1003,7 +1027,6 @@ def _input_examples(path: str, model, run: Path) -> tuple:
     rescaling, to undo on what the model gives back; and the run's data record it read."""
     from .data import load_dataset
     from .data.preparation import apply_preparation
-    from .data.validation import example_shape_problem
 
     saved = _read_data_record(run)
     image_size = saved.get("image_size") if Path(path).expanduser().is_dir() else None
@@ -1011,8 +1034,7 @@ def _input_examples(path: str, model, run: Path) -> tuple:
         load_dataset(path, validation_fraction=0.0, image_size=image_size,
                      labels=_label_column_in(path, saved.get("labels"),
                                              math.prod(model.input_shape))), saved, path)
-    if problem := example_shape_problem(dataset.shape, model.input_shape):
-        raise UsageError(f"{path}: {problem}")
+    _check_examples(dataset.shape, model, run, f"--input {path}")
     preparation = saved.get("preparation") or {}
     x = apply_preparation(dataset, preparation).train.x
     return x.reshape(-1, *model.input_shape), preparation, saved
@@ -1084,10 +1106,13 @@ def command_edit(arguments) -> int:
     x = x[: arguments.limit]
     if arguments.vector is not None:
         vector = np.asarray(read_npy(Path(arguments.vector)), dtype=np.float32).reshape(-1)
+        if vector.size != model.latent_dim:  # a move in latent space, one value per code
+            raise UsageError(f"--vector {arguments.vector}: {vector.size} values; {run} has "
+                             f"{model.latent_dim} latent dimensions")
         if not np.isfinite(vector).all():
             raise UsageError(f"--vector {arguments.vector}: holds values that are not finite")
     else:
-        dataset = _load_run_data(run, arguments.data, arguments.data_dir)
+        dataset = _load_run_data(run, arguments.data, arguments.data_dir, model=model)
         if dataset.train.labels is None:
             raise UsageError(f"{dataset.name} has no labels to build a class vector from")
         classes = len(data_record.get("class_names") or []) or None
@@ -1127,7 +1152,7 @@ def command_reconstruct(arguments) -> int:
     _check_image_output(arguments)
     run = Path(arguments.run)
     model = _load_model(run, command=arguments.command, out=arguments.out)
-    dataset = _load_run_data(run, arguments.data, arguments.data_dir)
+    dataset = _load_run_data(run, arguments.data, arguments.data_dir, model=model)
     split = dataset.test or dataset.validation or dataset.train
     shown = split.x[: arguments.n]
     pairs = _data_units(np.concatenate([shown, model.reconstruct(shown)]), run)
@@ -1151,7 +1176,7 @@ def command_traverse(arguments) -> int:
                          f"{TRAVERSAL_STEPS} steps")
     run = Path(arguments.run)
     model = _load_model(run, command=arguments.command, out=arguments.out)
-    dataset = _load_run_data(run, arguments.data, arguments.data_dir)
+    dataset = _load_run_data(run, arguments.data, arguments.data_dir, model=model)
     split = dataset.test or dataset.validation or dataset.train
     decoded, dimensions = model.traverse(split.x[:2000], dimensions=arguments.dimensions,
                                          steps=arguments.steps, span=arguments.span)
@@ -1182,6 +1207,11 @@ def command_impute(arguments) -> int:
     run = Path(arguments.run)
     model = _load_model(run, command=arguments.command, out=arguments.out)
     raw = read_npy(Path(arguments.input))
+    if raw.ndim < 2:
+        raise UsageError(f"--input {arguments.input}: an array shaped {raw.shape}, without an "
+                         "axis of examples; impute reads examples along the first axis "
+                         f"(shape (N, {', '.join(map(str, model.input_shape))}))")
+    _check_examples(raw.shape[1:], model, run, f"--input {arguments.input}")
     # 8-bit images are read as x / 255, as training read them (and written back as 0-255).
     levels = 255.0 if raw.dtype == np.uint8 else 1.0
     given = np.asarray(raw, dtype=np.float32)

@@ -418,46 +418,52 @@ def _delimiter(first_line: str) -> str | None:
 
 
 def table_columns(path: str | os.PathLike) -> tuple[list[str] | None, int]:
-    """A table's header (None when its first row holds a number: data) and its number of
-    columns, read from its first line as ``read_csv`` reads it."""
-    with open(path, encoding="utf-8-sig", errors="replace") as handle:
-        first_line = next((line for line in handle if line.strip()), "")
-    delimiter = _delimiter(first_line)
-    cells = ([cell.strip() for cell in next(csv.reader([first_line], delimiter=delimiter))]
-             if delimiter else first_line.split())
-    return (None if any(_is_number(cell) for cell in cells) else cells), len(cells)
-
-
-def read_csv(path: str | os.PathLike, labels: str | None = None) -> ArrayData:
-    """A numeric table, one example per row; a first row without any number is a header.
-
-    ``labels`` names the label column, or is ``"last"`` or ``"first"``; label values may
-    be integers or class names. The delimiter is the most common of , ; and tab on the
-    first line, else whitespace. A header's names of the feature columns are kept
-    (``feature_names``).
-    """
-    path = Path(path)
+    """A table's header (None when it has none) and its number of columns, as ``read_csv``
+    reads them; (None, 0) for a file it cannot read (reading it then says why)."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise DataError(f"file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(f"cannot read {path}: {_one_line(error)}") from None
+        text = Path(path).read_text(encoding="utf-8-sig", errors="replace")
+        header, rows = _table_layout(text, Path(path))
+    except (OSError, DataError):
+        return None, 0
+    return header, len(header) if header is not None else len(rows[0][1])
+
+
+def _table_layout(text: str, path: Path) -> tuple[list[str] | None, list[tuple[int, list[str]]]]:
+    """A table's header (None: none) and its non-blank rows as (line number, stripped cells).
+
+    Lines starting with '#' before the first row are comments. A first row without any number
+    is the header; without one, the last comment is the header when it names every column
+    (no number in it), as ``np.savetxt(header=...)`` writes it. A last column empty in every
+    row because each row ends with the delimiter ("1,2,3,") is no column: it is dropped,
+    unless the header names it (then its values are missing, and refused as such).
+    """
     lines = text.splitlines()
-    first_line = next((line for line in lines if line.strip()), "")
-    delimiter = _delimiter(first_line)
+    start = next((index for index, line in enumerate(lines)
+                  if line.strip() and not line.lstrip().startswith("#")), len(lines))
+    comments = [line.strip().lstrip("#") for line in lines[:start] if line.strip()]
+    delimiter = _delimiter(lines[start] if start < len(lines) else "")
+
+    def split(line: str) -> list[str]:
+        if not delimiter:
+            return line.split()
+        return [cell.strip() for cell in next(csv.reader([line], delimiter=delimiter), [])]
+
     if delimiter:
-        parsed = csv.reader(io.StringIO(text), delimiter=delimiter)
+        # The comments blanked, not removed, so that line numbers stay those of the file.
+        body = "\n" * start + "".join(text.splitlines(keepends=True)[start:])
+        parsed = csv.reader(io.StringIO(body), delimiter=delimiter)
         try:
             rows = [(number, [cell.strip() for cell in row])
                     for number, row in enumerate(parsed, 1)]
         except csv.Error as error:
             raise DataError(f"{path}: line {parsed.line_num}: {_one_line(error)}") from None
     else:
-        rows = [(number, line.split()) for number, line in enumerate(lines, start=1)]
+        rows = [(number, line.split()) for number, line in enumerate(lines, start=1)
+                if number > start]
     rows = [(number, row) for number, row in rows if any(row)]
     if not rows:
-        raise DataError(f"{path} holds no data")
+        raise DataError(f"{path} holds no data" + (" (only '#' comment lines)" if comments
+                                                   else ""))
 
     header: list[str] | None = None
     # A header has no number in it: a first row with one is data, so its missing-value marker
@@ -467,10 +473,52 @@ def read_csv(path: str | os.PathLike, labels: str | None = None) -> ArrayData:
         rows = rows[1:]
         if not rows:
             raise DataError(f"{path} has a header row but no data rows")
+    width = len(rows[0][1])
+    trailing = delimiter is not None and all(len(row) > 1 and not row[-1] for _, row in rows)
+    if trailing and (header is None or len(header) == width - 1
+                     or (len(header) == width and not header[-1])):
+        rows = [(number, row[:-1]) for number, row in rows]
+        if header is not None and len(header) == width:
+            header = header[:-1]
+        width -= 1
+    if header is None and comments:
+        # Only with one name per column, which prose seldom has; a header left a comment
+        # shifts nothing (a row with a number is never taken for names).
+        names = split(comments[-1])
+        if trailing and len(names) == width + 1 and not names[-1]:
+            names = names[:-1]
+        if len(names) == width and any(names) and not any(_is_number(name) for name in names):
+            header = names
+    return header, rows
+
+
+def read_csv(path: str | os.PathLike, labels: str | None = None) -> ArrayData:
+    """A numeric table, one example per row; a first row without any number is a header.
+
+    ``labels`` names the label column, or is ``"last"`` or ``"first"``; label values may
+    be integers or class names. The delimiter is the most common of , ; and tab on the
+    first row, else whitespace; a delimiter ending every row adds no column. Lines starting
+    with '#' before the rows are comments (the last one may be the header: ``_table_layout``).
+    A header's names of the feature columns are kept (``feature_names``).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise DataError(f"file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"cannot read {path}: {_one_line(error)}") from None
+    header, rows = _table_layout(text, path)
     width = len(header) if header is not None else len(rows[0][1])
     for number, row in rows:
+        if row[0].startswith("#") and len(row) != width:
+            raise _comment_among_rows(path, number)
         if len(row) != width:
-            raise DataError(f"{path}: line {number} has {len(row)} fields, expected {width}")
+            first, cells = rows[0]
+            hint = (f" (line {first} ends with a delimiter, an empty last field; this line "
+                    "does not)" if len(row) == width - 1 and not cells[-1] else "")
+            raise DataError(
+                f"{path}: line {number} has {len(row)} fields, expected {width}{hint}")
 
     label_values = None
     if (labels not in (None, "first", "last") and (header is None or labels not in header)
@@ -499,6 +547,8 @@ def read_csv(path: str | os.PathLike, labels: str | None = None) -> ArrayData:
         for number, row in rows:
             for column, cell in enumerate(row):
                 if cell and not _is_number(cell):
+                    if column == 0 and label_column != 0 and cell.startswith("#"):
+                        raise _comment_among_rows(path, number) from None
                     where = f"column {header[column]!r}" if header else f"column {column + 1}"
                     hint = ("" if header or number != rows[0][0] else
                             "; a first row with a number in it is data, not a header")
@@ -509,6 +559,11 @@ def read_csv(path: str | os.PathLike, labels: str | None = None) -> ArrayData:
     names = None if header is None else tuple(
         cell or f"feature {index + 1}" for index, cell in enumerate(header))
     return ArrayData(x, label_values, None, feature_names=names)
+
+
+def _comment_among_rows(path: Path, number: int) -> DataError:
+    return DataError(f"{path}: line {number} is a comment ('#') among the data rows; comments "
+                     "are read only before the data")
 
 
 def _label_column(

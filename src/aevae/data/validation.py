@@ -167,15 +167,17 @@ def check_float32_rounding(values, name: str, error: type[Exception] = None) -> 
     warnings.warn(text, RuntimeWarning, stacklevel=3)
 
 
-def example_shape_problem(shape: tuple[int, ...], expected: tuple[int, ...]) -> str | None:
+def example_shape_problem(shape: tuple[int, ...], expected: tuple[int, ...], *,
+                          expected_by: str = "the model expects") -> str | None:
     """Why examples shaped ``shape`` cannot be read as ``expected`` (a model's input shape), or
     None when they can: the same shape, either side flat (an image's values in order), or an
     image without its single channel axis. Another arrangement of the same values is refused:
-    reshaping it would scramble them (channels last read as channels first)."""
+    reshaping it would scramble them (channels last read as channels first). ``expected_by``
+    words who expects ``expected``."""
     shape, expected = tuple(int(side) for side in shape), tuple(expected)
     if shape == expected:
         return None
-    problem = f"examples are shaped {shape} but the model expects {expected}"
+    problem = f"examples are shaped {shape} but {expected_by} {expected}"
     if math.prod(shape) != math.prod(expected):
         return problem
     if len(shape) == 1 or len(expected) == 1:
