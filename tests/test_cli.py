@@ -55,6 +55,15 @@ def test_resume_continues_a_run(tmp_path, capsys):
     assert code == 2 and "it holds an ae, the command asks for vae" in err
     code, _, err = run(capsys, "train", "--out", str(tmp_path / "new"), "--resume", "--quiet")
     assert code == 2 and "train needs model" in err  # nothing to resume there
+    # Its saved configuration names the data the records gave, and starts a run of its own.
+    saved = tmp_path / "resumed.toml"
+    assert run(capsys, "train", "--out", str(out), "--epochs", "5", "--resume", "--quiet",
+               "--save-config", str(saved))[0] == 0
+    text = saved.read_text()
+    assert 'data = "digits"' in text and "\nresume" not in text
+    code, out_text, err = run(capsys, "train", "--config", str(saved), "--out",
+                              str(tmp_path / "copy"), "--quiet")
+    assert code == 0 and "trained ae for 5 epochs" in out_text and "nothing to resume" not in err
 
 
 def test_evaluate_sample_reconstruct(trained_run, tmp_path, capsys):
@@ -1285,4 +1294,9 @@ def test_train_can_keep_a_test_split_for_evaluate(tmp_path, capsys):
     assert "note: measured on the validation split, which chose the best epoch" in out
     code, _, err = run(capsys, "train", "ae", "--data", str(path), "--test-fraction", "0.2",
                        "--stream", "--out", str(tmp_path / "streamed"), "--quiet")
-    assert code == 2 and "--test-fraction needs the data in memory" in err
+    assert code == 2 and "--test-fraction needs the data in memory (leave out --stream)" in err
+    fitted = tmp_path / "fitted"
+    assert run(capsys, "train", "ae", "--data", str(path), "--epochs", "1",
+               "--validation-fraction", "0", "--out", str(fitted), "--quiet")[0] == 0
+    code, out, _ = run(capsys, "evaluate", str(fitted), "--metrics", "reconstruction", "--quiet")
+    assert code == 0 and "note: measured on the training split, which the model was fitted" in out

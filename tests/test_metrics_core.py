@@ -462,6 +462,15 @@ def test_spacings_are_measured_between_distinct_rows():
     assert six_times["mean_train_distance"] == pytest.approx(once["mean_train_distance"])
     holes = metrics.latent_holes(train, seed=0)["radius"]
     assert metrics.latent_holes(repeated, seed=0)["radius"] == pytest.approx(holes)
+    # Sample quality's balls too (precision, density and coverage were 0 for every sampler).
+    from aevae.metrics.generation import ReferenceSet, density_coverage, sample_quality
+
+    for reference in (train, repeated):
+        quality = sample_quality(ReferenceSet(reference), queries, None)
+        assert quality["precision_recall"]["precision"] > 0.6
+        assert quality["density_coverage"]["coverage"] > 0.6
+    assert metrics.precision_recall(repeated, queries) == metrics.precision_recall(train, queries)
+    assert density_coverage(repeated, queries) == density_coverage(train, queries)
     # Without a repeat nothing changes, to the last bit.
     from aevae.metrics._utils import kth_neighbour_distances, mean_spacing
 

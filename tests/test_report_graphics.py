@@ -568,7 +568,7 @@ def test_feature_error_chart_names_features_and_draws_bars(tmp_path):
 
     path = tmp_path / "table.csv"
     rows = ["height,weight,colour index,kind"] + [
-        f"{i},{2 * i % 7},{i % 3},{'ab'[i % 2]}" for i in range(20)]
+        f"{i},{2 * i % 7},{i % 3},{'ab'[i % 2]}" for i in range(40)]
     path.write_text("\n".join(rows) + "\n")
     names = ["height", "weight", "colour index"]
     assert list(load_dataset(path, labels="kind").feature_names) == names

@@ -311,3 +311,26 @@ def test_runs_lists_a_read_only_store_and_shows_why_runs_did_not_finish(tmp_path
     assert code == 0 and [line.split()[0] for line in only.splitlines()[2:]] == ["killed"]
     with RunStore(path, read_only=True) as store:
         assert store.get("killed").status == "running"  # not marked failed by the listing
+
+
+def test_a_read_only_store_whose_log_holds_runs_is_refused_not_read_without_them(
+        tmp_path, monkeypatch):
+    """Read as a file that does not change (its folder cannot be written), a store skips its
+    write-ahead log: runs still in it would be missing from the listing without a word."""
+    path = tmp_path / "runs.sqlite"
+    with RunStore(path) as store:
+        store.claim("done", described(entry="done"))
+    (tmp_path / "runs.sqlite-wal").write_bytes(b"pending pages")
+    connect = sqlite3.connect
+
+    def read_only_folder(database, *arguments, **options):
+        if "mode=ro" in str(database) and "immutable=1" not in str(database):
+            raise sqlite3.OperationalError("unable to open database file")
+        return connect(database, *arguments, **options)
+
+    monkeypatch.setattr(sqlite3, "connect", read_only_folder)
+    with pytest.raises(StoreError, match="its latest runs are still in runs.sqlite-wal"):
+        RunStore(path, read_only=True)
+    (tmp_path / "runs.sqlite-wal").write_bytes(b"")  # an empty log: read as the file alone
+    with RunStore(path, read_only=True) as store:
+        assert store.get("done") is not None

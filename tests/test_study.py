@@ -232,6 +232,8 @@ def test_rerun_reuses_every_finished_run(digits_study):
     # Said as such (it read "0 run(s) trained or evaluated now ... study overhead 100.0%").
     assert (f"Nothing trained or evaluated now: all {len(again['runs'])} run(s) came from the "
             "store; wall time") in study_text(again)
+    assert (f"<p>Nothing trained or evaluated now: all {len(again['runs'])} run(s) came from "
+            "the store; wall time") in (out / "report.html").read_text()
     assert again["summary"] == first["summary"] and again["claims"] == first["claims"]
     for run in again["runs"]:
         assert Path(run["path"], "metrics.json").read_bytes() == metrics[run["id"]]

@@ -371,8 +371,9 @@ def _stream_source(arguments, record: dict):
     if record["labels"] is not None:
         raise UsageError("--stream reads x only: labels need the data in memory")
     if record.get("test_fraction"):
-        raise UsageError("--stream holds out a validation split only: --test-fraction needs "
-                         "the data in memory (leave out --stream)")
+        raise UsageError("a streamed file holds out a validation split only: --test-fraction "
+                         "needs the data in memory" + (" (leave out --stream)" if
+                                                       arguments.stream else ""))
     fraction, seed = record["validation_fraction"], record["seed"]
     if is_npy:
         # As load_dataset splits in memory: validation carved from the whole file, then the
@@ -531,6 +532,10 @@ def command_train(arguments) -> int:
     options = _model_options(arguments)
     resumed = out if arguments.resume and (out / CONFIG_FILE).is_file() else None
     record = _data_record(arguments, resumed)
+    if resumed is not None:  # what the run's records name, for --save-config to write
+        for key in ("data", "labels", "data_dir", "image_size"):
+            if getattr(arguments, key) is None:
+                setattr(arguments, key, record.get(key))
     config = _training_config(arguments, record["seed"])
     model = None
     if resumed is not None:
@@ -614,7 +619,10 @@ def command_train(arguments) -> int:
     if not is_main_process():  # under torchrun, rank 0 reports and writes
         return 0
     if arguments.save_config:
-        options = {key: value for key, value in vars(arguments).items() if key not in NOT_SAVED}
+        # resume is an action on a folder, not a setting of the run: saved while resuming, it
+        # would make every run started from the file "resume" an empty folder.
+        options = {key: value for key, value in vars(arguments).items()
+                   if key not in NOT_SAVED and key != "resume"}
         options["option"] = dict(options["option"] or [])
         options.update(seed=record["seed"], validation_fraction=record["validation_fraction"],
                        test_fraction=record.get("test_fraction", 0.0))
@@ -774,6 +782,10 @@ def command_evaluate(arguments) -> int:
           f"its settings in {out}")
     if result["split"] == "validation":  # early stopping chose the epoch on these examples
         print("note: measured on the validation split, which chose the best epoch, so the "
+              "figures lean optimistic; `aevae train --test-fraction 0.2` keeps a test split "
+              "for evaluate")
+    elif result["split"] == "train":
+        print("note: measured on the training split, which the model was fitted to, so the "
               "figures lean optimistic; `aevae train --test-fraction 0.2` keeps a test split "
               "for evaluate")
     return 0

@@ -417,11 +417,18 @@ def _delimiter(first_line: str) -> str | None:
     return delimiter if counts[delimiter] else None
 
 
+_LAYOUT_BYTES = 1 << 20  # what table_columns reads of a file
+
+
 def table_columns(path: str | os.PathLike) -> tuple[list[str] | None, int]:
     """A table's header (None when it has none) and its number of columns, as ``read_csv``
     reads them; (None, 0) for a file it cannot read (reading it then says why)."""
     try:
-        text = Path(path).read_text(encoding="utf-8-sig", errors="replace")
+        with open(path, "rb") as file:  # the layout shows in its first lines: not a whole file
+            head = file.read(_LAYOUT_BYTES + 1)
+        if len(head) > _LAYOUT_BYTES:
+            head = head[:head.rfind(b"\n", 0, _LAYOUT_BYTES) + 1] or head[:_LAYOUT_BYTES]
+        text = head.decode("utf-8-sig", errors="replace")
         header, rows = _table_layout(text, Path(path))
     except (OSError, DataError):
         return None, 0

@@ -12,6 +12,7 @@ from scipy.special import entr
 from ._utils import (
     SeedLike,
     as_2d,
+    distinct_rows,
     make_generator,
     neighbour_radii,
     seed_record,
@@ -118,7 +119,7 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> dict:
 
     Returns {"precision", "recall", "k", "n_real", "n_fake"}.
     """
-    real_values = as_2d(real, "real")
+    real_values = distinct_rows(as_2d(real, "real"))  # repeats would make balls of radius 0
     fake_values = as_2d(fake, "fake")
     real_radii = neighbour_radii(real_values, (k,))
     fake_radii = neighbour_radii(fake_values, (k,))[k]
@@ -136,7 +137,7 @@ def density_coverage(real: np.ndarray, fake: np.ndarray, k: int = 5) -> dict:
 
     Returns {"density", "coverage", "k", "n_real", "n_fake"}.
     """
-    real_values = as_2d(real, "real")
+    real_values = distinct_rows(as_2d(real, "real"))
     fake_values = as_2d(fake, "fake")
     real_radii = neighbour_radii(real_values, (k,))
     # Recall is not reported here: any radii serve for the unused fake-side balls.
@@ -158,7 +159,9 @@ class ReferenceSet:
         self.covariance = np.atleast_2d(np.cov(self.features, rowvar=False))
         self.max_samples = max_samples
         self.seed = seed
-        self.subset = subsample(self.features, max_samples, make_generator(seed))
+        # Distinct rows: data with repeated rows would give their balls a radius of 0 (the
+        # generator's own repeats count: a sampler that repeats itself covers less).
+        self.subset = distinct_rows(subsample(self.features, max_samples, make_generator(seed)))
         self.radii = neighbour_radii(self.subset, tuple(ks))
 
 

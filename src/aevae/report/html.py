@@ -667,7 +667,12 @@ def settings_section(results: dict) -> str:
     parts = ["<h3>Runs</h3>",
              _table(["model", "seed", "status", "epochs (best)", "training [s]",
                      "evaluation [s]", "device", "run id"], rows)]
-    if timing:
+    if timing and not timing["runs_executed"]:
+        from .text import nothing_trained
+
+        parts.append(f"<p>{e(nothing_trained(results))}; wall time "
+                     f"{timing['wall_seconds']:.1f} s.</p>")
+    elif timing:
         fraction = timing.get("overhead_fraction")
         parts.append(
             f"<p>Wall time {timing['wall_seconds']:.1f} s for {timing['runs_executed']} "

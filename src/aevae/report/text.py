@@ -37,6 +37,14 @@ def _value(value, digits: int) -> str:
     return format_value(value, digits) if value is not None else "n/a"
 
 
+def nothing_trained(results: dict) -> str:
+    """What a call that trained and evaluated no run did: its runs came from the store."""
+    runs = results.get("runs") or []
+    reused = sum(bool(run.get("reused")) for run in runs)
+    whole = "all " if reused == len(runs) else ""
+    return f"Nothing trained or evaluated now: {whole}{reused} run(s) came from the store"
+
+
 def copies_sentence(data: dict) -> str | None:
     """A warning when test examples repeat training examples (data with duplicated rows)."""
     copies = data.get("test_copies_of_training") or 0
@@ -212,8 +220,7 @@ def study_text(results: dict) -> str:
                               _headline_rows(results)))
     timing = results.get("timing")
     if timing and not timing["runs_executed"]:  # an overhead of 100% would say nothing
-        lines.append(f"\nNothing trained or evaluated now: all {len(results.get('runs') or [])} "
-                     f"run(s) came from the store; wall time {timing['wall_seconds']:.0f} s")
+        lines.append(f"\n{nothing_trained(results)}; wall time {timing['wall_seconds']:.0f} s")
     elif timing:
         lines.append(f"\n{timing['runs_executed']} run(s) trained or evaluated now, wall time "
                      f"{timing['wall_seconds']:.0f} s (study overhead "

@@ -124,7 +124,7 @@ def _failures(study: dict, runs: list[dict]) -> dict[str, dict[int, str]]:
 
     failures: dict[str, dict[int, str]] = {}
     try:
-        with RunStore(path) as store:
+        with RunStore(path, read_only=True) as store:  # a report writes no run
             for run in missing:
                 row = store.get(run["id"])
                 # An interrupted run (its process gone) is unfinished work, not a failed one:

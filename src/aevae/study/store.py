@@ -183,7 +183,13 @@ class RunStore:
             if "unable to open" not in str(error):
                 raise
         # A WAL store in a folder this process cannot write: SQLite cannot make its
-        # shared-memory file there, so read the file as one that does not change.
+        # shared-memory file there, so read the file as one that does not change; that
+        # reading skips the write-ahead log, so a log still holding runs is refused.
+        log = self.path.with_name(self.path.name + "-wal")
+        if log.is_file() and log.stat().st_size > 0:
+            raise StoreError(f"{self.path}: cannot read it in this read-only folder: its "
+                             f"latest runs are still in {log.name} (copy the folder somewhere "
+                             "writable, or open it once where it can be written)")
         return sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None)
 
     def _create(self) -> str:
