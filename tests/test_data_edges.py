@@ -77,14 +77,24 @@ def test_text_headers_stay_headers(tmp_path, content, labels, names, classes):
 
 
 @pytest.mark.parametrize(("content", "names"), [
+    # A delimiter ending every row adds no column (it was read as a fourth column of NaN,
+    # 'contains 2 NaN ... index (0, 3)').
     ("1,2,3,\n4,5,6,\n", None),
     ("a,b,c\n1,2,3,\n4,5,6,\n", ("a", "b", "c")),
     ("a,b,c,\n1,2,3,\n4,5,6,\n", ("a", "b", "c")),
     ("1\t2\t3\t\n4\t5\t6\t\n", None),
+    # Comment lines before the data are skipped (the comment was read as the first row:
+    # 'line 2 has 1 fields, expected 3').
+    ("# exported by X\n1,2,3\n4,5,6\n", None),
+    ("# exported by X, 2024\n\n#0,0,0\n1,2,3\n4,5,6\n", None),  # a row commented out
+    ("# exported by X\na,b,c\n1,2,3\n4,5,6\n", ("a", "b", "c")),
+    # The last comment naming every column is the header (np.savetxt's header=).
+    ("#id,a,b\n1,2,3\n4,5,6\n", ("id", "a", "b")),
+    ("# made by numpy\n# x y z\n1 2 3\n4 5 6\n", ("x", "y", "z")),
+    ("# a;b;c;\n1;2;3;\n4;5;6;\n", ("a", "b", "c")),
 ])
-def test_a_delimiter_ending_every_row_adds_no_column(tmp_path, content, names):
-    """It was read as a fourth column of NaN ('contains 2 NaN ... index (0, 3)')."""
-    path = tmp_path / "trailing.csv"
+def test_a_table_is_read_as_the_columns_it_holds(tmp_path, content, names):
+    path = tmp_path / "table.csv"
     path.write_text(content)
     dataset = load_dataset(str(path))
     np.testing.assert_array_equal(dataset.train.x, [[1, 2, 3], [4, 5, 6]])
@@ -102,25 +112,6 @@ def test_a_last_column_empty_only_somewhere_is_still_refused(tmp_path, content, 
     path = tmp_path / "holes.csv"
     path.write_text(content)
     one_line_error(lambda: load_dataset(str(path)), str(path), *fragments)
-
-
-@pytest.mark.parametrize(("content", "names"), [
-    ("# exported by X\n1,2,3\n4,5,6\n", None),
-    ("# exported by X, 2024\n\n#0,0,0\n1,2,3\n4,5,6\n", None),  # a row commented out
-    ("# exported by X\na,b,c\n1,2,3\n4,5,6\n", ("a", "b", "c")),
-    # The last comment naming every column is the header (np.savetxt's header=).
-    ("#id,a,b\n1,2,3\n4,5,6\n", ("id", "a", "b")),
-    ("# made by numpy\n# x y z\n1 2 3\n4 5 6\n", ("x", "y", "z")),
-    ("# a;b;c;\n1;2;3;\n4;5;6;\n", ("a", "b", "c")),
-])
-def test_comment_lines_before_the_data_are_skipped(tmp_path, content, names):
-    """The comment was read as the first row: 'line 2 has 1 fields, expected 3'."""
-    path = tmp_path / "commented.csv"
-    path.write_text(content)
-    dataset = load_dataset(str(path))
-    np.testing.assert_array_equal(dataset.train.x, [[1, 2, 3], [4, 5, 6]])
-    assert dataset.feature_names == names
-    assert readers.table_columns(path) == (None if names is None else list(names), 3)
 
 
 def test_a_numpy_header_comment_names_the_label_column_and_lines_keep_their_numbers(tmp_path):
