@@ -43,6 +43,7 @@ def run_tests(work: Path, arguments) -> tuple[Path, Path, float, int]:
         **os.environ,
         "AEVAE_CAMPAIGN_LOG": str(log),
         "AEVAE_PROPERTY_EXAMPLES": str(arguments.examples),
+        "AEVAE_PROPERTY_EXPLORE": "1",  # new examples each campaign; the suite's are fixed
         "AEVAE_TRAINING_KILLS": str(arguments.training_kills),
         "AEVAE_STUDY_KILLS": str(arguments.study_kills),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"),

@@ -386,3 +386,17 @@ def test_float64_values_whose_variation_float32_would_round_away_are_refused(tmp
     one_line_error(lambda: NpyStream(tmp_path / "big_endian.npy"), "rounding noise")
     one_line_error(lambda: validate_array((2 ** 40 + rng.integers(0, 3, (100, 4))).astype(
         np.uint64)), "rounding noise")
+
+
+def test_values_below_float32_s_range_are_zeros_not_a_lost_spread():
+    """Codes of 1e-120 (a property test drew them) were refused as '100% rounding noise':
+    below float32's smallest normal number every value is 0 to a model, and decodes as such."""
+    import aevae
+    from aevae.data.validation import float32_rounding
+
+    tiny = np.array([[0.0, 1.46e-120, 1.46e-120], [1.46e-120, 1.46e-120, 1.46e-120]])
+    assert float32_rounding(tiny) is None
+    model = aevae.make("ae", input_shape=(6,), latent_dim=3, hidden=(8,))
+    np.testing.assert_array_equal(model.decode(tiny), model.decode(np.zeros((2, 3))))
+    # A spread float32 can hold is still judged (1e8 plus a unit spread is refused).
+    assert float32_rounding(np.array([[1e8 + 1.0], [1e8 + 2.0], [1e8 + 3.0]]))[3] > 0.5

@@ -139,8 +139,10 @@ def float32_rounding(values) -> tuple[int, float, float, float] | None:
     mean = total / count
     spread = np.sqrt(np.maximum(squares / count - mean ** 2, 0.0))
     # Integers are exact; a float feature varying by a few steps of float64's last bit is
-    # constant up to float64's own rounding.
-    varies = spread > (0.0 if integers else 8 * np.finfo(np.float64).eps * largest)
+    # constant up to float64's own rounding; one below float32's smallest normal number is 0
+    # to every model (codes of 1e-120 decode as zeros), not a spread to protect.
+    varies = ((spread > (0.0 if integers else 8 * np.finfo(np.float64).eps * largest))
+              & (largest >= np.finfo(np.float32).tiny))
     with np.errstate(divide="ignore", invalid="ignore"):
         lost = np.where(varies, np.sqrt(errors / count) / np.where(varies, spread, 1.0), 0.0)
     worst = int(np.argmax(lost))
